@@ -1,0 +1,175 @@
+"""Backend adapter protocol: arrays, RNG/noise, devices, synchronization and autodiff helpers.
+
+Every estimator implementation talks to its backend only through a :class:`Backend` (``ctx.B``) and a
+:class:`Noise` source (``ctx.noise``), so the same formula reads alike on NumPy, PyTorch and JAX.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+Array = Any
+DTYPES = ("float64", "float32")
+
+
+class Noise:
+    """Source of base randomness for one call.  Shapes are tuples; draws are in the context dtype."""
+
+    def normal(self, shape: Sequence[int]) -> Array:
+        raise NotImplementedError
+
+    def uniform(self, shape: Sequence[int]) -> Array:
+        """Uniform on the open interval (0, 1)."""
+        raise NotImplementedError
+
+    def standard_gamma(self, alpha: Array, shape: Sequence[int]) -> Array:
+        """Gamma(alpha, 1) draws, ``alpha`` broadcast to ``shape``; no gradient attached."""
+        raise NotImplementedError
+
+    def gumbel(self, shape: Sequence[int]) -> Array:
+        u = self.uniform(shape)
+        return -self.B.log(-self.B.log(u))  # type: ignore[attr-defined]
+
+
+class NumpySourcedNoise(Noise):
+    """Draws with one NumPy generator and converts: identical base noise on every backend."""
+
+    def __init__(self, rng: np.random.Generator, B: Backend, dtype: str, device: str) -> None:
+        self.rng, self.B, self.dtype, self.device = rng, B, dtype, device
+
+    def _conv(self, x: np.ndarray) -> Array:
+        return self.B.asarray(x, self.dtype, self.device)
+
+    def normal(self, shape: Sequence[int]) -> Array:
+        return self._conv(self.rng.standard_normal(tuple(shape)))
+
+    def uniform(self, shape: Sequence[int]) -> Array:
+        u = self.rng.random(tuple(shape))
+        tiny = np.finfo(self.dtype).tiny
+        return self._conv(np.clip(u, tiny, 1.0 - np.finfo(self.dtype).epsneg))
+
+    def standard_gamma(self, alpha: Array, shape: Sequence[int]) -> Array:
+        a = np.broadcast_to(self.B.to_numpy(alpha).astype(np.float64), tuple(shape))
+        return self._conv(self.rng.standard_gamma(a))
+
+
+class Backend:
+    """Base class of the three adapters; subclasses fill in the array-library specifics."""
+
+    name = "base"
+    xp: Any = np
+
+    # -- availability and devices ---------------------------------------------------------
+    def unavailable_reason(self) -> str | None:
+        """None when the library imports, else why not."""
+        return None
+
+    def devices(self) -> list[str]:
+        return ["cpu"]
+
+    def device_error(self, device: str) -> str | None:
+        """None when ``device`` can run here, else a reason naming the valid devices."""
+        reason = self.unavailable_reason()
+        if reason:
+            return reason
+        if device not in self.devices():
+            return f"device {device!r} is not available for {self.name}; available: {self.devices()}"
+        return None
+
+    def device_names(self) -> dict[str, str]:
+        return {}
+
+    def versions(self) -> dict[str, str]:
+        return {}
+
+    def threads(self) -> dict[str, Any]:
+        return {}
+
+    # -- arrays ---------------------------------------------------------------------------
+    def asarray(self, x: Any, dtype: str, device: str) -> Array:
+        raise NotImplementedError
+
+    def to_numpy(self, x: Array) -> np.ndarray:
+        raise NotImplementedError
+
+    def sync(self, x: Any) -> None:
+        """Block until the work producing ``x`` (a pytree of arrays) has finished."""
+
+    def noise(self, seed: int, dtype: str, device: str) -> Noise:
+        raise NotImplementedError
+
+    def numpy_noise(self, rng: np.random.Generator, dtype: str, device: str) -> Noise:
+        return NumpySourcedNoise(rng, self, dtype, device)
+
+    # -- execution -----------------------------------------------------------------------
+    def compile(self, fn: Callable[[Any, Any], Any], jit: bool = True) -> Callable[[Any, Any], Any]:
+        """Prepare ``fn(params, noise_seed)`` for repeated calls (JAX jit-compiles it)."""
+        return fn
+
+    def grad_batched(self, surrogate: Callable[[dict], Array], params: dict[str, Array]) -> dict:
+        """Per-replicate gradients of ``surrogate(P) -> [R]`` w.r.t. ``P`` of shape [R, *shape]."""
+        raise NotImplementedError(f"{self.name} has no autodiff; write the gradient analytically")
+
+    def expand_params(self, params: dict[str, Array], R: int) -> dict[str, Array]:
+        """Parameters broadcast to a leading replicate axis [R, *shape] (fresh arrays)."""
+        raise NotImplementedError
+
+    # -- math that differs between libraries ------------------------------------------------
+    def stop_gradient(self, x: Array) -> Array:
+        return x
+
+    def lgamma(self, x: Array) -> Array:
+        raise NotImplementedError
+
+    def digamma(self, x: Array) -> Array:
+        raise NotImplementedError
+
+    def log_softmax(self, x: Array, axis: int = -1) -> Array:
+        raise NotImplementedError
+
+    def softmax(self, x: Array, axis: int = -1) -> Array:
+        return self.xp.exp(self.log_softmax(x, axis))
+
+    def sigmoid(self, x: Array) -> Array:
+        raise NotImplementedError
+
+    def log_sigmoid(self, x: Array) -> Array:
+        """log(sigmoid(x)), stable for large |x|."""
+        return -self.softplus(-x)
+
+    def softplus(self, x: Array) -> Array:
+        xp = self.xp
+        return xp.maximum(x, 0 * x) + xp.log1p(xp.exp(-xp.abs(x)))
+
+    def log(self, x: Array) -> Array:
+        return self.xp.log(x)
+
+    def exp(self, x: Array) -> Array:
+        return self.xp.exp(x)
+
+    def where(self, c: Array, a: Array, b: Array) -> Array:
+        return self.xp.where(c, a, b)
+
+    def one_hot(self, idx: Array, k: int, like: Array) -> Array:
+        raise NotImplementedError
+
+    def argmax(self, x: Array, axis: int = -1) -> Array:
+        return x.argmax(axis)
+
+    def sum(self, x: Array, axis: int | tuple[int, ...]) -> Array:
+        return x.sum(axis)
+
+    def mean(self, x: Array, axis: int | tuple[int, ...]) -> Array:
+        return x.mean(axis)
+
+    def zeros_like(self, x: Array) -> Array:
+        return self.xp.zeros_like(x)
+
+    def stack(self, xs: Sequence[Array], axis: int = 0) -> Array:
+        return self.xp.stack(list(xs), axis)
+
+    def concat(self, xs: Sequence[Array], axis: int = 0) -> Array:
+        return self.xp.concatenate(list(xs), axis)

@@ -1,0 +1,139 @@
+"""JAX backend: ``grad``/``vmap``/``jit``, devices ``cpu`` and ``gpu[:N]``; jax is optional."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from harness.backends.base import Array, Backend, Noise
+
+try:  # optional at import time: a missing backend is reported, never a crash
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # float64 measurements need it; float32 stays selectable
+    import jax.numpy as jnp
+    from jax.scipy import special as jsp
+
+    _IMPORT_ERROR: str | None = None
+except Exception as exc:  # pragma: no cover - exercised only where jax is absent
+    jax = jnp = jsp = None  # type: ignore[assignment]
+    _IMPORT_ERROR = f"jax is not importable: {type(exc).__name__}: {exc}"
+
+
+class JaxNoise(Noise):
+    """Splits a key per draw; works inside ``jax.jit`` (the key is a traced argument)."""
+
+    def __init__(self, key: Any, dtype: str, B: Backend) -> None:
+        self.key, self.dtype, self.B = key, jnp.dtype(dtype), B
+
+    def _next(self) -> Any:
+        self.key, sub = jax.random.split(self.key)
+        return sub
+
+    def normal(self, shape: Sequence[int]) -> Array:
+        return jax.random.normal(self._next(), tuple(shape), dtype=self.dtype)
+
+    def uniform(self, shape: Sequence[int]) -> Array:
+        fi = jnp.finfo(self.dtype)
+        return jax.random.uniform(self._next(), tuple(shape), dtype=self.dtype, minval=fi.tiny, maxval=1.0)
+
+    def standard_gamma(self, alpha: Array, shape: Sequence[int]) -> Array:
+        a = jnp.broadcast_to(jax.lax.stop_gradient(jnp.asarray(alpha, self.dtype)), tuple(shape))
+        return jax.lax.stop_gradient(jax.random.gamma(self._next(), a, dtype=self.dtype))
+
+
+def _platform(device: str) -> tuple[str, int]:
+    plat, _, idx = device.partition(":")
+    return plat, int(idx) if idx else 0
+
+
+class JaxBackend(Backend):
+    name = "jax"
+
+    @property
+    def xp(self) -> Any:  # type: ignore[override]
+        return jnp
+
+    def unavailable_reason(self) -> str | None:
+        return _IMPORT_ERROR
+
+    def _gpus(self) -> list[Any]:
+        try:
+            return list(jax.devices("gpu"))
+        except RuntimeError:
+            return []
+
+    def devices(self) -> list[str]:
+        if jax is None:
+            return []
+        gpus = self._gpus()
+        return ["cpu"] + (["gpu"] + [f"gpu:{i}" for i in range(len(gpus))] if gpus else [])
+
+    def device_names(self) -> dict[str, str]:
+        if jax is None:
+            return {}
+        return {f"gpu:{i}": getattr(d, "device_kind", str(d)) for i, d in enumerate(self._gpus())}
+
+    def versions(self) -> dict[str, str]:
+        if jax is None:
+            return {}
+        import jaxlib
+
+        return {"jax": jax.__version__, "jaxlib": jaxlib.__version__}
+
+    def threads(self) -> dict[str, Any]:
+        import os
+
+        return {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
+
+    def _device(self, device: str) -> Any:
+        plat, idx = _platform(device)
+        return jax.devices(plat)[idx]
+
+    def asarray(self, x: Any, dtype: str, device: str) -> Array:
+        return jax.device_put(jnp.asarray(np.asarray(x), dtype=dtype), self._device(device))
+
+    def to_numpy(self, x: Array) -> np.ndarray:
+        return np.asarray(x)
+
+    def sync(self, x: Any) -> None:
+        jax.block_until_ready(x)
+
+    def noise(self, seed: int, dtype: str, device: str) -> Noise:
+        key = jax.device_put(jax.random.PRNGKey(int(seed) % (2**63)), self._device(device))
+        return JaxNoise(key, dtype, self)
+
+    def make_noise(self, key: Any, dtype: str) -> Noise:
+        return JaxNoise(key, dtype, self)
+
+    def compile(self, fn: Callable[[Any, Any], Any], jit: bool = True) -> Callable[[Any, Any], Any]:
+        return jax.jit(fn) if jit else fn
+
+    def expand_params(self, params: dict[str, Array], R: int) -> dict[str, Array]:
+        return {k: jnp.broadcast_to(v, (R, *v.shape)) for k, v in params.items()}
+
+    def grad_batched(self, surrogate: Callable[[dict], Array], params: dict[str, Array]) -> dict:
+        return jax.grad(lambda P: surrogate(P).sum())(params)
+
+    def stop_gradient(self, x: Array) -> Array:
+        return jax.lax.stop_gradient(x)
+
+    def lgamma(self, x: Array) -> Array:
+        return jsp.gammaln(x)
+
+    def digamma(self, x: Array) -> Array:
+        return jsp.digamma(x)
+
+    def log_softmax(self, x: Array, axis: int = -1) -> Array:
+        return jax.nn.log_softmax(x, axis=axis)
+
+    def sigmoid(self, x: Array) -> Array:
+        return jax.nn.sigmoid(x)
+
+    def softplus(self, x: Array) -> Array:
+        return jax.nn.softplus(x)
+
+    def one_hot(self, idx: Array, k: int, like: Array) -> Array:
+        return jax.nn.one_hot(idx, k, dtype=like.dtype)

@@ -1,0 +1,136 @@
+"""PyTorch backend: autograd gradients, devices ``cpu`` and ``cuda[:N]``; torch is optional."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from harness.backends.base import Array, Backend, Noise
+
+try:  # optional at import time: a missing backend is reported, never a crash
+    import torch
+
+    _IMPORT_ERROR: str | None = None
+except Exception as exc:  # pragma: no cover - exercised only where torch is absent
+    torch = None  # type: ignore[assignment]
+    _IMPORT_ERROR = f"torch is not importable: {type(exc).__name__}: {exc}"
+
+
+def _dtype(name: str) -> Any:
+    return {"float64": torch.float64, "float32": torch.float32}[name]
+
+
+class TorchNoise(Noise):
+    def __init__(self, seed: int, dtype: str, device: str, B: Backend) -> None:
+        self.gen = torch.Generator(device=device).manual_seed(int(seed) % (2**63))
+        self.dtype, self.device, self.B = _dtype(dtype), torch.device(device), B
+
+    def normal(self, shape: Sequence[int]) -> Array:
+        return torch.randn(tuple(shape), generator=self.gen, dtype=self.dtype, device=self.device)
+
+    def uniform(self, shape: Sequence[int]) -> Array:
+        u = torch.rand(tuple(shape), generator=self.gen, dtype=self.dtype, device=self.device)
+        fi = torch.finfo(self.dtype)
+        return u.clamp(fi.tiny, 1.0 - fi.eps / 2)
+
+    def standard_gamma(self, alpha: Array, shape: Sequence[int]) -> Array:
+        a = torch.as_tensor(alpha, dtype=self.dtype, device=self.device).detach().expand(tuple(shape))
+        # torch._standard_gamma has no generator argument; fork the global RNG from ours.
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.gen, device=self.device).item())
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            return torch._standard_gamma(a.contiguous())
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    @property
+    def xp(self) -> Any:  # type: ignore[override]
+        return torch
+
+    def unavailable_reason(self) -> str | None:
+        return _IMPORT_ERROR
+
+    def devices(self) -> list[str]:
+        if torch is None:
+            return []
+        out = ["cpu"]
+        if torch.cuda.is_available():
+            n = torch.cuda.device_count()
+            out += ["cuda"] + [f"cuda:{i}" for i in range(n)]
+        return out
+
+    def device_names(self) -> dict[str, str]:
+        if torch is None:
+            return {}
+        out = {"cpu": "cpu"}
+        if torch.cuda.is_available():
+            for i in range(torch.cuda.device_count()):
+                out[f"cuda:{i}"] = torch.cuda.get_device_name(i)
+            out["cuda_driver"] = str(getattr(torch.version, "cuda", ""))
+        return out
+
+    def versions(self) -> dict[str, str]:
+        return {} if torch is None else {"torch": torch.__version__}
+
+    def threads(self) -> dict[str, Any]:
+        if torch is None:
+            return {}
+        return {"torch_num_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads()}
+
+    def asarray(self, x: Any, dtype: str, device: str) -> Array:
+        if isinstance(x, torch.Tensor):
+            return x.to(dtype=_dtype(dtype), device=device)
+        return torch.as_tensor(np.array(x), dtype=_dtype(dtype), device=device)
+
+    def to_numpy(self, x: Array) -> np.ndarray:
+        if isinstance(x, torch.Tensor):
+            return x.detach().to("cpu").numpy()
+        return np.asarray(x)
+
+    def sync(self, x: Any) -> None:
+        if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+
+    def noise(self, seed: int, dtype: str, device: str) -> Noise:
+        return TorchNoise(seed, dtype, device, self)
+
+    def expand_params(self, params: dict[str, Array], R: int) -> dict[str, Array]:
+        return {k: v.detach().expand(R, *v.shape).clone() for k, v in params.items()}
+
+    def grad_batched(self, surrogate: Callable[[dict], Array], params: dict[str, Array]) -> dict:
+        leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        out = surrogate(leaves)
+        names = list(leaves)
+        grads = torch.autograd.grad(out.sum(), [leaves[k] for k in names], allow_unused=True)
+        return {k: (torch.zeros_like(leaves[k]) if g is None else g) for k, g in zip(names, grads)}
+
+    def stop_gradient(self, x: Array) -> Array:
+        return x.detach()
+
+    def lgamma(self, x: Array) -> Array:
+        return torch.lgamma(x)
+
+    def digamma(self, x: Array) -> Array:
+        return torch.digamma(x)
+
+    def log_softmax(self, x: Array, axis: int = -1) -> Array:
+        return torch.log_softmax(x, dim=axis)
+
+    def sigmoid(self, x: Array) -> Array:
+        return torch.sigmoid(x)
+
+    def softplus(self, x: Array) -> Array:
+        return torch.nn.functional.softplus(x)
+
+    def one_hot(self, idx: Array, k: int, like: Array) -> Array:
+        return torch.nn.functional.one_hot(idx, k).to(like.dtype)
+
+    def stack(self, xs: Sequence[Array], axis: int = 0) -> Array:
+        return torch.stack(list(xs), dim=axis)
+
+    def concat(self, xs: Sequence[Array], axis: int = 0) -> Array:
+        return torch.cat(list(xs), dim=axis)

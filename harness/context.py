@@ -1,0 +1,86 @@
+"""The estimator protocol's single argument: everything one call needs, on one backend.
+
+An implementation is ``fn(ctx) -> {param: array[R, *param_shape]}``: R independent L-sample gradient
+estimates, vectorized over R.  ``ctx`` gives the backend adapter ``B``, the problem, the parameter
+values as backend arrays, the noise source, L, R and the hyperparameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from harness.backends import Backend, Noise
+from harness.problems import Problem
+
+Array = Any
+
+
+@dataclass
+class Context:
+    B: Backend
+    problem: Problem
+    params: dict[str, Array]  # backend arrays, parameter shapes (no replicate axis)
+    op: dict[str, Any]  # objective parameters; vectors as backend arrays
+    noise: Noise
+    L: int
+    R: int
+    hyper: dict[str, Any] = field(default_factory=dict)
+    dtype: str = "float64"
+    device: str = "cpu"
+
+    @property
+    def dist(self) -> Any:
+        return self.problem.dist
+
+    @property
+    def dim(self) -> int:
+        return self.problem.dim
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return self.problem.event_shape
+
+    def f(self, z: Array) -> Array:
+        """Total cost f(z) over the last event axes: [R, L, *event] -> [R, L]."""
+        return self.problem.objective(self.B, z, self.op)
+
+    def f_site(self, z: Array) -> Array:
+        """Per-site cost g(z_site): [R, L, *event] -> [R, L, D]."""
+        return self.problem.objective.per_site(self.B, z, self.op)
+
+    def batched(self) -> dict[str, Array]:
+        """Parameters with a replicate axis [R, *shape]; differentiate w.r.t. these per replicate."""
+        return self.B.expand_params(self.params, self.R)
+
+    def sample(self, P: dict[str, Array] | None = None, L: int | None = None) -> Array:
+        """L draws per replicate [R, L, *event], no gradient attached."""
+        return self.dist.sample(self.B, self.noise, self.batched() if P is None else P, self.L if L is None else L)
+
+    def log_prob(self, z: Array, P: dict[str, Array]) -> Array:
+        return self.dist.log_prob(self.B, z, P)
+
+    def exact_value(self) -> float:
+        """E[f(z)] from the problem's ground truth (for oracle baselines)."""
+        return self.problem.exact.value
+
+    def with_(self, **kw: Any) -> Context:
+        return replace(self, **kw)
+
+
+def make_context(
+    problem: Problem,
+    B: Backend,
+    *,
+    L: int,
+    R: int,
+    noise: Noise,
+    hyper: dict[str, Any] | None = None,
+    dtype: str = "float64",
+    device: str = "cpu",
+) -> Context:
+    params = {k: B.asarray(v, dtype, device) for k, v in problem.params_np.items()}
+    op = {k: (B.asarray(v, dtype, device) if isinstance(v, np.ndarray) else v) for k, v in problem.op.items()}
+    return Context(B, problem, params, op, noise, L, R, dict(hyper or {}), dtype, device)

@@ -1,0 +1,332 @@
+"""Suite files (TOML) -> validated, expanded list of Cells.
+
+Format (see README "Suite format")::
+
+    [suite]                       # name, description, seed, replicates, dtype, timing, precision
+    name = "smoke"
+    seed = 0
+    replicates = 2000
+
+    [[sweep]]                     # each sweep is a cartesian product; several sweeps are concatenated
+    estimators = ["pathwise", "score_function*"]   # fnmatch patterns over registered names
+    backends = ["numpy", "torch", "jax"]
+    devices = ["cpu"]             # cpu | cuda[:N] | gpu[:N]  (cuda/gpu name the GPU for either library)
+    n_samples = [1, 4, 16]
+    hyper = { temperature = [0.1, 0.5] }           # swept for estimators declaring the hyperparameter
+    problems = "examples"         # or a list of [[sweep.problems]] tables:
+    [[sweep.problems]]
+    distribution = "normal"
+    params = { loc = 0.5, scale = 1.5 }            # scalars broadcast; lists give per-site values
+    sweep_params = { scale = [0.5, 2.0] }          # optional scalar sweep of a parameter
+    objective = ["quadratic", "cos"]               # a name or a list
+    objective_params = { k = 0.0 }
+    dims = [1, 10]
+    options = { categories = 4 }
+
+    [[exclude]]                   # drop cells matching every given field (fnmatch for strings)
+    estimator = "score_function"
+    dim = 1000
+
+Capabilities decide what is expanded: an estimator that does not apply to a distribution, needs more
+samples than L, or needs a differentiable objective is dropped and the drop is counted with its reason.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from harness.backends import BACKEND_NAMES, DTYPES
+from harness.cells import Cell
+from harness.problems import DISTRIBUTIONS, ProblemError, ProblemSpec, example_problems, get_objective
+from harness.registry import EstimatorSpec, estimator_names, list_estimators
+
+SUITE_KEYS = {
+    "name",
+    "description",
+    "seed",
+    "replicates",
+    "dtype",
+    "timing",
+    "precision",
+    "max_replicates",
+    "max_seconds",
+    "max_memory",
+    "timing_max_s",
+}
+SWEEP_KEYS = {"estimators", "backends", "devices", "n_samples", "hyper", "problems", "replicates", "dtype"}
+PROBLEM_KEYS = {"distribution", "params", "sweep_params", "objective", "objective_params", "dims", "options"}
+EXCLUDE_KEYS = {"estimator", "backend", "device", "distribution", "objective", "dim", "n_samples"}
+DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|gpu(:\d+)?)$")
+
+
+class SuiteError(ValueError):
+    """Invalid suite input; the CLI prints it as ``error: FILE: KEY: message`` and exits with 2."""
+
+    def __init__(self, path: str, key: str, message: str) -> None:
+        super().__init__(f"{path}: {key}: {message}")
+        self.path, self.key, self.message = path, key, message
+
+
+@dataclass
+class Expansion:
+    cells: list[Cell]
+    dropped: Counter = field(default_factory=Counter)
+    suite: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        lines = [f"expanded {len(self.cells)} cells"]
+        if self.dropped:
+            lines.append(f"dropped {sum(self.dropped.values())} combinations:")
+            lines += [f"  {n:6d}  {why}" for why, n in self.dropped.most_common()]
+        return "\n".join(lines)
+
+
+def estimator_applies(spec: EstimatorSpec, problem: ProblemSpec) -> tuple[bool, str]:
+    if not spec.applies_to(problem.distribution):
+        return False, f"{spec.name} does not apply to {problem.distribution}"
+    obj = get_objective(problem.objective)
+    if "differentiable" in spec.requires and not obj.differentiable:
+        return False, f"{spec.name} needs a differentiable objective ({problem.objective} is not)"
+    if "separable" in spec.requires and not obj.separable:
+        return False, f"{spec.name} needs a separable objective"
+    return True, ""
+
+
+def map_device(backend: str, device: str) -> str | None:
+    """Suite device names -> the backend's own (cuda and gpu are synonyms); None: not for this backend."""
+    plat, _, idx = device.partition(":")
+    if plat == "cpu":
+        return "cpu"
+    if backend == "numpy":
+        return None
+    name = {"torch": "cuda", "jax": "gpu"}[backend]
+    return f"{name}:{idx}" if idx else name
+
+
+def _list(v: Any) -> list[Any]:
+    return list(v) if isinstance(v, list | tuple) else [v]
+
+
+def _ctx(path: str, key: str) -> Any:
+    def err(msg: str) -> SuiteError:
+        return SuiteError(path, key, msg)
+
+    return err
+
+
+def _check_keys(path: str, where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
+    if not isinstance(table, Mapping):
+        raise SuiteError(path, where, f"must be a table, got {type(table).__name__}")
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise SuiteError(path, f"{where}.{unknown[0]}", f"unknown key; valid: {sorted(allowed)}")
+
+
+def _pos_ints(path: str, key: str, v: Any) -> list[int]:
+    vals = _list(v)
+    if not vals:
+        raise SuiteError(path, key, "must not be empty")
+    for x in vals:
+        if not isinstance(x, int) or isinstance(x, bool) or x < 1:
+            raise SuiteError(path, key, f"must be a positive integer (or a list of them), got {x!r}")
+    return vals
+
+
+def _strings(path: str, key: str, v: Any) -> list[str]:
+    vals = _list(v)
+    if not vals or not all(isinstance(x, str) for x in vals):
+        raise SuiteError(path, key, f"must be a string or a non-empty list of strings, got {v!r}")
+    return vals
+
+
+def _problems(path: str, where: str, raw: Any) -> list[ProblemSpec]:
+    if raw == "examples":
+        return example_problems()
+    if not isinstance(raw, list) or not raw:
+        raise SuiteError(path, where, 'must be "examples" or a non-empty list of [[sweep.problems]] tables')
+    out: list[ProblemSpec] = []
+    for i, t in enumerate(raw):
+        w = f"{where}[{i}]"
+        _check_keys(path, w, t, PROBLEM_KEYS)
+        dist = t.get("distribution")
+        if dist not in DISTRIBUTIONS:
+            raise SuiteError(
+                path, f"{w}.distribution", f"unknown distribution {dist!r}; valid: {sorted(DISTRIBUTIONS)}"
+            )
+        objectives = _strings(path, f"{w}.objective", t.get("objective", "quadratic"))
+        dims = _pos_ints(path, f"{w}.dims", t.get("dims", 1))
+        params = dict(t.get("params", {}))
+        sweeps = t.get("sweep_params", {})
+        _check_keys(
+            path, f"{w}.sweep_params", sweeps, set(DISTRIBUTIONS[dist].params) | set(DISTRIBUTIONS[dist].aliases)
+        )
+        names = list(sweeps)
+        for combo in itertools.product(*[_list(sweeps[n]) for n in names]) if names else [()]:
+            ps = {**params, **dict(zip(names, combo))}
+            for obj, dim in itertools.product(objectives, dims):
+                spec = ProblemSpec(dist, obj, dim, ps, dict(t.get("objective_params", {})), dict(t.get("options", {})))
+                try:
+                    spec.build()
+                except ProblemError as exc:
+                    raise SuiteError(path, f"{w}.{exc.key}", str(exc).split(": ", 1)[1]) from None
+                out.append(spec)
+    return out
+
+
+def _hyper_grid(path: str, where: str, spec: EstimatorSpec, hyper: Mapping[str, Any]) -> list[dict[str, Any]]:
+    names = [k for k in hyper if k in spec.hyperparameters]
+    grid = []
+    for combo in itertools.product(*[_list(hyper[k]) for k in names]):
+        h = dict(zip(names, combo))
+        for k, v in h.items():
+            msg = spec.hyperparameters[k].validate(v)
+            if msg:
+                raise SuiteError(path, f"{where}.hyper.{k}", f"{v!r} {msg} (estimator {spec.name})")
+        grid.append(h)
+    return grid
+
+
+def _excluded(cell: Cell, rules: list[Mapping[str, Any]]) -> bool:
+    fields = {
+        "estimator": cell.estimator,
+        "backend": cell.backend,
+        "device": cell.device,
+        "distribution": cell.problem.distribution,
+        "objective": cell.problem.objective,
+        "dim": cell.problem.dim,
+        "n_samples": cell.n_samples,
+    }
+    for r in rules:
+        if all(
+            (fnmatch.fnmatch(str(fields[k]), v) if isinstance(v, str) else fields[k] in _list(v)) for k, v in r.items()
+        ):
+            return True
+    return False
+
+
+def load_suite(path: str | Path) -> dict[str, Any]:
+    p = str(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise SuiteError(p, "file", "no such suite file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(p, "toml", f"not valid TOML: {exc}") from None
+    allowed_top = {"suite", "sweep", "exclude"}
+    unknown = sorted(set(data) - allowed_top)
+    if unknown:
+        raise SuiteError(p, unknown[0], f"unknown top-level key; valid: {sorted(allowed_top)}")
+    return data
+
+
+def expand(
+    path: str | Path,
+    data: Mapping[str, Any] | None = None,
+    *,
+    backends: list[str] | None = None,
+    devices: list[str] | None = None,
+    replicates: int | None = None,
+    seed: int | None = None,
+    dtype: str | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Expansion:
+    """Validate a suite and expand it into cells; CLI overrides take precedence over the file."""
+    p = str(path)
+    data = load_suite(path) if data is None else data
+    meta = dict(data.get("suite", {}))
+    _check_keys(p, "suite", meta, SUITE_KEYS)
+    name = meta.get("name", Path(p).stem)
+    seed = seed if seed is not None else meta.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise SuiteError(p, "suite.seed", f"must be a non-negative integer, got {seed!r}")
+    R_default = replicates if replicates is not None else meta.get("replicates", 2000)
+    _pos_ints(p, "suite.replicates" if replicates is None else "--replicates", R_default)
+    dtype_default = dtype or meta.get("dtype", "float64")
+    if dtype_default not in DTYPES:
+        raise SuiteError(p, "suite.dtype", f"unknown dtype {dtype_default!r}; valid: {list(DTYPES)}")
+    opts = {
+        k: meta[k] for k in ("precision", "max_replicates", "max_seconds", "max_memory", "timing_max_s") if k in meta
+    }
+    for k, v in opts.items():
+        if not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
+            raise SuiteError(p, f"suite.{k}", f"must be a positive number, got {v!r}")
+    opts.update({k: v for k, v in (options or {}).items() if v is not None})
+    timing = meta.get("timing", True)
+    if not isinstance(timing, bool):
+        raise SuiteError(p, "suite.timing", f"must be true or false, got {timing!r}")
+    sweeps = data.get("sweep", [])
+    if not isinstance(sweeps, list) or not sweeps:
+        raise SuiteError(p, "sweep", "at least one [[sweep]] table is required")
+    rules = data.get("exclude", [])
+    for i, r in enumerate(rules):
+        _check_keys(p, f"exclude[{i}]", r, EXCLUDE_KEYS)
+    known = estimator_names()
+    cells: list[Cell] = []
+    dropped: Counter = Counter()
+    for si, sw in enumerate(sweeps):
+        w = f"sweep[{si}]"
+        _check_keys(p, w, sw, SWEEP_KEYS)
+        pats = _strings(p, f"{w}.estimators", sw.get("estimators", "*"))
+        for pat in pats:
+            if not fnmatch.filter(known, pat):
+                raise SuiteError(p, f"{w}.estimators", f"unknown estimator {pat!r}; valid: {known}")
+        bks = _strings(p, f"{w}.backends", sw.get("backends", list(BACKEND_NAMES)))
+        for b in bks:
+            if b not in BACKEND_NAMES:
+                raise SuiteError(p, f"{w}.backends", f"unknown backend {b!r}; valid: {list(BACKEND_NAMES)}")
+        if backends:
+            bks = [b for b in bks if b in backends]
+        devs = devices or _strings(p, f"{w}.devices", sw.get("devices", ["cpu"]))
+        for d in devs:
+            if not DEVICE_RE.match(d):
+                raise SuiteError(
+                    p,
+                    f"{w}.devices" if not devices else "--device",
+                    f"unknown device {d!r}; valid: cpu, cuda, cuda:N, gpu, gpu:N",
+                )
+        Ls = _pos_ints(p, f"{w}.n_samples", sw.get("n_samples", [1]))
+        R = replicates or sw.get("replicates", R_default)
+        _pos_ints(p, f"{w}.replicates", R)
+        dt = dtype or sw.get("dtype", dtype_default)
+        if dt not in DTYPES:
+            raise SuiteError(p, f"{w}.dtype", f"unknown dtype {dt!r}; valid: {list(DTYPES)}")
+        hyper = sw.get("hyper", {})
+        _check_keys(p, f"{w}.hyper", hyper, {k for s in list_estimators() for k in s.hyperparameters})
+        problems = _problems(p, f"{w}.problems", sw.get("problems", "examples"))
+        specs = [s for s in list_estimators() if s.backend in bks and any(fnmatch.fnmatch(s.name, q) for q in pats)]
+        for spec in specs:
+            grid = _hyper_grid(p, w, spec, hyper)
+            for prob in problems:
+                ok, why = estimator_applies(spec, prob)
+                for dev in devs:
+                    bdev = map_device(spec.backend, dev)
+                    for L in Ls:
+                        for h in grid:
+                            if not ok:
+                                dropped[why] += 1
+                                continue
+                            if bdev is None:
+                                dropped[f"{spec.backend} runs on cpu only (device {dev})"] += 1
+                                continue
+                            if spec.min_samples > L:
+                                dropped[f"{spec.name} needs L >= {spec.min_samples}"] += 1
+                                continue
+                            cell = Cell(spec.name, spec.backend, bdev, prob, L, int(R), h, name, seed, dt, timing, opts)
+                            if _excluded(cell, rules):
+                                dropped["excluded by [[exclude]]"] += 1
+                                continue
+                            cells.append(cell)
+    unique = list({c.key(): c for c in cells}.values())
+    if len(unique) < len(cells):
+        dropped["duplicate cell (same identity in two sweeps)"] += len(cells) - len(unique)
+    return Expansion(unique, dropped, {"name": name, "seed": seed, **meta})

@@ -1,0 +1,143 @@
+"""Statistical validation of an estimator against exact gradients (used by tests and ``stochgrad check``).
+
+Unbiasedness: every coordinate's z = (mean - exact) / SE must satisfy |z| <= z_crit, with z_crit
+Bonferroni-corrected over all coordinates tested (family-wise false-alarm rate ``alpha``).  SE comes from
+batch means (``batches`` groups of replicates), which stays honest for heavy-tailed estimators.
+Power: the test must be able to see a bias of ``detectable`` × the RMS of the exact gradient (floor:
+``abs_floor``): the half-width z_crit·SE of every coordinate must be below that, else the verdict is
+``underpowered`` rather than a pass.  A test that cannot fail is not a test.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+from harness.problems import Problem, ProblemSpec, example_problems
+from harness.registry import EstimatorSpec, get_estimator
+from harness.runner import estimate
+
+
+def z_critical(alpha: float, n_tests: int) -> float:
+    """Two-sided Bonferroni critical value."""
+    return NormalDist().inv_cdf(1 - alpha / (2 * max(n_tests, 1)))
+
+
+def batch_se(G: np.ndarray, batches: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and batch-means standard error per coordinate of G [R, C]."""
+    R = G.shape[0]
+    b = max(2, min(batches, R // 2))
+    n = (R // b) * b
+    means = G[:n].reshape(b, n // b, -1).mean(1)
+    return G.mean(0), means.std(0, ddof=1) / math.sqrt(b)
+
+
+@dataclass
+class CheckResult:
+    estimator: str
+    backend: str
+    problem: str
+    L: int
+    R: int
+    verdict: str  # pass | biased | underpowered | nan | error
+    max_abs_z: float
+    z_crit: float
+    halfwidth_ratio: float  # max over coords of z_crit*SE / detectable bias (must be <= 1)
+    variance: dict[str, float] = field(default_factory=dict)
+    bias: dict[str, float] = field(default_factory=dict)
+    detail: str = ""
+
+    def line(self) -> str:
+        var = " ".join(f"Var[{k}]={v:.4g}" for k, v in self.variance.items())
+        return (
+            f"{self.verdict:12s} |z|max={self.max_abs_z:6.2f} (crit {self.z_crit:.2f}) "
+            f"power={self.halfwidth_ratio:5.2f} {var}  {self.problem} L={self.L} R={self.R} {self.detail}"
+        )
+
+
+def check_problem(
+    spec: EstimatorSpec,
+    problem: Problem,
+    *,
+    L: int = 4,
+    R: int = 20000,
+    seed: int = 0,
+    alpha: float = 1e-3,
+    n_tests: int | None = None,
+    detectable: float = 0.1,
+    abs_floor: float = 1e-3,
+    batches: int = 100,
+    hyper: dict[str, Any] | None = None,
+    dtype: str = "float64",
+) -> CheckResult:
+    """z-test every coordinate of every parameter; ``n_tests`` overrides the Bonferroni count."""
+    L = max(L, spec.min_samples)
+    try:
+        G, _ = estimate(spec, problem, L=L, R=R, seed=seed, hyper=hyper, dtype=dtype)
+    except Exception as exc:
+        return CheckResult(
+            spec.name,
+            spec.backend,
+            problem.label(),
+            L,
+            R,
+            "error",
+            math.nan,
+            math.nan,
+            math.nan,
+            detail=f"{type(exc).__name__}: {exc}",
+        )
+    ex = problem.exact.grads
+    coords = sum(int(np.prod(ex[k].shape)) for k in ex)
+    zc = z_critical(alpha, n_tests or coords)
+    all_rms = math.sqrt(np.mean(np.concatenate([ex[k].ravel() ** 2 for k in ex])))
+    max_z, ratio, variance, bias = 0.0, 0.0, {}, {}
+    for k, e in ex.items():
+        g = G[k].reshape(G[k].shape[0], -1)
+        if not np.all(np.isfinite(g)):
+            return CheckResult(
+                spec.name,
+                spec.backend,
+                problem.label(),
+                L,
+                R,
+                "nan",
+                math.nan,
+                zc,
+                math.nan,
+                detail=f"non-finite estimates for {k}",
+            )
+        m, se = batch_se(g, batches)
+        d = m - e.ravel()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(se > 0, np.abs(d) / se, np.where(np.abs(d) > 1e-9 * (1 + np.abs(e.ravel())), np.inf, 0.0))
+        max_z = max(max_z, float(z.max()))
+        tol = max(detectable * max(math.sqrt(np.mean(e**2)), detectable * all_rms), abs_floor)
+        ratio = max(ratio, float((zc * se).max() / tol))
+        variance[k] = float(g.var(0, ddof=1).mean())
+        bias[k] = float(np.sqrt(np.mean(d**2)))
+    if max_z > zc:
+        verdict = "biased"
+    elif ratio > 1:
+        verdict = "underpowered"
+    else:
+        verdict = "pass"
+    return CheckResult(spec.name, spec.backend, problem.label(), L, R, verdict, max_z, zc, ratio, variance, bias)
+
+
+def applicable_problems(spec: EstimatorSpec) -> list[ProblemSpec]:
+    """Shipped example problems this estimator declares it applies to."""
+    from harness.suite import estimator_applies
+
+    return [p for p in example_problems() if estimator_applies(spec, p)[0]]
+
+
+def check_estimator(name: str, backend: str, **kw: Any) -> list[CheckResult]:
+    spec = get_estimator(name, backend)
+    probs = applicable_problems(spec)
+    n_tests = sum(sum(int(np.prod(v.shape)) for v in p.build().exact.grads.values()) for p in probs)
+    return [check_problem(spec, p.build(), n_tests=n_tests, **kw) for p in probs]
