@@ -20,8 +20,12 @@ import numpy as np
 Z95 = 1.959963984540054
 
 
-def summarize(G: np.ndarray, exact: np.ndarray, z: float = Z95) -> dict[str, float]:
-    """Metrics of one parameter: ``G`` [R, *shape] replicate estimates, ``exact`` [*shape]."""
+def summarize(G: np.ndarray, exact: np.ndarray, z: float = Z95, rel_eps: float = 2.2e-16) -> dict[str, float]:
+    """Metrics of one parameter: ``G`` [R, *shape] replicate estimates, ``exact`` [*shape].
+
+    ``rel_eps`` (the measurement dtype's machine epsilon) floors the standard error used by ``bias_z``
+    at rounding level, so an exact estimator (zero variance) is not flagged for 1e-19 differences.
+    """
     R0 = G.shape[0]
     G = np.asarray(G, dtype=np.float64).reshape(R0, -1)
     e = np.asarray(exact, dtype=np.float64).reshape(-1)
@@ -58,7 +62,7 @@ def summarize(G: np.ndarray, exact: np.ndarray, z: float = Z95) -> dict[str, flo
     m = G.mean(0)
     dev = G - m
     var_c = (dev * dev).sum(0) / (R - 1)
-    se_c = np.sqrt(var_c / R)
+    se_c = np.maximum(np.sqrt(var_c / R), 64 * rel_eps * (np.abs(e) + np.abs(m)))
     d = m - e
     absd = np.abs(d)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -215,7 +215,7 @@ def cell_rows(
     )
     rows = []
     for name in problem.param_names:
-        m = summarize(G[name], ex.grads[name])
+        m = summarize(G[name], ex.grads[name], rel_eps=float(np.finfo(cell.dtype).eps))
         row = {**base, "param": name, "n_replicates": int(G[name].shape[0]), **m, **tm}
         row["efficiency"] = m["variance"] * tm["time_median_s"]
         snr = m.get("snr", math.nan)

@@ -1,0 +1,77 @@
+# stochgrad — two commands on a fresh machine: `make bench` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+# torch: the CPU build where no NVIDIA GPU is visible (an unpinned torch pulls several GB of CUDA wheels);
+# override with e.g. `make bench TORCH_REQ=torch==2.13.0 TORCH_PIP=`.
+HAS_NVIDIA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+ifeq ($(HAS_NVIDIA),1)
+TORCH_REQ ?= torch
+TORCH_PIP ?=
+JAX_REQ ?= jax[cuda12]
+else
+TORCH_REQ ?= torch==2.13.0
+TORCH_PIP ?= $(if $(wildcard /opt/wheels/torch-*cpu*.whl),,--extra-index-url https://download.pytorch.org/whl/cpu)
+JAX_REQ ?= jax
+endif
+
+SUITE ?= suites/default.toml
+RUN_ID ?= $(basename $(notdir $(SUITE)))-$(shell date +%Y%m%d-%H%M%S)
+RUN_DIR ?= results/$(RUN_ID)
+PYTEST_ARGS ?=
+
+.PHONY: venv bench smoke test lint format perf report clean asv asv-compare asv-publish
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH_PIP) "$(TORCH_REQ)"
+	$(BIN)/pip install -q "$(JAX_REQ)"
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+bench: venv  ## run suites/default.toml, write results/<run-id>/ and the HTML report
+	$(BIN)/stochgrad run $(SUITE) --out $(RUN_DIR)
+	$(BIN)/stochgrad report $(RUN_DIR) -o $(RUN_DIR)/report.html
+	@echo "results: $(RUN_DIR)/results.parquet"
+	@echo "report:  $(RUN_DIR)/report.html"
+
+smoke: venv
+	$(BIN)/stochgrad run suites/smoke.toml --out results/smoke-$(shell date +%Y%m%d-%H%M%S)
+
+test: venv  ## lint + the whole test suite
+	$(BIN)/ruff check harness estimators tests suites
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check harness estimators tests suites
+	$(BIN)/ruff format --check harness estimators tests suites
+
+format: venv
+	$(BIN)/ruff check --fix harness estimators tests suites
+	$(BIN)/ruff format harness estimators tests suites
+
+perf: venv  ## timing validation and throughput tables (prints; nothing asserted)
+	$(PY) -m harness.perf
+
+report: venv  ## report of the newest run: make report RUN_DIR=results/<run-id>
+	$(BIN)/stochgrad report $(RUN_DIR) -o $(RUN_DIR)/report.html
+
+clean:
+	rm -rf .pytest_cache .ruff_cache build *.egg-info
+
+# --- asv (regression tracking) -----------------------------------------------------------------
+asv: venv
+	@echo "asv targets: see the asv section"; exit 1
+
+asv-compare: venv
+	@echo "asv targets: see the asv section"; exit 1
+
+asv-publish: venv
+	@echo "asv targets: see the asv section"; exit 1
+# --- end asv ------------------------------------------------------------------------------------

@@ -1,0 +1,375 @@
+"""``stochgrad`` command line: run | list | show | check | report | compare.
+
+Bad input (suite files, arguments) prints ``error: ...`` naming the file, key and valid choices and
+exits with status 2, without a traceback and without writing anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.problems import ProblemError
+
+EXIT_BAD_INPUT = 2
+
+
+class UsageError(ValueError):
+    pass
+
+
+def _pos_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return v
+
+
+def _nonneg_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}")
+    return v
+
+
+def _pos_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}")
+    return v
+
+
+def _csv(s: str) -> list[str]:
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="stochgrad", description="Benchmark Monte Carlo gradient estimators.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a suite and write results/<run-id>/")
+    r.add_argument("suite", help="suite TOML file, e.g. suites/default.toml")
+    r.add_argument("--backend", type=_csv, help="comma-separated backends to keep (numpy,torch,jax)")
+    r.add_argument("--device", type=_csv, help="comma-separated devices, overriding the suite's (cpu,cuda,gpu:1)")
+    r.add_argument("--out", type=Path, help="run directory (default: results/<suite>-<timestamp>)")
+    r.add_argument("--results-dir", type=Path, default=Path("results"), help="root for new run directories")
+    r.add_argument("--replicates", type=_pos_int, help="replicates R per cell (overrides the suite)")
+    r.add_argument("--seed", type=_nonneg_int, help="suite seed (overrides the suite)")
+    r.add_argument("--dtype", choices=["float64", "float32"], help="measurement dtype (default float64)")
+    r.add_argument(
+        "--precision", type=_pos_float, help="add replicates until every variance's 95%% CI half-width <= P x variance"
+    )
+    r.add_argument("--max-replicates", type=_pos_int, help="cap on replicates per cell with --precision")
+    r.add_argument("--max-memory", type=_pos_float, help="memory budget per vectorized chunk in MiB (default 512)")
+    r.add_argument("--no-timing", action="store_true", help="skip per-call timing")
+    r.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    r.add_argument("--dry-run", action="store_true", help="expand and print the cell count, run nothing")
+
+    ls = sub.add_parser("list", help="estimators, distributions, objectives, backends, devices, failed plugins")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.add_argument("pattern", nargs="?", default="*", help="fnmatch filter on estimator names")
+
+    sh = sub.add_parser("show", help="print a readable table of a run")
+    sh.add_argument("run", type=Path)
+    sh.add_argument("--param", help="only this parameter")
+    sh.add_argument("--sort", default="problem", help="column to sort by (default: problem)")
+
+    ck = sub.add_parser("check", help="validate an estimator on every applicable shipped problem")
+    ck.add_argument("estimator")
+    ck.add_argument("--backend", type=_csv, help="backends to check (default: all it is registered on)")
+    ck.add_argument("--replicates", type=_pos_int, default=20000)
+    ck.add_argument("--samples", type=_pos_int, default=4, help="L per estimate")
+    ck.add_argument("--seed", type=_nonneg_int, default=0)
+
+    rp = sub.add_parser("report", help="write a self-contained HTML report of one or more runs")
+    rp.add_argument("runs", nargs="+", type=Path)
+    rp.add_argument("-o", "--output", type=Path, default=None, help="HTML file (default: <first run>/report.html)")
+
+    cp = sub.add_parser("compare", help="compare two runs cell by cell (variance and time ratios with CIs)")
+    cp.add_argument("run_a", type=Path)
+    cp.add_argument("run_b", type=Path)
+    cp.add_argument("-o", "--output", type=Path, default=None, help="also write an HTML page")
+    return ap
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from harness.backends import BACKEND_NAMES
+    from harness.execute import execute, new_run_dir
+    from harness.suite import expand
+
+    if a.backend:
+        bad = [b for b in a.backend if b not in BACKEND_NAMES]
+        if bad:
+            raise UsageError(f"--backend: unknown backend {bad[0]!r}; valid: {list(BACKEND_NAMES)}")
+    if a.resume and not a.out:
+        raise UsageError("--resume needs --out RUN_DIR (the run to continue)")
+    options: dict[str, Any] = {
+        "precision": a.precision,
+        "max_replicates": a.max_replicates,
+        "max_memory": int(a.max_memory * 2**20) if a.max_memory else None,
+    }
+    exp = expand(
+        a.suite,
+        backends=a.backend,
+        devices=a.device,
+        replicates=a.replicates,
+        seed=a.seed,
+        dtype=a.dtype,
+        options=options,
+    )
+    if a.no_timing:
+        from dataclasses import replace
+
+        exp.cells = [replace(c, timing=False) for c in exp.cells]
+    print(exp.summary(), file=sys.stderr)
+    if a.dry_run:
+        return 0
+    if not exp.cells:
+        raise UsageError(f"{a.suite}: the suite expands to no cells (see the drop reasons above)")
+    _report_unavailable(exp.cells)
+    run_dir = a.out or new_run_dir(a.results_dir, exp.suite["name"])
+    execute(
+        exp,
+        a.suite,
+        run_dir,
+        resume=a.resume,
+        cli_args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
+    )
+    from harness.store import load_run
+
+    df, meta = load_run(run_dir)
+    print(
+        f"{meta['cells_done']} cells measured, {len(meta['skipped'])} skipped, {len(meta['failed'])} failed",
+        file=sys.stderr,
+    )
+    print(f"results: {run_dir / 'results.parquet'}")
+    print(f"metadata: {run_dir / 'meta.json'}")
+    return 0 if meta["status"] == "complete" else 1
+
+
+def _report_unavailable(cells: list[Any]) -> None:
+    from collections import Counter
+
+    from harness.backends import get_backend
+
+    notes: Counter = Counter()
+    for c in cells:
+        reason = get_backend(c.backend).device_error(c.device)
+        if reason:
+            notes[f"{c.backend}:{c.device}: {reason}"] += 1
+    for why, n in notes.items():
+        print(f"note: {n} cells will be skipped — {why}", file=sys.stderr)
+
+
+def cmd_list(a: argparse.Namespace) -> int:
+    from harness.backends import backend_status
+    from harness.problems import DISTRIBUTIONS, OBJECTIVES
+    from harness.registry import failed_plugins, list_estimators
+
+    specs = list_estimators(a.pattern)
+    if a.json:
+        print(
+            json.dumps(
+                {
+                    "estimators": [s.summary() for s in specs],
+                    "distributions": {
+                        n: {"params": list(d.params), "support": d.support, "discrete": d.discrete}
+                        for n, d in sorted(DISTRIBUTIONS.items())
+                    },
+                    "objectives": {
+                        n: {
+                            "params": {k: (None if v is None else v) for k, v in o.params.items()},
+                            "supports": sorted(o.supports),
+                        }
+                        for n, o in sorted(OBJECTIVES.items())
+                    },
+                    "backends": backend_status(),
+                    "failed_plugins": failed_plugins(),
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return 0
+    by_name: dict[str, list[Any]] = {}
+    for s in specs:
+        by_name.setdefault(s.name, []).append(s)
+    print("ESTIMATORS")
+    for name, ss in by_name.items():
+        s0 = ss[0]
+        hp = ", ".join(f"{k}={h.default}" for k, h in s0.hyperparameters.items()) or "-"
+        dists = ",".join(s0.distributions)
+        print(
+            f"  {name:24s} backends={','.join(s.backend for s in ss):16s} "
+            f"{'unbiased' if s0.unbiased else 'BIASED  '} L>={s0.min_samples} hyper: {hp}"
+        )
+        print(f"  {'':24s} distributions: {dists}")
+        if s0.reference:
+            print(f"  {'':24s} ref: {s0.reference}")
+    print("\nDISTRIBUTIONS")
+    for n, d in sorted(DISTRIBUTIONS.items()):
+        print(f"  {n:18s} params: {', '.join(d.params):36s} support: {d.support}")
+    print("\nOBJECTIVES")
+    for n, o in sorted(OBJECTIVES.items()):
+        ps = ", ".join(f"{k}={v}" for k, v in o.params.items())
+        print(f"  {n:20s} {o.doc}  [{ps}]")
+    print("\nBACKENDS")
+    for n, st in backend_status().items():
+        where = f"devices: {', '.join(st['devices'])}" if st["available"] else f"UNAVAILABLE: {st['reason']}"
+        print(f"  {n:8s} {where}")
+    fp = failed_plugins()
+    print("\nFAILED PLUGINS" + ("" if fp else ": none"))
+    for ep, err in fp.items():
+        print(f"  {ep}: {err}")
+    return 0
+
+
+def cmd_show(a: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from harness.store import load_run
+
+    try:
+        df, meta = load_run(a.run)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    print(
+        f"run {meta.get('run_id')}  suite {meta.get('suite')}  commit {meta.get('git_commit')}  "
+        f"status {meta.get('status')}  cells {meta.get('cells_done')}/{meta.get('cells_total')}"
+    )
+    for s in meta.get("skipped", []):
+        print(f"  skipped: {s['cell']}: {s['reason']}")
+    for f in meta.get("failed", []):
+        print(f"  FAILED: {f['cell']}: {f['error']}")
+    if df.empty:
+        print("(no results)")
+        return 0
+    if a.param:
+        df = df[df["param"] == a.param]
+    if a.sort not in df.columns:
+        raise UsageError(f"--sort: unknown column {a.sort!r}; valid: {sorted(df.columns)}")
+    cols = [
+        "problem",
+        "estimator",
+        "backend",
+        "device",
+        "n_samples",
+        "param",
+        "exact_grad",
+        "grad_mean",
+        "bias_z",
+        "variance",
+        "variance_ci_low",
+        "variance_ci_high",
+        "time_median_s",
+        "efficiency",
+    ]
+    cols += [c for c in df.columns if c.startswith("h_")]
+    view = df.sort_values([a.sort, "param", "variance"])[[c for c in cols if c in df.columns]]
+    with pd.option_context(
+        "display.max_rows",
+        500,
+        "display.width",
+        250,
+        "display.max_colwidth",
+        48,
+        "display.float_format",
+        "{:.4g}".format,
+    ):
+        print(view.to_string(index=False))
+    return 0
+
+
+def cmd_check(a: argparse.Namespace) -> int:
+    from harness.registry import list_estimators
+    from harness.validate import check_estimator
+
+    specs = [s for s in list_estimators(a.estimator) if s.name == a.estimator]
+    if not specs:
+        from harness.registry import estimator_names
+
+        raise UsageError(f"unknown estimator {a.estimator!r}; valid: {estimator_names()}")
+    if a.backend:
+        have = [s.backend for s in specs]
+        bad = [b for b in a.backend if b not in have]
+        if bad:
+            raise UsageError(f"--backend: {a.estimator} has no {bad[0]!r} implementation; available: {have}")
+        specs = [s for s in specs if s.backend in a.backend]
+    ok = True
+    for s in specs:
+        print(f"{s.name} [{s.backend}] — {'unbiased' if s.unbiased else 'declared biased'}; ref: {s.reference or '-'}")
+        results = check_estimator(s.name, s.backend, L=a.samples, R=a.replicates, seed=a.seed)
+        if not results:
+            print("  no shipped problem applies to this estimator")
+        for res in results:
+            verdict = res.verdict
+            if not s.unbiased and verdict == "biased":
+                verdict = "biased (as declared)"
+            print("  " + res.line().replace(res.verdict, verdict, 1))
+            if s.unbiased and res.verdict != "pass":
+                ok = False
+            if res.verdict in ("error", "nan"):
+                ok = False
+    print("verdict:", "PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from harness.report import build_report
+
+    out = a.output or (a.runs[0] / "report.html")
+    path = build_report(a.runs, out)
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    from harness.report.compare import compare_runs
+
+    text, path = compare_runs(a.run_a, a.run_b, a.output)
+    print(text)
+    if path:
+        print(f"compare report: {path}")
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "list": cmd_list,
+    "show": cmd_show,
+    "check": cmd_check,
+    "report": cmd_report,
+    "compare": cmd_compare,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from harness.execute import RunError
+    from harness.registry import RegistryError
+    from harness.suite import SuiteError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (SuiteError, ProblemError, RunError, RegistryError, UsageError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("\ninterrupted; finished cells are saved — continue with --resume --out RUN_DIR", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
