@@ -19,6 +19,15 @@ import pandas as pd
 from harness.runner import CellOutcome
 
 
+COLUMN_ORDER = [
+    "run_id", "suite", "estimator", "backend", "device", "distribution", "objective", "dim", "n_samples",
+    "n_replicates", "param", "problem", "family", "unbiased", "dtype", "exact_grad", "grad_mean", "bias",
+    "bias_ci_low", "bias_ci_high", "bias_z", "variance", "variance_ci_low", "variance_ci_high", "mse", "mse_ci_low",
+    "mse_ci_high", "snr", "time_median_s", "time_iqr_s", "compile_time_s", "efficiency", "samples_to_snr1",
+    "nan_fraction",
+]
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -108,6 +117,8 @@ class RunStore:
         df = pd.DataFrame(self.rows())
         if not df.empty:
             df.insert(0, "run_id", run_id)
+            first = [c for c in COLUMN_ORDER if c in df.columns]
+            df = df[first + [c for c in df.columns if c not in first]]
             df = df.sort_values(["estimator", "backend", "device", "problem", "n_samples", "param"], kind="stable")
         atomic_write_parquet(self.results_path, df)
         return df

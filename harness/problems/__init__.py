@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -15,6 +16,7 @@ from harness.problems.exact import ExactResult, compute_exact
 from harness.problems.objectives import OBJECTIVES, resolve_objective_params
 
 DISTRIBUTIONS: dict[str, Distribution] = discover()
+_EXACT_CACHE: dict[str, ExactResult] = {}
 
 
 class ProblemError(ValueError):
@@ -160,6 +162,9 @@ class Problem:
                 self.options["categories"] = arr.shape[0]
                 shape = dist.param_shape(name, self.dim, self.options)
             try:
+                if ps.site_shape == "D" and arr.ndim <= 1:
+                    # matrix parameter (mvn scale_tril): a scalar s means s·I, a [D] vector v means diag(v)
+                    arr = np.diag(np.broadcast_to(arr, (self.dim,)))
                 arr = np.broadcast_to(arr, shape).astype(np.float64)
             except ValueError:
                 raise ProblemError(
@@ -169,11 +174,15 @@ class Problem:
             if not ok(arr):
                 raise ProblemError(f"params.{name}", f"must be {desc} for {dist.name}, got {_short(arr)}")
             out[name] = arr
+        msg = dist.validate(out)  # cross-parameter constraints (e.g. truncated_normal low < high)
+        if msg:
+            raise ProblemError("params", f"{dist.name}: {msg}")
         return out
 
     @property
     def param_names(self) -> list[str]:
-        return list(self.dist.params)
+        # differentiated parameters only (ParamSpec.differentiable=False ones are fixed, e.g. truncation bounds)
+        return [k for k, ps in self.dist.params.items() if ps.differentiable]
 
     @property
     def event_shape(self) -> tuple[int, ...]:
@@ -181,7 +190,11 @@ class Problem:
 
     @cached_property
     def exact(self) -> ExactResult:
-        return compute_exact(self)
+        """Exact ground truth, computed once per distinct problem per process."""
+        key = json.dumps(self.spec.to_dict(), sort_keys=True, default=str)
+        if key not in _EXACT_CACHE:
+            _EXACT_CACHE[key] = compute_exact(self)
+        return _EXACT_CACHE[key]
 
     def label(self) -> str:
         return self.spec.label()
