@@ -1,8 +1,9 @@
 """Statistical validation of an estimator against exact gradients (used by tests and ``stochgrad check``).
 
-Unbiasedness: every coordinate's z = (mean - exact) / SE must satisfy |z| <= z_crit, with z_crit
-Bonferroni-corrected over all coordinates tested (family-wise false-alarm rate ``alpha``).  SE comes from
-batch means (``batches`` groups of replicates), which stays honest for heavy-tailed estimators.
+Unbiasedness: every coordinate's t = (mean - exact) / SE must satisfy |t| <= t_crit, with t_crit the
+Student-t quantile (batch means: ``batches`` - 1 degrees of freedom) Bonferroni-corrected over all
+coordinates tested (family-wise false-alarm rate ``alpha``).  SE comes from batch means (``batches``
+groups of replicates), which stays honest for heavy-tailed estimators.
 Power: the test must be able to see a bias of ``detectable`` (10%) × the parameter's exact-gradient RMS
 (at least half the RMS over all parameters, so a parameter whose exact gradient is 0 still gets a scale;
 floor ``abs_floor``): the half-width z_crit·SE of every coordinate must be below that, else the verdict is
@@ -29,10 +30,21 @@ def z_critical(alpha: float, n_tests: int) -> float:
     return NormalDist().inv_cdf(1 - alpha / (2 * max(n_tests, 1)))
 
 
+def t_critical(alpha: float, n_tests: int, df: int) -> float:
+    """Two-sided Bonferroni critical value of Student's t (batch means have ``df`` degrees of freedom)."""
+    from scipy import stats
+
+    return float(stats.t.ppf(1 - alpha / (2 * max(n_tests, 1)), df))
+
+
+def _n_batches(R: int, batches: int) -> int:
+    return max(2, min(batches, R // 2))
+
+
 def batch_se(G: np.ndarray, batches: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and batch-means standard error per coordinate of G [R, C]."""
     R = G.shape[0]
-    b = max(2, min(batches, R // 2))
+    b = _n_batches(R, batches)
     n = (R // b) * b
     means = G[:n].reshape(b, n // b, -1).mean(1)
     return G.mean(0), means.std(0, ddof=1) / math.sqrt(b)
@@ -105,7 +117,7 @@ def _check_once(spec: EstimatorSpec, problem: Problem, *, L: int, R: int, seed: 
         return _fail(spec, problem, L, R, "error", math.nan, f"{type(exc).__name__}: {exc}")
     ex = problem.exact.grads
     coords = sum(int(np.prod(ex[k].shape)) for k in ex)
-    zc = z_critical(alpha, n_tests or coords)
+    zc = t_critical(alpha, n_tests or coords, df=_n_batches(R, batches) - 1)
     all_rms = math.sqrt(np.mean(np.concatenate([ex[k].ravel() ** 2 for k in ex])))
     max_z, ratio, variance, bias = 0.0, 0.0, {}, {}
     for k, e in ex.items():

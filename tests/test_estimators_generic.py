@@ -52,7 +52,8 @@ def test_shapes_and_finiteness(spec, prob) -> None:
     problem = prob.build()
     R = 7
     G = draw(spec, problem, L=max(3, spec.min_samples), R=R, seed=_seed(_id(spec, prob)))
-    for name, arr in problem.params_np.items():
+    for name in problem.param_names:
+        arr = problem.params_np[name]
         assert G[name].shape == (R, *arr.shape), f"{_id(spec, prob)}: {name} shape {G[name].shape}"
         assert np.all(np.isfinite(G[name])), f"{_id(spec, prob)}: non-finite {name}"
 

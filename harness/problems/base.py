@@ -31,8 +31,11 @@ class ParamSpec:
 
     constraint: str = "real"
     default: Any = 0.0
-    site_shape: str = ""  # "" -> param shape [D]; "K" -> [D, K]
+    site_shape: str = ""  # "" -> param shape [D]; "K" -> [D, K]; "D" -> [D, D] (a matrix over coordinates)
     doc: str = ""
+    # False: a fixed, non-differentiated parameter (e.g. truncation bounds): estimators and the exact
+    # gradient cover only the differentiable ones (Problem.param_names)
+    differentiable: bool = True
 
 
 class Distribution:
@@ -54,7 +57,10 @@ class Distribution:
         return int(opts.get("categories", self.options.get("categories", 1)))
 
     def param_shape(self, name: str, dim: int, opts: Mapping[str, Any]) -> tuple[int, ...]:
-        return (dim, self.categories(opts)) if self.params[name].site_shape == "K" else (dim,)
+        site = self.params[name].site_shape
+        if site == "D":
+            return (dim, dim)
+        return (dim, self.categories(opts)) if site == "K" else (dim,)
 
     def event_shape(self, dim: int, opts: Mapping[str, Any]) -> tuple[int, ...]:
         return (dim,)
@@ -62,6 +68,10 @@ class Distribution:
     def convert(self, name: str, value: np.ndarray) -> tuple[str, np.ndarray]:
         """Map an alias input (e.g. probs) to a native parameter (e.g. logits)."""
         return name, value
+
+    def validate(self, params: Mapping[str, np.ndarray]) -> str | None:
+        """Cross-parameter checks after broadcasting (e.g. low < high): an error message, or None."""
+        return None
 
     # -- sampling and densities (backend-generic; B is a harness.backends.Backend) -----------
     @staticmethod
