@@ -260,6 +260,8 @@ def expand(
     for k, v in opts.items():
         if not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
             raise SuiteError(p, f"suite.{k}", f"must be a positive number, got {v!r}")
+    if "max_memory" in opts:  # MiB in suite files, like the CLI flag; bytes inside cells
+        opts["max_memory"] = int(opts["max_memory"] * 2**20)
     opts.update({k: v for k, v in (options or {}).items() if v is not None})
     timing = meta.get("timing", True)
     if not isinstance(timing, bool):
