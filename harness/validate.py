@@ -91,15 +91,17 @@ def check_problem(spec: EstimatorSpec, problem: Problem, *, L: int = 4, R: int =
                   dtype: str = "float64", max_R: int | None = None, jit: bool = False) -> CheckResult:
     """z-test every coordinate of every parameter; ``n_tests`` overrides the Bonferroni count.
 
-    With ``max_R``, an underpowered first pass is repeated once with a fresh seed and the replicate count
-    its measured standard errors call for (at most ``max_R``): the power requirement is never relaxed.
+    With ``max_R``, an underpowered pass is repeated (at most twice) with a fresh seed and the replicate
+    count its measured standard errors call for (at most ``max_R``): the power requirement is never relaxed.
     """
     kw = dict(alpha=alpha, n_tests=n_tests, detectable=detectable, abs_floor=abs_floor, batches=batches,
               hyper=hyper, dtype=dtype, jit=jit)
     res = _check_once(spec, problem, L=L, R=R, seed=seed, **kw)
-    if max_R and res.verdict == "underpowered" and R < max_R:
-        R2 = int(min(max_R, math.ceil(R * res.halfwidth_ratio**2 * 1.3)))
-        res = _check_once(spec, problem, L=L, R=R2, seed=seed + 1, **kw)
+    for attempt in range(1, 3):  # at most two re-runs, each sized from the measured standard errors
+        if not (max_R and res.verdict == "underpowered" and res.R < max_R):
+            break
+        R = int(min(max_R, math.ceil(res.R * res.halfwidth_ratio**2 * 1.3)))
+        res = _check_once(spec, problem, L=L, R=R, seed=seed + attempt, **kw)
     return res
 
 
@@ -126,7 +128,7 @@ def _check_once(spec: EstimatorSpec, problem: Problem, *, L: int, R: int, seed: 
             return _fail(spec, problem, L, R, "nan", zc, f"non-finite estimates for {k} (seed={seed})")
         m, se = batch_se(g, batches)
         d = m - e.ravel()
-        se = np.maximum(se, 1e-13 * (np.abs(e.ravel()) + np.abs(m)))  # rounding floor for exact estimators
+        se = np.maximum(se, 1e-13 * (np.abs(e.ravel()) + np.abs(m)) + 1e-300)  # rounding floor (exact estimators)
         z = np.abs(d) / se
         max_z = max(max_z, float(z.max()))
         tol = max(detectable * max(math.sqrt(np.mean(e**2)), 0.5 * all_rms), abs_floor)

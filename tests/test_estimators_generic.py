@@ -24,6 +24,8 @@ from harness.runner import prepare
 from harness.validate import applicable_problems, check_problem, draw, z_critical
 
 ALPHA = 1e-3  # family-wise false-alarm rate of the whole unbiasedness battery
+DETECTABLE = 0.15  # power: a bias of 15% of the gradient's scale must exceed the critical half-width
+MAX_R = 1_000_000  # replicate cap for the power-driven re-runs
 
 CASES = [(s, p) for s in list_estimators() for p in applicable_problems(s)]
 N_COORDS = sum(sum(int(np.prod(v.shape)) for v in p.build().exact.grads.values()) for _, p in CASES)
@@ -43,7 +45,8 @@ UNBIASED = [c for c in CASES if c[0].unbiased]
 @pytest.mark.parametrize(("spec", "prob"), UNBIASED, ids=[_id(s, p) for s, p in UNBIASED])
 def test_unbiased(spec, prob) -> None:
     seed = _seed(_id(spec, prob))
-    res = check_problem(spec, prob.build(), L=4, R=20000, max_R=400000, seed=seed, alpha=ALPHA, n_tests=N_COORDS)
+    res = check_problem(spec, prob.build(), L=4, R=20000, max_R=MAX_R, seed=seed, alpha=ALPHA, n_tests=N_COORDS,
+                        detectable=DETECTABLE)
     assert res.verdict == "pass", res.line()
 
 
