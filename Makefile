@@ -66,12 +66,26 @@ clean:
 	rm -rf .pytest_cache .ruff_cache build *.egg-info
 
 # --- asv (regression tracking) -----------------------------------------------------------------
-asv: venv
-	@echo "asv targets: see the asv section"; exit 1
+# asv (airspeed velocity) in this venv (--python=same: nothing is built or installed); docs/notes/asv.md.
+#   make asv                               benchmark the checkout; results under HEAD's hash in .asv/results
+#   make asv-compare BASE=<rev> [HEAD=<rev>] [FACTOR=1.2] [BENCH=<regex>] [ROUNDS=2] [STRICT=1]
+#   make asv-publish                       static dashboard in .asv/html; view: .venv/bin/asv preview
+BASE ?=
+HEAD ?= HEAD
+FACTOR ?= 1.2
+BENCH ?=
+STRICT ?=
+ROUNDS ?=
+ASV_ARGS ?=
+ASV_BENCH = $(if $(BENCH),--bench "$(BENCH)") $(if $(ROUNDS),--rounds $(ROUNDS))
 
-asv-compare: venv
-	@echo "asv targets: see the asv section"; exit 1
+asv: venv  ## benchmark the current checkout (results saved with HEAD's commit hash)
+	$(PY) -m harness.asv_tools run $(ASV_BENCH) $(ASV_ARGS)
 
-asv-publish: venv
-	@echo "asv targets: see the asv section"; exit 1
+asv-compare: venv  ## benchmark BASE and HEAD, print `asv compare --factor $(FACTOR)`
+	@test -n "$(BASE)" || { echo "usage: make asv-compare BASE=<rev> [HEAD=HEAD] [FACTOR=1.2] [BENCH=regex]"; exit 2; }
+	$(PY) -m harness.asv_tools compare "$(BASE)" --head "$(HEAD)" --factor $(FACTOR) $(ASV_BENCH) $(if $(STRICT),--strict) $(ASV_ARGS)
+
+asv-publish: venv  ## build the static dashboard from .asv/results into .asv/html
+	$(PY) -m harness.asv_tools publish
 # --- end asv ------------------------------------------------------------------------------------
