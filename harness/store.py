@@ -18,7 +18,6 @@ import pandas as pd
 
 from harness.runner import CellOutcome
 
-
 COLUMN_ORDER = [
     "run_id", "suite", "estimator", "backend", "device", "distribution", "objective", "dim", "n_samples",
     "n_replicates", "param", "problem", "family", "unbiased", "dtype", "exact_grad", "grad_mean", "bias",
@@ -130,8 +129,5 @@ def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     if not store.meta_path.exists():
         raise FileNotFoundError(f"{run_dir}: not a stochgrad run directory (no meta.json)")
     meta = store.read_meta()
-    if store.results_path.exists():
-        df = pd.read_parquet(store.results_path)
-    else:
-        df = pd.DataFrame(store.rows())
+    df = pd.read_parquet(store.results_path) if store.results_path.exists() else pd.DataFrame(store.rows())
     return df, meta

@@ -75,7 +75,7 @@ def test_missing_suite_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     (["--seed", "abc"], "non-negative integer"),
     (["--backend", "tensorflow"], "valid"),
     (["--device", "tpu"], "valid"),
-    (["--precision", "0"], "positive number"),
+    (["--precision", "-1"], "expected a number >= 0"),
     (["--resume"], "--resume needs --out"),
 ])
 def test_bad_cli_arguments(args: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -173,3 +173,32 @@ class Backend:
 
     def concat(self, xs: Sequence[Array], axis: int = 0) -> Array:
         return self.xp.concatenate(list(xs), axis)
+
+    # -- special functions for truncated normal, mixtures and gamma reparameterization ---------
+    def ndtr(self, x: Array) -> Array:
+        """Standard normal CDF Φ(x)."""
+        raise NotImplementedError
+
+    def ndtri(self, p: Array) -> Array:
+        """Inverse standard normal CDF Φ⁻¹(p)."""
+        raise NotImplementedError
+
+    def log_ndtr(self, x: Array) -> Array:
+        """log Φ(x), accurate far into the left tail."""
+        raise NotImplementedError
+
+    def logsumexp(self, x: Array, axis: int = -1) -> Array:
+        """log Σ exp(x) along ``axis`` (axis removed), stable for large |x|."""
+        raise NotImplementedError
+
+    def i0e(self, x: Array) -> Array:
+        """Exponentially scaled modified Bessel function e^{-|x|} I_0(x)."""
+        raise NotImplementedError
+
+    def i1e(self, x: Array) -> Array:
+        """Exponentially scaled modified Bessel function e^{-|x|} I_1(x)."""
+        raise NotImplementedError
+
+    def log_i0(self, x: Array) -> Array:
+        """log I_0(x) for x >= 0, stable for large x (log i0e(x) + x); differentiable on autodiff backends."""
+        return self.log(self.i0e(x)) + x

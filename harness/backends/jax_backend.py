@@ -84,9 +84,15 @@ class JaxBackend(Backend):
         return {"jax": jax.__version__, "jaxlib": jaxlib.__version__}
 
     def threads(self) -> dict[str, Any]:
+        """XLA's CPU pool is sized from the CPU affinity mask when the backend starts; XLA_FLAGS can
+        make it single-threaded (``intra_op_parallelism_threads=1``)."""
         import os
 
-        return {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cpus = os.cpu_count()
+        return {"XLA_FLAGS": os.environ.get("XLA_FLAGS", ""), "xla_affinity_cpus": cpus}
 
     def _device(self, device: str) -> Any:
         plat, idx = _platform(device)
@@ -137,3 +143,21 @@ class JaxBackend(Backend):
 
     def one_hot(self, idx: Array, k: int, like: Array) -> Array:
         return jax.nn.one_hot(idx, k, dtype=like.dtype)
+
+    def ndtr(self, x: Array) -> Array:
+        return jsp.ndtr(x)
+
+    def ndtri(self, p: Array) -> Array:
+        return jsp.ndtri(p)
+
+    def log_ndtr(self, x: Array) -> Array:
+        return jsp.log_ndtr(x)
+
+    def logsumexp(self, x: Array, axis: int = -1) -> Array:
+        return jsp.logsumexp(x, axis=axis)
+
+    def i0e(self, x: Array) -> Array:
+        return jsp.i0e(x)
+
+    def i1e(self, x: Array) -> Array:
+        return jsp.i1e(x)

@@ -38,7 +38,17 @@ class NumpyBackend(Backend):
         return {"numpy": np.__version__, "scipy": scipy.__version__}
 
     def threads(self) -> dict[str, Any]:
-        return {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        """NumPy ufuncs are single-threaded; BLAS pools follow these variables (read when numpy loads)."""
+        out: dict[str, Any] = {
+            k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+        }
+        try:
+            from threadpoolctl import threadpool_info
+
+            out["numpy_blas_threads"] = {d.get("internal_api"): d.get("num_threads") for d in threadpool_info()}
+        except ImportError:
+            pass
+        return out
 
     def asarray(self, x: Any, dtype: str, device: str) -> Array:
         return np.asarray(x, dtype=dtype)
@@ -69,3 +79,21 @@ class NumpyBackend(Backend):
 
     def one_hot(self, idx: Array, k: int, like: Array) -> Array:
         return (idx[..., None] == np.arange(k)).astype(like.dtype)
+
+    def ndtr(self, x: Array) -> Array:
+        return special.ndtr(x)
+
+    def ndtri(self, p: Array) -> Array:
+        return special.ndtri(p)
+
+    def log_ndtr(self, x: Array) -> Array:
+        return special.log_ndtr(x)
+
+    def logsumexp(self, x: Array, axis: int = -1) -> Array:
+        return special.logsumexp(x, axis=axis)
+
+    def i0e(self, x: Array) -> Array:
+        return special.i0e(x)
+
+    def i1e(self, x: Array) -> Array:
+        return special.i1e(x)

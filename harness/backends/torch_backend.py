@@ -18,6 +18,14 @@ except Exception as exc:  # pragma: no cover - exercised only where torch is abs
     _IMPORT_ERROR = f"torch is not importable: {type(exc).__name__}: {exc}"
 
 
+def _tensor_leaves(x: Any) -> list[Any]:
+    if isinstance(x, dict):
+        return [t for v in x.values() for t in _tensor_leaves(v)]
+    if isinstance(x, list | tuple):
+        return [t for v in x for t in _tensor_leaves(v)]
+    return [x] if torch is not None and isinstance(x, torch.Tensor) else []
+
+
 def _dtype(name: str) -> Any:
     return {"float64": torch.float64, "float32": torch.float32}[name]
 
@@ -79,7 +87,15 @@ class TorchBackend(Backend):
     def threads(self) -> dict[str, Any]:
         if torch is None:
             return {}
-        return {"torch_num_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads()}
+        return {
+            "torch_num_threads": torch.get_num_threads(),
+            "torch_interop_threads": torch.get_num_interop_threads(),
+            "torch_parallel": [
+                ln.strip()
+                for ln in torch.__config__.parallel_info().splitlines()
+                if "max_threads" in ln or "backend" in ln
+            ],
+        }
 
     def asarray(self, x: Any, dtype: str, device: str) -> Array:
         if isinstance(x, torch.Tensor):
@@ -92,8 +108,12 @@ class TorchBackend(Backend):
         return np.asarray(x)
 
     def sync(self, x: Any) -> None:
-        if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-            torch.cuda.synchronize()
+        """Wait for the CUDA devices holding ``x`` (a pytree of tensors); a no-op on CPU."""
+        if torch is None or not torch.cuda.is_initialized():
+            return
+        devices = {t.device for t in _tensor_leaves(x) if t.is_cuda}
+        for d in devices or [None]:
+            torch.cuda.synchronize(d)
 
     def noise(self, seed: int, dtype: str, device: str) -> Noise:
         return TorchNoise(seed, dtype, device, self)
@@ -134,3 +154,22 @@ class TorchBackend(Backend):
 
     def concat(self, xs: Sequence[Array], axis: int = 0) -> Array:
         return torch.cat(list(xs), dim=axis)
+
+    def ndtr(self, x: Array) -> Array:
+        # erfc form: relative accuracy in the left tail (torch.special.ndtr is 0 below x ≈ -8.3)
+        return 0.5 * torch.special.erfc(-x * 0.7071067811865476)
+
+    def ndtri(self, p: Array) -> Array:
+        return torch.special.ndtri(p)
+
+    def log_ndtr(self, x: Array) -> Array:
+        return torch.special.log_ndtr(x)
+
+    def logsumexp(self, x: Array, axis: int = -1) -> Array:
+        return torch.logsumexp(x, dim=axis)
+
+    def i0e(self, x: Array) -> Array:
+        return torch.special.i0e(x)
+
+    def i1e(self, x: Array) -> Array:
+        return torch.special.i1e(x)

@@ -40,7 +40,7 @@ def _site_key(p: dict[str, np.ndarray]) -> bytes:
 
 def _assemble(problem: Problem, per_site: list[tuple[float, dict[str, np.ndarray]]]) -> tuple[float, dict]:
     value = float(sum(v for v, _ in per_site))
-    grads = {k: np.stack([np.asarray(g[k], dtype=np.float64) for _, g in per_site]) for k in problem.params_np}
+    grads = {k: np.stack([np.asarray(g[k], dtype=np.float64) for _, g in per_site]) for k in problem.param_names}
     return value, grads
 
 
@@ -88,7 +88,7 @@ def _quadrature(problem: Problem) -> ExactResult:
 
             val, e0 = integrate.quad(lambda x: g(x) * dens(x), lo, hi, points=pts, **QUAD_OPTS)
             grads = {}
-            for name in ps:
+            for name in problem.param_names:  # fixed parameters (e.g. truncation bounds) are not differentiated
                 gi, ei = integrate.quad(
                     lambda x, n=name: g(x) * float(dist.score_np(np.float64(x), ps)[n]) * dens(x),
                     lo,
