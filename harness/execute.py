@@ -106,6 +106,7 @@ def execute(
             "cell_keys": keys,
             "dropped": dict(expansion.dropped),
             "failed_plugins": registry.failed_plugins(),
+            "estimators": [s.summary() for s in registry.list_estimators()],  # the catalog as it was
             "machine": machine_info(),
             "started": dt.datetime.now(dt.timezone.utc).isoformat(),
             "finished": None,

@@ -1,0 +1,70 @@
+"""HTML reports of stochgrad runs: ``build_report(run_dirs, out)``; ``compare.compare_runs(a, b, out)``.
+
+Modules: ``data`` (load, normalize, pool, agreement), ``plots`` (matplotlib -> SVG data URIs), ``tables``
+(pandas Styler leaderboards), ``sections`` (per-problem assembly), ``catalog`` (estimators used),
+``render`` (header, Jinja2 templates), ``compare`` (run-vs-run ratios with confidence intervals).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.report import render as R
+from harness.report.data import load_runs
+from harness.report.sections import build_sections, prepare
+from harness.report.tables import overview_table
+
+COLLAPSE_INSTANCES = 12  # more leaderboard blocks than this: collapse all but the first of each section
+LAZY_FIGURES = 40  # more figures than this: images load lazily when their section is opened
+
+
+def build_report(
+    run_dirs: list[Path],
+    out: Path,
+    *,
+    collapse_over: int = COLLAPSE_INSTANCES,
+    lazy_over: int = LAZY_FIGURES,
+    figures: bool = True,
+) -> Path:
+    """Write one self-contained HTML report of ``run_dirs`` to ``out``; returns ``out``.
+
+    More than ``collapse_over`` problem instances: sections after the first start collapsed; more than
+    ``lazy_over`` figures: images load lazily (when their section is opened).  ``figures=False`` skips the
+    plots (tables only: fast, for very large runs or tests).
+    """
+    t0 = R.timer()
+    run_dirs = [Path(d) for d in run_dirs]
+    df, infos = load_runs(run_dirs)
+    ctx: dict = {
+        "title": "stochgrad report — " + ", ".join(str(i.meta.get("suite", "?")) for i in infos),
+        "generated": R.now(),
+        "runs": [{"id": i.run_id, "items": R.run_header(i, df)} for i in infos],
+        "health": [R.health(i) for i in infos],
+        "multi_run": len(infos) > 1,
+        "empty": df.empty,
+    }
+    if not df.empty:
+        pooled, agree = prepare(df)
+        n_inst = int(df[["group", "setting", "dim"]].drop_duplicates().shape[0])
+        collapse = n_inst > collapse_over
+        sections = build_sections(df, pooled, agree, collapse=collapse, figures=figures)
+        anchors = {i.key: i.id for s in sections for i in s.instances}
+        n_fig = sum(len(s.figures) + sum(len(i.figures) for i in s.instances) for s in sections)
+        ctx.update(
+            sections=sections,
+            overview=overview_table(pooled, df, anchors),
+            agreement=R.agreement_block(agree),
+            catalog=R.catalog_table(df),
+            n_rows=len(df),
+            n_cells=int(df.drop_duplicates(["run_id", "cell_key"]).shape[0]),
+            n_instances=n_inst,
+            n_figures=n_fig,
+            fig_bytes=sum(f.nbytes for s in sections for f in s.figures + [g for i in s.instances for g in i.figures]),
+            collapsed=collapse,
+            lazy=n_fig > lazy_over,
+        )
+    ctx["build_seconds"] = R.timer() - t0
+    return R.write(Path(out), R.render(ctx))
+
+
+__all__ = ["build_report"]

@@ -1,0 +1,324 @@
+"""Report tables: pandas Styler -> HTML fragments with CSS classes (styles live in templates/report.css).
+
+All cell and index formatters escape their text themselves (:func:`esc`), then add trusted markup
+(CI spans, badges), so a name such as ``<script>`` is rendered as text.  Highlighting: ``best`` marks the
+lowest point estimate of a column (within a device for efficiency), ``tie`` the entries whose 95%
+intervals overlap the best's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from markupsafe import Markup, escape
+from pandas.io.formats.style import Styler
+
+from harness.report.data import Z95, time_se
+
+_uid = itertools.count()
+_EMPTY_STYLE = re.compile(r"<style type=\"text/css\">\s*</style>\s*")
+
+
+def esc(v: Any) -> str:
+    return str(escape(str(v)))
+
+
+def fmt(v: Any, digits: int = 3) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return esc(v)
+    if math.isnan(f):
+        return "—"
+    if f == 0:
+        return "0"
+    if math.isinf(f):
+        return "∞" if f > 0 else "−∞"
+    return f"{f:.{digits}g}"
+
+
+def fmt_time(t: Any) -> str:
+    """Seconds with a readable unit (µs / ms / s)."""
+    try:
+        t = float(t)
+    except (TypeError, ValueError):
+        return "—"
+    if not math.isfinite(t):
+        return "—"
+    if t < 1e-3:
+        return f"{t * 1e6:.3g} µs"
+    return f"{t * 1e3:.3g} ms" if t < 1 else f"{t:.3g} s"
+
+
+def rel(hw: float, v: float) -> str:
+    if not (math.isfinite(hw) and math.isfinite(v)) or v == 0:
+        return ""
+    r = 100 * hw / abs(v)
+    return f"±{r:.2g}%" if r < 100 else f"±{r:.0f}%"
+
+
+def badge(unbiased: Any) -> str:
+    if unbiased is False:
+        return ' <span class="badge biased" title="declared biased by its implementation">biased</span>'
+    if unbiased is None:
+        return ' <span class="badge unknown" title="bias status not recorded">?</span>'
+    return ""
+
+
+def styled(
+    values: pd.DataFrame,
+    classes: pd.DataFrame,
+    caption: str = "",
+    index_fmt: Callable[[Any], str] | None = None,
+    cls: str = "lb",
+) -> Markup:
+    """Render a DataFrame of pre-escaped HTML strings with per-cell CSS classes."""
+    st = Styler(values, uuid=f"t{next(_uid)}", cell_ids=False)
+    st = st.set_td_classes(classes.reindex_like(values).fillna(""))
+    st = st.format(lambda s: s if isinstance(s, str) else fmt(s))
+    st = st.format_index(index_fmt or esc, axis=0)
+    st = st.format_index(esc, axis=1)
+    st = st.hide(names=True, axis="index").hide(names=True, axis="columns")
+    st = st.set_table_attributes(f'class="{cls}"')
+    if caption:
+        st = st.set_caption(esc(caption))
+    return _wrap(st)
+
+
+def _wrap(st: Styler) -> Markup:
+    """Styler HTML without its (empty) per-table <style> block; CSS classes are kept for highlighting."""
+    html = _EMPTY_STYLE.sub("", st.to_html(doctype_html=False))
+    return Markup(f'<div class="tablewrap">{html}</div>')
+
+
+def _finite(x: Any) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def _mark_best(vals: dict, lo: dict, hi: dict, tiebreak: dict | None = None) -> dict:
+    """{key: 'best'} for the lowest value (ties broken by ``tiebreak``), 'tie' where a CI overlaps the best's CI."""
+    ok = {k: float(v) for k, v in vals.items() if _finite(v)}
+    if not ok:
+        return {}
+    vmin = min(ok.values())
+    cand = [k for k, v in ok.items() if v == vmin]
+    tb = tiebreak or {}
+    ib = min(cand, key=lambda k: float(tb[k]) if _finite(tb.get(k)) else math.inf)
+    out = {ib: "best"}
+    hb = float(hi[ib]) if _finite(hi.get(ib)) else ok[ib]
+    for k, v in ok.items():
+        if k != ib and (float(lo[k]) if _finite(lo.get(k)) else v) <= hb:
+            out[k] = "tie"
+    return out
+
+
+def _records(d: pd.DataFrame, keys: list[str]) -> dict[tuple, dict[str, Any]]:
+    """Rows as dicts keyed by ``keys`` (first row wins): fast lookups for building tables cell by cell."""
+    out: dict[tuple, dict[str, Any]] = {}
+    for r in d.to_dict("records"):
+        out.setdefault(tuple(r[k] for k in keys), r)
+    return out
+
+
+def _frame(cells: dict[tuple, str], idx: list[str], cols: list[Any], default: str = "") -> pd.DataFrame:
+    data = [[cells.get((c, col), default) for col in cols] for c in idx]
+    columns = pd.MultiIndex.from_tuples(cols) if cols and isinstance(cols[0], tuple) else cols
+    return pd.DataFrame(data, index=idx, columns=columns, dtype=object)
+
+
+def _variance_cell(r: dict[str, Any], flagged: bool) -> str:
+    if r["exact_est"]:
+        return (
+            f'<span class="v" title="variance {fmt(r["variance"])}: rounding level, the estimator is exact '
+            f'here">0 (exact)</span>'
+        )
+    cell = (
+        f'<span class="v" title="95% CI [{fmt(r["variance_ci_low"])}, {fmt(r["variance_ci_high"])}]; '
+        f'pooled over {int(r["n_platforms"])} platform(s)">{fmt(r["variance"])}</span>'
+        f' <span class="ci">{rel(Z95 * r["variance_se"], r["variance"])}</span>'
+    )
+    if r["unbiased"] is False or (np.isfinite(r["bias_z"]) and r["bias_z"] > 5):
+        cell += (
+            f'<br><span class="biasval">bias {fmt(r["bias"], 2)} '
+            f"[{fmt(r['bias_ci_low'], 2)}, {fmt(r['bias_ci_high'], 2)}] z={fmt(r['bias_z'], 2)}</span>"
+        )
+    if r["nan_fraction"] > 0:
+        cell += f'<br><span class="warn">NaN {100 * r["nan_fraction"]:.2g}%</span>'
+    if flagged:
+        cell += ' <span class="warn" title="backends disagree significantly (Bonferroni over all comparisons)">⚠</span>'
+    return cell
+
+
+def variance_table(
+    pooled: pd.DataFrame, configs: list[str], Ls: list[int], unbiased: dict[str, Any], flagged: set[tuple[str, int]]
+) -> Markup:
+    """Leaderboard by variance: rows = configs, columns = L; cell = pooled variance ±95% CI (and bias if biased)."""
+    present = set(pooled["config"])
+    idx = [c for c in configs if c in present]
+    rec = _records(pooled, ["config", "n_samples"])
+    vals: dict[tuple, str] = {}
+    cls: dict[tuple, str] = {}
+    for L in Ls:
+        col = f"L={L}"
+        rs = {c: rec[(c, L)] for c in idx if (c, L) in rec}
+        marks = _mark_best(
+            {c: r["variance"] for c, r in rs.items()},
+            {c: r["variance_ci_low"] for c, r in rs.items()},
+            {c: r["variance_ci_high"] for c, r in rs.items()},
+        )
+        for c, r in rs.items():
+            vals[(c, col)] = _variance_cell(r, (c, L) in flagged)
+            cls[(c, col)] = marks.get(c, "")
+    cols = [f"L={L}" for L in Ls]
+    return styled(
+        _frame(vals, idx, cols, '<span class="na">—</span>'),
+        _frame(cls, idx, cols),
+        index_fmt=lambda c: esc(c) + badge(unbiased.get(c)),
+    )
+
+
+def _eff_interval(r: dict[str, Any]) -> tuple[float, float, float]:
+    """(efficiency, low, high): 95% interval by the delta method from the variance SE and the time SE."""
+    if r["exact_est"]:
+        return 0.0, 0.0, 0.0
+    relse = math.hypot(
+        _rse(r["variance_se"], r["variance"]),
+        _rse(time_se(r["time_median_s"], r["time_iqr_s"], r["time_samples"]), r["time_median_s"]),
+    )
+    e = r["efficiency"]
+    return e, e * max(1 - Z95 * relse, 0.0), e * (1 + Z95 * relse)
+
+
+def _efficiency_cell(r: dict[str, Any]) -> str:
+    if not np.isfinite(r["time_median_s"]):
+        return '<span class="na" title="timing was off for this cell">n/a</span>'
+    t = (
+        f'<span class="t" title="median time per call (IQR {fmt(r["time_iqr_s"], 2)} s, {fmt(r["time_samples"])} '
+        f'samples)">{fmt_time(r["time_median_s"])}</span>'
+    )
+    if r["exact_est"]:
+        return f'<span class="v">0 (exact)</span><br>{t}'
+    e, _, hi = _eff_interval(r)
+    return f'<span class="v">{fmt(e)}</span> <span class="ci">{rel(hi - e, e)}</span><br>{t}'
+
+
+def efficiency_table(
+    rows: pd.DataFrame,
+    configs: list[str],
+    Ls: list[int],
+    platforms: list[str],
+    unbiased: dict[str, Any],
+    device_of: dict[str, str],
+) -> Markup:
+    """Leaderboard by efficiency (variance × time per call): rows = configs, columns = (L, platform)."""
+    present = set(rows["config"])
+    idx = [c for c in configs if c in present]
+    rec = _records(rows, ["config", "n_samples", "platform"])
+    vals: dict[tuple, str] = {}
+    cls: dict[tuple, str] = {}
+    devices = sorted({device_of.get(p, p) for p in platforms})
+    for L in Ls:
+        for dev in devices:
+            rs = {
+                (c, p): rec[(c, L, p)]
+                for c in idx
+                for p in platforms
+                if device_of.get(p, p) == dev and (c, L, p) in rec
+            }
+            iv = {k: _eff_interval(r) for k, r in rs.items()}
+            marks = _mark_best(
+                {k: v[0] for k, v in iv.items()},
+                {k: v[1] for k, v in iv.items()},
+                {k: v[2] for k, v in iv.items()},
+                {k: r["time_median_s"] for k, r in rs.items()},
+            )
+            for (c, p), r in rs.items():
+                vals[(c, (f"L={L}", p))] = _efficiency_cell(r)
+                cls[(c, (f"L={L}", p))] = marks.get((c, p), "")
+    cols = [(f"L={L}", p) for L in Ls for p in platforms]
+    return styled(
+        _frame(vals, idx, cols, '<span class="na">—</span>'),
+        _frame(cls, idx, cols),
+        index_fmt=lambda c: esc(c) + badge(unbiased.get(c)),
+    )
+
+
+def _rse(se: float, v: float) -> float:
+    if not (np.isfinite(se) and np.isfinite(v)) or v == 0:
+        return 0.0
+    return abs(se / v)
+
+
+def overview_table(pooled: pd.DataFrame, rows: pd.DataFrame, anchors: dict[tuple, str]) -> Markup:
+    """Best unbiased config per (instance, param, L): by variance, and by efficiency on each device."""
+    if pooled.empty:
+        return Markup("")
+    keys = ["group", "setting", "dim", "param", "n_samples"]
+    ub = pooled[pooled["unbiased"] != False]  # noqa: E712  (None = unknown counts as unbiased here)
+    ur = rows[(rows["unbiased"] != False) & np.isfinite(rows["efficiency"])]  # noqa: E712
+    devices = sorted(rows["device_key"].unique())
+    eff = {k: g for k, g in ur.groupby(keys + ["device_key"], sort=False)}
+    data = []
+    for k, g in ub.groupby(keys, sort=True):
+        g = g.reset_index(drop=True)
+        marks = _mark_best(g["variance"].to_dict(), g["variance_ci_low"].to_dict(), g["variance_ci_high"].to_dict())
+        best = [g.loc[i, "config"] for i, m in marks.items() if m == "best"]
+        ntie = sum(m == "tie" for m in marks.values())
+        var = f'<span class="pick">{esc(best[0])}</span>' if best else "—"
+        if ntie:
+            var += f' <span class="ci" title="other configs whose 95% CI overlaps the best">(+{ntie} tied)</span>'
+        line = {
+            "": anchors.get(k[:3], ""),
+            "problem": f"{k[1]} · D={k[2]}",
+            "param": str(k[3]),
+            "L": str(k[4]),
+            "lowest variance": var,
+        }
+        for dev in devices:
+            de = eff.get((*k, dev))
+            if de is None or de.empty:
+                line[f"most efficient @ {dev}"] = '<span class="na">—</span>'
+                continue
+            e = de["efficiency"].where(~de["exact_est"].astype(bool), 0.0)
+            b = de[e == 0].sort_values("time_median_s").iloc[0] if (e == 0).any() else de.loc[e.idxmin()]
+            line[f"most efficient @ {dev}"] = (
+                f'<span class="pick">{esc(b["config"])}</span> <span class="ci">[{esc(b["backend"])}]</span>'
+            )
+        data.append(line)
+    view = pd.DataFrame(data)
+    link = {"": lambda a: f'<a href="#{esc(a)}">→</a>' if a else "", "lowest variance": lambda x: x}
+    link.update({c: (lambda x: x) for c in view.columns if c.startswith("most efficient")})
+    return simple_table(view, cls="plain overview", formatters=link)
+
+
+def simple_table(
+    df: pd.DataFrame,
+    classes: pd.DataFrame | None = None,
+    cls: str = "plain",
+    formatters: dict[str, Callable[[Any], str]] | None = None,
+) -> Markup:
+    """A plain escaped table (catalog, agreement, compare); ``formatters`` return trusted HTML."""
+    formatters = formatters or {}
+    vals = pd.DataFrame(
+        {
+            c: [formatters[c](v) if c in formatters else (fmt(v) if isinstance(v, float) else esc(v)) for v in df[c]]
+            for c in df.columns
+        },
+        index=range(len(df)),
+        dtype=object,
+    )
+    st = Styler(vals, uuid=f"t{next(_uid)}", cell_ids=False)
+    if classes is not None:
+        st = st.set_td_classes(classes.set_axis(range(len(df))).reindex_like(vals).fillna(""))
+    st = st.format(lambda x: x).format_index(esc, axis=1).hide(axis="index")
+    st = st.set_table_attributes(f'class="{cls}"')
+    return _wrap(st)
