@@ -69,10 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=_nonneg_int, help="suite seed (overrides the suite)")
     r.add_argument("--dtype", choices=["float64", "float32"], help="measurement dtype (default float64)")
     r.add_argument(
-        "--precision", type=_pos_float, help="add replicates until every variance's 95%% CI half-width <= P x variance"
-    )
-    r.add_argument("--max-replicates", type=_pos_int, help="cap on replicates per cell with --precision")
-    r.add_argument("--max-memory", type=_pos_float, help="memory budget per vectorized chunk in MiB (default 512)")
+        "--precision", type=float, nargs="?", const=0.05, metavar="P",
+        help="add replicates (R is the minimum) until every variance's 95%% CI half-width <= P x variance; "
+        "--precision alone means 0.05, 0 forces a fixed R (default: the suite's `precision`, else fixed R)",
+    )  # fmt: skip
+    r.add_argument("--max-replicates", type=_pos_int, help="cap on replicates per cell with --precision (default 2^20)")
+    r.add_argument("--max-seconds", type=_pos_float, help="time cap per cell of the --precision loop (default 60)")
+    r.add_argument("--max-memory", type=_pos_float, help="memory budget per vectorized chunk in MiB (default 256)")
+    r.add_argument("--threads", type=_pos_int,
+                   help="threads for every backend (torch, XLA via CPU affinity, BLAS); default: all available CPUs")  # fmt: skip
+    r.add_argument("--torch-compile", metavar="BACKEND",
+                   help="experimental: wrap torch estimators in torch.compile(backend=BACKEND), e.g. inductor")  # fmt: skip
     r.add_argument("--no-timing", action="store_true", help="skip per-call timing")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     r.add_argument("--dry-run", action="store_true", help="expand and print the cell count, run nothing")
@@ -115,10 +122,17 @@ def cmd_run(a: argparse.Namespace) -> int:
             raise UsageError(f"--backend: unknown backend {bad[0]!r}; valid: {list(BACKEND_NAMES)}")
     if a.resume and not a.out:
         raise UsageError("--resume needs --out RUN_DIR (the run to continue)")
+    if a.precision is not None and not a.precision >= 0:
+        raise UsageError(f"--precision: expected a number >= 0 (0 = fixed R), got {a.precision!r}")
+    from harness.timing import pin_threads
+
+    pin_threads(a.threads)  # before any backend runs: XLA reads the affinity mask when it starts
     options: dict[str, Any] = {
-        "precision": a.precision,
+        "precision": a.precision,  # 0 overrides a suite's precision with a fixed R
         "max_replicates": a.max_replicates,
-        "max_memory": int(a.max_memory * 2**20) if a.max_memory else None,
+        "max_seconds": a.max_seconds,
+        "max_memory": a.max_memory,  # MiB, like the suite key
+        "compile_backend": a.torch_compile,
     }
     exp = expand(
         a.suite,

@@ -6,6 +6,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,27 @@ def gpu_info() -> dict[str, Any]:
     return {}
 
 
+def gpu_frameworks() -> dict[str, Any]:
+    """CUDA/cuDNN versions torch was built with and JAX's GPU platform version (only where a GPU is used)."""
+    out: dict[str, Any] = {}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        out["torch"] = {"cuda": torch.version.cuda, "cudnn": cudnn, "devices": torch.cuda.device_count()}
+    jax = sys.modules.get("jax")
+    if jax is not None:
+        try:
+            gpus = jax.devices("gpu")
+            out["jax"] = {"platform_version": gpus[0].client.platform_version, "devices": len(gpus)}
+        except Exception:
+            pass
+    return out
+
+
 def machine_info() -> dict[str, Any]:
-    threads: dict[str, Any] = {"os_cpu_count": os.cpu_count()}
+    from harness.timing import thread_settings
+
+    threads: dict[str, Any] = {"os_cpu_count": os.cpu_count(), **thread_settings()}
     devices: dict[str, Any] = {}
     for b in BACKEND_NAMES:
         be = get_backend(b)
@@ -79,7 +99,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "threads": threads,
         "devices": devices,
-        "gpu": gpu_info(),
+        "gpu": {**gpu_info(), **gpu_frameworks()},
         "backends": backend_status(),
         "packages": package_versions(),
     }

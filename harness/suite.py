@@ -86,7 +86,21 @@ class Expansion:
         lines = [f"expanded {len(self.cells)} cells"]
         if self.dropped:
             lines.append(f"dropped {sum(self.dropped.values())} combinations:")
-            lines += [f"  {n:6d}  {why}" for why, n in self.dropped.most_common()]
+            # "X does not apply to D" reasons are folded per estimator so the summary stays short
+            folded: Counter = Counter()
+            dists: dict[str, list[str]] = {}
+            for why, n in self.dropped.items():
+                est, sep, dist = why.partition(" does not apply to ")
+                if sep:
+                    folded[f"{est} does not apply to"] += n
+                    dists.setdefault(est, []).append(dist)
+                else:
+                    folded[why] += n
+            for why, n in folded.most_common():
+                est = why.removesuffix(" does not apply to")
+                if est != why:
+                    why = f"{why} {', '.join(sorted(dists[est]))}"
+                lines.append(f"  {n:6d}  {why}")
         return "\n".join(lines)
 
 
@@ -260,8 +274,6 @@ def expand(
     for k, v in opts.items():
         if not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
             raise SuiteError(p, f"suite.{k}", f"must be a positive number, got {v!r}")
-    if "max_memory" in opts:  # MiB in suite files, like the CLI flag; bytes inside cells
-        opts["max_memory"] = int(opts["max_memory"] * 2**20)
     opts.update({k: v for k, v in (options or {}).items() if v is not None})
     timing = meta.get("timing", True)
     if not isinstance(timing, bool):

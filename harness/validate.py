@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from harness.backends import get_backend
 from harness.problems import Problem, ProblemSpec, example_problems
 from harness.registry import EstimatorSpec, get_estimator
-from harness.backends import get_backend
 from harness.runner import chunk_size, prepare
 
 
@@ -98,7 +98,7 @@ def check_problem(spec: EstimatorSpec, problem: Problem, *, L: int = 4, R: int =
               hyper=hyper, dtype=dtype, jit=jit)
     res = _check_once(spec, problem, L=L, R=R, seed=seed, **kw)
     for attempt in range(1, 3):  # at most two re-runs, each sized from the measured standard errors
-        if not (max_R and res.verdict == "underpowered" and res.R < max_R):
+        if not (max_R and res.verdict == "underpowered" and max_R > res.R):
             break
         R = int(min(max_R, math.ceil(res.R * res.halfwidth_ratio**2 * 1.3)))
         res = _check_once(spec, problem, L=L, R=R, seed=seed + attempt, **kw)
