@@ -23,7 +23,7 @@ RUN_ID ?= $(basename $(notdir $(SUITE)))-$(shell date +%Y%m%d-%H%M%S)
 RUN_DIR ?= results/$(RUN_ID)
 PYTEST_ARGS ?=
 
-.PHONY: venv bench smoke test lint format perf report clean asv asv-compare asv-publish
+.PHONY: venv bench smoke test test-all lint format perf report clean asv asv-compare asv-publish
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -44,9 +44,13 @@ bench: venv  ## run suites/default.toml, write results/<run-id>/ and the HTML re
 smoke: venv
 	$(BIN)/stochgrad run suites/smoke.toml --out results/smoke-$(shell date +%Y%m%d-%H%M%S)
 
-test: venv  ## lint + the whole test suite
+test: venv  ## lint + the test suite (what CI runs); slow batteries: make test-all
 	$(BIN)/ruff check harness estimators tests suites
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
+
+test-all: venv
+	$(BIN)/ruff check harness estimators tests suites
+	$(BIN)/pytest -q -n 2 $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check harness estimators tests suites
