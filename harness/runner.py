@@ -161,10 +161,11 @@ def estimate(
     max_replicates: int | None = None,
     max_seconds: float = DEFAULT_MAX_SECONDS,
     compile_backend: str | None = None,
+    jit: bool = True,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """R replicate L-sample estimates as float64 NumPy arrays [R, *shape] (more than R with ``precision``).
 
-    ``max_seconds`` is the time budget for replicates beyond the first R (a slow JAX compilation of the
+    ``jit=False`` runs JAX eagerly (tests: nothing to compile).  ``max_seconds`` is the time budget for replicates beyond the first R (a slow JAX compilation of the
     first chunk does not eat it).  ``info``: chunk_replicates (first chunk size), n_chunks,
     estimate_seconds, precision_target, precision_achieved (worst relative CI half-width; NaN without a
     target), precision_capped, precision_cap_reason ("", "replicates" or "time").
@@ -182,7 +183,7 @@ def estimate(
 
     def draw(size: int) -> None:
         nonlocal n, calls
-        caller = prepare(spec, problem, B, L=L, R=size, hyper=hyper or {}, dtype=dtype, device=device,
+        caller = prepare(spec, problem, B, L=L, R=size, hyper=hyper or {}, dtype=dtype, device=device, jit=jit,
                          compile_backend=compile_backend)  # fmt: skip
         child = int(ss.spawn(1)[0].generate_state(1, dtype=np.uint64)[0] >> np.uint64(2))
         out = _to_numpy(B, caller.run(child), names)
@@ -222,12 +223,6 @@ def estimate(
             while size * elems < EFFICIENT_CHUNK and need > 16 * size and size * GROWTH <= max_chunk:
                 size *= GROWTH
             goal = n + need
-            for k in names:  # room for this round
-                want = n + size * math.ceil(need / size)
-                if store[k].shape[0] < want:
-                    grown = np.empty((want, *store[k].shape[1:]))
-                    grown[:n] = store[k][:n]
-                    store[k] = grown
             while n < goal and time.perf_counter() - start <= max_seconds:
                 draw(size)
     info["n_chunks"] = calls

@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.backends import get_backend
 from harness.problems import Problem, ProblemSpec, example_problems
 from harness.registry import EstimatorSpec, get_estimator
-from harness.runner import chunk_size, prepare
+from harness.runner import estimate
 
 
 def z_critical(alpha: float, n_tests: int) -> float:
@@ -73,29 +72,53 @@ class CheckResult:
         )
 
 
-def draw(spec: EstimatorSpec, problem: Problem, *, L: int, R: int, seed: int, hyper: dict[str, Any] | None = None,
-         dtype: str = "float64", jit: bool = False) -> dict[str, np.ndarray]:
+def draw(
+    spec: EstimatorSpec,
+    problem: Problem,
+    *,
+    L: int,
+    R: int,
+    seed: int,
+    hyper: dict[str, Any] | None = None,
+    dtype: str = "float64",
+    jit: bool = False,
+) -> dict[str, np.ndarray]:
     """R replicate estimates as float64 NumPy arrays (JAX un-jitted by default: tests compile nothing)."""
-    B = get_backend(spec.backend)
-    chunk = chunk_size(problem, L, R, dtype, 256 * 2**20)
-    call = prepare(spec, problem, B, L=L, R=chunk, hyper=hyper or {}, dtype=dtype, device="cpu", jit=jit).run
-    seeds = np.random.SeedSequence(seed).generate_state(-(-R // chunk), dtype=np.uint32)
-    parts = [call(int(s)) for s in seeds]
-    return {k: np.concatenate([np.asarray(B.to_numpy(p[k]), np.float64) for p in parts])[:R]
-            for k in problem.param_names}
+    return estimate(spec, problem, L=L, R=R, seed=seed, hyper=hyper, dtype=dtype, jit=jit)[0]
 
 
-def check_problem(spec: EstimatorSpec, problem: Problem, *, L: int = 4, R: int = 20000, seed: int = 0,
-                  alpha: float = 1e-3, n_tests: int | None = None, detectable: float = 0.1,
-                  abs_floor: float = 1e-3, batches: int = 100, hyper: dict[str, Any] | None = None,
-                  dtype: str = "float64", max_R: int | None = None, jit: bool = False) -> CheckResult:
+def check_problem(
+    spec: EstimatorSpec,
+    problem: Problem,
+    *,
+    L: int = 4,
+    R: int = 20000,
+    seed: int = 0,
+    alpha: float = 1e-3,
+    n_tests: int | None = None,
+    detectable: float = 0.1,
+    abs_floor: float = 1e-3,
+    batches: int = 100,
+    hyper: dict[str, Any] | None = None,
+    dtype: str = "float64",
+    max_R: int | None = None,
+    jit: bool = False,
+) -> CheckResult:
     """z-test every coordinate of every parameter; ``n_tests`` overrides the Bonferroni count.
 
     With ``max_R``, an underpowered pass is repeated (at most twice) with a fresh seed and the replicate
     count its measured standard errors call for (at most ``max_R``): the power requirement is never relaxed.
     """
-    kw = dict(alpha=alpha, n_tests=n_tests, detectable=detectable, abs_floor=abs_floor, batches=batches,
-              hyper=hyper, dtype=dtype, jit=jit)
+    kw = dict(
+        alpha=alpha,
+        n_tests=n_tests,
+        detectable=detectable,
+        abs_floor=abs_floor,
+        batches=batches,
+        hyper=hyper,
+        dtype=dtype,
+        jit=jit,
+    )
     res = _check_once(spec, problem, L=L, R=R, seed=seed, **kw)
     for attempt in range(1, 3):  # at most two re-runs, each sized from the measured standard errors
         if not (max_R and res.verdict == "underpowered" and max_R > res.R):
@@ -109,9 +132,22 @@ def _fail(spec: EstimatorSpec, problem: Problem, L: int, R: int, verdict: str, z
     return CheckResult(spec.name, spec.backend, problem.label(), L, R, verdict, math.nan, zc, math.nan, detail=detail)
 
 
-def _check_once(spec: EstimatorSpec, problem: Problem, *, L: int, R: int, seed: int, alpha: float,
-                n_tests: int | None, detectable: float, abs_floor: float, batches: int,
-                hyper: dict[str, Any] | None, dtype: str, jit: bool) -> CheckResult:
+def _check_once(
+    spec: EstimatorSpec,
+    problem: Problem,
+    *,
+    L: int,
+    R: int,
+    seed: int,
+    alpha: float,
+    n_tests: int | None,
+    detectable: float,
+    abs_floor: float,
+    batches: int,
+    hyper: dict[str, Any] | None,
+    dtype: str,
+    jit: bool,
+) -> CheckResult:
     L = max(L, spec.min_samples)
     try:
         G = draw(spec, problem, L=L, R=R, seed=seed, hyper=hyper, dtype=dtype, jit=jit)
@@ -136,8 +172,9 @@ def _check_once(spec: EstimatorSpec, problem: Problem, *, L: int, R: int, seed: 
         variance[k] = float(g.var(0, ddof=1).mean())
         bias[k] = float(np.sqrt(np.mean(d**2)))
     verdict = "biased" if max_z > zc else ("underpowered" if ratio > 1 else "pass")
-    return CheckResult(spec.name, spec.backend, problem.label(), L, R, verdict, max_z, zc, ratio, variance, bias,
-                       detail=f"seed={seed}")
+    return CheckResult(
+        spec.name, spec.backend, problem.label(), L, R, verdict, max_z, zc, ratio, variance, bias, detail=f"seed={seed}"
+    )
 
 
 def applicable_problems(spec: EstimatorSpec) -> list[ProblemSpec]:
