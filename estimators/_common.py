@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from harness.registry import register_estimator
 
 AUTODIFF = ("torch", "jax")
@@ -15,10 +13,6 @@ AUTODIFF = ("torch", "jax")
 def bcast(w: Any, like: Any) -> Any:
     """Append singleton axes to a [R, L] weight so it broadcasts against ``like`` [R, L, ...]."""
     return w.reshape(tuple(w.shape) + (1,) * (like.ndim - w.ndim))
-
-
-def np_mean_L(x: np.ndarray) -> np.ndarray:
-    return x.mean(axis=1)
 
 
 def register_many(name: str, backends: tuple[str, ...], **caps: Any) -> Callable[[Callable], Callable]:

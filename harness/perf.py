@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.metrics import Z95
 from harness.timing import pin_threads
 
 K, LOC, SCALE = 0.0, 0.5, 1.5
@@ -308,7 +309,7 @@ def ci_study(sets: int) -> tuple[str, list[dict]]:
     from harness.metrics import mean_interval
 
     rng = np.random.default_rng(2024)
-    a, z = 0.3, 1.959963984540054
+    a, z = 0.3, Z95
 
     def gamma_case(f: Callable, sc: Callable) -> tuple[Callable, float]:
         def E(fn: Callable) -> float:

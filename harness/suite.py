@@ -130,13 +130,6 @@ def _list(v: Any) -> list[Any]:
     return list(v) if isinstance(v, list | tuple) else [v]
 
 
-def _ctx(path: str, key: str) -> Any:
-    def err(msg: str) -> SuiteError:
-        return SuiteError(path, key, msg)
-
-    return err
-
-
 def _check_keys(path: str, where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
     if not isinstance(table, Mapping):
         raise SuiteError(path, where, f"must be a table, got {type(table).__name__}")

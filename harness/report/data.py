@@ -26,24 +26,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.metrics import METRIC_KEYS, Z95
 from harness.store import load_run
 
-Z95 = 1.959963984540054
 NUMERIC_COLS = (
     "exact_grad",
-    "grad_mean",
-    "bias",
-    "bias_ci_low",
-    "bias_ci_high",
-    "bias_z",
-    "variance",
-    "variance_se",
-    "variance_ci_low",
-    "variance_ci_high",
-    "mse",
-    "mse_ci_low",
-    "mse_ci_high",
-    "snr",
+    *METRIC_KEYS,
     "time_median_s",
     "time_iqr_s",
     "compile_time_s",
@@ -52,7 +40,6 @@ NUMERIC_COLS = (
     "nan_fraction",
     "n_replicates",
     "n_replicates_used",
-    "variance_rel_halfwidth",
     "samples_to_snr1",
     "exact_abs_err",
 )

@@ -248,19 +248,9 @@ def accuracy(catalog: Catalog, key: Key) -> dict[str, float]:
         _ACCURACY[key] = json.loads(memo.read_text())
     if key not in _ACCURACY:
         cell = catalog.cell(*key)
-        spec = get_estimator(cell.estimator, cell.backend)
         problem = cell.problem.build()
         t0 = time.perf_counter()
-        G, _ = estimate(
-            spec,
-            problem,
-            L=cell.n_samples,
-            R=cell.n_replicates,
-            seed=catalog.seed(key),
-            hyper=cell.hyper,
-            dtype=cell.dtype,
-            device=cell.device,
-        )
+        G = _estimate_cell(catalog, key, problem)
         eps = float(np.finfo(cell.dtype).eps)
         stats = [summarize(G[k], problem.exact.grads[k], rel_eps=eps) for k in problem.param_names]
         _ACCURACY[key] = {
@@ -277,21 +267,26 @@ def accuracy(catalog: Catalog, key: Key) -> dict[str, float]:
 
 def run_estimate(catalog: Catalog, key: Key) -> Callable[[], None]:
     """A callable running one vectorized R-replicate estimate (for peakmem_)."""
-    cell = catalog.cell(*key)
-    spec = get_estimator(cell.estimator, cell.backend)
-    problem = cell.problem.build()
+    problem = catalog.cell(*key).problem.build()
     problem.exact  # noqa: B018  (ground truth computed outside the measured call)
 
     def run() -> None:
-        estimate(
-            spec,
-            problem,
-            L=cell.n_samples,
-            R=cell.n_replicates,
-            seed=catalog.seed(key),
-            hyper=cell.hyper,
-            dtype=cell.dtype,
-            device=cell.device,
-        )
+        _estimate_cell(catalog, key, problem)
 
     return run
+
+
+def _estimate_cell(catalog: Catalog, key: Key, problem: Any) -> dict[str, np.ndarray]:
+    """The cell's fixed-seed vectorized R-replicate estimate (what track_ and peakmem_ measure)."""
+    cell = catalog.cell(*key)
+    G, _ = estimate(
+        get_estimator(cell.estimator, cell.backend),
+        problem,
+        L=cell.n_samples,
+        R=cell.n_replicates,
+        seed=catalog.seed(key),
+        hyper=cell.hyper,
+        dtype=cell.dtype,
+        device=cell.device,
+    )
+    return G
