@@ -23,7 +23,7 @@ RUN_ID ?= $(basename $(notdir $(SUITE)))-$(shell date +%Y%m%d-%H%M%S)
 RUN_DIR ?= results/$(RUN_ID)
 PYTEST_ARGS ?=
 
-.PHONY: venv bench smoke test test-all lint format perf report clean asv asv-compare asv-publish
+.PHONY: venv bench smoke test test-all lint format perf report clean asv asv-compare asv-publish docs docs-check
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,16 @@ report: venv  ## report of the newest run: make report RUN_DIR=results/<run-id>
 
 clean:
 	rm -rf .pytest_cache .ruff_cache build *.egg-info
+
+# --- docs (mkdocs-material + mkdocstrings + mkdocs-jupyter; mkdocs.yml, pages in docs/) ---------
+docs: venv  ## build the documentation site into site/ (open site/index.html)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --site-dir site
+	@echo "docs: site/index.html"
+
+docs-check: venv  ## build the docs with warnings as errors (broken links, unrendered API docs); make test runs it
+	@d=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir "$$d"; \
+	rc=$$?; rm -rf "$$d"; exit $$rc
+# --- end docs -----------------------------------------------------------------------------------
 
 # --- asv (regression tracking) -----------------------------------------------------------------
 # asv (airspeed velocity) in this venv (--python=same: nothing is built or installed); docs/notes/asv.md.

@@ -1,0 +1,81 @@
+"""The documentation builds with warnings as errors, and every relative link in README.md resolves."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS_PACKAGES = ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers", "mkdocs_jupyter")
+
+# [text](target) and ![alt](target), with an optional "title"; the target stops at whitespace or ')'.
+_INLINE_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+# [label]: target  (reference definitions)
+_REF_DEF = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+.*)?$", re.MULTILINE)
+_FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
+_CODE_SPAN = re.compile(r"`[^`\n]*`")
+
+
+def relative_links(markdown: str) -> list[str]:
+    """Link targets in `markdown` that are relative paths (no URL scheme, not a bare #anchor), anchors cut."""
+    text = _CODE_SPAN.sub("", _FENCE.sub("", markdown))
+    targets = _INLINE_LINK.findall(text) + _REF_DEF.findall(text)
+    out = []
+    for t in targets:
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", t) or t.startswith(("#", "/")):
+            continue
+        out.append(t.split("#", 1)[0])
+    return out
+
+
+def broken_links(markdown: str, base: Path) -> list[str]:
+    """Relative link targets of `markdown` that do not exist under `base`."""
+    return [t for t in relative_links(markdown) if not (base / t).exists()]
+
+
+def test_link_checker_sees_broken_and_ignores_urls_and_code(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("x")
+    md = (
+        "[ok](docs/a.md#part) ![img](docs/missing.png) [web](https://example.org/x.md) [top](#intro)\n"
+        "`[code](nowhere.md)`\n```\n[fenced](nowhere2.md)\n```\n[ref]: docs/gone.md\n"
+    )
+    assert relative_links(md) == ["docs/a.md", "docs/missing.png", "docs/gone.md"]
+    assert broken_links(md, tmp_path) == ["docs/missing.png", "docs/gone.md"]
+
+
+def test_readme_relative_links_exist() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = relative_links(readme)
+    assert any(t.startswith("docs/") for t in links), "README.md should link into the docs"
+    assert broken_links(readme, ROOT) == [], "README.md links to files that do not exist"
+
+
+def test_readme_is_short() -> None:
+    n = len((ROOT / "README.md").read_text(encoding="utf-8").splitlines())
+    assert n <= 250, f"README.md has {n} lines; the rest belongs in docs/"
+
+
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in DOCS_PACKAGES),
+    reason="mkdocs-material, mkdocstrings[python] or mkdocs-jupyter not installed (pip install -e '.[docs]')",
+)
+def test_mkdocs_build_strict(tmp_path: Path) -> None:
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    r = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, f"mkdocs build --strict failed:\n{r.stdout}\n{r.stderr}"
+    assert (tmp_path / "site" / "index.html").exists()
+    assert (tmp_path / "site" / "tutorial" / "index.html").exists()
