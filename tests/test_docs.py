@@ -57,6 +57,39 @@ def test_readme_relative_links_exist() -> None:
     assert broken_links(readme, ROOT) == [], "README.md links to files that do not exist"
 
 
+# Repository paths and `python -m` modules named in code spans of the docs pages (the design notes under
+# docs/notes/ are dated records and are not checked).
+_REPO_PATH = re.compile(r"`((?:stochgrad|harness|estimators|suites|tests|results|docs)/[\w./-]*\w/?)`")
+_RUN_MODULE = re.compile(r"python -m ((?:stochgrad|harness|estimators|suites|tests)(?:\.\w+)+)")
+
+
+def stale_references(markdown: str, root: Path) -> list[str]:
+    """Paths and `python -m` modules that `markdown` names but that do not exist under `root`."""
+    paths = [p for p in _REPO_PATH.findall(markdown) if "<" not in p and "*" not in p]
+    missing = [p for p in paths if not (root / p).exists()]
+    for mod in _RUN_MODULE.findall(markdown):
+        base = root / mod.replace(".", "/")
+        if not (base.with_suffix(".py").exists() or (base / "__main__.py").exists()):
+            missing.append(f"python -m {mod}")
+    return missing
+
+
+def test_stale_reference_checker_sees_missing(tmp_path: Path) -> None:
+    (tmp_path / "harness").mkdir()
+    (tmp_path / "harness" / "perf.py").write_text("")
+    md = "`harness/perf.py` `harness/gone.py` run `python -m harness.perf`, `python -m harness.old`"
+    assert stale_references(md, tmp_path) == ["harness/gone.py", "python -m harness.old"]
+
+
+@pytest.mark.parametrize(
+    "page",
+    ["README.md"]
+    + sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").rglob("*.md") if "notes" not in p.parts),
+)
+def test_docs_name_existing_files_and_modules(page: str) -> None:
+    assert stale_references((ROOT / page).read_text(encoding="utf-8"), ROOT) == []
+
+
 def test_readme_is_short() -> None:
     n = len((ROOT / "README.md").read_text(encoding="utf-8").splitlines())
     assert n <= 250, f"README.md has {n} lines; the rest belongs in docs/"
