@@ -8,30 +8,32 @@ Pairs each draw z = μ + σε with its mirror μ − σε (L/2 pairs per estimat
 Unbiased; lower variance than plain pathwise when f' is monotone.  Reference: Hammersley & Morton (1956).
 """
 
-from harness.registry import register_estimator
+import stochgrad as sg
+
+antithetic = sg.register_estimator(
+    "antithetic_pathwise",
+    distributions=["normal"],
+    unbiased=True,
+    min_samples=2,
+    requires=["differentiable"],
+    reference="Hammersley & Morton 1956",
+)
 
 
-@register_estimator("antithetic_pathwise", "numpy", distributions=["normal"], unbiased=True,
-                    min_samples=2, reference="Hammersley & Morton 1956")
-def antithetic_numpy(ctx):
+@antithetic.implementation("numpy")
+def antithetic_numpy(ctx: sg.Context) -> dict:
     eps = ctx.noise.normal((ctx.R, ctx.L // 2, ctx.dim))
     eps = ctx.B.concat([eps, -eps], axis=1)  # [R, L, D]: pairs (ε, −ε)
-    z = ctx.params["loc"] + ctx.params["scale"] * eps
-    gz = ctx.problem.objective.grad_np(z, ctx.op)  # f'(z) per coordinate
+    gz = ctx.f_grad(ctx.params["loc"] + ctx.params["scale"] * eps)  # f'(z) per coordinate
     return {"loc": gz.mean(1), "scale": (gz * eps).mean(1)}
 
 
-def antithetic_autodiff(ctx):
+@antithetic.implementation("torch", "jax")
+def antithetic_autodiff(ctx: sg.Context) -> dict:
     eps = ctx.noise.normal((ctx.R, ctx.L // 2, ctx.dim))
     eps = ctx.B.concat([eps, -eps], axis=1)
 
     def surrogate(P):  # per-replicate L-sample estimate of E[f], differentiated by autodiff
-        z = P["loc"][:, None] + P["scale"][:, None] * eps
-        return ctx.f(z).mean(1)
+        return ctx.f(P["loc"][:, None] + P["scale"][:, None] * eps).mean(1)
 
     return ctx.B.grad_batched(surrogate, ctx.batched())
-
-
-for backend in ("torch", "jax"):
-    register_estimator("antithetic_pathwise", backend, distributions=["normal"], unbiased=True,
-                       min_samples=2, reference="Hammersley & Morton 1956")(antithetic_autodiff)
