@@ -45,23 +45,23 @@ smoke: venv
 	$(BIN)/stochgrad run suites/smoke.toml --out results/smoke-$(shell date +%Y%m%d-%H%M%S)
 
 test: venv  ## lint + the test suite (what CI runs); slow batteries: make test-all
-	$(BIN)/ruff check harness estimators tests suites
+	$(BIN)/ruff check stochgrad harness estimators tests suites
 	$(BIN)/pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
 
 test-all: venv
-	$(BIN)/ruff check harness estimators tests suites
+	$(BIN)/ruff check stochgrad harness estimators tests suites
 	$(BIN)/pytest -q -n 2 $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check harness estimators tests suites
-	$(BIN)/ruff format --check harness estimators tests suites
+	$(BIN)/ruff check stochgrad harness estimators tests suites
+	$(BIN)/ruff format --check stochgrad harness estimators tests suites
 
 format: venv
-	$(BIN)/ruff check --fix harness estimators tests suites
-	$(BIN)/ruff format harness estimators tests suites
+	$(BIN)/ruff check --fix stochgrad harness estimators tests suites
+	$(BIN)/ruff format stochgrad harness estimators tests suites
 
 perf: venv  ## timing validation and throughput tables (prints; nothing asserted)
-	$(PY) -m harness.perf
+	$(PY) -m suites.benchmarks.perf
 
 report: venv  ## report of the newest run: make report RUN_DIR=results/<run-id>
 	$(BIN)/stochgrad report $(RUN_DIR) -o $(RUN_DIR)/report.html
@@ -94,12 +94,12 @@ ASV_ARGS ?=
 ASV_BENCH = $(if $(BENCH),--bench "$(BENCH)") $(if $(ROUNDS),--rounds $(ROUNDS))
 
 asv: venv  ## benchmark the current checkout (results saved with HEAD's commit hash)
-	$(PY) -m harness.asv_tools run $(ASV_BENCH) $(ASV_ARGS)
+	$(PY) -m suites.benchmarks.asv_tools run $(ASV_BENCH) $(ASV_ARGS)
 
 asv-compare: venv  ## benchmark BASE and HEAD, print `asv compare --factor $(FACTOR)`
 	@test -n "$(BASE)" || { echo "usage: make asv-compare BASE=<rev> [HEAD=HEAD] [FACTOR=1.2] [BENCH=regex]"; exit 2; }
-	$(PY) -m harness.asv_tools compare "$(BASE)" --head "$(HEAD)" --factor $(FACTOR) $(ASV_BENCH) $(if $(STRICT),--strict) $(ASV_ARGS)
+	$(PY) -m suites.benchmarks.asv_tools compare "$(BASE)" --head "$(HEAD)" --factor $(FACTOR) $(ASV_BENCH) $(if $(STRICT),--strict) $(ASV_ARGS)
 
 asv-publish: venv  ## build the static dashboard from .asv/results into .asv/html
-	$(PY) -m harness.asv_tools publish
+	$(PY) -m suites.benchmarks.asv_tools publish
 # --- end asv ------------------------------------------------------------------------------------

@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from estimators._common import bcast, register_many
-from harness.registry import BACKENDS
+from estimators._common import bcast
+from harness.registry import BACKENDS, register_estimator
 
 REF_ARM = "Yin & Zhou 2019 (ICLR, arXiv:1807.11143), ARM: Augment-REINFORCE-Merge"
 REF_DISARM = "Dong, Mnih & Tucker 2020 (NeurIPS, arXiv:2006.10680), DisARM"
@@ -105,9 +105,13 @@ def arsm(ctx: Any) -> dict[str, Any]:
 
 def _register() -> None:
     base = dict(unbiased=True, family="arm")
-    register_many("arm", BACKENDS, distributions=("bernoulli",), reference=REF_ARM, **base)(arm)
-    register_many("disarm", BACKENDS, distributions=("bernoulli",), reference=REF_DISARM, **base)(disarm)
-    register_many("arsm", BACKENDS, distributions=("categorical",), reference=REF_ARSM, **base)(arsm)
+    register_estimator("arm", distributions=("bernoulli",), reference=REF_ARM, **base).implementation(*BACKENDS)(arm)
+    register_estimator("disarm", distributions=("bernoulli",), reference=REF_DISARM, **base).implementation(*BACKENDS)(
+        disarm
+    )
+    register_estimator("arsm", distributions=("categorical",), reference=REF_ARSM, **base).implementation(*BACKENDS)(
+        arsm
+    )
 
 
 _register()

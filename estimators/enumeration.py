@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from estimators._common import AUTODIFF, register_many
+from estimators._common import AUTODIFF
 from harness.registry import register_estimator
 
 DISCRETE = ("bernoulli", "categorical")
@@ -59,6 +59,12 @@ def enumeration_autodiff(ctx: Any) -> dict[str, Any]:
     return ctx.B.grad_batched(expectation, ctx.batched())
 
 
-caps = dict(distributions=DISCRETE, unbiased=True, reference=REFERENCE, family="enumeration")
-register_estimator("enumeration", "numpy", **caps)(enumeration_numpy)
-register_many("enumeration", AUTODIFF, **caps)(enumeration_autodiff)
+def _register() -> None:
+    est = register_estimator(
+        "enumeration", distributions=DISCRETE, unbiased=True, reference=REFERENCE, family="enumeration"
+    )
+    est.implementation("numpy")(enumeration_numpy)
+    est.implementation(*AUTODIFF)(enumeration_autodiff)
+
+
+_register()

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from estimators import _implicit_cdf as ic
-from estimators._common import AUTODIFF, register_many
+from estimators._common import AUTODIFF
 from harness.registry import Hyper, register_estimator
 
 REFERENCE = "Figurnov, Mohamed & Mnih 2018 (NeurIPS, arXiv:1805.08498); Jankowiak & Obermeyer 2018 (Dirichlet)"
@@ -181,8 +181,9 @@ def _register() -> None:
         requires=("differentiable",),
         family="implicit",
     )
-    register_estimator("implicit_reparam", "numpy", **caps)(implicit_numpy)
-    register_many("implicit_reparam", AUTODIFF, **caps)(implicit_autodiff)
+    est = register_estimator("implicit_reparam", **caps)
+    est.implementation("numpy")(implicit_numpy)
+    est.implementation(*AUTODIFF)(implicit_autodiff)
 
 
 _register()

@@ -168,8 +168,9 @@ def measure_valued(ctx: Any, separable: bool | None = None) -> dict[str, Any]:
 
 def _register() -> None:
     caps = dict(distributions=tuple(PARTS), unbiased=True, reference=REFERENCE, hyperparameters=HYPER)
-    for backend in ("numpy", "torch", "jax"):
-        register_estimator("measure_valued", backend, family="measure_valued", **caps)(measure_valued)
+    register_estimator("measure_valued", family="measure_valued", **caps).implementation("numpy", "torch", "jax")(
+        measure_valued
+    )
 
 
 _register()

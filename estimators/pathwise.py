@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from estimators._common import AUTODIFF, register_many
+from estimators._common import AUTODIFF
 from estimators._implicit_cdf import gamma_dzda
 from harness.problems.dists.mvn import matvec
 from harness.problems.dists.truncated_normal import TruncatedNormal, icdf_std
@@ -188,8 +188,10 @@ def _register() -> None:
         requires=("differentiable",),
         family="pathwise",
     )
-    register_estimator("pathwise", "numpy", distributions=tuple(NUMPY_GRADS), **caps)(pathwise_numpy)
-    register_many("pathwise", AUTODIFF, distributions=tuple(RSAMPLE), **caps)(pathwise_autodiff)
+    assert set(NUMPY_GRADS) == set(RSAMPLE), "every backend covers the same distributions"
+    est = register_estimator("pathwise", distributions=tuple(RSAMPLE), **caps)
+    est.implementation("numpy")(pathwise_numpy)
+    est.implementation(*AUTODIFF)(pathwise_autodiff)
 
 
 _register()

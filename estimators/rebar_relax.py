@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from estimators._common import AUTODIFF, register_many
+from estimators._common import AUTODIFF
 from harness.backends import get_backend
 from harness.registry import Hyper, register_estimator
 
@@ -333,10 +333,13 @@ def _register() -> None:
     base = dict(
         distributions=DISCRETE, unbiased=True, hyperparameters=HYPERS, requires=("differentiable",), family="rebar"
     )
-    register_estimator("rebar", "numpy", reference=REF_REBAR, **base)(rebar_numpy)
-    register_many("rebar", AUTODIFF, reference=REF_REBAR, **base)(rebar_autodiff)
-    register_estimator("relax", "numpy", reference=REF_RELAX, **base)(relax_numpy)
-    register_many("relax", AUTODIFF, reference=REF_RELAX, **base)(relax_autodiff)
+    for name, ref, np_fn, ad_fn in (
+        ("rebar", REF_REBAR, rebar_numpy, rebar_autodiff),
+        ("relax", REF_RELAX, relax_numpy, relax_autodiff),
+    ):
+        est = register_estimator(name, reference=ref, **base)
+        est.implementation("numpy")(np_fn)
+        est.implementation(*AUTODIFF)(ad_fn)
 
 
 _register()

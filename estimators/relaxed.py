@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from estimators._common import AUTODIFF, register_many
+from estimators._common import AUTODIFF
 from harness.registry import Hyper, register_estimator
 
 DISCRETE = ("bernoulli", "categorical")
@@ -200,8 +200,9 @@ def _register() -> None:
     )
     for name, np_fn, ad_fn, hyp, ref in table:
         caps = dict(base, hyperparameters=hyp, reference=ref)
-        register_estimator(name, "numpy", **caps)(np_fn)
-        register_many(name, AUTODIFF, **caps)(ad_fn)
+        est = register_estimator(name, **caps)
+        est.implementation("numpy")(np_fn)
+        est.implementation(*AUTODIFF)(ad_fn)
 
 
 _register()

@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from estimators._common import AUTODIFF, bcast, register_many
+from estimators._common import AUTODIFF, bcast
 from harness.registry import Hyper, register_estimator
 
 ALL = ("*",)
@@ -96,8 +96,15 @@ def score_autodiff(ctx: Any, weights: Callable[[Any, Any], Any]) -> dict[str, An
     return ctx.B.grad_batched(lambda Q: (w * ctx.log_prob(z, Q)).mean(1), P)
 
 
-def _register(name: str, weights: Callable, reference: str, min_samples: int = 1) -> None:
-    caps = dict(distributions=ALL, unbiased=True, reference=reference, min_samples=min_samples, family="score_function")
+def _register(name: str, weights: Callable, reference: str, min_samples: int = 1, oracle: bool = False) -> None:
+    caps = dict(
+        distributions=ALL,
+        unbiased=True,
+        reference=reference,
+        min_samples=min_samples,
+        family="score_function",
+        oracle=oracle,
+    )
 
     def numpy_impl(ctx: Any) -> dict[str, np.ndarray]:
         return score_numpy(ctx, weights)
@@ -108,13 +115,14 @@ def _register(name: str, weights: Callable, reference: str, min_samples: int = 1
     numpy_impl.__doc__ = autodiff_impl.__doc__ = f"{name}: weights {weights.__name__} (see module docstring)"
     numpy_impl.__qualname__ = f"{name}_numpy"
     autodiff_impl.__qualname__ = f"{name}_autodiff"
-    register_estimator(name, "numpy", **caps)(numpy_impl)
-    register_many(name, AUTODIFF, **caps)(autodiff_impl)
+    est = register_estimator(name, **caps)
+    est.implementation("numpy")(numpy_impl)
+    est.implementation(*AUTODIFF)(autodiff_impl)
 
 
 _register("score_function", weights_plain, REF_SF)
 _register("score_function_rloo", weights_rloo, REF_RLOO, min_samples=2)
-_register("score_function_oracle", weights_oracle, REF_ORACLE)
+_register("score_function_oracle", weights_oracle, REF_ORACLE, oracle=True)
 
 
 # -- score as control variate, coefficient from an independent batch ----------------------------------
@@ -173,8 +181,9 @@ def _register_cv() -> None:
     caps = dict(
         distributions=ALL, unbiased=True, reference=REF_CV, hyperparameters={"n_cv": N_CV}, family="score_function"
     )
-    register_estimator("score_function_cv", "numpy", **caps)(score_cv_numpy)
-    register_many("score_function_cv", AUTODIFF, **caps)(score_cv_autodiff)
+    est = register_estimator("score_function_cv", **caps)
+    est.implementation("numpy")(score_cv_numpy)
+    est.implementation(*AUTODIFF)(score_cv_autodiff)
 
 
 _register_cv()
@@ -318,8 +327,9 @@ def _register_delta() -> None:
         requires=("differentiable", "separable"),
         family="score_function",
     )
-    register_estimator("score_function_delta", "numpy", **caps)(score_delta_numpy)
-    register_many("score_function_delta", AUTODIFF, **caps)(score_delta_autodiff)
+    est = register_estimator("score_function_delta", **caps)
+    est.implementation("numpy")(score_delta_numpy)
+    est.implementation(*AUTODIFF)(score_delta_autodiff)
 
 
 _register_delta()

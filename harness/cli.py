@@ -86,8 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     ck = sub.add_parser("check", help="validate an estimator on every applicable shipped problem")
     ck.add_argument("estimator")
     ck.add_argument("--backend", type=_csv, help="backends to check (default: all it is registered on)")
-    ck.add_argument("--replicates", type=_pos_int, default=20000)
-    ck.add_argument("--samples", type=_pos_int, default=4, help="L per estimate")
+    ck.add_argument("--replicates", type=_pos_int, default=None, help="initial replicates R (default 20000)")
+    ck.add_argument("--max-replicates", type=_pos_int, default=None,
+                    help="cap of the power-driven escalation of R (default 1000000), as in the tests")  # fmt: skip
+    ck.add_argument("--samples", type=_pos_int, default=None, help="L per estimate (default 4)")
     ck.add_argument("--seed", type=_nonneg_int, default=0)
 
     rp = sub.add_parser("report", help="write a self-contained HTML report of one or more runs")
@@ -102,58 +104,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from harness.backends import BACKEND_NAMES
-    from harness.execute import execute, new_run_dir
-    from harness.suite import expand
+    from harness.execute import RunRequest, plan, run_suite
+    from harness.store import load_run
 
-    if a.backend:
-        bad = [b for b in a.backend if b not in BACKEND_NAMES]
-        if bad:
-            raise UsageError(f"--backend: unknown backend {bad[0]!r}; valid: {list(BACKEND_NAMES)}")
-    if a.resume and not a.out:
-        raise UsageError("--resume needs --out RUN_DIR (the run to continue)")
     if a.precision is not None and not a.precision >= 0:
         raise UsageError(f"--precision: expected a number >= 0 (0 = fixed R), got {a.precision!r}")
-    from harness.timing import pin_threads
-
-    pin_threads(a.threads)  # before any backend runs: XLA reads the affinity mask when it starts
-    options: dict[str, Any] = {
-        "precision": a.precision,  # 0 overrides a suite's precision with a fixed R
-        "max_replicates": a.max_replicates,
-        "max_seconds": a.max_seconds,
-        "max_memory": a.max_memory,  # MiB, like the suite key
-        "compile_backend": a.torch_compile,
-    }
-    exp = expand(
-        a.suite,
+    req = RunRequest(
+        suite=a.suite,
         backends=a.backend,
         devices=a.device,
+        out=a.out,
+        results_dir=a.results_dir,
         replicates=a.replicates,
         seed=a.seed,
         dtype=a.dtype,
-        options=options,
-    )
-    if a.no_timing:
-        from dataclasses import replace
-
-        exp.cells = [replace(c, timing=False) for c in exp.cells]
-    print(exp.summary(), file=sys.stderr)
-    if a.dry_run:
-        return 0
-    if not exp.cells:
-        raise UsageError(f"{a.suite}: the suite expands to no cells (see the drop reasons above)")
-    _report_unavailable(exp.cells)
-    run_dir = a.out or new_run_dir(a.results_dir, exp.suite["name"])
-    execute(
-        exp,
-        a.suite,
-        run_dir,
+        options={
+            "precision": a.precision,  # 0 overrides a suite's precision with a fixed R
+            "max_replicates": a.max_replicates,
+            "max_seconds": a.max_seconds,
+            "max_memory": a.max_memory,  # MiB, like the suite key
+            "compile_backend": a.torch_compile,
+        },
+        threads=a.threads,
+        timing=not a.no_timing,
         resume=a.resume,
         cli_args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
     )
-    from harness.store import load_run
-
-    df, meta = load_run(run_dir)
+    exp = plan(req)
+    print(exp.summary(), file=sys.stderr)
+    if a.dry_run:
+        return 0
+    run_dir = run_suite(req, exp=exp)
+    _, meta = load_run(run_dir)
     print(
         f"{meta['cells_done']} cells measured, {len(meta['skipped'])} skipped, {len(meta['failed'])} failed",
         file=sys.stderr,
@@ -163,26 +145,12 @@ def cmd_run(a: argparse.Namespace) -> int:
     return 0 if meta["status"] == "complete" else 1
 
 
-def _report_unavailable(cells: list[Any]) -> None:
-    from collections import Counter
-
-    from harness.backends import get_backend
-
-    notes: Counter = Counter()
-    for c in cells:
-        reason = get_backend(c.backend).device_error(c.device)
-        if reason:
-            notes[f"{c.backend}:{c.device}: {reason}"] += 1
-    for why, n in notes.items():
-        print(f"note: {n} cells will be skipped — {why}", file=sys.stderr)
-
-
 def cmd_list(a: argparse.Namespace) -> int:
     from harness.backends import backend_status
     from harness.problems import DISTRIBUTIONS, OBJECTIVES
-    from harness.registry import failed_plugins, list_estimators
+    from harness.registry import failed_plugins, implementations
 
-    specs = list_estimators(a.pattern)
+    specs = implementations(a.pattern)
     if a.json:
         print(
             json.dumps(
@@ -297,37 +265,38 @@ def cmd_show(a: argparse.Namespace) -> int:
 
 
 def cmd_check(a: argparse.Namespace) -> int:
-    from harness.registry import list_estimators
-    from harness.validate import check_estimator
+    from harness.problems import DISTRIBUTIONS
+    from harness.registry import get_declaration
+    from harness.validate import POLICY, applicable_problems, check_estimator, overall_verdict
 
-    specs = [s for s in list_estimators(a.estimator) if s.name == a.estimator]
-    if not specs:
-        from harness.registry import estimator_names
-
-        raise UsageError(f"unknown estimator {a.estimator!r}; valid: {estimator_names()}")
+    est = get_declaration(a.estimator)
     if a.backend:
-        have = [s.backend for s in specs]
-        bad = [b for b in a.backend if b not in have]
+        bad = [b for b in a.backend if b not in est.backends]
         if bad:
-            raise UsageError(f"--backend: {a.estimator} has no {bad[0]!r} implementation; available: {have}")
-        specs = [s for s in specs if s.backend in a.backend]
-    ok = True
+            raise UsageError(f"--backend: {a.estimator} has no {bad[0]!r} implementation; available: {est.backends}")
+    specs = [est.impls[b] for b in (a.backend or est.backends)]
+    if not applicable_problems(specs[0]):
+        raise UsageError(
+            f"estimator {a.estimator!r} (distributions {list(est.distributions)}, requires {list(est.requires)}) "
+            f"applies to no shipped problem; valid distribution names: {sorted(DISTRIBUTIONS)}"
+        )
+    policy = POLICY.with_(R=a.replicates, L=a.samples, max_R=a.max_replicates)
+    verdicts = []
     for s in specs:
-        print(f"{s.name} [{s.backend}] — {'unbiased' if s.unbiased else 'declared biased'}; ref: {s.reference or '-'}")
-        results = check_estimator(s.name, s.backend, L=a.samples, R=a.replicates, seed=a.seed)
-        if not results:
-            print("  no shipped problem applies to this estimator")
+        unbiased = est.is_unbiased()
+        print(f"{s.name} [{s.backend}] — {'unbiased' if unbiased else 'declared biased'}; ref: {s.reference or '-'}")
+        results = check_estimator(s.name, s.backend, policy=policy, seed=a.seed)
         for res in results:
-            verdict = res.verdict
-            if not s.unbiased and verdict == "biased":
-                verdict = "biased (as declared)"
+            verdict = "biased (as declared)" if not unbiased and res.verdict == "biased" else res.verdict
             print("  " + res.line().replace(res.verdict, verdict, 1))
-            if s.unbiased and res.verdict != "pass":
-                ok = False
-            if res.verdict in ("error", "nan"):
-                ok = False
-    print("verdict:", "PASS" if ok else "FAIL")
-    return 0 if ok else 1
+        verdicts.append(overall_verdict(results, unbiased))
+    final = "FAIL" if "FAIL" in verdicts else "UNDERPOWERED" if "UNDERPOWERED" in verdicts else "PASS"
+    if final == "UNDERPOWERED":
+        print(
+            f"underpowered: raise --max-replicates (now {policy.max_R}) so a {policy.detectable:.0%} bias is detectable"
+        )
+    print("verdict:", final)
+    return {"PASS": 0, "FAIL": 1, "UNDERPOWERED": 3}[final]
 
 
 def cmd_report(a: argparse.Namespace) -> int:

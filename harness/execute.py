@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from harness import registry
 from harness.cells import Cell
 from harness.envinfo import git_commit, machine_info
-from harness.runner import CellOutcome, run_cell
+from harness.results import CellOutcome
+from harness.runner import run_cell
 from harness.store import RunStore
 from harness.suite import Expansion
 
@@ -29,7 +32,8 @@ def _fmt_s(s: float) -> str:
 class Progress:
     """cells done/total with ETA on stderr; a carriage-return bar on a TTY, periodic lines otherwise."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+        stream = stream or sys.stderr
         self.total, self.stream, self.done, self.t0 = total, stream, 0, time.perf_counter()
         self.tty = stream.isatty()
         self.last = 0.0
@@ -67,19 +71,99 @@ def new_run_dir(results_root: Path, suite_name: str) -> Path:
     return path
 
 
+def suite_text_of(suite: str | Path | Mapping[str, Any]) -> str:
+    """The suite's text as recorded in meta.json (a dict suite is recorded as JSON)."""
+    if isinstance(suite, Mapping):
+        return json.dumps(suite, sort_keys=True, default=str)
+    return Path(suite).read_text()
+
+
+@dataclass
+class RunRequest:
+    """A suite run: the suite (a TOML path or a dict), overrides of its keys, and where results go."""
+
+    suite: str | Path | Mapping[str, Any]
+    backends: list[str] | None = None
+    devices: list[str] | None = None
+    out: Path | None = None
+    results_dir: Path = Path("results")
+    replicates: int | None = None
+    seed: int | None = None
+    dtype: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # precision, max_replicates, max_seconds, max_memory, ...
+    threads: int | None = None
+    timing: bool = True
+    resume: bool = False
+    cli_args: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def suite_label(self) -> str:
+        return "<dict>" if isinstance(self.suite, Mapping) else str(self.suite)
+
+
+def plan(req: RunRequest) -> Expansion:
+    """Validate and expand the request's suite (SuiteError on bad input; nothing is written)."""
+    from harness.backends import BACKEND_NAMES
+    from harness.suite import expand
+
+    bad = [b for b in req.backends or [] if b not in BACKEND_NAMES]
+    if bad:
+        raise RunError(f"--backend: unknown backend {bad[0]!r}; valid: {list(BACKEND_NAMES)}")
+    if req.resume and not req.out:
+        raise RunError("--resume needs --out RUN_DIR (the run to continue)")
+    data = req.suite if isinstance(req.suite, Mapping) else None
+    exp = expand(req.suite_label if data is not None else req.suite, data, backends=req.backends,
+                 devices=req.devices, replicates=req.replicates, seed=req.seed, dtype=req.dtype,
+                 options=req.options)  # fmt: skip
+    if not req.timing:
+        exp.cells = [replace(c, timing=False) for c in exp.cells]
+    return exp
+
+
+def unavailable_notes(cells: list[Cell]) -> list[str]:
+    """One note per (backend, device) that cannot run here, with the number of cells it skips."""
+    from collections import Counter
+
+    from harness.backends import get_backend
+
+    notes: Counter = Counter()
+    for c in cells:
+        reason = get_backend(c.backend).device_error(c.device)
+        if reason:
+            notes[f"{c.backend}:{c.device}: {reason}"] += 1
+    return [f"note: {n} cells will be skipped — {why}" for why, n in notes.items()]
+
+
+def run_suite(req: RunRequest, stream: TextIO | None = None, exp: Expansion | None = None) -> Path:
+    """Plan and execute a suite run (threads pinned first); returns the run directory."""
+    stream = stream or sys.stderr
+    from harness.timing import pin_threads
+
+    pin_threads(req.threads)  # before any backend runs: XLA reads the affinity mask when it starts
+    exp = exp or plan(req)
+    if not exp.cells:
+        raise RunError(f"{req.suite_label}: the suite expands to no cells (see the drop reasons above)")
+    for note in unavailable_notes(exp.cells):
+        stream.write(note + "\n")
+    run_dir = Path(req.out) if req.out else new_run_dir(Path(req.results_dir), exp.suite["name"])
+    return execute(exp, req.suite, run_dir, resume=req.resume, cli_args=req.cli_args, stream=stream)
+
+
 def execute(
     expansion: Expansion,
-    suite_path: str | Path,
+    suite: str | Path | Mapping[str, Any],
     run_dir: Path,
     *,
     resume: bool = False,
     cli_args: dict[str, Any] | None = None,
-    stream: TextIO = sys.stderr,
+    stream: TextIO | None = None,
     runner: Callable[[Cell], CellOutcome] = run_cell,
 ) -> Path:
     """Run every cell not yet finished in ``run_dir``; returns the run directory."""
+    stream = stream or sys.stderr
     store = RunStore(run_dir)
-    suite_text = Path(suite_path).read_text()
+    suite_text = suite_text_of(suite)
+    suite_path = "<dict>" if isinstance(suite, Mapping) else suite
     keys = [c.key() for c in expansion.cells]
     if resume:
         if not store.exists():
@@ -106,7 +190,7 @@ def execute(
             "cell_keys": keys,
             "dropped": dict(expansion.dropped),
             "failed_plugins": registry.failed_plugins(),
-            "estimators": [s.summary() for s in registry.list_estimators()],  # the catalog as it was
+            "estimators": [e.summary() for e in registry.declarations()],  # the catalog as it was
             "machine": machine_info(),
             "started": dt.datetime.now(dt.timezone.utc).isoformat(),
             "finished": None,

@@ -21,8 +21,8 @@ import math
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,9 +30,10 @@ import numpy as np
 from harness.backends import Backend, get_backend
 from harness.cells import Cell
 from harness.context import make_context
-from harness.metrics import CI_METHOD, summarize, worst_rel_halfwidth
+from harness.metrics import worst_rel_halfwidth
 from harness.problems import Problem
-from harness.registry import EstimatorSpec, get_estimator
+from harness.registry import Implementation, get_estimator
+from harness.results import CellOutcome, cell_rows, scalar_or_nan
 from harness.timing import Timing, TimingConfig, thread_settings, time_call
 
 DEFAULT_MAX_MEMORY = 256 * 2**20  # bytes per vectorized chunk (``--max-memory`` is in MiB); 256 MiB: see perf notes
@@ -43,6 +44,38 @@ DEFAULT_MAX_SECONDS = 60.0  # time cap of the precision loop per cell
 GROWTH = 4  # chunk sizes of the precision loop: first_chunk × GROWTH^k (bounded by memory)
 EFFICIENT_CHUNK = 2**18  # sample elements per call above which per-call overhead is negligible
 _CACHE_SIZE = 32
+
+
+@dataclass(frozen=True)
+class MeasureRequest:
+    """What to measure and how: one estimator implementation on one problem (the runner's single argument).
+
+    ``precision`` (0/None: a fixed R) makes R a minimum: replicates are added until every variance's 95% CI
+    half-width is <= precision × variance, or ``max_replicates`` / ``max_seconds`` is reached.  ``jit=False`` runs
+    JAX eagerly (tests: nothing to compile); ``compile_backend`` wraps torch estimators in torch.compile.
+    """
+
+    spec: Implementation
+    problem: Problem
+    L: int
+    R: int
+    seed: int = 0
+    hyper: dict[str, Any] = field(default_factory=dict)
+    dtype: str = "float64"
+    device: str = "cpu"
+    max_memory: int = DEFAULT_MAX_MEMORY
+    precision: float | None = None
+    max_replicates: int | None = None
+    max_seconds: float = DEFAULT_MAX_SECONDS
+    compile_backend: str | None = None
+    jit: bool = True
+
+    def with_(self, **kw: Any) -> MeasureRequest:
+        return replace(self, **kw)
+
+    @property
+    def hyper_full(self) -> dict[str, Any]:
+        return {**self.spec.defaults(), **self.hyper}
 
 
 @dataclass
@@ -57,71 +90,27 @@ class Caller:
 _CALLERS: OrderedDict[str, Caller] = OrderedDict()
 
 
-def _cache_key(spec: EstimatorSpec, problem: Problem, **kw: Any) -> str:
-    ident = {"est": [spec.name, spec.backend, id(spec.fn)], "problem": problem.spec.to_dict(), **kw}
-    return json.dumps(ident, sort_keys=True, default=str)
-
-
-def prepare(
-    spec: EstimatorSpec,
-    problem: Problem,
-    B: Backend,
-    *,
-    L: int,
-    R: int,
-    hyper: dict[str, Any],
-    dtype: str,
-    device: str,
-    jit: bool = True,
-    compile_backend: str | None = None,
-    cache: bool = True,
-) -> Caller:
-    """Build (or reuse) the callable for R replicates: JAX jit-compiles on the first call; with
-    ``compile_backend`` (e.g. "inductor") a torch estimator is wrapped in ``torch.compile``.
+def prepare(req: MeasureRequest, R: int | None = None, *, cache: bool = True) -> Caller:
+    """Build (or reuse) the callable for ``R`` (default ``req.R``) replicates through the backend adapter.
     ``cache=False`` always builds a fresh one (so its first call includes compilation)."""
-    hyper = {**spec.defaults(), **hyper}
-    key = _cache_key(spec, problem, L=L, R=R, hyper=hyper, dtype=dtype, device=device, jit=jit, cb=compile_backend)
+    R = req.R if R is None else R
+    hyper = req.hyper_full
+    ident = {"est": [req.spec.name, req.spec.backend, id(req.spec.fn)], "problem": req.problem.spec.to_dict(),
+             "L": req.L, "R": R, "hyper": hyper, "dtype": req.dtype, "device": req.device, "jit": req.jit,
+             "cb": req.compile_backend}  # fmt: skip
+    key = json.dumps(ident, sort_keys=True, default=str)
     if cache and key in _CALLERS:
         _CALLERS.move_to_end(key)
         return _CALLERS[key]
-    caller = _build(spec, problem, B, L=L, R=R, hyper=hyper, dtype=dtype, device=device, jit=jit, cb=compile_backend)
+    B = get_backend(req.spec.backend)
+    template = make_context(req.problem, B, L=req.L, R=R, noise=None, hyper=hyper, dtype=req.dtype, device=req.device)
+    run, timed = B.prepare_call(req.spec.fn, template, jit=req.jit, compile_backend=req.compile_backend)
+    caller = Caller(run, timed, B)
     if cache:
         _CALLERS[key] = caller
         while len(_CALLERS) > _CACHE_SIZE:
             _CALLERS.popitem(last=False)
     return caller
-
-
-def _build(
-    spec: EstimatorSpec, problem: Problem, B: Backend, *, L: int, R: int, hyper: dict, dtype: str, device: str,
-    jit: bool, cb: str | None,
-) -> Caller:  # fmt: skip
-    template = make_context(problem, B, L=L, R=R, noise=None, hyper=hyper, dtype=dtype, device=device)  # type: ignore[arg-type]
-    if B.name == "jax":
-        import jax
-
-        def inner(params: dict, key: Any) -> dict:
-            return spec.fn(template.with_(params=params, noise=B.make_noise(key, dtype)))  # type: ignore[attr-defined]
-
-        f = B.compile(inner, jit=jit)
-        dev = B._device(device)  # type: ignore[attr-defined]
-        key0 = jax.device_put(jax.random.PRNGKey(12345), dev)
-        return Caller(
-            run=lambda seed: f(template.params, jax.device_put(jax.random.PRNGKey(seed % 2**63), dev)),
-            timed=lambda: f(template.params, key0),
-            B=B,
-        )
-    fn = spec.fn
-    if cb and B.name == "torch":
-        import torch
-
-        fn = torch.compile(spec.fn, backend=cb, dynamic=False)
-    persistent = template.with_(noise=B.noise(12345, dtype, device))
-    return Caller(
-        run=lambda seed: fn(template.with_(noise=B.noise(seed, dtype, device))),
-        timed=lambda: fn(persistent),
-        B=B,
-    )
 
 
 def chunk_size(problem: Problem, L: int, R: int, dtype: str, max_memory: int) -> int:
@@ -139,54 +128,66 @@ def plan_chunks(R: int, max_chunk: int) -> list[int]:
     return [-(-R // n)] * n
 
 
-def _to_numpy(B: Backend, grads: dict[str, Any], names: list[str]) -> dict[str, np.ndarray]:
-    missing = set(names) - set(grads)
+class EstimatorOutputError(ValueError):
+    """An estimator returned something other than {param: real float array [R, *param_shape]}."""
+
+
+def check_output(spec: Implementation, problem: Problem, R: int, grads: Any) -> dict[str, np.ndarray]:
+    """The estimator's output as float64 NumPy arrays, validated: a dict with every parameter, each exactly
+    [R, *param_shape] with a real floating dtype (no broadcasting of scalars, no casts of complex/int/str)."""
+    who = f"estimator {spec.name!r} [{spec.backend}]"
+    if not isinstance(grads, Mapping):
+        raise EstimatorOutputError(f"{who} returned {type(grads).__name__}; expected a dict {{param: array}}")
+    missing = [k for k in problem.param_names if k not in grads]
     if missing:
-        raise ValueError(f"estimator returned no gradient for {sorted(missing)}")
-    return {k: np.asarray(B.to_numpy(grads[k]), dtype=np.float64) for k in names}
+        raise EstimatorOutputError(f"{who} returned no gradient for {missing}; expected {problem.param_names}")
+    B = get_backend(spec.backend)
+    out = {}
+    for k in problem.param_names:
+        a = (
+            np.asarray(B.to_numpy(grads[k]))
+            if not isinstance(grads[k], int | float | complex)
+            else np.asarray(grads[k])
+        )
+        want = (R, *problem.params_np[k].shape)
+        if a.dtype.kind != "f":
+            raise EstimatorOutputError(
+                f"{who}, parameter {k!r}: dtype {a.dtype} is not a real floating type; expected float32/float64 "
+                f"of shape {list(want)}"
+            )
+        if a.shape != want:
+            raise EstimatorOutputError(
+                f"{who}, parameter {k!r}: shape {list(a.shape)} (dtype {a.dtype}); expected {list(want)} = "
+                "[R, *param_shape]"
+            )
+        out[k] = a.astype(np.float64, copy=False)
+    return out
 
 
-def estimate(
-    spec: EstimatorSpec,
-    problem: Problem,
-    *,
-    L: int,
-    R: int,
-    seed: int,
-    hyper: dict[str, Any] | None = None,
-    dtype: str = "float64",
-    device: str = "cpu",
-    max_memory: int = DEFAULT_MAX_MEMORY,
-    precision: float | None = None,
-    max_replicates: int | None = None,
-    max_seconds: float = DEFAULT_MAX_SECONDS,
-    compile_backend: str | None = None,
-    jit: bool = True,
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def estimate(req: MeasureRequest) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """R replicate L-sample estimates as float64 NumPy arrays [R, *shape] (more than R with ``precision``).
 
-    ``jit=False`` runs JAX eagerly (tests: nothing to compile).  ``max_seconds`` is the time budget for replicates beyond the first R (a slow JAX compilation of the
-    first chunk does not eat it).  ``info``: chunk_replicates (first chunk size), n_chunks,
-    estimate_seconds, precision_target, precision_achieved (worst relative CI half-width; NaN without a
-    target), precision_capped, precision_cap_reason ("", "replicates" or "time").
+    ``max_seconds`` is the time budget for replicates beyond the first R (a slow JAX compilation of the first
+    chunk does not eat it).  ``info``: chunk_replicates (first chunk size), n_chunks, estimate_seconds,
+    precision_target, precision_achieved (worst relative CI half-width; NaN without a target), precision_capped,
+    precision_cap_reason ("", "replicates" or "time").
     """
-    B = get_backend(spec.backend)
-    precision = precision or None  # 0 means a fixed R
-    max_chunk = chunk_size(problem, L, 2**62, dtype, max_memory)
+    problem, L, R = req.problem, req.L, req.R
+    precision = req.precision or None  # 0 means a fixed R
+    max_chunk = chunk_size(problem, L, 2**62, req.dtype, req.max_memory)
     elems = L * int(np.prod(problem.event_shape))
     first = plan_chunks(R, max_chunk)
     names = problem.param_names
-    ss = np.random.SeedSequence(seed)
+    ss = np.random.SeedSequence(req.seed)
     store: dict[str, np.ndarray] = {}  # preallocated [capacity, *shape]: no concatenation copies
     t_start = time.perf_counter()
     n = calls = 0
 
     def draw(size: int) -> None:
         nonlocal n, calls
-        caller = prepare(spec, problem, B, L=L, R=size, hyper=hyper or {}, dtype=dtype, device=device, jit=jit,
-                         compile_backend=compile_backend)  # fmt: skip
+        caller = prepare(req, size)
         child = int(ss.spawn(1)[0].generate_state(1, dtype=np.uint64)[0] >> np.uint64(2))
-        out = _to_numpy(B, caller.run(child), names)
+        out = check_output(req.spec, problem, size, caller.run(child))
         for k in names:
             a = out[k]
             if k not in store or store[k].shape[0] < n + size:
@@ -203,14 +204,14 @@ def estimate(
     info: dict[str, Any] = {"chunk_replicates": first[0], "precision_target": precision or math.nan,
                             "precision_achieved": math.nan, "precision_capped": False, "precision_cap_reason": ""}  # fmt: skip
     if precision is not None:
-        cap = max(max_replicates or DEFAULT_MAX_REPLICATES, n)
+        cap = max(req.max_replicates or DEFAULT_MAX_REPLICATES, n)
         start = time.perf_counter()  # max_seconds bounds the replicates beyond R (not R's compilation)
         while True:
             worst = worst_rel_halfwidth({k: v[:n] for k, v in store.items()})
             info["precision_achieved"] = worst
             if not worst > precision:  # also stops on NaN
                 break
-            reason = "replicates" if n >= cap else "time" if time.perf_counter() - start > max_seconds else ""
+            reason = "replicates" if n >= cap else "time" if time.perf_counter() - start > req.max_seconds else ""
             if reason:
                 info.update(precision_capped=True, precision_cap_reason=reason)
                 break
@@ -223,7 +224,7 @@ def estimate(
             while size * elems < EFFICIENT_CHUNK and need > 16 * size and size * GROWTH <= max_chunk:
                 size *= GROWTH
             goal = n + need
-            while n < goal and time.perf_counter() - start <= max_seconds:
+            while n < goal and time.perf_counter() - start <= req.max_seconds:
                 draw(size)
     info["n_chunks"] = calls
     info["estimate_seconds"] = time.perf_counter() - t_start
@@ -231,51 +232,40 @@ def estimate(
     return {k: (v[:total] if v.shape[0] - total < 0.25 * total else v[:total].copy()) for k, v in store.items()}, info
 
 
-def time_estimator(
-    spec: EstimatorSpec,
-    problem: Problem,
-    *,
-    L: int,
-    hyper: dict[str, Any] | None = None,
-    dtype: str = "float64",
-    device: str = "cpu",
-    cfg: TimingConfig | None = None,
-    compile_backend: str | None = None,
-) -> Timing:
+def time_estimator(req: MeasureRequest, cfg: TimingConfig | None = None) -> Timing:
     """Per-call time at R = 1 (as in training): compilation separated, warm-up, device synchronized.
 
     A fresh (uncached) callable is built, so ``compile_time_s`` really contains the compilation.
     """
-    B = get_backend(spec.backend)
-    caller = prepare(spec, problem, B, L=L, R=1, hyper=hyper or {}, dtype=dtype, device=device,
-                     compile_backend=compile_backend, cache=False)  # fmt: skip
-    return time_call(caller.timed, B.sync, cfg)
+    caller = prepare(req, 1, cache=False)
+    return time_call(caller.timed, caller.B.sync, cfg)
 
 
-def _scalar_or_nan(v: Any) -> float:
-    a = np.asarray(v, dtype=np.float64)
-    return float(a.ravel()[0]) if a.size and np.all(a == a.ravel()[0]) else math.nan
+def request_for(cell: Cell, spec: Implementation, problem: Problem) -> MeasureRequest:
+    """The measurement request of a cell (runner options from ``cell.options``: precision, max_replicates,
+    max_seconds, max_memory (MiB), compile_backend)."""
+    opts = cell.options
+    mem = opts.get("max_memory")
+    return MeasureRequest(
+        spec,
+        problem,
+        L=cell.n_samples,
+        R=cell.n_replicates,
+        seed=cell.cell_seed(),
+        hyper=dict(cell.hyper),
+        dtype=cell.dtype,
+        device=cell.device,
+        max_memory=int(float(mem) * 2**20) if mem else DEFAULT_MAX_MEMORY,
+        precision=opts.get("precision"),
+        max_replicates=opts.get("max_replicates"),
+        max_seconds=float(opts.get("max_seconds") or DEFAULT_MAX_SECONDS),
+        compile_backend=opts.get("compile_backend"),
+    )
 
 
-@dataclass
-class CellOutcome:
-    cell: Cell
-    status: str  # ok | skipped | failed
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    message: str = ""
-    seconds: float = 0.0
-
-
-def cell_rows(
-    cell: Cell,
-    spec: EstimatorSpec,
-    problem: Problem,
-    G: dict[str, np.ndarray],
-    info: dict[str, Any],
-    timing: Timing | None,
-) -> list[dict[str, Any]]:
-    """Tidy rows, one per parameter: identity, metrics with CIs, timing, efficiency, precision flags."""
-    ex = problem.exact
+def identity_columns(cell: Cell, spec: Implementation, problem: Problem) -> dict[str, Any]:
+    """The identity and parameter columns of a cell's rows."""
+    hyper = {**spec.defaults(), **cell.hyper}
     base: dict[str, Any] = {
         "suite": cell.suite,
         "estimator": cell.estimator,
@@ -287,54 +277,22 @@ def cell_rows(
         "n_samples": cell.n_samples,
         "dtype": cell.dtype,
         "family": spec.family,
-        "unbiased": spec.unbiased,
+        "unbiased": spec.estimator.is_unbiased(hyper),
+        "oracle": bool(spec.oracle),
         "problem": problem.label(),
         "cell_key": cell.key(),
         "seed": cell.cell_seed(),
-        "exact_method": ex.method,
-        "exact_abs_err": ex.abs_err,
-        "exact_value": ex.value,
     }
-    for k, v in problem.params_np.items():
-        base[f"p_{k}"] = _scalar_or_nan(v)
-    for k, v in problem.op.items():
-        base[f"o_{k}"] = _scalar_or_nan(v)
-    for k, v in {**spec.defaults(), **cell.hyper}.items():
-        base[f"h_{k}"] = v if isinstance(v, str) else float(v)
-    tm = timing.as_dict() if timing else Timing.empty()
-    eps = float(np.finfo(cell.dtype).eps)
-    metrics = {name: summarize(G[name], ex.grads[name], rel_eps=eps) for name in problem.param_names}
-    rel = [m["variance_rel_halfwidth"] for m in metrics.values()]
-    achieved = math.nan if any(not math.isfinite(r) for r in rel) else max(rel)
-    run = {
-        "precision_target": info.get("precision_target", math.nan),
-        "precision_achieved": achieved,
-        "precision_capped": bool(info.get("precision_capped", False)),
-        "precision_cap_reason": info.get("precision_cap_reason", ""),
-        "n_chunks": int(info.get("n_chunks", 0)),
-        "chunk_replicates": int(info.get("chunk_replicates", 0)),
-        "estimate_seconds": info.get("estimate_seconds", math.nan),
-        "ci_method": CI_METHOD,
-        "threads": int(thread_settings()["threads"]),
-    }
-    rows = []
-    for name, m in metrics.items():
-        row = {**base, "param": name, "n_replicates": int(G[name].shape[0]), **m, **tm, **run}
-        t = tm["time_median_s"]
-        row["efficiency"] = m["variance"] * t
-        row["efficiency_ci_low"] = m["variance_ci_low"] * t
-        row["efficiency_ci_high"] = m["variance_ci_high"] * t
-        snr = m.get("snr", math.nan)
-        row["samples_to_snr1"] = cell.n_samples / snr**2 if snr and snr > 0 and math.isfinite(snr) else math.nan
-        rows.append(row)
-    return rows
+    base.update({f"p_{k}": scalar_or_nan(v) for k, v in problem.params_np.items()})
+    base.update({f"o_{k}": scalar_or_nan(v) for k, v in problem.op.items()})
+    base.update({f"h_{k}": (v if isinstance(v, str) else float(v)) for k, v in hyper.items()})
+    return base
 
 
 def run_cell(cell: Cell) -> CellOutcome:
     """Measure one cell.  Never raises for estimator errors: they become a ``failed`` outcome.
 
-    Runner options (``cell.options``): precision (0/absent: fixed R), max_replicates, max_seconds,
-    max_memory (MiB), timing_max_s, compile_backend (torch.compile backend, experimental).
+    A cell whose replicates are all non-finite, or whose estimator returns malformed output, is failed.
     """
     t0 = time.perf_counter()
     B = get_backend(cell.backend)
@@ -344,30 +302,19 @@ def run_cell(cell: Cell) -> CellOutcome:
     try:
         spec = get_estimator(cell.estimator, cell.backend)
         problem = cell.problem.build()
-        opts = cell.options
-        mem = opts.get("max_memory")
-        cb = opts.get("compile_backend")
-        G, info = estimate(
-            spec,
-            problem,
-            L=cell.n_samples,
-            R=cell.n_replicates,
-            seed=cell.cell_seed(),
-            hyper=cell.hyper,
-            dtype=cell.dtype,
-            device=cell.device,
-            max_memory=int(float(mem) * 2**20) if mem else DEFAULT_MAX_MEMORY,
-            precision=opts.get("precision"),
-            max_replicates=opts.get("max_replicates"),
-            max_seconds=float(opts.get("max_seconds", DEFAULT_MAX_SECONDS)),
-            compile_backend=cb,
-        )
-        timing = None
+        req = request_for(cell, spec, problem)
+        G, info = estimate(req)
+        bad = [k for k, g in G.items() if not np.isfinite(g).all(axis=tuple(range(1, g.ndim))).any()]
+        if bad:
+            raise EstimatorOutputError(
+                f"estimator {spec.name!r} [{spec.backend}]: every replicate of {bad} is non-finite"
+            )
+        timing = Timing.empty()
         if cell.timing:
-            cfg = TimingConfig(max_time_s=float(opts.get("timing_max_s", 0.5)))
-            timing = time_estimator(spec, problem, L=cell.n_samples, hyper=cell.hyper, dtype=cell.dtype,
-                                    device=cell.device, cfg=cfg, compile_backend=cb)  # fmt: skip
-        rows = cell_rows(cell, spec, problem, G, info, timing)
+            cfg = TimingConfig(max_time_s=float(cell.options.get("timing_max_s") or 0.5))
+            timing = time_estimator(req, cfg).as_dict()
+        rows = cell_rows(identity_columns(cell, spec, problem), problem.exact, G, info, timing, dtype=cell.dtype,
+                         n_samples=cell.n_samples, threads=int(thread_settings()["threads"]))  # fmt: skip
     except Exception as exc:  # one broken cell never stops a run
         msg = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return CellOutcome(cell, "failed", message=msg, seconds=time.perf_counter() - t0)

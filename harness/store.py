@@ -16,15 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.runner import CellOutcome
-
-COLUMN_ORDER = [
-    "run_id", "suite", "estimator", "backend", "device", "distribution", "objective", "dim", "n_samples",
-    "n_replicates", "param", "problem", "family", "unbiased", "dtype", "exact_grad", "grad_mean", "bias",
-    "bias_ci_low", "bias_ci_high", "bias_z", "variance", "variance_ci_low", "variance_ci_high", "mse", "mse_ci_low",
-    "mse_ci_high", "snr", "time_median_s", "time_iqr_s", "compile_time_s", "efficiency", "samples_to_snr1",
-    "nan_fraction",
-]
+from harness.results import COLUMN_ORDER, SORT_KEYS, CellOutcome
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -118,7 +110,7 @@ class RunStore:
             df.insert(0, "run_id", run_id)
             first = [c for c in COLUMN_ORDER if c in df.columns]
             df = df[first + [c for c in df.columns if c not in first]]
-            df = df.sort_values(["estimator", "backend", "device", "problem", "n_samples", "param"], kind="stable")
+            df = df.sort_values([k for k in SORT_KEYS if k in df.columns], kind="stable")
         atomic_write_parquet(self.results_path, df)
         return df
 

@@ -47,7 +47,7 @@ import tomllib
 from harness.backends import BACKEND_NAMES, DTYPES
 from harness.cells import Cell
 from harness.problems import DISTRIBUTIONS, ProblemError, ProblemSpec, example_problems, get_objective
-from harness.registry import EstimatorSpec, estimator_names, list_estimators
+from harness.registry import Implementation, estimator_names, implementations
 
 SUITE_KEYS = {
     "name",
@@ -104,7 +104,7 @@ class Expansion:
         return "\n".join(lines)
 
 
-def estimator_applies(spec: EstimatorSpec, problem: ProblemSpec) -> tuple[bool, str]:
+def estimator_applies(spec: Implementation, problem: ProblemSpec) -> tuple[bool, str]:
     if not spec.applies_to(problem.distribution):
         return False, f"{spec.name} does not apply to {problem.distribution}"
     obj = get_objective(problem.objective)
@@ -189,16 +189,24 @@ def _problems(path: str, where: str, raw: Any) -> list[ProblemSpec]:
     return out
 
 
-def _hyper_grid(path: str, where: str, spec: EstimatorSpec, hyper: Mapping[str, Any]) -> list[dict[str, Any]]:
+def validate_hyper(spec: Implementation, hyper: Mapping[str, Any], where: str = "hyper", path: str = "<api>") -> dict:
+    """Hyperparameter values checked against the estimator's declaration (unknown names and bad values raise)."""
+    for k, v in hyper.items():
+        if k not in spec.hyperparameters:
+            raise SuiteError(
+                path, f"{where}.{k}", f"unknown hyperparameter of {spec.name}; valid: {sorted(spec.hyperparameters)}"
+            )
+        msg = spec.hyperparameters[k].validate(v)
+        if msg:
+            raise SuiteError(path, f"{where}.{k}", f"{v!r} {msg} (estimator {spec.name})")
+    return dict(hyper)
+
+
+def _hyper_grid(path: str, where: str, spec: Implementation, hyper: Mapping[str, Any]) -> list[dict[str, Any]]:
     names = [k for k in hyper if k in spec.hyperparameters]
     grid = []
     for combo in itertools.product(*[_list(hyper[k]) for k in names]):
-        h = dict(zip(names, combo))
-        for k, v in h.items():
-            msg = spec.hyperparameters[k].validate(v)
-            if msg:
-                raise SuiteError(path, f"{where}.hyper.{k}", f"{v!r} {msg} (estimator {spec.name})")
-        grid.append(h)
+        grid.append(validate_hyper(spec, dict(zip(names, combo)), f"{where}.hyper", path))
     return grid
 
 
@@ -308,9 +316,9 @@ def expand(
         if dt not in DTYPES:
             raise SuiteError(p, f"{w}.dtype", f"unknown dtype {dt!r}; valid: {list(DTYPES)}")
         hyper = sw.get("hyper", {})
-        _check_keys(p, f"{w}.hyper", hyper, {k for s in list_estimators() for k in s.hyperparameters})
+        _check_keys(p, f"{w}.hyper", hyper, {k for s in implementations() for k in s.hyperparameters})
         problems = _problems(p, f"{w}.problems", sw.get("problems", "examples"))
-        specs = [s for s in list_estimators() if s.backend in bks and any(fnmatch.fnmatch(s.name, q) for q in pats)]
+        specs = [s for s in implementations() if s.backend in bks and any(fnmatch.fnmatch(s.name, q) for q in pats)]
         for spec in specs:
             grid = _hyper_grid(p, w, spec, hyper)
             for prob in problems:

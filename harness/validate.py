@@ -1,52 +1,54 @@
-"""Statistical validation of an estimator against exact gradients (used by tests and ``stochgrad check``).
+"""Statistical validation of an estimator against exact gradients (the registry-driven tests and ``stochgrad check``).
 
-Unbiasedness: every coordinate's t = (mean - exact) / SE must satisfy |t| <= t_crit, with t_crit the
-Student-t quantile (batch means: ``batches`` - 1 degrees of freedom) Bonferroni-corrected over all
-coordinates tested (family-wise false-alarm rate ``alpha``).  SE comes from batch means (``batches``
-groups of replicates), which stays honest for heavy-tailed estimators.
-Power: the test must be able to see a bias of ``detectable`` (10%) × the parameter's exact-gradient RMS
-(at least half the RMS over all parameters, so a parameter whose exact gradient is 0 still gets a scale;
-floor ``abs_floor``): the half-width z_crit·SE of every coordinate must be below that, else the verdict is
-``underpowered`` rather than a pass.  A test that cannot fail is not a test.
+Unbiasedness: every coordinate's t = (mean − exact) / SE must satisfy |t| <= t_crit, where SE comes from batch
+means (:func:`harness.metrics.batch_means`, honest for heavy-tailed estimators) and t_crit is the Student-t
+quantile Bonferroni-corrected over all coordinates tested (family-wise false-alarm rate ``alpha``) — the same
+test as the results' ``bias_p`` (:mod:`harness.metrics` is the one statistics authority).
+Power: the test must be able to see a bias of ``detectable`` × the parameter's exact-gradient RMS (at least half
+the RMS over all parameters, so a parameter whose exact gradient is 0 still gets a scale; floor ``abs_floor``):
+the half-width t_crit·SE of every coordinate must be below that, else the verdict is ``underpowered``.  An
+underpowered result is re-run (at most twice, fresh seeds) with the replicate count its measured standard errors
+call for, up to ``max_R``: the power requirement is never relaxed.  A test that cannot fail is not a test.
+:data:`POLICY` holds the defaults shared by the tests and ``stochgrad check``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from statistics import NormalDist
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from harness.metrics import batch_means, bonferroni_z, n_batches, t_critical
 from harness.problems import Problem, ProblemSpec, example_problems
-from harness.registry import EstimatorSpec, get_estimator
-from harness.runner import estimate
+from harness.registry import Implementation, get_estimator
+from harness.runner import MeasureRequest, estimate
+
+
+@dataclass(frozen=True)
+class CheckPolicy:
+    """How an estimator is checked: level, power requirement and replicate escalation."""
+
+    L: int = 4
+    R: int = 20_000
+    max_R: int = 1_000_000
+    alpha: float = 1e-3
+    detectable: float = 0.15
+    abs_floor: float = 1e-3
+    batches: int = 100
+    retries: int = 2
+
+    def with_(self, **kw: Any) -> CheckPolicy:
+        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+
+POLICY = CheckPolicy()
 
 
 def z_critical(alpha: float, n_tests: int) -> float:
-    """Two-sided Bonferroni critical value."""
-    return NormalDist().inv_cdf(1 - alpha / (2 * max(n_tests, 1)))
-
-
-def t_critical(alpha: float, n_tests: int, df: int) -> float:
-    """Two-sided Bonferroni critical value of Student's t (batch means have ``df`` degrees of freedom)."""
-    from scipy import stats
-
-    return float(stats.t.ppf(1 - alpha / (2 * max(n_tests, 1)), df))
-
-
-def _n_batches(R: int, batches: int) -> int:
-    return max(2, min(batches, R // 2))
-
-
-def batch_se(G: np.ndarray, batches: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and batch-means standard error per coordinate of G [R, C]."""
-    R = G.shape[0]
-    b = _n_batches(R, batches)
-    n = (R // b) * b
-    means = G[:n].reshape(b, n // b, -1).mean(1)
-    return G.mean(0), means.std(0, ddof=1) / math.sqrt(b)
+    """Two-sided Bonferroni critical value of N(0, 1) (family-wise level ``alpha`` over ``n_tests``)."""
+    return bonferroni_z(n_tests, 1 - alpha)
 
 
 @dataclass
@@ -59,7 +61,7 @@ class CheckResult:
     verdict: str  # pass | biased | underpowered | nan | error
     max_abs_z: float
     z_crit: float
-    halfwidth_ratio: float  # max over coords of z_crit*SE / detectable bias (must be <= 1)
+    halfwidth_ratio: float  # max over coords of t_crit*SE / detectable bias (must be <= 1)
     variance: dict[str, float] = field(default_factory=dict)
     bias: dict[str, float] = field(default_factory=dict)
     detail: str = ""
@@ -67,13 +69,13 @@ class CheckResult:
     def line(self) -> str:
         var = " ".join(f"Var[{k}]={v:.4g}" for k, v in self.variance.items())
         return (
-            f"{self.verdict:12s} |z|max={self.max_abs_z:6.2f} (crit {self.z_crit:.2f}) "
+            f"{self.verdict:12s} |t|max={self.max_abs_z:6.2f} (crit {self.z_crit:.2f}) "
             f"power={self.halfwidth_ratio:5.2f} {var}  {self.problem} L={self.L} R={self.R} {self.detail}"
         )
 
 
 def draw(
-    spec: EstimatorSpec,
+    spec: Implementation,
     problem: Problem,
     *,
     L: int,
@@ -84,90 +86,75 @@ def draw(
     jit: bool = False,
 ) -> dict[str, np.ndarray]:
     """R replicate estimates as float64 NumPy arrays (JAX un-jitted by default: tests compile nothing)."""
-    return estimate(spec, problem, L=L, R=R, seed=seed, hyper=hyper, dtype=dtype, jit=jit)[0]
+    req = MeasureRequest(spec, problem, L=L, R=R, seed=seed, hyper=dict(hyper or {}), dtype=dtype, jit=jit)
+    return estimate(req)[0]
 
 
 def check_problem(
-    spec: EstimatorSpec,
+    spec: Implementation,
     problem: Problem,
     *,
-    L: int = 4,
-    R: int = 20000,
+    policy: CheckPolicy = POLICY,
     seed: int = 0,
-    alpha: float = 1e-3,
     n_tests: int | None = None,
-    detectable: float = 0.1,
-    abs_floor: float = 1e-3,
-    batches: int = 100,
     hyper: dict[str, Any] | None = None,
     dtype: str = "float64",
-    max_R: int | None = None,
     jit: bool = False,
+    **overrides: Any,
 ) -> CheckResult:
-    """z-test every coordinate of every parameter; ``n_tests`` overrides the Bonferroni count.
+    """t-test every coordinate of every parameter; ``n_tests`` overrides the Bonferroni count.
 
-    With ``max_R``, an underpowered pass is repeated (at most twice) with a fresh seed and the replicate
-    count its measured standard errors call for (at most ``max_R``): the power requirement is never relaxed.
+    ``overrides`` (L, R, max_R, alpha, detectable, abs_floor, batches) replace fields of ``policy``; ``max_R=None``
+    or ``max_R <= R`` disables the escalation.
     """
-    kw = dict(
-        alpha=alpha,
-        n_tests=n_tests,
-        detectable=detectable,
-        abs_floor=abs_floor,
-        batches=batches,
-        hyper=hyper,
-        dtype=dtype,
-        jit=jit,
-    )
-    res = _check_once(spec, problem, L=L, R=R, seed=seed, **kw)
-    for attempt in range(1, 3):  # at most two re-runs, each sized from the measured standard errors
+    max_R = overrides.pop("max_R", policy.max_R)
+    pol = policy.with_(**overrides)
+    kw = dict(pol=pol, n_tests=n_tests, hyper=hyper, dtype=dtype, jit=jit)
+    R = pol.R
+    res = _check_once(spec, problem, R=R, seed=seed, **kw)
+    for attempt in range(1, pol.retries + 1):  # re-runs, each sized from the measured standard errors
         if not (max_R and res.verdict == "underpowered" and max_R > res.R):
             break
         R = int(min(max_R, math.ceil(res.R * res.halfwidth_ratio**2 * 1.3)))
-        res = _check_once(spec, problem, L=L, R=R, seed=seed + attempt, **kw)
+        res = _check_once(spec, problem, R=R, seed=seed + attempt, **kw)
     return res
 
 
-def _fail(spec: EstimatorSpec, problem: Problem, L: int, R: int, verdict: str, zc: float, detail: str) -> CheckResult:
+def _fail(spec: Implementation, problem: Problem, L: int, R: int, verdict: str, zc: float, detail: str) -> CheckResult:
     return CheckResult(spec.name, spec.backend, problem.label(), L, R, verdict, math.nan, zc, math.nan, detail=detail)
 
 
 def _check_once(
-    spec: EstimatorSpec,
+    spec: Implementation,
     problem: Problem,
     *,
-    L: int,
     R: int,
     seed: int,
-    alpha: float,
+    pol: CheckPolicy,
     n_tests: int | None,
-    detectable: float,
-    abs_floor: float,
-    batches: int,
     hyper: dict[str, Any] | None,
     dtype: str,
     jit: bool,
 ) -> CheckResult:
-    L = max(L, spec.min_samples)
+    L = max(pol.L, spec.min_samples)
     try:
         G = draw(spec, problem, L=L, R=R, seed=seed, hyper=hyper, dtype=dtype, jit=jit)
     except Exception as exc:
         return _fail(spec, problem, L, R, "error", math.nan, f"{type(exc).__name__}: {exc}")
     ex = problem.exact.grads
     coords = sum(int(np.prod(ex[k].shape)) for k in ex)
-    zc = t_critical(alpha, n_tests or coords, df=_n_batches(R, batches) - 1)
+    zc = t_critical(pol.alpha, n_tests or coords, df=n_batches(R, pol.batches) - 1)
     all_rms = math.sqrt(np.mean(np.concatenate([ex[k].ravel() ** 2 for k in ex])))
     max_z, ratio, variance, bias = 0.0, 0.0, {}, {}
     for k, e in ex.items():
         g = G[k].reshape(G[k].shape[0], -1)
         if not np.all(np.isfinite(g)):
             return _fail(spec, problem, L, R, "nan", zc, f"non-finite estimates for {k} (seed={seed})")
-        m, se = batch_se(g, batches)
+        m, se, _ = batch_means(g, pol.batches)
         d = m - e.ravel()
         se = np.maximum(se, 1e-13 * (np.abs(e.ravel()) + np.abs(m)) + 1e-300)  # rounding floor (exact estimators)
-        z = np.abs(d) / se
-        max_z = max(max_z, float(z.max()))
-        tol = max(detectable * max(math.sqrt(np.mean(e**2)), 0.5 * all_rms), abs_floor)
+        max_z = max(max_z, float((np.abs(d) / se).max()))
+        tol = max(pol.detectable * max(math.sqrt(np.mean(e**2)), 0.5 * all_rms), pol.abs_floor)
         ratio = max(ratio, float((zc * se).max() / tol))
         variance[k] = float(g.var(0, ddof=1).mean())
         bias[k] = float(np.sqrt(np.mean(d**2)))
@@ -177,15 +164,27 @@ def _check_once(
     )
 
 
-def applicable_problems(spec: EstimatorSpec) -> list[ProblemSpec]:
+def applicable_problems(spec: Implementation) -> list[ProblemSpec]:
     """Shipped example problems this estimator declares it applies to."""
     from harness.suite import estimator_applies
 
     return [p for p in example_problems() if estimator_applies(spec, p)[0]]
 
 
-def check_estimator(name: str, backend: str, **kw: Any) -> list[CheckResult]:
+def check_estimator(name: str, backend: str, policy: CheckPolicy = POLICY, **kw: Any) -> list[CheckResult]:
+    """Check one implementation on every applicable shipped problem (Bonferroni over all their coordinates)."""
     spec = get_estimator(name, backend)
     probs = applicable_problems(spec)
     n_tests = sum(sum(int(np.prod(v.shape)) for v in p.build().exact.grads.values()) for p in probs)
-    return [check_problem(spec, p.build(), n_tests=n_tests, **kw) for p in probs]
+    return [check_problem(spec, p.build(), policy=policy, n_tests=n_tests, **kw) for p in probs]
+
+
+def overall_verdict(results: list[CheckResult], unbiased: bool) -> str:
+    """PASS, FAIL or UNDERPOWERED for one implementation's results (declared-biased estimators only fail on
+    errors and non-finite output; their measured bias is reported, as declared)."""
+    verdicts = {r.verdict for r in results}
+    if verdicts & {"error", "nan"} or (unbiased and "biased" in verdicts):
+        return "FAIL"
+    if unbiased and "underpowered" in verdicts:
+        return "UNDERPOWERED"
+    return "PASS"

@@ -3,7 +3,7 @@ deliberately worsened estimator flagged by `asv compare` (variance and time).
 
 Fast tests use a tiny suite (one estimator, numpy) through ``$STOCHGRAD_ASV_SUITE`` and a test-only plugin
 (``$STOCHGRAD_ASV_PLUGINS``) that switches the RLOO baseline off and adds a 2 ms sleep; the slow test runs
-the full demo: a scratch clone with a real worsening commit and ``harness.asv_tools compare``.
+the full demo: a scratch clone with a real worsening commit and ``suites.benchmarks.asv_tools compare``.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.asv_tools import DEMO_PATCH, flagged
 from harness.problems import ProblemSpec
-from harness.registry import list_estimators
+from harness.registry import implementations
 from harness.suite import estimator_applies, load_suite
+from suites.benchmarks.asv_tools import DEMO_PATCH, flagged
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / "suites" / "benchmarks"
@@ -74,7 +74,7 @@ def test_catalog_covers_every_applicable_registered_estimator():
             for obj in ([t["objective"]] if isinstance(t["objective"], str) else t["objective"])
             for dim in t.get("dims", [1])
         ]
-        for spec in list_estimators():
+        for spec in implementations():
             if spec.backend not in sw.get("backends", ["numpy", "torch", "jax"]):
                 continue
             for prob in probs:
@@ -112,7 +112,7 @@ def test_track_values_are_deterministic(tmp_path, monkeypatch):
     first = dict(cases.accuracy(cat, key))
     cases._ACCURACY.clear()
     second = cases.accuracy(cat, key)
-    assert first["variance"] == second["variance"] and first["bias_z"] == second["bias_z"], (key, cat.seed(key))
+    assert first["variance"] == second["variance"] and first["bias_p"] == second["bias_p"], (key, cat.seed(key))
     assert cat.seed(key) == cases.build_catalog(suite, gpu=False).seed(key)
 
 
@@ -177,7 +177,7 @@ def test_quick_run_and_worsened_estimator_flagged(tmp_path):
     files = list((tmp_path / "results" / "testbox").glob(f"{base[:8]}*.json"))
     assert files, r.stdout
     results = json.loads(files[0].read_text())["results"]
-    for name in ("time_estimator", "track_variance", "track_bias_z", "peakmem_estimate"):
+    for name in ("time_estimator", "track_variance", "track_bias", "peakmem_estimate"):
         vals = next(v[0] for k, v in results.items() if k.endswith(name))
         assert vals and all(x is not None and x == x and x > 0 for x in vals), (name, vals)
     # a --quick timing is one call (noisy on a loaded machine): measure both commits properly for compare
@@ -192,17 +192,17 @@ def test_quick_run_and_worsened_estimator_flagged(tmp_path):
     print(r.stdout)
     assert any("track_variance" in n and "score_function_rloo" in n for n in worse), r.stdout
     assert any("time_estimator" in n and "score_function_rloo" in n for n in worse), r.stdout
-    assert not any("track_bias_z" in n for n in worse), r.stdout  # still unbiased: z stays at the floor
+    assert not any("track_bias" in n for n in worse), r.stdout  # still unbiased: z stays at the floor
 
 
 @pytest.mark.slow
 def test_demo_script_flags_variance_and_time(tmp_path):
-    """Full demo: scratch clone + real worsening commit, `harness.asv_tools compare` on the default suite."""
+    """Full demo: scratch clone + real worsening commit, `suites.benchmarks.asv_tools compare` on the default suite."""
     r = subprocess.run(
         [
             sys.executable,
             "-m",
-            "harness.asv_tools",
+            "suites.benchmarks.asv_tools",
             "demo",
             "--workdir",
             str(tmp_path / "demo"),

@@ -27,7 +27,7 @@ from scipy import integrate, special
 from harness.metrics import batch_summary
 from harness.problems import ProblemSpec
 from harness.registry import get_estimator
-from harness.runner import estimate
+from harness.runner import MeasureRequest, estimate
 
 MARGIN, ZTOL = 0.015, 3.29
 
@@ -37,7 +37,7 @@ def tolerance(S: int) -> float:
 
 
 def _sets(backend: str, est: str, spec: ProblemSpec, L: int, S: int, R: int, seed: int) -> dict[str, np.ndarray]:
-    G, _ = estimate(get_estimator(est, backend), spec.build(), L=L, R=S * R, seed=seed)
+    G, _ = estimate(MeasureRequest(get_estimator(est, backend), spec.build(), L=L, R=S * R, seed=seed))
     return {k: g.reshape(S, R, -1) for k, g in G.items()}
 
 

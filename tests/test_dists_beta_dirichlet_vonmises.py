@@ -144,7 +144,9 @@ def _draw(dist: str, backend: str, params: dict, L: int, seed: int) -> np.ndarra
     if backend == "jax":  # compiled once: eager dispatch of the rejection sampler is slow
         import jax
 
-        fn = jax.jit(lambda key: D.sample(B, B.make_noise(key, "float64"), P, L))
+        from harness.backends.jax_backend import JaxNoise
+
+        fn = jax.jit(lambda key: D.sample(B, JaxNoise(key, "float64", B), P, L))
         return B.to_numpy(fn(B.noise(seed, "float64", "cpu").key))[0]
     return B.to_numpy(D.sample(B, B.noise(seed, "float64", "cpu"), P, L))[0]
 

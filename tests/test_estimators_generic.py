@@ -22,15 +22,15 @@ import pytest
 
 from harness.backends import get_backend
 from harness.context import make_context
-from harness.registry import list_estimators
-from harness.runner import prepare
+from harness.registry import implementations
+from harness.runner import MeasureRequest, prepare
 from harness.validate import applicable_problems, check_problem, draw, z_critical
 
 ALPHA = 1e-3  # family-wise false-alarm rate of the whole unbiasedness battery
 DETECTABLE = 0.15  # power: a bias of 15% of the gradient's scale must exceed the critical half-width
 MAX_R = 1_000_000  # replicate cap for the power-driven re-runs
 
-CASES = [(s, p) for s in list_estimators() for p in applicable_problems(s)]
+CASES = [(s, p) for s in implementations() for p in applicable_problems(s)]
 N_COORDS = sum(sum(int(np.prod(v.shape)) for v in p.build().exact.grads.values()) for _, p in CASES)
 
 
@@ -43,7 +43,7 @@ def _seed(case_id: str) -> int:
 
 
 def _reference_backend(name: str) -> str:
-    backends = [s.backend for s in list_estimators(name) if s.name == name]
+    backends = [s.backend for s in implementations(name) if s.name == name]
     return "numpy" if "numpy" in backends else backends[0]
 
 
@@ -140,8 +140,7 @@ JIT_CASES = list({(s.name, p.distribution): (s, p) for s, p in CASES if s.backen
 @pytest.mark.parametrize(("spec", "prob"), JIT_CASES, ids=[f"{s.name}-{p.distribution}" for s, p in JIT_CASES])
 def test_jax_jit_traceable(spec, prob) -> None:
     problem = prob.build()
-    B = get_backend("jax")
-    call = prepare(spec, problem, B, L=max(2, spec.min_samples), R=3, hyper={}, dtype="float64", device="cpu", jit=True)
+    call = prepare(MeasureRequest(spec, problem, L=max(2, spec.min_samples), R=3, jit=True))
     out = call.run(1)
     for k in problem.param_names:
         assert np.all(np.isfinite(np.asarray(out[k]))), f"{spec.name} jit on {prob.label()}: non-finite {k}"

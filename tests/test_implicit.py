@@ -25,7 +25,7 @@ from harness.backends import get_backend
 from harness.context import make_context
 from harness.problems import ProblemSpec, example_problems
 from harness.registry import get_estimator
-from harness.runner import estimate
+from harness.runner import MeasureRequest, estimate
 from harness.validate import check_problem
 
 BACKENDS = ("numpy", "torch", "jax")
@@ -322,8 +322,9 @@ def test_von_mises_circular_wrap() -> None:
     periodic = ProblemSpec("von_mises", "cos", 2, {"loc": [2.8, -1.0], "concentration": [2.0, 0.7]})
     res = check_problem(spec, periodic.build(), L=4, R=20000, max_R=100000, seed=77, hyper={"circular_wrap": True})
     assert res.verdict == "pass", res.line()
-    G_fixed, _ = estimate(spec, periodic.build(), L=4, R=4000, seed=78)
-    G_wrap, _ = estimate(spec, periodic.build(), L=4, R=4000, seed=78, hyper={"circular_wrap": True})
+    req = MeasureRequest(spec, periodic.build(), L=4, R=4000, seed=78)
+    G_fixed, _ = estimate(req)
+    G_wrap, _ = estimate(req.with_(hyper={"circular_wrap": True}))
     assert G_wrap["loc"][:, 0].var() < 0.2 * G_fixed["loc"][:, 0].var()  # mode near ±π: wrapping pays
     # bias of the wrapped slopes: E[f'(z) p(-π)/p(z)] = p(-π) (f(π) - f(-π)) = -4πk p(-π) for (z - k)²
     other = ProblemSpec("von_mises", "quadratic", 1, {"loc": 2.8, "concentration": 2.0}, {"k": 0.3}).build()

@@ -16,7 +16,7 @@ from harness.cells import Cell
 from harness.cli import build_parser
 from harness.problems import ProblemSpec
 from harness.registry import get_estimator
-from harness.runner import MEMORY_OVERHEAD, chunk_size, estimate, plan_chunks, prepare, run_cell
+from harness.runner import MEMORY_OVERHEAD, MeasureRequest, chunk_size, estimate, plan_chunks, prepare, run_cell
 from harness.timing import Timing, TimingConfig, time_call
 
 NORMAL = ProblemSpec("normal", "quadratic", 2, {"loc": 0.5, "scale": 1.5})
@@ -130,7 +130,7 @@ def test_large_cells_run_in_memory_bounded_chunks(dim: int, L: int) -> None:
     assert chunk_size(problem, L, R, "float64", budget) == 1
     tracemalloc.start()
     try:
-        G, info = estimate(get_estimator("pathwise", "numpy"), problem, L=L, R=R, seed=0, max_memory=budget)
+        G, info = estimate(MeasureRequest(get_estimator("pathwise", "numpy"), problem, L=L, R=R, seed=0, max_memory=budget))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -161,20 +161,21 @@ def test_chunks_follow_the_budget_through_run_cell() -> None:
 # -- precision loop ----------------------------------------------------------------------------------
 def test_precision_loop_reaches_the_target() -> None:
     seed = 21
-    G, info = estimate(get_estimator("score_function", "numpy"), NORMAL.build(), L=4, R=500, seed=seed, precision=0.1)
+    req = MeasureRequest(get_estimator("score_function", "numpy"), NORMAL.build(), L=4, R=500, seed=seed, precision=0.1)
+    G, info = estimate(req)
     n = G["loc"].shape[0]
     assert n > 500 and info["precision_achieved"] <= 0.1 and not info["precision_capped"], f"seed={seed}"
     assert info["n_chunks"] >= 2
 
 
 def test_precision_loop_caps_are_flagged() -> None:
-    spec, problem = get_estimator("score_function", "numpy"), NORMAL.build()
-    G, info = estimate(spec, problem, L=4, R=200, seed=1, precision=0.001, max_replicates=1000)
+    req = MeasureRequest(get_estimator("score_function", "numpy"), NORMAL.build(), L=4, R=200, seed=1, precision=0.001)
+    G, info = estimate(req.with_(max_replicates=1000))
     assert info["precision_capped"] and info["precision_cap_reason"] == "replicates"
     assert info["precision_achieved"] > 0.001 and 1000 <= G["loc"].shape[0] <= 1000 + 4 * 200 * 4
-    _, info = estimate(spec, problem, L=4, R=200, seed=1, precision=0.001, max_seconds=0.0)
+    _, info = estimate(req.with_(max_seconds=0.0))
     assert info["precision_capped"] and info["precision_cap_reason"] == "time"
-    G, info = estimate(spec, problem, L=4, R=200, seed=1, precision=0)  # 0: a fixed R
+    G, info = estimate(req.with_(precision=0))  # 0: a fixed R
     assert G["loc"].shape[0] == 200 and not info["precision_capped"] and math.isnan(info["precision_target"])
 
 
@@ -194,12 +195,9 @@ def test_rows_carry_precision_efficiency_and_ci_columns() -> None:
 
 
 def test_prepare_caches_callers_but_timing_builds_fresh_ones() -> None:
-    from harness.backends import get_backend
-
-    spec, problem, B = get_estimator("pathwise", "torch"), NORMAL.build(), get_backend("torch")
-    kw = dict(L=2, R=3, hyper={}, dtype="float64", device="cpu")
-    assert prepare(spec, problem, B, **kw) is prepare(spec, problem, B, **kw)
-    assert prepare(spec, problem, B, **kw, cache=False) is not prepare(spec, problem, B, **kw)
+    req = MeasureRequest(get_estimator("pathwise", "torch"), NORMAL.build(), L=2, R=3)
+    assert prepare(req) is prepare(req)
+    assert prepare(req, cache=False) is not prepare(req)
 
 
 # -- GPU (skipped without one) -----------------------------------------------------------------------

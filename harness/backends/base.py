@@ -105,9 +105,16 @@ class Backend:
         return NumpySourcedNoise(rng, self, dtype, device)
 
     # -- execution -----------------------------------------------------------------------
-    def compile(self, fn: Callable[[Any, Any], Any], jit: bool = True) -> Callable[[Any, Any], Any]:
-        """Prepare ``fn(params, noise_seed)`` for repeated calls (JAX jit-compiles it)."""
-        return fn
+    def prepare_call(
+        self, fn: Callable[[Any], Any], template: Any, *, jit: bool = True, compile_backend: str | None = None
+    ) -> tuple[Callable[[int], Any], Callable[[], Any]]:
+        """``(run, timed)`` for repeated calls of estimator ``fn`` on context ``template`` (noise left empty).
+
+        ``run(seed)`` draws fresh noise from ``seed``; ``timed()`` reuses one noise source (the timing loop).
+        JAX jit-compiles with the key as a traced argument; torch can wrap ``fn`` in ``torch.compile``."""
+        persistent = template.with_(noise=self.noise(12345, template.dtype, template.device))
+        return (lambda seed: fn(template.with_(noise=self.noise(seed, template.dtype, template.device))),
+                lambda: fn(persistent))  # fmt: skip
 
     def grad_batched(self, surrogate: Callable[[dict], Array], params: dict[str, Array]) -> dict:
         """Per-replicate gradients of ``surrogate(P) -> [R]`` w.r.t. ``P`` of shape [R, *shape]."""

@@ -111,11 +111,20 @@ class JaxBackend(Backend):
         key = jax.device_put(jax.random.PRNGKey(int(seed) % (2**63)), self._device(device))
         return JaxNoise(key, dtype, self)
 
-    def make_noise(self, key: Any, dtype: str) -> Noise:
-        return JaxNoise(key, dtype, self)
+    def prepare_call(
+        self, fn: Callable[[Any], Any], template: Any, *, jit: bool = True, compile_backend: str | None = None
+    ) -> tuple[Callable[[int], Any], Callable[[], Any]]:
+        """jit-compile ``params, key -> fn(ctx)`` once; the PRNG key is a traced argument (no retracing)."""
+        dtype = template.dtype
 
-    def compile(self, fn: Callable[[Any, Any], Any], jit: bool = True) -> Callable[[Any, Any], Any]:
-        return jax.jit(fn) if jit else fn
+        def inner(params: dict, key: Any) -> dict:
+            return fn(template.with_(params=params, noise=JaxNoise(key, dtype, self)))
+
+        f = jax.jit(inner) if jit else inner
+        dev = self._device(template.device)
+        key0 = jax.device_put(jax.random.PRNGKey(12345), dev)
+        return (lambda seed: f(template.params, jax.device_put(jax.random.PRNGKey(seed % 2**63), dev)),
+                lambda: f(template.params, key0))  # fmt: skip
 
     def expand_params(self, params: dict[str, Array], R: int) -> dict[str, Array]:
         return {k: jnp.broadcast_to(v, (R, *v.shape)) for k, v in params.items()}

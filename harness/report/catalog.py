@@ -15,7 +15,7 @@ import pandas as pd
 from harness import registry
 
 
-def _hyper_text(spec: registry.EstimatorSpec) -> str:
+def _hyper_text(spec: registry.Implementation) -> str:
     parts = []
     for k, h in spec.hyperparameters.items():
         rng = ""
@@ -33,7 +33,7 @@ def catalog(df: pd.DataFrame) -> pd.DataFrame:
         registry.ensure_loaded()
     rows: list[dict[str, Any]] = []
     for name, g in df.groupby("estimator", sort=True):
-        specs = registry.list_estimators(glob_escape(str(name)))
+        specs = registry.implementations(glob_escape(str(name)))
         specs = [s for s in specs if s.name == name]
         swept = sorted(x for x in g["hyper"].unique() if x)
         if specs:

@@ -16,7 +16,7 @@ this machine raises ``NotImplementedError`` in setup, which asv records as skipp
 (``torch:cuda``, ``jax:gpu``) are generated only where ``nvidia-smi -L`` lists a GPU (override with
 ``STOCHGRAD_ASV_GPU=1``/``0``): the check runs no CUDA code, so asv's forkserver children stay clean.
 
-Within one asv run (``$STOCHGRAD_ASV_MEMO``, a folder set by harness/asv_tools.py) the fixed-seed
+Within one asv run (``$STOCHGRAD_ASV_MEMO``, a folder set by suites/benchmarks/asv_tools.py) the fixed-seed
 accuracy statistics of a combination are computed once and shared by track_variance and track_bias_z.
 
 Test-only hook: ``$STOCHGRAD_ASV_PLUGINS`` is a comma-separated list of module names or ``.py`` files that
@@ -30,6 +30,7 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -43,10 +44,10 @@ import numpy as np
 
 from harness.backends import BACKEND_NAMES, get_backend
 from harness.cells import Cell
-from harness.metrics import summarize
+from harness.metrics import BIAS_ALPHA, bias_test, summarize
 from harness.problems import ProblemSpec
 from harness.registry import ensure_loaded, get_estimator
-from harness.runner import estimate, prepare
+from harness.runner import estimate, prepare, request_for
 from harness.suite import expand
 
 SUITE_ENV = "STOCHGRAD_ASV_SUITE"
@@ -55,7 +56,7 @@ GPU_ENV = "STOCHGRAD_ASV_GPU"
 MEMO_ENV = "STOCHGRAD_ASV_MEMO"
 CODE_ROOT_ENV = "STOCHGRAD_ASV_CODE_ROOT"
 DEFAULT_SUITE = Path(__file__).resolve().parents[1] / "regression.toml"
-BIAS_Z_FLOOR = 4.0  # track_bias_z reports max(|z|, 4): 4.0 means "no detectable bias"
+BIAS_FLOOR = -math.log10(BIAS_ALPHA)  # track_bias: -log10 p floored here; the floor means "no detectable bias"
 DEVICE_ORDER = ("cpu", "cuda", "gpu")
 
 Key = tuple[str, str, str, str]
@@ -160,7 +161,7 @@ def gpu_visible() -> bool:
 
 
 def check_code_root() -> None:
-    """With ``$STOCHGRAD_ASV_CODE_ROOT`` set (by harness/asv_tools.py), fail unless that code is imported."""
+    """With ``$STOCHGRAD_ASV_CODE_ROOT`` set (by suites/benchmarks/asv_tools.py), fail unless that code is imported."""
     want = os.environ.get(CODE_ROOT_ENV)
     if not want:
         return
@@ -219,9 +220,7 @@ def timed_call(catalog: Catalog, key: Key) -> tuple[Callable[[], None], Callable
         cell = catalog.cell(*key)
         spec = get_estimator(cell.estimator, cell.backend)
         B = get_backend(cell.backend)
-        caller = prepare(
-            spec, cell.problem.build(), B, L=cell.n_samples, R=1, hyper=cell.hyper, dtype=cell.dtype, device=cell.device
-        )
+        caller = prepare(request_for(cell, spec, cell.problem.build()), 1)
         fn = caller.timed
 
         def call() -> None:
@@ -253,9 +252,11 @@ def accuracy(catalog: Catalog, key: Key) -> dict[str, float]:
         G = _estimate_cell(catalog, key, problem)
         eps = float(np.finfo(cell.dtype).eps)
         stats = [summarize(G[k], problem.exact.grads[k], rel_eps=eps) for k in problem.param_names]
+        p = min(bias_test(G[k], problem.exact.grads[k], rel_eps=eps)["bias_p"] for k in problem.param_names)
         _ACCURACY[key] = {
             "variance": float(sum(s["variance"] for s in stats)),
             "bias_z": float(max(s["bias_z"] for s in stats)),
+            "bias_p": float(min(1.0, p * len(problem.param_names))),  # Bonferroni over the parameters
             "seconds": time.perf_counter() - t0,
         }
         if memo is not None:
@@ -279,14 +280,6 @@ def run_estimate(catalog: Catalog, key: Key) -> Callable[[], None]:
 def _estimate_cell(catalog: Catalog, key: Key, problem: Any) -> dict[str, np.ndarray]:
     """The cell's fixed-seed vectorized R-replicate estimate (what track_ and peakmem_ measure)."""
     cell = catalog.cell(*key)
-    G, _ = estimate(
-        get_estimator(cell.estimator, cell.backend),
-        problem,
-        L=cell.n_samples,
-        R=cell.n_replicates,
-        seed=catalog.seed(key),
-        hyper=cell.hyper,
-        dtype=cell.dtype,
-        device=cell.device,
-    )
+    req = request_for(cell, get_estimator(cell.estimator, cell.backend), problem)
+    G, _ = estimate(req.with_(seed=catalog.seed(key), precision=None))
     return G

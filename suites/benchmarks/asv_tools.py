@@ -1,10 +1,10 @@
 """Drive asv (airspeed velocity) in the project's own environment: the ``make asv*`` targets.
 
-``python -m harness.asv_tools run``            benchmark the current checkout; results saved under HEAD's hash
-``python -m harness.asv_tools compare BASE``   export BASE and HEAD (``git archive``), benchmark both with
+``python -m suites.benchmarks.asv_tools run``            benchmark the current checkout; results saved under HEAD's hash
+``python -m suites.benchmarks.asv_tools compare BASE``   export BASE and HEAD (``git archive``), benchmark both with
                                                the current benchmarks, print ``asv compare``
-``python -m harness.asv_tools publish``        build the static dashboard (.asv/html; view: ``asv preview``)
-``python -m harness.asv_tools demo``           scratch clone + a deliberately worse commit -> compare
+``python -m suites.benchmarks.asv_tools publish``        build the static dashboard (.asv/html; view: ``asv preview``)
+``python -m suites.benchmarks.asv_tools demo``           scratch clone + a deliberately worse commit -> compare
 
 asv runs with ``--python=same`` (environment type ``existing``): nothing is installed or built, and the
 code under test is chosen with ``PYTHONPATH`` (the checkout itself, or a commit exported under
@@ -249,7 +249,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
     with open(scratch / "estimators" / "score_function.py", "a") as fh:
         fh.write(DEMO_PATCH)
     _git(scratch, *g, "commit", "-q", "-am", "demo: RLOO baseline off + 2 ms sleep (deliberate regression)")
-    cmd = [sys.executable, "-m", "harness.asv_tools", "compare", "HEAD~1", "--head", "HEAD", "--bench", a.bench]
+    cmd = [sys.executable, "-m", "suites.benchmarks.asv_tools", "compare", "HEAD~1", "--head", "HEAD", "--bench", a.bench]
     cmd += ["--factor", str(a.factor), "--threads", str(a.threads)] + (["--machine", a.machine] if a.machine else [])
     print(f"asv demo: scratch clone {scratch}", flush=True)
     rc = subprocess.run(cmd, cwd=scratch, env={**os.environ, "PYTHONPATH": str(scratch)}).returncode
@@ -259,7 +259,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.asv_tools", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m suites.benchmarks.asv_tools", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def common(s: argparse.ArgumentParser) -> None:

@@ -17,7 +17,7 @@ Prints markdown tables (nothing is asserted; numbers go to docs/notes/measuremen
 4. **CI study** (opt-in, ``--only ci``, ~5 min): coverage of four variance-interval methods on heavy- and
    light-tailed per-sample gradient terms with exact variances (why ``harness.metrics`` uses Hall's).
 
-Run ``python -m harness.perf [--threads 1] [--rounds 3] [--json out.json]``.  Threads are pinned (default 1:
+Run ``python -m suites.benchmarks.perf [--threads 1] [--rounds 3] [--json out.json]``.  Threads are pinned (default 1:
 on a shared machine OpenMP thread pools slow small torch ops severalfold; every backend gets the same).
 """
 
@@ -110,7 +110,7 @@ def timing_validation(rounds: int) -> tuple[str, list[dict]]:
 
     from harness.backends import get_backend
     from harness.registry import get_estimator
-    from harness.runner import prepare
+    from harness.runner import MeasureRequest, prepare
     from harness.timing import TimingConfig, time_call
 
     short = TimingConfig(min_sample_s=5e-4, target_rel_iqr=0.0, max_time_s=1.0, max_repeats=10**6)
@@ -119,8 +119,7 @@ def timing_validation(rounds: int) -> tuple[str, list[dict]]:
         B = get_backend(backend)
         for est in ("pathwise", "score_function"):
             for D, L in ((1, 1), (100, 16), (1000, 64)):
-                caller = prepare(get_estimator(est, backend), _problem(D), B, L=L, R=1, hyper={}, dtype="float64",
-                                 device="cpu", cache=False)  # fmt: skip
+                caller = prepare(MeasureRequest(get_estimator(est, backend), _problem(D), L=L, R=1), cache=False)
                 fn = caller.timed
                 if backend == "torch":
                     timer = tb.Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
@@ -225,7 +224,7 @@ def _jax_fns(est: str, R: int, L: int, D: int, loop_reps: int) -> dict[str, Call
 def throughput(rounds: int, loop_reps: int) -> tuple[str, list[dict]]:
     from harness.metrics import summarize
     from harness.registry import get_estimator
-    from harness.runner import estimate
+    from harness.runner import MeasureRequest, estimate
 
     rows, recs = [], []
     for D, L, R in ((1, 1, 200_000), (100, 16, 10_000)):
@@ -236,7 +235,7 @@ def throughput(rounds: int, loop_reps: int) -> tuple[str, list[dict]]:
                 seeds = iter(range(10**6))
 
                 def ours() -> Any:
-                    G, _ = estimate(spec, problem, L=L, R=R, seed=next(seeds))
+                    G, _ = estimate(MeasureRequest(spec, problem, L=L, R=R, seed=next(seeds)))
                     return [summarize(G[k], problem.exact.grads[k]) for k in problem.param_names]
 
                 t0 = time.perf_counter()
@@ -266,7 +265,7 @@ def gpu_tables(rounds: int) -> tuple[str, list[dict]]:
 
     from harness.backends import get_backend
     from harness.registry import get_estimator
-    from harness.runner import prepare
+    from harness.runner import MeasureRequest, prepare
     from harness.timing import TimingConfig, time_call
 
     n = 10**7
@@ -285,8 +284,8 @@ def gpu_tables(rounds: int) -> tuple[str, list[dict]]:
             continue
         for est in ("pathwise", "score_function"):
             for D in (10**3, 10**4, 10**5, 10**6, 10**7):
-                caller = prepare(get_estimator(est, backend), _problem(D), B, L=1, R=1, hyper={}, dtype="float64",
-                                 device=device, cache=False)  # fmt: skip
+                req = MeasureRequest(get_estimator(est, backend), _problem(D), L=1, R=1, device=device)
+                caller = prepare(req, cache=False)
                 tm = time_call(caller.timed, B.sync, TimingConfig(max_time_s=1.0))
                 bw = D * 8 / tm.time_median_s
                 rec = dict(backend=backend, device=device, estimator=est, D=D, time_s=tm.time_median_s,
@@ -355,7 +354,7 @@ def ci_study(sets: int) -> tuple[str, list[dict]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.perf", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m suites.benchmarks.perf", description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=1, help="threads for every backend (default 1)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions per measurement")
     ap.add_argument("--loop-reps", type=int, default=2000, help="replicates timed in the per-replicate loop")

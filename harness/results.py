@@ -1,0 +1,256 @@
+"""The results contract: column schema, cell outcomes and row assembly (a leaf: imports only harness.metrics).
+
+``SCHEMA`` is the single source of the columns of ``results.parquet`` (name, dtype, meaning): results/README.md's
+column table is generated from it (``python -m harness.results``; a test keeps them equal) and the report reads
+its column list from here.  The store and the report depend on this module, never on the runner.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from harness.metrics import METRIC_KEYS, bias_test, efficiency_interval, summarize
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: str  # str | int | float | bool
+    meaning: str
+    group: str = "identity"
+
+
+def _cols(group: str, rows: list[tuple[str, str, str]]) -> list[Column]:
+    return [Column(n, t, m, group) for n, t, m in rows]
+
+
+SCHEMA: list[Column] = [
+    *_cols(
+        "identity",
+        [
+            ("run_id", "str", "run directory name"),
+            ("suite", "str", "suite name"),
+            ("estimator", "str", "estimator name"),
+            ("backend", "str", "numpy | torch | jax"),
+            ("device", "str", "the backend's device (cpu, cuda:0, gpu)"),
+            ("distribution", "str", "distribution family"),
+            ("objective", "str", "objective f(z)"),
+            ("dim", "int", "D, the number of independent sites"),
+            ("n_samples", "int", "L, samples per estimate"),
+            ("n_replicates", "int", "R, replicate estimates drawn (more than requested with a precision target)"),
+            ("param", "str", "the parameter this row measures the gradient of"),
+            ("problem", "str", "readable problem label"),
+            ("family", "str", "estimator family"),
+            ("unbiased", "bool", "declared unbiased at this cell's hyperparameters"),
+            ("oracle", "bool", "an oracle baseline (uses the exact answer): a reference line, never a recommendation"),
+            ("dtype", "str", "measurement dtype (float64 | float32)"),
+            ("cell_key", "str", "identity hash of the cell"),
+            ("seed", "int", "the cell's derived seed: sha256(suite seed, cell key)"),
+        ],
+    ),  # fmt: skip
+    *_cols(
+        "truth",
+        [
+            ("exact_grad", "float", "mean over the parameter's coordinates of the exact gradient"),
+            ("exact_value", "float", "E[f(z)]"),
+            ("exact_method", "str", "closed_form | enumeration | quadrature | reference"),
+            (
+                "exact_abs_err",
+                "float",
+                "error bound of the truth per coordinate (quadrature estimate, reference SE; 0 if exact)",
+            ),
+        ],
+    ),  # fmt: skip
+    *_cols(
+        "metrics",
+        [
+            ("grad_mean", "float", "mean over coordinates c of the replicate mean m_c"),
+            ("bias", "float", "sqrt(mean_c (m_c − e_c)²), e_c the exact gradient"),
+            (
+                "bias_ci_low",
+                "float",
+                "95% interval of the RMS bias (Hall-corrected, simultaneous over coordinates): low",
+            ),
+            ("bias_ci_high", "float", "95% interval of the RMS bias: high"),
+            ("bias_z", "float", "max_c |m_c − e_c| / se_c with the replicate SE (se floored at rounding level)"),
+            ("bias_t", "float", "max_c |m_c − e_c| / se_c with the batch-means SE (the bias test, heavy-tail robust)"),
+            ("bias_df", "float", "degrees of freedom of the bias test (batches − 1)"),
+            ("bias_p", "float", "p-value of the bias test, Bonferroni over the parameter's coordinates"),
+            ("variance", "float", "mean_c Var_r[G_rc]: the variance of one L-sample estimate"),
+            ("variance_se", "float", "standard error of variance (fourth-moment method)"),
+            ("variance_ci_low", "float", "95% interval of variance (Hall's skewness-corrected): low"),
+            ("variance_ci_high", "float", "95% interval of variance: high"),
+            (
+                "variance_rel_halfwidth",
+                "float",
+                "half-width of the variance interval / variance (what --precision targets)",
+            ),
+            ("mse", "float", "mean_c mean_r (G_rc − e_c)²"),
+            ("mse_se", "float", "standard error of mse"),
+            ("mse_ci_low", "float", "95% interval of mse: low"),
+            ("mse_ci_high", "float", "95% interval of mse: high"),
+            ("snr", "float", "sqrt(mean_c m_c² / variance)"),
+            ("samples_to_snr1", "float", "n_samples / snr²: the L at which the estimate's SNR reaches 1"),
+            ("nan_fraction", "float", "fraction of non-finite estimate entries (their replicates are dropped)"),
+            ("n_replicates_used", "float", "replicates used for the metrics"),
+            ("ci_method", "str", "interval method of variance/mse/bias"),
+        ],
+    ),  # fmt: skip
+    *_cols(
+        "precision",
+        [
+            ("precision_target", "float", "requested relative half-width of the variance interval (NaN: fixed R)"),
+            ("precision_achieved", "float", "worst relative half-width over the cell's parameters"),
+            (
+                "precision_capped",
+                "bool",
+                "a precision target was set and a replicate or time cap stopped the cell first",
+            ),
+            ("precision_cap_reason", "str", "'' | replicates | time"),
+            ("n_chunks", "int", "vectorized estimator calls made"),
+            ("chunk_replicates", "int", "replicates per call of the first chunk"),
+            ("estimate_seconds", "float", "wall-clock time spent drawing the replicates"),
+        ],
+    ),  # fmt: skip
+    *_cols(
+        "timing",
+        [
+            ("time_median_s", "float", "per-call time (R = 1, warm, device synchronized): median"),
+            ("time_iqr_s", "float", "per-call time: interquartile range"),
+            ("compile_time_s", "float", "first call minus the median (JAX jit / torch.compile compilation)"),
+            ("time_samples", "float", "timing samples taken"),
+            ("time_inner_loops", "float", "calls per timing sample"),
+            ("first_call_s", "float", "the first call, timed alone"),
+            ("time_min_s", "float", "fastest timing sample"),
+            ("time_converged", "bool", "IQR/median reached the target before the time cap"),
+            ("threads", "int", "threads pinned for every backend"),
+            ("efficiency", "float", "variance × time_median_s (lower is better)"),
+            ("efficiency_ci_low", "float", "95% interval of efficiency (variance interval and time SE combined): low"),
+            ("efficiency_ci_high", "float", "95% interval of efficiency: high"),
+        ],
+    ),  # fmt: skip
+]
+PREFIX_COLUMNS = {
+    "h_": "hyperparameter value (defaults filled in)",
+    "p_": "distribution parameter (the scalar value; NaN when it differs across coordinates — see problem)",
+    "o_": "objective parameter (scalar value, as p_)",
+}
+COLUMNS: dict[str, Column] = {c.name: c for c in SCHEMA}
+COLUMN_ORDER = [c.name for c in SCHEMA]
+SORT_KEYS = ["estimator", "backend", "device", "problem", "n_samples", "param"]
+
+
+def register_columns(columns: list[Column]) -> None:
+    """Add columns (e.g. a workload's); a name may be declared once."""
+    for c in columns:
+        if c.name in COLUMNS and COLUMNS[c.name] != c:
+            raise ValueError(f"column {c.name!r} declared twice with different meanings")
+        if c.name not in COLUMNS:
+            SCHEMA.append(c)
+            COLUMNS[c.name] = c
+            COLUMN_ORDER.append(c.name)
+
+
+def undeclared(columns: list[str]) -> list[str]:
+    """Columns not in the schema (and not a declared prefix family)."""
+    return [c for c in columns if c not in COLUMNS and not any(c.startswith(p) for p in PREFIX_COLUMNS)]
+
+
+def schema_markdown() -> str:
+    """The column table of results/README.md, generated from :data:`SCHEMA`."""
+    out = []
+    for group in dict.fromkeys(c.group for c in SCHEMA):
+        out += [f"\n### {group}\n", "| column | dtype | meaning |", "|---|---|---|"]
+        out += [
+            f"| `{c.name}` | {c.dtype} | {c.meaning.replace('|', chr(92) + '|')} |" for c in SCHEMA if c.group == group
+        ]
+    out += ["\n### prefixes\n", "| columns | meaning |", "|---|---|"]
+    out += [f"| `{p}<name>` | {m} |" for p, m in PREFIX_COLUMNS.items()]
+    return "\n".join(out).strip() + "\n"
+
+
+class CellLike(Protocol):
+    def key(self) -> str: ...
+    def label(self) -> str: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class CellOutcome:
+    """What measuring one cell produced: status ok | skipped | failed, its rows or the reason."""
+
+    cell: CellLike
+    status: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+    seconds: float = 0.0
+
+
+def scalar_or_nan(v: Any) -> float:
+    """The value when it is one scalar (or constant across coordinates), else NaN."""
+    try:
+        a = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError):
+        return math.nan
+    return float(a.ravel()[0]) if a.size and np.all(a == a.ravel()[0]) else math.nan
+
+
+def cell_rows(
+    identity: Mapping[str, Any],
+    exact: Any,
+    G: Mapping[str, np.ndarray],
+    info: Mapping[str, Any],
+    timing: Mapping[str, Any],
+    *,
+    dtype: str,
+    n_samples: int,
+    threads: int,
+) -> list[dict[str, Any]]:
+    """Tidy rows, one per parameter: ``identity`` columns, metrics with CIs, bias test, timing, efficiency.
+
+    ``exact`` has ``grads`` (per parameter), ``method``, ``abs_err``, ``value``; ``G`` holds the replicate
+    estimates [R, *shape]; ``info`` the precision loop's facts; ``timing`` the timing columns (NaN when untimed).
+    """
+    eps = float(np.finfo(dtype).eps)
+    base = {**identity, "exact_method": exact.method, "exact_abs_err": float(exact.abs_err),
+            "exact_value": float(exact.value)}  # fmt: skip
+    metrics = {name: summarize(G[name], exact.grads[name], rel_eps=eps) for name in G}
+    rel = [m["variance_rel_halfwidth"] for m in metrics.values()]
+    run = {
+        "precision_target": info.get("precision_target", math.nan),
+        "precision_achieved": math.nan if any(not math.isfinite(r) for r in rel) else max(rel, default=math.nan),
+        "precision_capped": bool(info.get("precision_capped", False)),
+        "precision_cap_reason": info.get("precision_cap_reason", ""),
+        "n_chunks": int(info.get("n_chunks", 0)),
+        "chunk_replicates": int(info.get("chunk_replicates", 0)),
+        "estimate_seconds": info.get("estimate_seconds", math.nan),
+        "ci_method": info.get("ci_method", "hall-studentized"),
+        "threads": int(threads),
+    }
+    rows = []
+    for name, m in metrics.items():
+        g = np.asarray(G[name], dtype=np.float64).reshape(G[name].shape[0], -1)
+        g = g[np.all(np.isfinite(g), axis=1)]
+        bt = bias_test(g, exact.grads[name], rel_eps=eps) if g.shape[0] >= 4 else dict.fromkeys(
+            ("bias_t", "bias_df", "bias_p"), math.nan)  # fmt: skip
+        row = {**base, "param": name, "n_replicates": int(G[name].shape[0]), **m, **bt, **timing, **run}
+        eff, lo, hi = efficiency_interval(m["variance"], m["variance_ci_low"], m["variance_ci_high"],
+                                          timing.get("time_median_s", math.nan), timing.get("time_iqr_s", math.nan),
+                                          timing.get("time_samples", math.nan))  # fmt: skip
+        row["efficiency"], row["efficiency_ci_low"], row["efficiency_ci_high"] = float(eff), float(lo), float(hi)
+        snr = m.get("snr", math.nan)
+        row["samples_to_snr1"] = n_samples / snr**2 if snr and snr > 0 and math.isfinite(snr) else math.nan
+        rows.append(row)
+    return rows
+
+
+assert set(METRIC_KEYS) <= set(COLUMNS), "every metric has a schema entry"
+
+if __name__ == "__main__":  # python -m harness.results  -> the column table of results/README.md
+    sys.stdout.write(schema_markdown())
