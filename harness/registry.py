@@ -27,6 +27,9 @@ BUILTIN_MODULES = (
     "estimators.relaxed",
     "estimators.arm",
     "estimators.rebar_relax",
+    "estimators.rsvi",
+    "estimators.grg",
+    "estimators.kumaraswamy",
 )
 
 

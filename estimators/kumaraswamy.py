@@ -1,0 +1,1 @@
+"""Kumaraswamy surrogate for Beta (in progress)."""
