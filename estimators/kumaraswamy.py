@@ -60,15 +60,26 @@ def match(B: Any, a: Any, b: Any) -> dict[str, Any]:
     """Moment-matched (log a', log b') for Beta(a, b) (no gradient) and J = ∂(log a', log b')/∂(a, b)."""
     a, b = B.stop_gradient(a), B.stop_gradient(b)
     t1, t2 = _beta_log_moments(B, a, b)
-    la, lb = B.log(a), B.log(b)
-    for _ in range(NEWTON_STEPS):
+
+    def step(_: Any, s: tuple[Any, Any]) -> tuple[Any, Any]:
+        la, lb = s
         m1, j11, j12 = _log_kum_moments(B, la, lb, 1)
         m2, j21, j22 = _log_kum_moments(B, la, lb, 2)
         F1, F2 = m1 - t1, m2 - t2
         det = j11 * j22 - j12 * j21
         sa, sb = (j22 * F1 - j12 * F2) / det, (j11 * F2 - j21 * F1) / det
         cap = B.xp.maximum(B.xp.maximum(abs(sa), abs(sb)), 1 + 0 * sa)
-        la, lb = la - sa / cap, lb - sb / cap
+        return la - sa / cap, lb - sb / cap
+
+    s = (B.log(a), B.log(b))
+    if B.name == "jax":  # one compiled loop body instead of NEWTON_STEPS unrolled copies
+        import jax
+
+        s = jax.lax.fori_loop(0, NEWTON_STEPS, step, s)
+    else:
+        for i in range(NEWTON_STEPS):
+            s = step(i, s)
+    la, lb = s
     m1, j11, j12 = _log_kum_moments(B, la, lb, 1)
     m2, j21, j22 = _log_kum_moments(B, la, lb, 2)
     ok = B.xp.maximum(abs(m1 - t1), abs(m2 - t2)) < TOLERANCE
