@@ -53,8 +53,13 @@ def polygamma(B: Any, n: int, x: Any) -> Any:
 
 
 def draw_noise(ctx: Any, a: Any) -> dict:
-    """G ~ Gamma(α, 1) [R, L, *event] (ε = T(G; α) is computed from it)."""
-    return {"G": ctx.noise.standard_gamma(a, (ctx.R, ctx.L, *ctx.event_shape))}
+    """G ~ Gamma(α, 1) [R, L, *event] (ε = T(G; α) is computed from it).
+
+    Draws that underflowed to 0 (float32 at small α: P(G < 1e-38) ≈ 1e-4 for α = 0.1) are raised to the
+    smallest normal number, so log G and ε stay finite."""
+    g = ctx.noise.standard_gamma(a, (ctx.R, ctx.L, *ctx.event_shape))
+    tiny = float(ctx.B.xp.finfo(g.dtype).tiny)
+    return {"G": ctx.B.where(g > tiny, g, tiny + 0 * g)}
 
 
 def standardize(B: Any, G: Any, a: Any) -> Any:
