@@ -281,38 +281,50 @@ class NegElbo:
         return (glq - glj).reshape(np.shape(z))
 
 
+def check_spec(spec: WorkloadSpec) -> tuple[Workload, dict[str, Any], str, int]:
+    """Validate a spec without training anything: (workload, resolved config, split, batch size)."""
+    from harness.workloads import get_workload
+    from harness.workloads.truth import method_for
+
+    wl = get_workload(spec.workload)
+    if not isinstance(spec.config, Mapping):
+        raise WorkloadError("config", f"must be a table, got {spec.config!r}")
+    cfg = wl.resolve(spec.config)
+    if spec.truth not in TRUTHS:
+        raise WorkloadError("truth", f"unknown truth {spec.truth!r}; valid: {list(TRUTHS)}")
+    split = spec.split or wl.default_split
+    if split not in SPLITS:
+        raise WorkloadError("split", f"unknown split {spec.split!r}; valid: {list(SPLITS)}")
+    for k in ("checkpoint", "batch_seed"):
+        v = getattr(spec, k)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise WorkloadError(k, f"must be a non-negative integer, got {v!r}")
+    n_avail = len(next(iter(wl.dataset(cfg)[split].values())))
+    bs = spec.batch_size or wl.default_batch
+    if not isinstance(bs, int) or isinstance(bs, bool) or not 1 <= bs <= n_avail:
+        raise WorkloadError("batch_size", f"must be an integer in [1, {n_avail}] ({split} split), got {bs!r}")
+    if spec.example is not None and (not isinstance(spec.example, int) or not 0 <= spec.example < bs):
+        raise WorkloadError("example", f"must be in [0, {bs}), got {spec.example!r}")
+    method_for(wl, tuple(wl.latent_shape(cfg)), spec.truth)
+    return wl, cfg, split, bs
+
+
 class WorkloadProblem:
     """A workload at a checkpoint on a batch, quacking like :class:`harness.problems.Problem`."""
 
     def __init__(self, spec: WorkloadSpec) -> None:
         from harness.backends import get_backend
         from harness.problems import DISTRIBUTIONS
-        from harness.workloads import get_workload
         from harness.workloads.checkpoints import load_state
 
         self.spec = spec
-        self.workload = wl = get_workload(spec.workload)
-        self.cfg = cfg = wl.resolve(spec.config)
-        if spec.truth not in TRUTHS:
-            raise WorkloadError("truth", f"unknown truth {spec.truth!r}; valid: {list(TRUTHS)}")
-        split = spec.split or wl.default_split
-        if split not in SPLITS:
-            raise WorkloadError("split", f"unknown split {spec.split!r}; valid: {list(SPLITS)}")
-        for k in ("checkpoint", "batch_seed"):
-            v = getattr(spec, k)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise WorkloadError(k, f"must be a non-negative integer, got {v!r}")
+        wl, cfg, split, bs = check_spec(spec)
+        self.workload, self.cfg = wl, cfg
         data = wl.dataset(cfg)[split]
-        n_avail = len(next(iter(data.values())))
-        bs = spec.batch_size or wl.default_batch
-        if not isinstance(bs, int) or isinstance(bs, bool) or not 1 <= bs <= n_avail:
-            raise WorkloadError("batch_size", f"must be an integer in [1, {n_avail}] ({split} split), got {bs!r}")
-        idx = np.random.default_rng(spec.batch_seed).choice(n_avail, size=bs, replace=False)
+        idx = np.random.default_rng(spec.batch_seed).choice(len(next(iter(data.values()))), size=bs, replace=False)
         raw = {k: np.asarray(v[idx], dtype=np.float64) for k, v in data.items()}
         x = wl.prepare_batch(raw, np.random.default_rng([spec.batch_seed, 1]), cfg)  # whole batch: same draws
         if spec.example is not None:
-            if not isinstance(spec.example, int) or not 0 <= spec.example < bs:
-                raise WorkloadError("example", f"must be in [0, {bs}), got {spec.example!r}")
             idx = idx[[spec.example]]
             x = {k: v[[spec.example]] for k, v in x.items()}
         self.x = x

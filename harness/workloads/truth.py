@@ -43,13 +43,16 @@ def n_configurations(latent: str, shape: tuple[int, ...]) -> float:
 
 def choose_method(problem: Any) -> str:
     """The truth method for ``problem.spec.truth`` (auto picks the most exact available); errors if impossible."""
-    wl, want = problem.workload, problem.spec.truth
-    m = n_configurations(wl.latent, problem.latent)
+    return method_for(problem.workload, problem.latent, problem.spec.truth)
+
+
+def method_for(wl: Any, shape: tuple[int, ...], want: str) -> str:
+    m = n_configurations(wl.latent, shape)
     has_quad = hasattr(wl, "quadrature_truth")
     if want == "enumeration" and m > MAX_ENUMERATION:
         raise WorkloadError(
             "truth", f"enumeration needs <= {MAX_ENUMERATION} latent configurations per example; {wl.name} has "
-            f"{m:.3g} (latent {wl.latent} {problem.latent}); use truth = 'reference' or a smaller latent space"
+            f"{m:.3g} (latent {wl.latent} {tuple(shape)}); use truth = 'reference' or a smaller latent space"
         )  # fmt: skip
     if want == "quadrature" and not has_quad:
         raise WorkloadError("truth", f"{wl.name} has no quadrature truth; valid: ['auto', 'enumeration', 'reference']")
