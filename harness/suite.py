@@ -336,7 +336,7 @@ def expand(
             raise SuiteError(p, f"{w}.dtype", f"unknown dtype {dt!r}; valid: {list(DTYPES)}")
         hyper = sw.get("hyper", {})
         _check_keys(p, f"{w}.hyper", hyper, {k for s in list_estimators() for k in s.hyperparameters})
-        problems = _problems(p, f"{w}.problems", sw["problems"]) if "problems" in sw or "workloads" not in sw else []
+        problems = _problems(p, f"{w}.problems", sw.get("problems", "examples")) if "workloads" not in sw or "problems" in sw else []
         problems += _workloads(p, f"{w}.workloads", sw["workloads"]) if "workloads" in sw else []
         specs = [s for s in list_estimators() if s.backend in bks and any(fnmatch.fnmatch(s.name, q) for q in pats)]
         for spec in specs:

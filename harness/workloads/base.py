@@ -62,6 +62,7 @@ class Workload:
     default_split: str = "val"
     default_batch: int = 4  # examples in an evaluation batch when a WorkloadSpec names none  # split a WorkloadSpec evaluates on when it names none
     train_estimator: str = ""  # declared reference estimator used for training (see checkpoints.py)
+    backends: tuple[str, ...] = ("numpy", "torch", "jax")  # where encode/log_joint run (a torch model: torch)
     differentiable: bool = True  # f is differentiable in z (relaxed / pathwise estimators apply)
     doc: str = ""
 
@@ -332,10 +333,8 @@ class WorkloadProblem:
         self.n = len(idx)
         self.latent = tuple(wl.latent_shape(cfg))
         self.dist = DISTRIBUTIONS[wl.latent]
-        self.eta = {
-            k: np.asarray(v, dtype=np.float64)
-            for k, v in wl.encode(get_backend("numpy"), self.state, self.x, cfg).items()
-        }
+        self.eval_backend = get_backend("numpy" if "numpy" in wl.backends else wl.backends[0])
+        self.eta = {k: v for k, v in self._np_call(wl.encode, self.state, self.x, cfg).items()}
         self.dim = self.n * self.latent[0]
         self.options = {"categories": self.latent[1]} if len(self.latent) > 1 else {}
         self.params_np = {k: v.reshape(self.dim, *self.latent[1:]) for k, v in self.eta.items()}
@@ -345,6 +344,24 @@ class WorkloadProblem:
         self.op.update({f"x:{k}": v for k, v in self.x.items()})
         self.op.update({f"eta:{k}": v for k, v in self.eta.items()})
         self.objective = NegElbo(wl, cfg, self.n, self.latent, self.dist)
+
+    def _np_call(self, fn: Any, *args: Any) -> Any:
+        """``fn(B, *args)`` on the workload's evaluation backend in float64, NumPy in and out."""
+        B = self.eval_backend
+        conv = lambda a: (
+            {k: conv(v) for k, v in a.items()}
+            if isinstance(a, Mapping)
+            # noqa: E731
+            else (B.asarray(a, "float64", "cpu") if isinstance(a, np.ndarray) else a)
+        )
+        out = fn(B, *[conv(a) for a in args])
+        if isinstance(out, Mapping):
+            return {k: np.asarray(B.to_numpy(v), dtype=np.float64) for k, v in out.items()}
+        return np.asarray(B.to_numpy(out), dtype=np.float64)
+
+    def f_np(self, z: np.ndarray) -> np.ndarray:
+        """f(z) [R, L] for z [R, L, *event] as float64 NumPy (truth computations)."""
+        return self._np_call(self.objective, z, self.op)
 
     @property
     def param_names(self) -> list[str]:

@@ -24,6 +24,8 @@ def encoder_grads(problem: Any, G: dict[str, np.ndarray], backend: str = "numpy"
     """{weight: [R, *w]} = Jᵀ G_r for every replicate r."""
     wl, cfg = problem.workload, problem.cfg
     Gx = _per_example(problem, {k: G[k] for k in problem.param_names})
+    if backend not in wl.backends:  # the map is linear post-processing: use a backend the model runs on
+        backend = "torch" if "torch" in wl.backends else wl.backends[0]
     if backend == "numpy":
         if not wl.numpy_vjp:
             raise WorkloadError(

@@ -36,6 +36,8 @@ def applies(spec: Any, wspec: Any) -> tuple[bool, str]:
     from harness.workloads import get_workload
 
     wl = get_workload(wspec.workload)
+    if spec.backend not in wl.backends:
+        return False, f"{wl.name} runs on {list(wl.backends)} only"
     if not spec.applies_to(wl.latent):
         return False, f"{spec.name} does not apply to {wl.latent}"
     if "differentiable" in spec.requires and not wl.differentiable:

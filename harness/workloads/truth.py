@@ -117,7 +117,7 @@ def _configs(latent: str, shape: tuple[int, ...]) -> np.ndarray:
 def _enumerate(problem: Any) -> ExactResult:
     B, dist = _np(), problem.dist
     Z = _configs(problem.workload.latent, problem.latent)  # [M, *latent], one example
-    f = np.asarray(problem.objective(B, Z[None], problem.op))[0]
+    f = problem.f_np(Z[None])[0]
     eta = {k: v[0] for k, v in problem.eta.items()}
     q = np.exp(dist.logpdf_elem(B, Z, eta).sum(-1))
     p = eta["logits"]
@@ -153,7 +153,6 @@ def _reference(problem: Any) -> ExactResult:
 
 def _local_bernoulli(problem: Any, rng: np.random.Generator, n: int) -> tuple[dict, np.ndarray]:
     """σ'(η_d)·[f(z_{d←1}) − f(z_{d←0})] with z_{−d} ~ q: unbiased, per coordinate."""
-    B = _np()
     p = problem.params_np["logits"]
     D = p.shape[0]
     pr = special.expit(p)
@@ -162,13 +161,12 @@ def _local_bernoulli(problem: Any, rng: np.random.Generator, n: int) -> tuple[di
     Z1, Z0 = Zs.copy(), Zs.copy()
     Z1[:, np.arange(D), np.arange(D)] = 1.0
     Z0[:, np.arange(D), np.arange(D)] = 0.0
-    F1, F0 = problem.objective(B, Z1, problem.op), problem.objective(B, Z0, problem.op)  # [n, D]
-    return {"logits": pr * (1 - pr) * (F1 - F0)}, np.asarray(problem.objective(B, Z[:, None], problem.op))[:, 0]
+    F1, F0 = problem.f_np(Z1), problem.f_np(Z0)  # [n, D]
+    return {"logits": pr * (1 - pr) * (F1 - F0)}, problem.f_np(Z[:, None])[:, 0]
 
 
 def _local_categorical(problem: Any, rng: np.random.Generator, n: int) -> tuple[dict, np.ndarray]:
     """q_gk·[f(z_{g←k}) − Σ_j q_gj f(z_{g←j})] with the other groups ~ q."""
-    B = _np()
     p = problem.params_np["logits"]
     G, K = p.shape
     q = special.softmax(p, axis=-1)
@@ -176,9 +174,9 @@ def _local_categorical(problem: Any, rng: np.random.Generator, n: int) -> tuple[
     Z = np.eye(K)[idx]  # [n, G, K]
     Zs = np.broadcast_to(Z[:, None, None], (n, G, K, G, K)).copy()
     Zs[:, np.arange(G), :, np.arange(G), :] = np.eye(K)[None, None]  # group g set to category k
-    F = np.asarray(problem.objective(B, Zs.reshape(n, G * K, G, K), problem.op)).reshape(n, G, K)
+    F = problem.f_np(Zs.reshape(n, G * K, G, K)).reshape(n, G, K)
     g = q * (F - (q * F).sum(-1, keepdims=True))
-    return {"logits": g}, np.asarray(problem.objective(B, Z[:, None], problem.op))[:, 0]
+    return {"logits": g}, problem.f_np(Z[:, None])[:, 0]
 
 
 def _reparam(problem: Any, rng: np.random.Generator, n: int) -> tuple[dict, np.ndarray]:
@@ -189,7 +187,7 @@ def _reparam(problem: Any, rng: np.random.Generator, n: int) -> tuple[dict, np.n
     obj = problem.objective
     if obj.grad_np is not None:
         g = obj.grad_np(z[:, None], problem.op)[:, 0]
-        f = np.asarray(obj(_np(), z[:, None], problem.op))[:, 0]
+        f = problem.f_np(z[:, None])[:, 0]
     else:
         import torch
 
