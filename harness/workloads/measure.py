@@ -122,7 +122,7 @@ def _truth_columns(G: np.ndarray, exact: np.ndarray, truth_se: np.ndarray) -> di
 def workload_rows(cell: Any, spec: Any, problem: Any, G: dict[str, np.ndarray], info: dict, timing: Any) -> list[dict]:
     """Rows for params ``eta`` and ``encoder`` (see the module docstring)."""
     from harness.runner import cell_rows
-    from harness.timing import time_call
+    from harness.timing import TimingConfig, time_call
 
     names, enc = problem.param_names, list(problem.encoder_params)
     ex = problem.exact
@@ -138,7 +138,8 @@ def workload_rows(cell: Any, spec: Any, problem: Any, G: dict[str, np.ndarray], 
         tm = timing
         if name == "encoder" and timing is not None:
             one = {k: G[k][:1] for k in names}
-            t_vjp = time_call(lambda: encoder_grads(problem, one, cell.backend), lambda _: None).time_median_s
+            cfg = TimingConfig(max_time_s=float(cell.options.get("timing_max_s", 0.5)))
+            t_vjp = time_call(lambda: encoder_grads(problem, one, cell.backend), lambda _: None, cfg).time_median_s
             tm = dataclasses.replace(timing, time_median_s=timing.time_median_s + t_vjp)
         (row,) = cell_rows(cell, spec, _View(problem, name, e), {name: g}, info, tm)
         C = g.shape[1]
