@@ -330,6 +330,14 @@ def test_workload_suite_runs_and_resumes(tmp_path: Path) -> None:
     enc = df[df.param == "encoder"]
     assert (enc["n_coords"] == 64 * 4 + 4).all()
     assert isinstance(df, pd.DataFrame)
+    from harness.workloads.summary import which_estimator
+
+    table = which_estimator(df, "encoder")
+    assert list(table["checkpoint"]) == [0, 5]
+    for _, r in table.iterrows():  # the winner is the unbiased row with the smallest total variance
+        sub = enc[(enc.checkpoint == r["checkpoint"]) & enc.unbiased]
+        best = sub.loc[sub["variance_total"].idxmin()]
+        assert r["best"] == f"{best['estimator']}[{best['backend']}]"
 
 
 def test_byo_workload_registered_through_the_api() -> None:

@@ -21,6 +21,7 @@ Fixed R: the precision loop does not apply to workload cells (``precision_target
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from typing import Any
 
@@ -145,6 +146,7 @@ def workload_rows(cell: Any, spec: Any, problem: Any, G: dict[str, np.ndarray], 
         C = g.shape[1]
         row.update(
             workload=problem.workload.name,
+            workload_config=json.dumps(dict(problem.spec.config), sort_keys=True),
             checkpoint=problem.spec.checkpoint,
             n_coords=C,
             variance_total=row["variance"] * C,
