@@ -376,3 +376,25 @@ def test_broken_workload_plugin_is_reported(monkeypatch: pytest.MonkeyPatch) -> 
     failed = W.load_plugins()
     assert "broken (nowhere_pkg:WL)" in failed and "nowhere_pkg" in failed["broken (nowhere_pkg:WL)"]
     assert "vae_bernoulli" in W.workload_names()
+
+
+def test_batch_objective_adds_other_examples_noise() -> None:
+    """per_example = false is unbiased too, but DisARM then carries the other examples' f noise: the
+    variance CIs separate (the design choice of measure.py)."""
+    from dataclasses import replace
+
+    from harness.cells import Cell
+    from harness.metrics import summarize
+    from harness.registry import get_estimator
+
+    spec = get_estimator("disarm", "numpy")
+    out = {}
+    for per_example in (True, False):
+        ws = replace(SMALL["vae_bernoulli"], per_example=per_example)
+        problem = ws.build()
+        cell = Cell("disarm", "numpy", "cpu", ws, n_samples=1, n_replicates=20000, seed=13, timing=False)
+        G, _ = estimate_eta(cell, spec, problem)
+        out[per_example] = summarize(G["logits"], problem.exact.grads["logits"])
+        zc = z_critical(1e-3, 2 * problem.dim)  # bias_z is the max over coordinates
+        assert out[per_example]["bias_z"] < zc, (per_example, out[per_example], "seed=13")
+    assert out[False]["variance_ci_low"] > out[True]["variance_ci_high"], out
