@@ -2,7 +2,8 @@
 
 ``python -m harness.workloads.summary RUN_DIR [--param encoder] [--backend torch]`` prints, for every
 (workload, configuration, checkpoint), the unbiased estimator with the lowest ``variance_total`` and the
-runner-up with their 95% CIs; ``clear`` says whether the intervals separate them.  The best biased estimator
+runner-up with their 95% CIs; ``clear`` says whether the intervals separate them; ``most_efficient`` is the
+unbiased one with the lowest variance × time per call.  The best biased estimator
 is listed with its ``bias_z_truth`` (bias over the combined estimate and truth standard errors).
 """
 
@@ -35,6 +36,9 @@ def which_estimator(df: Any, param: str = "encoder", backend: str | None = None)
                 )
         if len(unb) > 1:
             row["clear"] = bool(unb.iloc[0]["variance_total_ci_high"] < unb.iloc[1]["variance_total_ci_low"])
+        if len(unb) and unb["efficiency"].notna().any():  # variance × time per call: cost-aware choice
+            e = unb.loc[unb["efficiency"].idxmin()]
+            row["most_efficient"] = f"{e['estimator']}[{e['backend']}] {e['efficiency']:.3g}"
         if len(bia):
             b = bia.iloc[0]
             row["best_biased"] = (
