@@ -398,3 +398,16 @@ def test_batch_objective_adds_other_examples_noise() -> None:
         zc = z_critical(1e-3, 2 * problem.dim)  # bias_z is the max over coordinates
         assert out[per_example]["bias_z"] < zc, (per_example, out[per_example], "seed=13")
     assert out[False]["variance_ci_low"] > out[True]["variance_ci_high"], out
+
+
+def test_dynamic_binarization_is_fixed_per_batch_seed() -> None:
+    from dataclasses import replace
+
+    ws = WorkloadSpec("vae_bernoulli", {"latent_dim": 4, "binarize": "dynamic"}, checkpoint=3, batch_size=3)
+    x = ws.build().x["x"]
+    assert set(np.unique(x)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(ws.build().x["x"], x)  # the evaluation batch's draw is fixed by batch_seed
+    np.testing.assert_array_equal(replace(ws, example=1).build().x["x"], x[1:2])  # sub-problems share it
+    fixed = replace(ws, config={"latent_dim": 4}).build().x["x"]
+    assert not np.array_equal(fixed, x), "dynamic binarization equals the fixed threshold"
+    assert ws.label() == "vae_bernoulli(binarize=dynamic,latent_dim=4)@3/val[3]"

@@ -218,9 +218,13 @@ class WorkloadSpec:
         return (1 if self.example is not None else (self.batch_size or wl.default_batch)) * shape[0]
 
     def label(self) -> str:
+        from harness.workloads import get_workload
+
+        wl = get_workload(self.workload)
         cfg = ",".join(f"{k}={v}" for k, v in sorted(self.config.items()))
         ex = f"#{self.example}" if self.example is not None else ""
-        return f"{self.workload}({cfg})@{self.checkpoint}/{self.split}[{self.batch_size}]{ex}"
+        split, bs = self.split or wl.default_split, self.batch_size or wl.default_batch
+        return f"{self.workload}({cfg})@{self.checkpoint}/{split}[{bs}]{ex}"
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
