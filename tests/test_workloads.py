@@ -411,3 +411,27 @@ def test_dynamic_binarization_is_fixed_per_batch_seed() -> None:
     fixed = replace(ws, config={"latent_dim": 4}).build().x["x"]
     assert not np.array_equal(fixed, x), "dynamic binarization equals the fixed threshold"
     assert ws.label() == "vae_bernoulli(binarize=dynamic,latent_dim=4)@3/val[3]"
+
+
+@pytest.mark.parametrize("path", ["suites/workloads.toml", "suites/workloads_gpu.toml"])
+def test_shipped_workload_suites_expand(path: str) -> None:
+    """Every shipped workload at >= 2 checkpoints; the CPU suite includes enumerable VAEs; GPU: D = 200, N = 100."""
+    from harness.suite import expand
+    from harness.workloads.base import check_spec
+    from harness.workloads.truth import method_for
+
+    root = Path(__file__).resolve().parents[1]
+    exp = expand(root / path)
+    specs = list({c.problem.key(): c.problem for c in exp.cells}.values())
+    by_model: dict[str, set[int]] = {}
+    methods = set()
+    for s in specs:
+        by_model.setdefault(s.label().split("@")[0], set()).add(s.checkpoint)
+        wl, cfg, _, _ = check_spec(s)
+        methods.add(method_for(wl, tuple(wl.latent_shape(cfg)), s.truth))
+    assert all(len(v) >= 2 for v in by_model.values()), by_model
+    if "gpu" in path:
+        assert all(s.dim == 100 * 200 for s in specs) and {c.device for c in exp.cells} == {"cuda", "gpu"}
+    else:
+        assert {s.workload for s in specs} == {"vae_bernoulli", "vae_categorical", "vae_gaussian", "blr"}
+        assert methods == {"enumeration", "reference", "quadrature"}
