@@ -200,6 +200,8 @@ def test_objective_is_written_once_for_every_backend() -> None:
 
 
 def test_checkpoints_are_cached_and_resumable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
     monkeypatch.setenv("STOCHGRAD_CACHE", str(tmp_path / "a"))
     checkpoints._MEMO.clear()
     ws = WorkloadSpec("vae_bernoulli", {"latent_dim": 4}, checkpoint=6, batch_size=2)
@@ -215,10 +217,12 @@ def test_checkpoints_are_cached_and_resumable(tmp_path: Path, monkeypatch: pytes
     assert [f.stat().st_mtime_ns for f in files] == mtimes
     assert all(np.array_equal(s6[k], again[k]) for k in s6)
     assert not list((tmp_path / "a").glob("*.tmp")), "atomic writes leave no temporary files"
+    # a measurement-only key (the reference's sample count) reuses the trained checkpoint
+    replace(ws, config={"latent_dim": 4, "reference_samples": 10}).build()
+    assert checkpoints.TRAINED_STEPS["count"] - before == 6
     # resuming from a cached step 3 (weights + Adam moments) equals training straight to 6
     monkeypatch.setenv("STOCHGRAD_CACHE", str(tmp_path / "b"))
     checkpoints._MEMO.clear()
-    from dataclasses import replace
 
     replace(ws, checkpoint=3).build()
     resumed = ws.build().state

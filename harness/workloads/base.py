@@ -63,6 +63,7 @@ class Workload:
     default_batch: int = 4  # examples in an evaluation batch when a WorkloadSpec names none  # split a WorkloadSpec evaluates on when it names none
     train_estimator: str = ""  # declared reference estimator used for training (see checkpoints.py)
     backends: tuple[str, ...] = ("numpy", "torch", "jax")  # where encode/log_joint run (a torch model: torch)
+    eval_keys: tuple[str, ...] = ("reference_samples",)  # config keys that do not change the trained model
     differentiable: bool = True  # f is differentiable in z (relaxed / pathwise estimators apply)
     doc: str = ""
 
