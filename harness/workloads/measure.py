@@ -29,9 +29,6 @@ import numpy as np
 
 from harness.workloads.chain import encoder_grads, flat, jacobian
 
-PER_SITE_ONLY = ("enumeration",)  # registered estimators that assume a separable f without declaring it
-
-
 def applies(spec: Any, wspec: Any) -> tuple[bool, str]:
     """Can estimator implementation ``spec`` run on workload ``wspec``?  (ok, reason if not)."""
     from harness.workloads import get_workload
@@ -43,7 +40,7 @@ def applies(spec: Any, wspec: Any) -> tuple[bool, str]:
         return False, f"{spec.name} does not apply to {wl.latent}"
     if "differentiable" in spec.requires and not wl.differentiable:
         return False, f"{spec.name} needs a differentiable objective ({wl.name} is not)"
-    if "separable" in spec.requires or spec.name in PER_SITE_ONLY:
+    if "separable" in spec.requires:
         return False, f"{spec.name} needs a separable objective (workload objectives are not)"
     if spec.backend == "numpy":
         if "differentiable" in spec.requires and not wl.numpy_grad:
