@@ -61,7 +61,12 @@ def enumeration_autodiff(ctx: Any) -> dict[str, Any]:
 
 def _register() -> None:
     est = register_estimator(
-        "enumeration", distributions=DISCRETE, unbiased=True, reference=REFERENCE, family="enumeration"
+        "enumeration",
+        distributions=DISCRETE,
+        unbiased=True,
+        reference=REFERENCE,
+        family="enumeration",
+        requires=("separable",),  # it enumerates each site's values with the per-site cost g
     )
     est.implementation("numpy")(enumeration_numpy)
     est.implementation(*AUTODIFF)(enumeration_autodiff)

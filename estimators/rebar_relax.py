@@ -24,9 +24,13 @@ and the conditional reparameterization (both built in for bernoulli and categori
 linear in β = (η, ρ), so for a fixed λ the trace of the single-sample estimator's covariance,
 Σ_coords Var[a − Σ_j β_j C_j], is a quadratic in β minimized in closed form (least squares on the
 centered per-sample terms).  λ is then chosen by minimizing that profiled variance over
-t = log λ: a 9-point grid on [log λ0 − 4, log λ0 + 4] (λ0 = ``temperature``), then ``fit_steps``
-golden-section iterations in the bracket around the best grid point (``fit_temperature = False`` keeps
-λ = λ0).  All of it runs in NumPy float64 with the analytic gradients below, on N independent samples
+t = log λ: a 9-point grid on [log λ0 − 4, log λ0 + 4] (λ0 = ``temperature``), extended outward by 4
+unit-spaced points at a time while the best point sits at an edge (at most 4 times per side, so
+|log λ − log λ0| ≤ 20; kept only if it lowers the best profiled variance by > 1%; :func:`search_grid`),
+then ``fit_steps`` golden-section iterations in the bracket around the best grid point (``fit_temperature = False`` keeps λ = λ0).  On the D = 1 Bernoulli toy the
+REBAR optimum is λ → ∞ (c(z) tends to a constant baseline, with which single-variable REINFORCE is exact),
+so the search stops at the bound λ0·e²⁰; see docs/notes/reparam.md for the before/after variances.
+All of it runs in NumPy float64 with the analytic gradients below, on N independent samples
 (N = ``fit_samples``; 0, the default, means min(1024, max(64, 2^20 / #coordinates)): the objective sums
 over coordinates, so large problems need fewer) drawn from ``numpy.random.default_rng(seed)``,
 seed = SHA-256 of (problem identity,
@@ -71,7 +75,7 @@ HYPERS = {
     "fit_seed": Hyper(0, low=0, high=2**31, doc="extra seed for the fitting batch"),
 }
 FIT_KEYS = tuple(HYPERS)
-GRID, HALF_WIDTH = 9, 4.0
+GRID, HALF_WIDTH, MAX_EXTEND, EXTEND_GAIN = 9, 4.0, 4, 0.01
 AUTO_SAMPLES, AUTO_ELEMENTS, AUTO_MIN = 1024, 2**20, 64
 
 
@@ -228,6 +232,32 @@ def _fit_seed(problem: Any, hyper: dict[str, Any]) -> int:
     return int.from_bytes(hashlib.sha256(blob.encode()).digest()[:8], "little") >> 1
 
 
+def search_grid(t0: float, profile: Any) -> list[float]:
+    """The log-λ grid: 9 points on [t0 − 4, t0 + 4], extended outward while the minimum sits at an edge.
+
+    Each extension adds ``HALF_WIDTH`` more unit-spaced points beyond that edge, at most ``MAX_EXTEND`` times
+    per side, so the search never leaves [t0 − HALF_WIDTH·(1 + MAX_EXTEND), t0 + HALF_WIDTH·(1 + MAX_EXTEND)]
+    (λ0·e^{±20}).  The extended grid is kept only if it beats the original one by more than ``EXTEND_GAIN``
+    (1%): a nearly flat profile is not chased to huge λ, where the fitted weights grow like λ² and roundoff
+    grows with them (RELAX on a categorical example gained 0.2% at λ = 4.5e5 with η = 5e8).  Without it the optimum of the Bernoulli toy (D = 1) sat at the old edge λ0·e⁴ ≈ 27.3.
+    """
+    grid0 = [float(t) for t in np.linspace(t0 - HALF_WIDTH, t0 + HALF_WIDTH, GRID)]
+    grid = list(grid0)
+    step = grid[1] - grid[0]
+    n_new = int(round(HALF_WIDTH / step))
+    for _ in range(2 * MAX_EXTEND):  # both sides together
+        vals = [profile(t) for t in grid]
+        i = int(np.argmin(vals))
+        if i == 0 and grid[0] > t0 - HALF_WIDTH * (1 + MAX_EXTEND) + step / 2:
+            grid = [grid[0] - step * k for k in range(n_new, 0, -1)] + grid
+        elif i == len(grid) - 1 and grid[-1] < t0 + HALF_WIDTH * (1 + MAX_EXTEND) - step / 2:
+            grid = grid + [grid[-1] + step * k for k in range(1, n_new + 1)]
+        else:
+            break
+    base = min(profile(t) for t in grid0)
+    return grid if min(profile(t) for t in grid) < (1 - EXTEND_GAIN) * base else grid0
+
+
 def fit(problem: Any, hyper: dict[str, Any], relax: bool) -> Fit:
     """The fitted (λ, β) for ``problem`` (cached; see the module docstring for the procedure)."""
     h = {k: hyper.get(k, HYPERS[k].default) for k in FIT_KEYS}
@@ -250,9 +280,9 @@ def fit(problem: Any, hyper: dict[str, Any], relax: bool) -> Fit:
 
     t_best = math.log(float(h["temperature"]))
     if h["fit_temperature"]:
-        grid = np.linspace(t_best - HALF_WIDTH, t_best + HALF_WIDTH, GRID)
+        grid = search_grid(t_best, profile)
         i = int(np.argmin([profile(float(t)) for t in grid]))
-        lo, hi = float(grid[max(i - 1, 0)]), float(grid[min(i + 1, GRID - 1)])
+        lo, hi = float(grid[max(i - 1, 0)]), float(grid[min(i + 1, len(grid) - 1)])
         g = (math.sqrt(5) - 1) / 2
         c, d = hi - g * (hi - lo), lo + g * (hi - lo)
         for _ in range(int(h["fit_steps"])):
@@ -262,7 +292,7 @@ def fit(problem: Any, hyper: dict[str, Any], relax: bool) -> Fit:
             else:
                 lo, c = c, d
                 d = lo + g * (hi - lo)
-        t_best = min(cache, key=lambda t: cache[t][0])
+        t_best = min((t for t in cache if grid[0] <= t <= grid[-1]), key=lambda t: cache[t][0])
     var, beta, base = cache[t_best] if t_best in cache else _profile(problem, th, nz, math.exp(t_best), relax)
     beta_t = tuple(float(x) for x in beta)
     out = Fit(math.exp(t_best), beta_t, var, base, time.perf_counter() - t0, len(cache), seed, N)

@@ -19,7 +19,7 @@ class Cell:
     estimator: str
     backend: str
     device: str
-    problem: ProblemSpec
+    problem: ProblemSpec  # or a harness.workloads.WorkloadSpec (a model workload cell)
     n_samples: int
     n_replicates: int
     hyper: dict[str, Any] = field(default_factory=dict)
@@ -66,7 +66,7 @@ class Cell:
             estimator=d["estimator"],
             backend=d["backend"],
             device=d["device"],
-            problem=ProblemSpec.from_dict(d["problem"]),
+            problem=_problem_from_dict(d["problem"]),
             n_samples=int(d["n_samples"]),
             n_replicates=int(d["n_replicates"]),
             hyper=dict(d.get("hyper", {})),
@@ -80,3 +80,12 @@ class Cell:
     def label(self) -> str:
         hp = "".join(f" {k}={v}" for k, v in sorted(self.hyper.items()))
         return f"{self.estimator}[{self.backend}:{self.device}{hp}] {self.problem.label()} L={self.n_samples}"
+
+
+def _problem_from_dict(d: dict[str, Any]) -> Any:
+    """A ProblemSpec, or a WorkloadSpec when the dict names a workload (hook for harness.workloads)."""
+    if "workload" in d:
+        from harness.workloads import WorkloadSpec
+
+        return WorkloadSpec.from_dict(d)
+    return ProblemSpec.from_dict(d)

@@ -118,6 +118,19 @@ SCHEMA: list[Column] = [
             ("estimate_seconds", "float", "wall-clock time spent drawing the replicates"),
         ],
     ),  # fmt: skip
+    *_cols("workload", [
+        ("workload", "str", "model workload name (workload cells only; param is eta or encoder)"),
+        ("workload_config", "str", "the workload's configuration (JSON)"),
+        ("checkpoint", "int", "training step of the model state measured"),
+        ("per_example", "bool", "each example's gradient estimated with its own f_b (else the batch objective)"),
+        ("n_coords", "int", "coordinates of the parameter (η of the batch, or the encoder weights)"),
+        ("variance_total", "float", "total variance (trace) = variance × n_coords"),
+        ("variance_total_ci_low", "float", "95% interval of variance_total: low"),
+        ("variance_total_ci_high", "float", "95% interval of variance_total: high"),
+        ("truth_se_max", "float", "largest standard error of a reference truth (0 when exact)"),
+        ("bias_z_truth", "float", "max |bias| / sqrt(SE_estimate² + SE_truth²): bias against an uncertain truth"),
+        ("truth_too_imprecise", "bool", "the reference's median SE exceeds the estimate's: no bias verdict"),
+    ]),  # fmt: skip
     *_cols(
         "timing",
         [

@@ -301,6 +301,11 @@ def run_cell(cell: Cell) -> CellOutcome:
         return CellOutcome(cell, "skipped", message=reason)
     try:
         spec = get_estimator(cell.estimator, cell.backend)
+        if hasattr(cell.problem, "workload"):  # a model workload cell: harness.workloads.measure does it all
+            from harness.workloads.measure import run_workload_cell
+
+            rows = run_workload_cell(cell, spec)
+            return CellOutcome(cell, "ok", rows=rows, seconds=time.perf_counter() - t0)
         problem = cell.problem.build()
         req = request_for(cell, spec, problem)
         G, info = estimate(req)

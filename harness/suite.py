@@ -62,9 +62,19 @@ SUITE_KEYS = {
     "max_memory",
     "timing_max_s",
 }
-SWEEP_KEYS = {"estimators", "backends", "devices", "n_samples", "hyper", "problems", "replicates", "dtype"}
+SWEEP_KEYS = {"estimators", "backends", "devices", "n_samples", "hyper", "problems", "replicates", "dtype", "workloads"}
 PROBLEM_KEYS = {"distribution", "params", "sweep_params", "objective", "objective_params", "dims", "options"}
-EXCLUDE_KEYS = {"estimator", "backend", "device", "distribution", "objective", "dim", "n_samples"}
+EXCLUDE_KEYS = {
+    "estimator",
+    "backend",
+    "device",
+    "distribution",
+    "objective",
+    "dim",
+    "n_samples",
+    "workload",
+    "checkpoint",
+}
 DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|gpu(:\d+)?)$")
 
 
@@ -105,6 +115,10 @@ class Expansion:
 
 
 def estimator_applies(spec: Implementation, problem: ProblemSpec) -> tuple[bool, str]:
+    if hasattr(problem, "workload"):  # a model workload (harness.workloads)
+        from harness.workloads.measure import applies
+
+        return applies(spec, problem)
     if not spec.applies_to(problem.distribution):
         return False, f"{spec.name} does not apply to {problem.distribution}"
     obj = get_objective(problem.objective)
@@ -202,6 +216,17 @@ def validate_hyper(spec: Implementation, hyper: Mapping[str, Any], where: str = 
     return dict(hyper)
 
 
+def _workloads(path: str, where: str, raw: Any) -> list[Any]:
+    """[[sweep.workloads]] tables -> WorkloadSpecs (harness.workloads.suite_keys)."""
+    from harness.workloads import WorkloadError
+    from harness.workloads.suite_keys import parse_workloads
+
+    try:
+        return parse_workloads(raw)
+    except WorkloadError as exc:
+        raise SuiteError(path, f"{where}{exc.key}", str(exc).split(": ", 1)[1]) from None
+
+
 def _hyper_grid(path: str, where: str, spec: Implementation, hyper: Mapping[str, Any]) -> list[dict[str, Any]]:
     names = [k for k in hyper if k in spec.hyperparameters]
     grid = []
@@ -219,6 +244,8 @@ def _excluded(cell: Cell, rules: list[Mapping[str, Any]]) -> bool:
         "objective": cell.problem.objective,
         "dim": cell.problem.dim,
         "n_samples": cell.n_samples,
+        "workload": getattr(cell.problem, "workload", ""),
+        "checkpoint": getattr(cell.problem, "checkpoint", ""),
     }
     for r in rules:
         if all(
@@ -317,7 +344,8 @@ def expand(
             raise SuiteError(p, f"{w}.dtype", f"unknown dtype {dt!r}; valid: {list(DTYPES)}")
         hyper = sw.get("hyper", {})
         _check_keys(p, f"{w}.hyper", hyper, {k for s in implementations() for k in s.hyperparameters})
-        problems = _problems(p, f"{w}.problems", sw.get("problems", "examples"))
+        problems = _problems(p, f"{w}.problems", sw.get("problems", "examples")) if "workloads" not in sw or "problems" in sw else []
+        problems += _workloads(p, f"{w}.workloads", sw["workloads"]) if "workloads" in sw else []
         specs = [s for s in implementations() if s.backend in bks and any(fnmatch.fnmatch(s.name, q) for q in pats)]
         for spec in specs:
             grid = _hyper_grid(p, w, spec, hyper)
