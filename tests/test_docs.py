@@ -90,6 +90,25 @@ def test_docs_name_existing_files_and_modules(page: str) -> None:
     assert stale_references((ROOT / page).read_text(encoding="utf-8"), ROOT) == []
 
 
+def test_catalog_lists_every_builtin_estimator() -> None:
+    import stochgrad as sg
+    from harness import registry
+
+    catalog = (ROOT / "docs" / "estimators" / "index.md").read_text(encoding="utf-8")
+    builtin = [n for n in sg.list_estimators() if registry.get_declaration(n).source.startswith("estimators.")]
+    assert builtin, "no built-in estimators registered"
+    missing = [n for n in builtin if f"| `{n}` |" not in catalog]
+    assert missing == [], f"docs/estimators/index.md has no catalog row for {missing}"
+
+
+def test_workloads_page_lists_every_shipped_workload() -> None:
+    from harness.workloads import workload_names
+
+    page = (ROOT / "docs" / "workloads.md").read_text(encoding="utf-8")
+    shipped = [n for n in workload_names() if n != "tiny_bernoulli"]  # the bring-your-own example
+    assert shipped and [n for n in shipped if f"`{n}`" not in page] == []
+
+
 def test_readme_is_short() -> None:
     n = len((ROOT / "README.md").read_text(encoding="utf-8").splitlines())
     assert n <= 250, f"README.md has {n} lines; the rest belongs in docs/"
