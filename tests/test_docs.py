@@ -109,6 +109,20 @@ def test_workloads_page_lists_every_shipped_workload() -> None:
     assert shipped and [n for n in shipped if f"`{n}`" not in page] == []
 
 
+def test_readme_notebook_example_runs(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## In a notebook", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "results/my-run" in code
+    code = code.replace("results/my-run", (tmp_path / "my-run").as_posix())
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "my-run" / "report.html").exists()
+    assert "'loc': array([1.])" in r.stdout and "'scale': array([3.])" in r.stdout
+
+
 def test_readme_is_short() -> None:
     n = len((ROOT / "README.md").read_text(encoding="utf-8").splitlines())
     assert n <= 250, f"README.md has {n} lines; the rest belongs in docs/"
