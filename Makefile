@@ -47,6 +47,8 @@ smoke: venv
 test: venv  ## lint + the test suite (what CI runs); slow batteries: make test-all
 	$(BIN)/ruff check stochgrad harness estimators tests suites
 	$(BIN)/pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
+	$(MAKE) docs-check
+	$(BIN)/pytest -q -p no:cacheprovider --nbmake docs/tutorial.ipynb
 
 test-all: venv
 	$(BIN)/ruff check stochgrad harness estimators tests suites
