@@ -1,6 +1,7 @@
 """HTML reports of stochgrad runs: ``build_report(run_dirs, out)``; ``compare.compare_runs(a, b, out)``.
 
-Modules: ``data`` (load, normalize, pool, agreement), ``plots`` (matplotlib -> SVG data URIs), ``tables``
+Modules: ``data`` (load, normalize, pool, agreement), ``summary`` (first screen: heat maps, verdicts,
+health), ``plots`` (matplotlib -> SVG data URIs), ``tables``
 (pandas Styler leaderboards), ``sections`` (per-problem assembly), ``catalog`` (estimators used),
 ``render`` (header, Jinja2 templates), ``compare`` (run-vs-run ratios with confidence intervals).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.report import render as R
+from harness.report import summary as S
 from harness.report.data import load_runs
 from harness.report.sections import build_sections, prepare
 from harness.report.tables import overview_table
@@ -45,6 +47,16 @@ def build_report(
     }
     if not df.empty:
         pooled, agree = prepare(df)
+        heat, timed = S.heat_maps(df, pooled)
+        ctx.update(
+            summary_health=S.health_line(df, infos, agree),
+            heat=heat,
+            timed=timed,
+            verdicts=S.verdicts(pooled),
+            factor_text=S.factor_text,
+            gradient=S.gradient_css(),
+            ticks=S.legend_ticks(),
+        )
         n_inst = int(df[["group", "setting", "dim"]].drop_duplicates().shape[0])
         collapse = n_inst > collapse_over
         sections = build_sections(df, pooled, agree, collapse=collapse, figures=figures)
@@ -53,8 +65,8 @@ def build_report(
         ctx.update(
             sections=sections,
             overview=overview_table(pooled, df, anchors),
-            agreement=R.agreement_block(agree),
-            catalog=R.catalog_table(df),
+            agreement=R.agreement_block(agree, figures=figures),
+            catalog=R.catalog_table(df, [i.meta for i in infos]),
             n_rows=len(df),
             n_cells=int(df.drop_duplicates(["run_id", "cell_key"]).shape[0]),
             n_instances=n_inst,

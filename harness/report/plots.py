@@ -4,17 +4,14 @@ Every figure draws confidence intervals where the number has one: variance 95% C
 median ± IQR/2, bias 95% CIs.  Intervals are drawn as one LineCollection per series (fast to draw, small
 files).  Labels coming from users or plugins pass through :func:`_txt` so matplotlib's mathtext never
 interprets them (a ``$`` in a name stays a ``$``).  A figure whose SVG exceeds :data:`SVG_MAX_BYTES`
-(dense scatter plots of large runs) is embedded as PNG instead.
+(dense plots of large runs) is embedded as a palette PNG instead when that is smaller.  SVGs are embedded as
+UTF-8 data URIs (not base64).
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import math
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import cycle
 
 import matplotlib
@@ -27,6 +24,14 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from harness.report.data import pareto_mask
+from harness.report.encode import FigureOut
+from harness.report.encode import to_uri as _to_uri
+
+
+def to_uri(fig: Figure, kind: str, alt: str, caption: str, force: str = "") -> FigureOut:
+    """Encode with the report's rc settings (see :mod:`harness.report.encode`)."""
+    return _to_uri(fig, kind, alt, caption, force, RC)
+
 
 RC = {
     "svg.fonttype": "none",  # text stays text: small files, selectable, printable
@@ -47,19 +52,6 @@ RC = {
 }
 PANEL_W, PANEL_H = 3.3, 2.4
 MARKERS = "os^Dv<>pP*hX"
-SVG_MAX_BYTES = 200_000
-PNG_DPI = 110
-
-
-@dataclass
-class FigureOut:
-    uri: str
-    alt: str
-    caption: str
-    kind: str
-    nbytes: int
-    width: int = 0  # CSS pixels (96 per inch): reserves the space before a lazy image loads
-    height: int = 0
 
 
 def _txt(s: object, maxlen: int = 48) -> str:
@@ -137,42 +129,6 @@ def _int_ticks(ax, values: Sequence[float]) -> None:
     if len(xs) > 8:
         xs = xs[:: math.ceil(len(xs) / 8)]
     ax.set_xticks(xs, [f"{x:g}" for x in xs])
-
-
-def to_uri(fig: Figure, kind: str, alt: str, caption: str) -> FigureOut:
-    """SVG data URI (PNG when the SVG would exceed SVG_MAX_BYTES); major ticks only on log axes."""
-    for ax in fig.axes:
-        for axis, lim in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
-            if axis.get_scale() != "log":
-                continue
-            axis.set_minor_locator(matplotlib.ticker.NullLocator())
-            lo, hi = sorted(lim)
-            if not isinstance(axis.get_major_locator(), matplotlib.ticker.FixedLocator) and lo > 0 and hi / lo < 100:
-                axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-                axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
-    buf = io.BytesIO()
-    with matplotlib.rc_context(RC):
-        fig.savefig(buf, format="svg", metadata={"Date": None})
-        mime = "image/svg+xml"
-        svg = _shrink_svg(buf.getvalue())
-        if len(svg) > SVG_MAX_BYTES:
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=PNG_DPI, metadata={"Software": None})
-            mime = "image/png"
-    data = buf.getvalue() if mime == "image/png" else svg
-    w, h = fig.get_size_inches()
-    uri = f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
-    return FigureOut(uri, alt, caption, kind, len(data), round(w * 96), round(h * 96))
-
-
-_NUM = re.compile(rb"(-?\d+\.\d{1,2})\d*")
-_GEOM = re.compile(rb'\b(d|x|y|x1|x2|y1|y2|points)="([^"]*)"')
-
-
-def _shrink_svg(svg: bytes) -> bytes:
-    """Round geometry to 0.01 pt (invisible) and drop indentation: ~15-25% smaller SVGs; text is untouched."""
-    svg = _GEOM.sub(lambda m: m.group(1) + b'="' + _NUM.sub(rb"\1", m.group(2)) + b'"', svg)
-    return re.sub(rb">\n\s*<", b"><", svg)
 
 
 def _errbar(ax, x, y, lo, hi, style, logy: bool = True, horizontal: bool = False) -> None:
