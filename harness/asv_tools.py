@@ -272,7 +272,7 @@ def cmd_publish(a: argparse.Namespace) -> int:
     if rc == 0:
         html = root / ".asv" / "html"
         n = len(bundle_offline(html, root / VENDOR_DIR))
-        print(f"dashboard: {html}/index.html ({n} CDN assets bundled: works offline, from file:// too)")
+        print(f"dashboard: {html}/index.html ({n} CDN assets bundled: works offline)")
         print(f"view it:   {Path(sys.executable).parent / 'asv'} preview --config {CONFIG}  (http://127.0.0.1:8080)")
     return rc
 

@@ -13,7 +13,7 @@ from harness.report.data import agreement, bias_threshold, config_order, instanc
 from harness.report.tables import efficiency_table, variance_table
 
 MAX_ROWS_VS_DIM = 3
-FIG_BUDGET = 5 * 2**20  # bytes of per-instance figures; beyond it, instances show tables only (with a note)
+FIG_BUDGET = 4 * 2**20  # bytes of per-instance figures; beyond it, instances show tables only (with a note)
 
 
 def anchor(*parts: Any) -> str:

@@ -139,8 +139,9 @@ def _cell_html(hm: HeatMap, e: str, g: str) -> str:
         label, val = f"{10 ** c['mean']:.3g}× the best (geometric mean over {c['n']} problems)", ""
     flags = ", ".join(k for k in MARKS if c[k])
     tip = f"{e} on {g}: {label}" + (f"; {flags}" if flags else "")
+    hatch = ' class="hm-u"' if c["unreliable"] else ""
     return (
-        f'<td style="background:{bg};color:{fg}" title="{esc(tip)}" aria-label="{esc(tip)}">'
+        f'<td{hatch} style="background-color:{bg};color:{fg}" title="{esc(tip)}" aria-label="{esc(tip)}">'
         f'<a href="#{anchor(g)}" tabindex="-1">{esc(val + marks)}</a></td>'
     )
 

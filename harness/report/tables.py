@@ -103,9 +103,12 @@ def styled(
 _LEAN = [
     (re.compile(r">\n\s*<"), "><"),  # indentation between tags (never the spaces between inline spans)
     (re.compile(r' id="T_[^"]*"'), ""),
-    (re.compile(r' class="(?:data|row_heading|col_heading|blank|index_name) (?:level\d+ ?)?(?:(?:row|col)\d+ ?)*'), ' class="'),
+    (
+        re.compile(r' class="(?:data|row_heading|col_heading|blank|index_name) (?:level\d+ ?)?(?:(?:row|col)\d+ ?)*'),
+        ' class="',
+    ),
     (re.compile(r' class=""'), ""),
-    (re.compile(r'<(t[dh])( [^>]*?)? >'), r"<\1\2>"),
+    (re.compile(r"<(t[dh])( [^>]*?)? >"), r"<\1\2>"),
 ]
 
 
