@@ -368,3 +368,31 @@ def test_agreement_lists_only_significant(run, tmp_path) -> None:
     assert n_sig >= int(t.sum())
     assert sec.count("<tr><td>") == n_sig and "fig-qq" in sec
     assert re.search(r'<b class="badn">\d+</b>\s*significant disagreements', html)
+
+
+def _pooled(rows: list[tuple[str, int, float, bool]]) -> pd.DataFrame:
+    """Pooled rows (estimator, problem, variance, exact) on one family; standard errors 1% of the variance."""
+    return pd.DataFrame(
+        [
+            {
+                "group": "normal × quadratic", "setting": f"p{k}", "dim": 1, "param": "loc", "n_samples": 1,
+                "estimator": e, "config": e, "variance": v, "variance_se": 0.01 * v, "unbiased": True,
+                "bias_detected": False, "unreliable": False, "exact_est": exact, "oracle": e.endswith("_oracle"),
+            }
+            for e, k, v, exact in rows
+        ]
+    )  # fmt: skip
+
+
+def test_verdict_exact_on_some_problems_and_no_winner() -> None:
+    """An estimator exact on one problem still competes (factor over the others, exactness noted); when every
+    alternative is significantly worse than REINFORCE, REINFORCE itself is the verdict."""
+    from harness.report.summary import factor_text, verdicts
+
+    sf = [("score_function", k, 10.0, False) for k in range(3)]
+    (v,) = verdicts(_pooled(sf + [("pathwise", 0, 1e-32, True), ("pathwise", 1, 1.0, False), ("pathwise", 2, 1.0, False)]
+                            + [("rloo", k, 5.0, False) for k in range(3)]))  # fmt: skip
+    assert [p.name for p in v.picks] == ["pathwise"] and v.picks[0].n_exact == 1
+    assert factor_text(v.picks[0]).startswith("×10 [") and "exact on 1 more" in factor_text(v.picks[0])
+    (v,) = verdicts(_pooled(sf + [("worse", k, 20.0, False) for k in range(3)]))
+    assert v.picks == [] and "plain REINFORCE" in v.note

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from itertools import cycle
 
 import matplotlib
+import matplotlib.style
 import matplotlib.ticker
 import matplotlib.transforms
 import numpy as np
@@ -63,10 +64,12 @@ def _txt(s: object, maxlen: int = 48) -> str:
 
 
 class Palette:
-    """Stable style per config across all figures: color, marker; biased configs dashed with hollow markers."""
+    """Stable style per config across all figures: colour (colour-blind-safe), marker; biased configs dashed with
+    hollow markers."""
 
     def __init__(self, configs: Sequence[str], biased: set[str]) -> None:
-        base = matplotlib.colormaps["tab10" if len(configs) <= 10 else "tab20"].colors
+        # colour-blind-safe cycle (Tableau's colorblind10); markers and dashes tell the rest apart
+        base = matplotlib.style.library["tableau-colorblind10"]["axes.prop_cycle"].by_key()["color"]
         self.style: dict[str, dict[str, object]] = {}
         colors, markers = cycle(base), cycle(MARKERS)
         for c in configs:

@@ -203,6 +203,7 @@ class Pick:
     hi: float
     k: int
     tied: bool = False
+    n_exact: int = 0  # problems on which the estimator is exact (zero variance): not in the factor
 
 
 @dataclass
@@ -256,10 +257,13 @@ def verdicts(pooled: pd.DataFrame) -> list[Verdict]:
         for e, g in best.groupby("estimator"):
             if e == REINFORCE or e in exact:
                 continue
-            mean, se, k = _log_factor(sf, g[KEYS + ["variance", "variance_se"]])
+            ex = g["exact_est"].astype(bool)
+            n_exact = int(g.loc[ex, KEYS].merge(sf[KEYS], on=KEYS).shape[0])
+            mean, se, k = _log_factor(sf, g.loc[~ex, KEYS + ["variance", "variance_se"]])
             if k == 0:
                 continue
-            pick = Pick(e, math.exp(mean), math.exp(mean - Z95 * se), math.exp(mean + Z95 * se), k)
+            lo, hi = math.exp(mean - Z95 * se), math.exp(mean + Z95 * se)
+            pick = Pick(e, math.exp(mean), lo, hi, k, n_exact=n_exact)
             if bool(g["oracle"].any()):
                 v.oracle = pick
                 continue
@@ -267,19 +271,20 @@ def verdicts(pooled: pd.DataFrame) -> list[Verdict]:
                 (g["unbiased"] != False).all()  # noqa: E712
                 and not g["bias_detected"].any()
                 and not g["unreliable"].any()
-                and not g["exact_est"].any()
             )
             if ok:
                 stats.append(pick)
         if stats:
-            kmax = max(s.k for s in stats)
-            full = sorted((s for s in stats if s.k == kmax), key=lambda s: -s.factor)
+            kmax = max(s.k + s.n_exact for s in stats)
+            full = sorted((s for s in stats if s.k + s.n_exact == kmax), key=lambda s: -s.factor)
             top = full[0]
-            v.picks = [top] + [Pick(s.name, s.factor, s.lo, s.hi, s.k, tied=True) for s in full[1:] if s.hi >= top.lo][
-                :3
-            ]
-            if top.lo <= 1.0:
-                v.note = "no estimator beats REINFORCE significantly"
+            if top.hi < 1.0:
+                v.note = "plain REINFORCE (score_function): no reliable alternative beats it"
+            else:
+                tied = [s for s in full[1:] if s.hi >= top.lo][:3]
+                v.picks = [top] + [Pick(s.name, s.factor, s.lo, s.hi, s.k, True, s.n_exact) for s in tied]
+                if top.lo <= 1.0:
+                    v.note = "not significantly better than REINFORCE"
         else:
             v.note = "no unbiased, reliable alternative to REINFORCE measured"
         out.append(v)
@@ -307,4 +312,5 @@ def health_line(df: pd.DataFrame, infos: list[Any], agree: pd.DataFrame) -> dict
 
 
 def factor_text(p: Pick) -> str:
-    return f"×{fmt(p.factor, 3)} [{fmt(p.lo, 2)}, {fmt(p.hi, 2)}]"
+    ex = f" (exact on {p.n_exact} more)" if p.n_exact else ""
+    return f"×{fmt(p.factor, 3)} [{fmt(p.lo, 2)}, {fmt(p.hi, 2)}]{ex}"
