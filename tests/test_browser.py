@@ -92,6 +92,7 @@ def test_table_filter_sort_show_all(browser_report) -> None:
     """Typing into a filter changes the visible row count; a header click sorts; 'show all' reveals every row."""
     html, _ = browser_report
     with open_page(html.resolve().as_uri(), width=1400, height=900) as (page, log):
+        page.wait_for_selector("body[data-tables-ready]")
         page.click("button[data-expand='1']")
         table = page.locator("#catalog ~ .tablewrap table").first
         wrap_input = page.locator("#catalog ~ .tabletools input").first

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from markupsafe import Markup
+
 from harness.report import render as R
 from harness.report import summary as S
 from harness.report.data import load_runs
@@ -55,6 +57,7 @@ def build_report(
             verdicts=S.verdicts(pooled),
             factor_text=S.factor_text,
             gradient=S.gradient_css(),
+            heat_css=Markup(S.heat_css()),
             ticks=S.legend_ticks(),
         )
         n_inst = int(df[["group", "setting", "dim"]].drop_duplicates().shape[0])

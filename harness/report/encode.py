@@ -1,6 +1,6 @@
 """Figure encoding for the report: matplotlib figure -> compact SVG (UTF-8 data URI) or palette PNG (base64).
 
-SVGs are shrunk (geometry rounded to 0.01 pt, prolog, metadata, group ids and line breaks dropped) and embedded
+SVGs are shrunk (geometry rounded to 0.1 pt, prolog, metadata, group ids and line breaks dropped) and embedded
 as UTF-8 data URIs (base64 would add a third); a figure whose SVG exceeds :data:`SVG_MAX_BYTES` (dense plots of
 large runs) becomes a 64-colour PNG when that is smaller.
 """
@@ -18,7 +18,7 @@ from markupsafe import Markup
 from matplotlib.figure import Figure
 from PIL import Image
 
-SVG_MAX_BYTES = 60_000
+SVG_MAX_BYTES = 20_000
 PNG_DPI = 110
 PNG_COLOURS = 64
 
@@ -78,12 +78,12 @@ def svg_uri(svg: bytes) -> str:
     return "data:image/svg+xml," + t
 
 
-_NUM = re.compile(rb"(-?\d+\.\d{1,2})\d*")
+_NUM = re.compile(rb"(-?\d+\.\d)\d*")
 _GEOM = re.compile(rb'\b(d|x|y|x1|x2|y1|y2|points)="([^"]*)"')
 
 
 def _shrink_svg(svg: bytes) -> bytes:
-    """Round geometry to 0.01 pt (invisible), drop the XML prolog, metadata, group ids and line breaks: about
+    """Round geometry to 0.1 pt (0.13 px: invisible), drop the XML prolog, metadata, group ids and line breaks: about
     30-40% smaller SVGs; text is untouched.  Ids that are referenced (clip paths, marker definitions) stay."""
     svg = _GEOM.sub(lambda m: m.group(1) + b'="' + _NUM.sub(rb"\1", m.group(2)) + b'"', svg)
     svg = svg[svg.index(b"<svg") :]

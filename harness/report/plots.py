@@ -250,8 +250,8 @@ def frontier(
     d = _positive(_positive(rows, "time_median_s"), "variance")
     if d.empty:
         return None
-    params = [p for p in params if p in set(d["param"])][:3]
-    Ls = [L for L in Ls if L in set(d["n_samples"])][:4]
+    params = [p for p in params if p in set(d["param"])][:2]
+    Ls = [L for L in Ls if L in set(d["n_samples"])][:3]
     with matplotlib.rc_context(RC):
         fig, axes = _new(len(params), len(Ls), _legend_rows(configs + ["Pareto frontier"], len(Ls)))
         for i, p in enumerate(params):
@@ -273,13 +273,14 @@ def frontier(
                         linewidth=0.8,
                         alpha=0.8,
                     )
-                if not dd.empty:
-                    m = pareto_mask(dd["variance"].to_numpy(), dd["time_median_s"].to_numpy())
-                    front = dd[m].sort_values("variance")
+                cand = dd[~dd["oracle"].astype(bool)] if "oracle" in dd.columns else dd  # oracles: never a pick
+                if not cand.empty:
+                    m = pareto_mask(cand["variance"].to_numpy(), cand["time_median_s"].to_numpy())
+                    front = cand[m].sort_values("variance")
                     ax.step(
                         front["variance"], front["time_median_s"], where="post", color="0.3", linewidth=0.8, alpha=0.6
                     )
-                    one = dd["platform"].nunique() == 1
+                    one = cand["platform"].nunique() == 1
                     for k, r in enumerate(front.itertuples(index=False)):
                         lab = r.config if one else f"{r.config} [{r.platform}]"
                         a = ax.annotate(
@@ -298,7 +299,11 @@ def frontier(
                 ax.set_xlabel("variance (95% CI)")
                 ax.set_ylabel("time per call [s]")
         _legend(fig, palette, configs, [(Line2D([], [], color="0.3", linewidth=0.8), "Pareto frontier")])
-    cap = title + " Lower left is better; labeled points are Pareto-optimal." + _exact_note(rows)
+    cap = (
+        title
+        + " Lower left is better; labeled points are Pareto-optimal (oracle baselines excluded)."
+        + _exact_note(rows)
+    )
     return to_uri(fig, "frontier", title, cap)
 
 

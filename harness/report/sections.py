@@ -128,14 +128,22 @@ def build_sections(
                     + (f", L ∈ {{{', '.join(map(str, fLs))}}}." if len(Ls) > 1 else f", L={Ls[0]}."),
                 )
                 Lmax = max(Ls)
-                bf = plots.bias_forest(
-                    di[di["n_samples"] == Lmax],
-                    pi_params,
-                    palette,
-                    cfg_i,
-                    zthr,
-                    f"Bias with 95% CI at L={Lmax} for {s} at D={d}.",
-                )
+                bf = None
+                if (di["unbiased"] == False).any() or di["bias_detected"].any():  # noqa: E712
+                    bf = plots.bias_forest(
+                        di[di["n_samples"] == Lmax],
+                        pi_params,
+                        palette,
+                        cfg_i,
+                        zthr,
+                        f"Bias with 95% CI at L={Lmax} for {s} at D={d}.",
+                    )
+                else:
+                    zmax = float(di["bias_z"].max()) if di["bias_z"].notna().any() else float("nan")
+                    inst.note = (
+                        f"No bias detected here (largest bias z {zmax:.2f}, threshold {zthr:.2f}); "
+                        "the bias figure is drawn only where an estimator is biased or a bias is detected."
+                    )
                 inst.figures = [x for x in (f, fr, bf) if x is not None]
                 used += sum(x.nbytes for x in inst.figures)
             sec.instances.append(inst)

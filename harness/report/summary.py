@@ -33,6 +33,7 @@ KEYS = ["group", "setting", "dim", "param", "n_samples"]
 CLIP = (-1.0, 3.0)  # log10 ratio range of the colour scale: 10x better (biased) .. 1000x worse
 CMAP = "cividis"
 MARKS = {"biased": "b", "unreliable": "u", "capped": "c"}
+LEVELS = 24  # colour classes of the scale
 
 
 def colour(t: float) -> tuple[str, str]:
@@ -123,27 +124,37 @@ def heat(r: pd.DataFrame, title: str, note: str, rows: list[str], cols: list[str
     return hm
 
 
+def _level(t: float) -> int:
+    return round(min(max(t, 0.0), 1.0) * (LEVELS - 1))
+
+
+def heat_css() -> str:
+    """CSS classes ``h0`` .. ``h{LEVELS-1}`` of the colour scale (one class per cell instead of inline styles)."""
+    rules = []
+    for k in range(LEVELS):
+        bg, fg = colour(k / (LEVELS - 1))
+        rules.append(f"table.heat td.h{k}{{background-color:{bg};color:{fg}}}")
+    return "\n".join(rules)
+
+
 def _cell_html(hm: HeatMap, e: str, g: str) -> str:
     c = hm.cells.get((e, g))
     if c is None:
-        return '<td class="hm-na" aria-label="not measured"></td>'
+        return '<td class="hm-na"></td>'
     marks = "".join(MARKS[k] for k in MARKS if c[k])
     if c["exact"]:
-        bg, fg = colour(0.0)
+        cls = f"h{_level(0.0)}"
         label, val = "exact (zero variance)", "0"
     elif math.isnan(c["mean"]):
-        bg, fg = "#e6e6e6", "#333"
+        cls = "hm-q"
         label, val = "no comparable value (no eligible reference on these problems)", "?"
     else:
-        bg, fg = colour(_pos(c["mean"]))
+        cls = f"h{_level(_pos(c['mean']))}"
         label, val = f"{10 ** c['mean']:.3g}× the best (geometric mean over {c['n']} problems)", ""
     flags = ", ".join(k for k in MARKS if c[k])
     tip = f"{e} on {g}: {label}" + (f"; {flags}" if flags else "")
-    hatch = ' class="hm-u"' if c["unreliable"] else ""
-    return (
-        f'<td{hatch} style="background-color:{bg};color:{fg}" title="{esc(tip)}" aria-label="{esc(tip)}">'
-        f'<a href="#{anchor(g)}" tabindex="-1">{esc(val + marks)}</a></td>'
-    )
+    cls += " hm-u" if c["unreliable"] else ""
+    return f'<td class="{cls}" title="{esc(tip)}"><a href="#{anchor(g)}" tabindex="-1">{esc(val + marks)}</a></td>'
 
 
 def heat_table(maps: list[HeatMap]) -> Markup:

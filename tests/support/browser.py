@@ -81,6 +81,7 @@ def open_page(
 
 def paint_times(page: Any) -> dict[str, Any]:
     """Navigation and paint timings (ms from navigation start) of the loaded page."""
+    page.wait_for_function("performance.getEntriesByType('paint').length >= 2", timeout=10_000)
     nav = json.loads(page.evaluate("JSON.stringify(performance.getEntriesByType('navigation')[0])"))
     paints = json.loads(page.evaluate("JSON.stringify(performance.getEntriesByType('paint'))"))
     first = {e["name"]: e["startTime"] for e in paints}

@@ -86,7 +86,13 @@
     });
     apply();
   }
-  document.querySelectorAll("table:not(.heat)").forEach(setup);
+  // after the first frame is painted: the summary shows at once, the tools follow a few milliseconds later
+  requestAnimationFrame(function () {
+    setTimeout(function () {
+      document.querySelectorAll("table:not(.heat)").forEach(setup);
+      document.body.setAttribute("data-tables-ready", "1");
+    }, 0);
+  });
   window.addEventListener("beforeprint", function () {
     setAll(true);
     document.querySelectorAll("tr.hidden-row").forEach(function (r) { r.classList.remove("hidden-row"); });
