@@ -1,9 +1,12 @@
 """HTML reports of stochgrad runs: ``build_report(run_dirs, out)``; ``compare.compare_runs(a, b, out)``.
 
-Modules: ``data`` (load, normalize, pool, agreement), ``summary`` (first screen: heat maps, verdicts,
-health), ``plots`` (matplotlib -> SVG data URIs), ``tables``
-(pandas Styler leaderboards), ``sections`` (per-problem assembly), ``catalog`` (estimators used),
-``render`` (header, Jinja2 templates), ``compare`` (run-vs-run ratios with confidence intervals).
+A pure function of run directories (results.parquet + meta.json): nothing here imports the runner, the
+registry or the suite parser.  Modules: ``data`` (load, normalize, reliability flags, pool, agreement),
+``summary`` (first screen: heat maps, verdicts vs REINFORCE, health line), ``plots`` / ``plots_agree``
+(matplotlib figures), ``encode`` (figures -> compact SVG or palette-PNG data URIs), ``tables`` (lean pandas
+Styler leaderboards), ``sections`` (per-problem assembly), ``catalog`` (estimators used, from meta.json),
+``render`` (header, Jinja2 templates; ``templates/report.js`` sorts, filters and shortens tables in the
+browser), ``compare`` (run-vs-run ratios with confidence intervals).
 """
 
 from __future__ import annotations
