@@ -168,3 +168,24 @@ def test_asv_dashboard_offline(dashboard) -> None:
         assert page.locator("#summarygrid-display a, .benchmark-container").count() > 0
     assert log["requests"] == [], f"requests leaving the machine: {log['requests'][:5]}"
     assert log["console_errors"] == [] and log["page_errors"] == [], (log["console_errors"], log["page_errors"])
+
+
+def test_bundle_offline_rewrites_and_rejects_unknown(tmp_path) -> None:
+    """Every known CDN reference becomes a local vendor/ path (no SRI, no crossorigin); an unknown one is an
+    error naming the page and the URL, and nothing is rewritten."""
+    from harness.asv_tools import VENDOR_DIR, VENDOR_MAP, bundle_offline
+    from tests.support.asv_dashboard import ROOT
+
+    html = tmp_path / "html"
+    html.mkdir()
+    tags = "".join(f'<script src="{u}" integrity="sha256-x" crossorigin="anonymous"></script>' for u in VENDOR_MAP)
+    (html / "index.html").write_text(f"<html><head>{tags}</head></html>")
+    assert sorted(bundle_offline(html, ROOT / VENDOR_DIR)) == sorted(VENDOR_MAP)
+    text = (html / "index.html").read_text()
+    assert "https://" not in text and "integrity" not in text and "crossorigin" not in text
+    assert all((html / "vendor" / f).is_file() for f in VENDOR_MAP.values())
+    bad = '<html><head><script src="https://cdn.example.org/new.js"></script></head></html>'
+    (html / "index.html").write_text(bad)
+    with pytest.raises(SystemExit, match="cdn.example.org/new.js"):
+        bundle_offline(html, ROOT / VENDOR_DIR)
+    assert (html / "index.html").read_text() == bad
