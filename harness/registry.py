@@ -226,8 +226,8 @@ def _known_distributions() -> list[str]:
 
 def _validate(est: Estimator) -> None:
     where = f"estimator {est.name!r} (declared in {est.source})"
-    if not isinstance(est.name, str) or not est.name or any(c in est.name for c in "*?[] /"):
-        raise RegistryError(f"{where}: name must be a non-empty string without wildcards, spaces or slashes")
+    if not isinstance(est.name, str) or not est.name or any(c in est.name for c in "*?[] \t\n"):
+        raise RegistryError(f"{where}: name must be a non-empty string without wildcards or whitespace")
     known = _known_distributions()
     if not est.distributions:
         raise RegistryError(f"{where}: distributions must not be empty; valid: {known + ['*']}")

@@ -1,15 +1,22 @@
 """HTML reports of stochgrad runs: ``build_report(run_dirs, out)``; ``compare.compare_runs(a, b, out)``.
 
-Modules: ``data`` (load, normalize, pool, agreement), ``plots`` (matplotlib -> SVG data URIs), ``tables``
-(pandas Styler leaderboards), ``sections`` (per-problem assembly), ``catalog`` (estimators used),
-``render`` (header, Jinja2 templates), ``compare`` (run-vs-run ratios with confidence intervals).
+A pure function of run directories (results.parquet + meta.json): nothing here imports the runner, the
+registry or the suite parser.  Modules: ``data`` (load, normalize, reliability flags, pool, agreement),
+``summary`` (first screen: heat maps, verdicts vs REINFORCE, health line), ``plots`` / ``plots_agree``
+(matplotlib figures), ``encode`` (figures -> compact SVG or palette-PNG data URIs), ``tables`` (lean pandas
+Styler leaderboards), ``sections`` (per-problem assembly), ``catalog`` (estimators used, from meta.json),
+``render`` (header, Jinja2 templates; ``templates/report.js`` sorts, filters and shortens tables in the
+browser), ``compare`` (run-vs-run ratios with confidence intervals).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from markupsafe import Markup
+
 from harness.report import render as R
+from harness.report import summary as S
 from harness.report.data import load_runs
 from harness.report.sections import build_sections, prepare
 from harness.report.tables import overview_table
@@ -45,6 +52,17 @@ def build_report(
     }
     if not df.empty:
         pooled, agree = prepare(df)
+        heat, timed = S.heat_maps(df, pooled)
+        ctx.update(
+            summary_health=S.health_line(df, infos, agree),
+            heat=heat,
+            timed=timed,
+            verdicts=S.verdicts(pooled),
+            factor_text=S.factor_text,
+            gradient=S.gradient_css(),
+            heat_css=Markup(S.heat_css()),
+            ticks=S.legend_ticks(),
+        )
         n_inst = int(df[["group", "setting", "dim"]].drop_duplicates().shape[0])
         collapse = n_inst > collapse_over
         sections = build_sections(df, pooled, agree, collapse=collapse, figures=figures)
@@ -53,8 +71,8 @@ def build_report(
         ctx.update(
             sections=sections,
             overview=overview_table(pooled, df, anchors),
-            agreement=R.agreement_block(agree),
-            catalog=R.catalog_table(df),
+            agreement=R.agreement_block(agree, figures=figures),
+            catalog=R.catalog_table(df, [i.meta for i in infos]),
             n_rows=len(df),
             n_cells=int(df.drop_duplicates(["run_id", "cell_key"]).shape[0]),
             n_instances=n_inst,

@@ -1,58 +1,77 @@
 """The estimator catalog of a report: capabilities, hyperparameters and references of the estimators used.
 
-Declared capabilities come from the registry at report time (``harness.registry``); an estimator that is no
-longer registered (e.g. a plugin since uninstalled) is listed from what the results recorded (family,
+A pure function of the run directories: capabilities come from each run's ``meta.json`` ``estimators`` list
+(the registry as it was when the run started, one entry per name × backend), never from the live registry.
+An estimator missing from that list (an older run) is described from what the results recorded (family,
 unbiasedness, backends, hyperparameter values).
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import pandas as pd
 
-from harness import registry
+from harness.report.data import ORACLE_SUFFIX
 
 
-def _hyper_text(spec: registry.Implementation) -> str:
+def is_oracle(name: Any) -> bool:
+    """Oracle baselines use the exact E[f] (not implementable): shown as references, never recommended."""
+    return str(name).endswith(ORACLE_SUFFIX)
+
+
+def _hyper_text(hyper: Any) -> str:
+    """``{name: default}`` or ``{name: {default, low, high, choices, doc}}`` as ``k=default ∈ range — doc``."""
+    if not isinstance(hyper, dict):
+        return "—"
     parts = []
-    for k, h in spec.hyperparameters.items():
+    for k, h in hyper.items():
+        if not isinstance(h, dict):
+            parts.append(f"{k}={h}")
+            continue
         rng = ""
-        if h.choices is not None:
-            rng = f" ∈ {list(h.choices)}"
-        elif h.low is not None or h.high is not None:
-            rng = f" ∈ [{'' if h.low is None else h.low}, {'' if h.high is None else h.high}]"
-        parts.append(f"{k}={h.default}{rng}" + (f" — {h.doc}" if h.doc else ""))
+        if h.get("choices") is not None:
+            rng = f" ∈ {list(h['choices'])}"
+        elif h.get("low") is not None or h.get("high") is not None:
+            rng = f" ∈ [{'' if h.get('low') is None else h['low']}, {'' if h.get('high') is None else h['high']}]"
+        parts.append(f"{k}={h.get('default')}{rng}" + (f" — {h['doc']}" if h.get("doc") else ""))
     return "; ".join(parts) or "—"
 
 
-def catalog(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per estimator appearing in ``df``."""
-    with contextlib.suppress(Exception):  # a broken registry must not prevent a report
-        registry.ensure_loaded()
+def declared(metas: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Estimator name -> its declared entries (one per backend) from the runs' meta.json, first run wins."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for m in metas:
+        for e in m.get("estimators") or []:
+            if isinstance(e, dict) and "name" in e:
+                out.setdefault(str(e["name"]), {}).setdefault(str(e.get("backend", "?")), e)
+    return {k: list(v.values()) for k, v in out.items()}
+
+
+def catalog(df: pd.DataFrame, metas: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per estimator appearing in ``df``, described from the runs' recorded catalog."""
+    known = declared(metas)
     rows: list[dict[str, Any]] = []
     for name, g in df.groupby("estimator", sort=True):
-        specs = registry.implementations(glob_escape(str(name)))
-        specs = [s for s in specs if s.name == name]
+        specs = known.get(str(name), [])
         swept = sorted(x for x in g["hyper"].unique() if x)
+        in_run = ", ".join(sorted(g["backend"].unique()))
         if specs:
             s0 = specs[0]
-            doc = (s0.doc or "").strip().splitlines()
+            unb = "yes" if s0.get("unbiased") else "no (biased)"
             rows.append(
                 {
                     "estimator": name,
-                    "family": s0.family,
-                    "unbiased": "yes" if s0.unbiased else "no (biased)",
-                    "backends (registered)": ", ".join(s.backend for s in specs),
-                    "backends (in run)": ", ".join(sorted(g["backend"].unique())),
-                    "distributions": ", ".join(s0.distributions),
-                    "min L": s0.min_samples,
-                    "requires": ", ".join(s0.requires) or "—",
-                    "hyperparameters (default, range)": _hyper_text(s0),
+                    "family": s0.get("family", ""),
+                    "unbiased": unb + (" — oracle baseline, not implementable" if is_oracle(name) else ""),
+                    "backends (registered at run)": ", ".join(sorted(str(s.get("backend")) for s in specs)),
+                    "backends (in run)": in_run,
+                    "distributions": ", ".join(s0.get("distributions") or []),
+                    "min L": s0.get("min_samples", "—"),
+                    "requires": ", ".join(s0.get("requires") or []) or "—",
+                    "hyperparameters (default)": _hyper_text(s0.get("hyperparameters")),
                     "values in run": "; ".join(swept) or "—",
-                    "reference": s0.reference or "—",
-                    "summary": doc[0] if doc else "",
+                    "reference": s0.get("reference") or "—",
                 }
             )
         else:
@@ -62,20 +81,14 @@ def catalog(df: pd.DataFrame) -> pd.DataFrame:
                     "estimator": name,
                     "family": str(g["family"].iloc[0]),
                     "unbiased": "?" if ub.empty else ("yes" if bool(ub.iloc[0]) else "no (biased)"),
-                    "backends (registered)": "not registered now",
-                    "backends (in run)": ", ".join(sorted(g["backend"].unique())),
+                    "backends (registered at run)": "not recorded in meta.json",
+                    "backends (in run)": in_run,
                     "distributions": ", ".join(sorted(g["distribution"].unique())),
                     "min L": "—",
                     "requires": "—",
-                    "hyperparameters (default, range)": "—",
+                    "hyperparameters (default)": "—",
                     "values in run": "; ".join(swept) or "—",
                     "reference": "—",
-                    "summary": "",
                 }
             )
     return pd.DataFrame(rows)
-
-
-def glob_escape(name: str) -> str:
-    """Escape fnmatch metacharacters so a literal estimator name is looked up exactly."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)

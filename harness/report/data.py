@@ -42,10 +42,14 @@ NUMERIC_COLS = (
     "n_replicates_used",
     "samples_to_snr1",
     "exact_abs_err",
+    "variance_rel_halfwidth",
+    "tail_index",
+    "bias_p",
 )
 STRING_DEFAULTS = {"device": "cpu", "dtype": "float64", "family": "", "exact_method": "", "param": "?"}
 INSTANCE_KEYS = ["group", "setting", "dim"]
 POOL_KEYS = ["group", "setting", "dim", "param", "config", "n_samples"]
+ORACLE_SUFFIX = "_oracle"  # oracle baselines (exact E[f], not implementable): references, never recommended
 
 
 @dataclass
@@ -180,6 +184,38 @@ def normalize(df: pd.DataFrame, multi_run: bool = False) -> pd.DataFrame:
     eps = df["dtype"].map(lambda t: float(np.finfo(t).eps) if t in ("float16", "float32", "float64") else 2.2e-16)
     scale = df["exact_grad"].abs().fillna(0) + df["grad_mean"].abs().fillna(0)
     df["exact_est"] = df["variance"].notna() & (df["variance"] <= (1e3 * eps * scale) ** 2 + 1e-30)
+    return _reliability(df)
+
+
+def _flag(df: pd.DataFrame, col: str, default: bool) -> pd.Series:
+    """A boolean column that older runs may lack or hold as None/NaN (missing -> ``default``)."""
+    if col not in df.columns:
+        return pd.Series(default, index=df.index, dtype=bool)
+    return df[col].map(lambda v: default if v is None or (isinstance(v, float) and math.isnan(v)) else bool(v))
+
+
+def _reliability(df: pd.DataFrame) -> pd.DataFrame:
+    """Derive ``unreliable``, ``capped``, ``oracle`` and ``bias_detected`` (columns newer runs may add).
+
+    A variance is unreliable when its interval is not valid (``variance_ci_valid`` False, e.g. heavy tails),
+    a heavy tail was detected (``heavy_tail`` non-empty) or its 95% CI half-width is ≥ 100% of the value; an
+    unreliable variance is never called best.  ``bias_detected``: ``bias_significant`` where the run has it
+    (heavy-tail-robust test), otherwise ``bias_z`` above the Bonferroni threshold over the report's coordinates.
+    """
+    miss = df["variance_rel_halfwidth"].isna() & (df["variance"] > 0)
+    df.loc[miss, "variance_rel_halfwidth"] = Z95 * df.loc[miss, "variance_se"] / df.loc[miss, "variance"]
+    df["heavy_tail"] = df["heavy_tail"].fillna("").astype(str) if "heavy_tail" in df.columns else ""
+    df["variance_ci_valid"] = _flag(df, "variance_ci_valid", True)
+    df["capped"] = _flag(df, "precision_capped", False)
+    wide = df["variance_rel_halfwidth"] >= 1.0
+    df["tail_flag"] = ~df["variance_ci_valid"] | (df["heavy_tail"] != "")
+    df["unreliable"] = (df["tail_flag"] | wide) & ~df["exact_est"]
+    df["oracle"] = df["estimator"].str.endswith(ORACLE_SUFFIX)
+    has_sig = "bias_significant" in df.columns and df["bias_significant"].notna().any()
+    if has_sig:
+        df["bias_detected"] = _flag(df, "bias_significant", False)
+    else:
+        df["bias_detected"] = df["bias_z"].fillna(0.0) > bias_threshold(df)
     return df
 
 
@@ -207,14 +243,20 @@ def pool_platforms(df: pd.DataFrame) -> pd.DataFrame:
         exact_grad=("exact_grad", "first"),
         problem=("problem", "first"),
         exact_est=("exact_est", "all"),
+        tail_flag=("tail_flag", "any"),
+        capped=("capped", "any"),
+        oracle=("oracle", "first"),
+        bias_detected=("bias_detected", "any"),
     )
     agg["variance"] = agg["wv"] / agg["w"]
     agg["variance_se"] = np.sqrt(agg["w2se2"]) / agg["w"]
     agg["variance_ci_low"] = (agg["variance"] - Z95 * agg["variance_se"]).clip(lower=0.0)
     agg["variance_ci_high"] = agg["variance"] + Z95 * agg["variance_se"]
+    wide = Z95 * agg["variance_se"] >= agg["variance"]  # the pooled interval is ±100% or wider
+    agg["unreliable"] = (agg["tail_flag"] | wide) & ~agg["exact_est"]
     worst = d.loc[g["_bz"].idxmax().values, keys + ["bias", "bias_ci_low", "bias_ci_high", "bias_z"]]
     out = agg.reset_index().merge(worst, on=keys, how="left")
-    return out.drop(columns=["w", "wv", "w2se2"])
+    return out.drop(columns=["w", "wv", "w2se2", "tail_flag"])
 
 
 def time_se(median: Any, iqr: Any, n: Any) -> Any:
@@ -253,7 +295,8 @@ def agreement(df: pd.DataFrame) -> pd.DataFrame:
     se = np.sqrt(m["variance_se_a"].fillna(0.0) ** 2 + m["variance_se_b"].fillna(0.0) ** 2 + floor**2)
     out = m[POOL_KEYS + ["platform_a", "platform_b", "variance_a", "variance_b", "unbiased"]].copy()
     out["se_a"], out["se_b"] = m["variance_se_a"], m["variance_se_b"]
-    out["z"] = (va - vb).abs() / se
+    out["z_signed"] = (va - vb) / se
+    out["z"] = out["z_signed"].abs()
     out["bias_z_a"], out["bias_z_b"] = m["bias_z_a"], m["bias_z_b"]
     zc = bonferroni_z(len(out))
     out["outside_ci"] = out["z"] > Z95

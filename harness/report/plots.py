@@ -4,20 +4,18 @@ Every figure draws confidence intervals where the number has one: variance 95% C
 median ± IQR/2, bias 95% CIs.  Intervals are drawn as one LineCollection per series (fast to draw, small
 files).  Labels coming from users or plugins pass through :func:`_txt` so matplotlib's mathtext never
 interprets them (a ``$`` in a name stays a ``$``).  A figure whose SVG exceeds :data:`SVG_MAX_BYTES`
-(dense scatter plots of large runs) is embedded as PNG instead.
+(dense plots of large runs) is embedded as a palette PNG instead when that is smaller.  SVGs are embedded as
+UTF-8 data URIs (not base64).
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import math
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import cycle
 
 import matplotlib
+import matplotlib.style
 import matplotlib.ticker
 import matplotlib.transforms
 import numpy as np
@@ -27,6 +25,14 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from harness.report.data import pareto_mask
+from harness.report.encode import FigureOut
+from harness.report.encode import to_uri as _to_uri
+
+
+def to_uri(fig: Figure, kind: str, alt: str, caption: str, force: str = "") -> FigureOut:
+    """Encode with the report's rc settings (see :mod:`harness.report.encode`)."""
+    return _to_uri(fig, kind, alt, caption, force, RC)
+
 
 RC = {
     "svg.fonttype": "none",  # text stays text: small files, selectable, printable
@@ -47,19 +53,6 @@ RC = {
 }
 PANEL_W, PANEL_H = 3.3, 2.4
 MARKERS = "os^Dv<>pP*hX"
-SVG_MAX_BYTES = 200_000
-PNG_DPI = 110
-
-
-@dataclass
-class FigureOut:
-    uri: str
-    alt: str
-    caption: str
-    kind: str
-    nbytes: int
-    width: int = 0  # CSS pixels (96 per inch): reserves the space before a lazy image loads
-    height: int = 0
 
 
 def _txt(s: object, maxlen: int = 48) -> str:
@@ -71,10 +64,12 @@ def _txt(s: object, maxlen: int = 48) -> str:
 
 
 class Palette:
-    """Stable style per config across all figures: color, marker; biased configs dashed with hollow markers."""
+    """Stable style per config across all figures: colour (colour-blind-safe), marker; biased configs dashed with
+    hollow markers."""
 
     def __init__(self, configs: Sequence[str], biased: set[str]) -> None:
-        base = matplotlib.colormaps["tab10" if len(configs) <= 10 else "tab20"].colors
+        # colour-blind-safe cycle (Tableau's colorblind10); markers and dashes tell the rest apart
+        base = matplotlib.style.library["tableau-colorblind10"]["axes.prop_cycle"].by_key()["color"]
         self.style: dict[str, dict[str, object]] = {}
         colors, markers = cycle(base), cycle(MARKERS)
         for c in configs:
@@ -137,42 +132,6 @@ def _int_ticks(ax, values: Sequence[float]) -> None:
     if len(xs) > 8:
         xs = xs[:: math.ceil(len(xs) / 8)]
     ax.set_xticks(xs, [f"{x:g}" for x in xs])
-
-
-def to_uri(fig: Figure, kind: str, alt: str, caption: str) -> FigureOut:
-    """SVG data URI (PNG when the SVG would exceed SVG_MAX_BYTES); major ticks only on log axes."""
-    for ax in fig.axes:
-        for axis, lim in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
-            if axis.get_scale() != "log":
-                continue
-            axis.set_minor_locator(matplotlib.ticker.NullLocator())
-            lo, hi = sorted(lim)
-            if not isinstance(axis.get_major_locator(), matplotlib.ticker.FixedLocator) and lo > 0 and hi / lo < 100:
-                axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-                axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
-    buf = io.BytesIO()
-    with matplotlib.rc_context(RC):
-        fig.savefig(buf, format="svg", metadata={"Date": None})
-        mime = "image/svg+xml"
-        svg = _shrink_svg(buf.getvalue())
-        if len(svg) > SVG_MAX_BYTES:
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=PNG_DPI, metadata={"Software": None})
-            mime = "image/png"
-    data = buf.getvalue() if mime == "image/png" else svg
-    w, h = fig.get_size_inches()
-    uri = f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
-    return FigureOut(uri, alt, caption, kind, len(data), round(w * 96), round(h * 96))
-
-
-_NUM = re.compile(rb"(-?\d+\.\d{1,2})\d*")
-_GEOM = re.compile(rb'\b(d|x|y|x1|x2|y1|y2|points)="([^"]*)"')
-
-
-def _shrink_svg(svg: bytes) -> bytes:
-    """Round geometry to 0.01 pt (invisible) and drop indentation: ~15-25% smaller SVGs; text is untouched."""
-    svg = _GEOM.sub(lambda m: m.group(1) + b'="' + _NUM.sub(rb"\1", m.group(2)) + b'"', svg)
-    return re.sub(rb">\n\s*<", b"><", svg)
 
 
 def _errbar(ax, x, y, lo, hi, style, logy: bool = True, horizontal: bool = False) -> None:
@@ -291,8 +250,8 @@ def frontier(
     d = _positive(_positive(rows, "time_median_s"), "variance")
     if d.empty:
         return None
-    params = [p for p in params if p in set(d["param"])][:3]
-    Ls = [L for L in Ls if L in set(d["n_samples"])][:4]
+    params = [p for p in params if p in set(d["param"])][:2]
+    Ls = [L for L in Ls if L in set(d["n_samples"])][:3]
     with matplotlib.rc_context(RC):
         fig, axes = _new(len(params), len(Ls), _legend_rows(configs + ["Pareto frontier"], len(Ls)))
         for i, p in enumerate(params):
@@ -314,13 +273,14 @@ def frontier(
                         linewidth=0.8,
                         alpha=0.8,
                     )
-                if not dd.empty:
-                    m = pareto_mask(dd["variance"].to_numpy(), dd["time_median_s"].to_numpy())
-                    front = dd[m].sort_values("variance")
+                cand = dd[~dd["oracle"].astype(bool)] if "oracle" in dd.columns else dd  # oracles: never a pick
+                if not cand.empty:
+                    m = pareto_mask(cand["variance"].to_numpy(), cand["time_median_s"].to_numpy())
+                    front = cand[m].sort_values("variance")
                     ax.step(
                         front["variance"], front["time_median_s"], where="post", color="0.3", linewidth=0.8, alpha=0.6
                     )
-                    one = dd["platform"].nunique() == 1
+                    one = cand["platform"].nunique() == 1
                     for k, r in enumerate(front.itertuples(index=False)):
                         lab = r.config if one else f"{r.config} [{r.platform}]"
                         a = ax.annotate(
@@ -339,7 +299,11 @@ def frontier(
                 ax.set_xlabel("variance (95% CI)")
                 ax.set_ylabel("time per call [s]")
         _legend(fig, palette, configs, [(Line2D([], [], color="0.3", linewidth=0.8), "Pareto frontier")])
-    cap = title + " Lower left is better; labeled points are Pareto-optimal." + _exact_note(rows)
+    cap = (
+        title
+        + " Lower left is better; labeled points are Pareto-optimal (oracle baselines excluded)."
+        + _exact_note(rows)
+    )
     return to_uri(fig, "frontier", title, cap)
 
 

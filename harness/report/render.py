@@ -19,11 +19,11 @@ from jinja2 import Environment, FileSystemLoader
 
 from harness.report.catalog import catalog
 from harness.report.data import RunInfo, precision_summary
+from harness.report.plots_agree import qq_plot
 from harness.report.sections import anchor
 from harness.report.tables import esc, fmt, simple_table
 
 TEMPLATES = Path(__file__).parent / "templates"
-AGREE_ROWS_MAX = 300
 
 
 def env() -> Environment:
@@ -124,10 +124,11 @@ def health(info: RunInfo) -> dict[str, Any]:
     }
 
 
-def agreement_block(agree: pd.DataFrame) -> dict[str, Any]:
+def agreement_block(agree: pd.DataFrame, figures: bool = True) -> dict[str, Any]:
+    """Counts, the QQ plot of the z-values and the table of family-wise significant disagreements only."""
     if agree.empty:
         return {"n": 0}
-    a = agree.sort_values(["significant", "outside_ci", "z"], ascending=False)
+    a = agree[agree["significant"]].sort_values("z", ascending=False)
     view = pd.DataFrame(
         {
             "": [anchor(g, s, d) for g, s, d in zip(a["group"], a["setting"], a["dim"])],
@@ -139,27 +140,19 @@ def agreement_block(agree: pd.DataFrame) -> dict[str, Any]:
             "variance A": [f"{fmt(v)} ±{fmt(1.96 * s, 2)}" for v, s in zip(a["variance_a"], a["se_a"])],
             "platform B": a["platform_b"],
             "variance B": [f"{fmt(v)} ±{fmt(1.96 * s, 2)}" for v, s in zip(a["variance_b"], a["se_b"])],
-            "z": a["z"],
+            "z": a["z_signed"],
             "bias z (A / B)": [f"{fmt(x, 2)} / {fmt(y, 2)}" for x, y in zip(a["bias_z_a"], a["bias_z_b"])],
-            "verdict": [
-                "DISAGREE (family-wise)" if s else ("outside 95% CI" if o else "agree")
-                for s, o in zip(a["significant"], a["outside_ci"])
-            ],
         }
     )
-    cls = pd.DataFrame({c: ["" for _ in range(len(view))] for c in view.columns})
-    cls["verdict"] = ["bad" if s else ("warnc" if o else "good") for s, o in zip(a["significant"], a["outside_ci"])]
-    link = {"": lambda x: f'<a href="#{esc(x)}">→</a>'}
-    n_out, n_sig = int(a["outside_ci"].sum()), int(a["significant"].sum())
-    head = view.head(AGREE_ROWS_MAX)
+    link = {"": lambda x: f'<a href="#{esc(x)}" aria-label="go to the problem">→</a>'}
     return {
-        "n": len(a),
-        "n_out": n_out,
-        "n_sig": n_sig,
-        "expected": 0.05 * len(a),
+        "n": len(agree),
+        "n_out": int(agree["outside_ci"].sum()),
+        "n_sig": len(a),
+        "expected": 0.05 * len(agree),
         "zc": agree.attrs.get("z_bonferroni", math.nan),
-        "table": simple_table(head, cls.head(AGREE_ROWS_MAX), cls="plain agree", formatters=link),
-        "omitted": max(len(view) - AGREE_ROWS_MAX, 0),
+        "table": simple_table(view, cls="plain agree", formatters=link) if len(a) else "",
+        "qq": qq_plot(agree) if figures else None,
     }
 
 
@@ -176,8 +169,8 @@ def write(out: Path, html: str) -> Path:
     return out
 
 
-def catalog_table(df: pd.DataFrame) -> Any:
-    cat = catalog(df)
+def catalog_table(df: pd.DataFrame, metas: list[dict[str, Any]]) -> Any:
+    cat = catalog(df, metas)
     if cat.empty:
         return ""
     cls = pd.DataFrame({c: ["" for _ in range(len(cat))] for c in cat.columns})

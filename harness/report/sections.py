@@ -13,6 +13,7 @@ from harness.report.data import agreement, bias_threshold, config_order, instanc
 from harness.report.tables import efficiency_table, variance_table
 
 MAX_ROWS_VS_DIM = 3
+FIG_BUDGET = 4 * 2**20  # bytes of per-instance figures; beyond it, instances show tables only (with a note)
 
 
 def anchor(*parts: Any) -> str:
@@ -28,6 +29,7 @@ class Instance:
     open: bool
     params: list[dict[str, Any]] = field(default_factory=list)
     figures: list[plots.FigureOut] = field(default_factory=list)
+    note: str = ""
 
 
 @dataclass
@@ -48,9 +50,17 @@ def _cells(d: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_sections(
-    df: pd.DataFrame, pooled: pd.DataFrame, agree: pd.DataFrame, *, collapse: bool, figures: bool = True
+    df: pd.DataFrame,
+    pooled: pd.DataFrame,
+    agree: pd.DataFrame,
+    *,
+    collapse: bool,
+    figures: bool = True,
+    fig_budget: int = FIG_BUDGET,
 ) -> list[Section]:
+    """Sections per group; per-instance figures stop (tables stay) once they reach ``fig_budget`` bytes."""
     zthr = bias_threshold(df)
+    used = 0
     flagged: dict[tuple, set[tuple[str, int]]] = {}
     if not agree.empty:
         for r in agree[agree["significant"]].itertuples(index=False):
@@ -89,7 +99,11 @@ def build_sections(
                         "efficiency": efficiency_table(dp, cfg_i, Ls, plats_i, unb, device_of),
                     }
                 )
-            if figures:
+            if figures and used >= fig_budget:
+                inst.note = (
+                    "Figures omitted: the report's figure budget is spent (very large run); the tables are complete."
+                )
+            elif figures:
                 pi_params = [p for p in params if p in set(pi["param"])]
                 f = None
                 if len(Ls) > 1:
@@ -114,15 +128,24 @@ def build_sections(
                     + (f", L ∈ {{{', '.join(map(str, fLs))}}}." if len(Ls) > 1 else f", L={Ls[0]}."),
                 )
                 Lmax = max(Ls)
-                bf = plots.bias_forest(
-                    di[di["n_samples"] == Lmax],
-                    pi_params,
-                    palette,
-                    cfg_i,
-                    zthr,
-                    f"Bias with 95% CI at L={Lmax} for {s} at D={d}.",
-                )
+                bf = None
+                if (di["unbiased"] == False).any() or di["bias_detected"].any():  # noqa: E712
+                    bf = plots.bias_forest(
+                        di[di["n_samples"] == Lmax],
+                        pi_params,
+                        palette,
+                        cfg_i,
+                        zthr,
+                        f"Bias with 95% CI at L={Lmax} for {s} at D={d}.",
+                    )
+                else:
+                    zmax = float(di["bias_z"].max()) if di["bias_z"].notna().any() else float("nan")
+                    inst.note = (
+                        f"No bias detected here (largest bias z {zmax:.2f}, threshold {zthr:.2f}); "
+                        "the bias figure is drawn only where an estimator is biased or a bias is detected."
+                    )
                 inst.figures = [x for x in (f, fr, bf) if x is not None]
+                used += sum(x.nbytes for x in inst.figures)
             sec.instances.append(inst)
         if figures:
             sec.figures = _section_figures(dg, pg, params, platforms, palette, configs)

@@ -63,7 +63,16 @@ def rel(hw: float, v: float) -> str:
     return f"±{r:.2g}%" if r < 100 else f"±{r:.0f}%"
 
 
-def badge(unbiased: Any) -> str:
+def _rankable(r: dict[str, Any]) -> bool:
+    """May be called best: not an oracle baseline and a reliable variance interval."""
+    return not r.get("oracle", False) and not r.get("unreliable", False)
+
+
+def badge(unbiased: Any, config: str = "") -> str:
+    if config.split(" (")[0].endswith("_oracle"):
+        return (
+            ' <span class="badge unknown" title="oracle baseline: uses the exact E[f], not implementable">oracle</span>'
+        )
     if unbiased is False:
         return ' <span class="badge biased" title="declared biased by its implementation">biased</span>'
     if unbiased is None:
@@ -91,9 +100,24 @@ def styled(
     return _wrap(st)
 
 
+_LEAN = [
+    (re.compile(r">\n\s*<"), "><"),  # indentation between tags (never the spaces between inline spans)
+    (re.compile(r' id="T_[^"]*"'), ""),
+    (
+        re.compile(r' class="(?:data|row_heading|col_heading|blank|index_name) (?:level\d+ ?)?(?:(?:row|col)\d+ ?)*'),
+        ' class="',
+    ),
+    (re.compile(r' class=""'), ""),
+    (re.compile(r"<(t[dh])( [^>]*?)? >"), r"<\1\2>"),
+]
+
+
 def _wrap(st: Styler) -> Markup:
-    """Styler HTML without its (empty) per-table <style> block; CSS classes are kept for highlighting."""
+    """Styler HTML made lean: no per-table <style>, ids, positional classes or indentation (a third smaller);
+    the highlighting classes (best, tie, bad ...) stay."""
     html = _EMPTY_STYLE.sub("", st.to_html(doctype_html=False))
+    for pat, rep in _LEAN:
+        html = pat.sub(rep, html)
     return Markup(f'<div class="tablewrap">{html}</div>')
 
 
@@ -151,6 +175,8 @@ def _variance_cell(r: dict[str, Any], flagged: bool) -> str:
             f'<br><span class="biasval">bias {fmt(r["bias"], 2)} '
             f"[{fmt(r['bias_ci_low'], 2)}, {fmt(r['bias_ci_high'], 2)}] z={fmt(r['bias_z'], 2)}</span>"
         )
+    if r.get("unreliable"):
+        cell += ' <span class="warn" title="unreliable variance: heavy tail, invalid interval or ±100% CI">u</span>'
     if r["nan_fraction"] > 0:
         cell += f'<br><span class="warn">NaN {100 * r["nan_fraction"]:.2g}%</span>'
     if flagged:
@@ -170,10 +196,11 @@ def variance_table(
     for L in Ls:
         col = f"L={L}"
         rs = {c: rec[(c, L)] for c in idx if (c, L) in rec}
+        ok = {c: r for c, r in rs.items() if _rankable(r)}
         marks = _mark_best(
-            {c: r["variance"] for c, r in rs.items()},
-            {c: r["variance_ci_low"] for c, r in rs.items()},
-            {c: r["variance_ci_high"] for c, r in rs.items()},
+            {c: r["variance"] for c, r in ok.items()},
+            {c: r["variance_ci_low"] for c, r in ok.items()},
+            {c: r["variance_ci_high"] for c, r in ok.items()},
         )
         for c, r in rs.items():
             vals[(c, col)] = _variance_cell(r, (c, L) in flagged)
@@ -182,7 +209,7 @@ def variance_table(
     return styled(
         _frame(vals, idx, cols, '<span class="na">—</span>'),
         _frame(cls, idx, cols),
-        index_fmt=lambda c: esc(c) + badge(unbiased.get(c)),
+        index_fmt=lambda c: esc(c) + badge(unbiased.get(c), c),
     )
 
 
@@ -202,8 +229,8 @@ def _efficiency_cell(r: dict[str, Any]) -> str:
     if not np.isfinite(r["time_median_s"]):
         return '<span class="na" title="timing was off for this cell">n/a</span>'
     t = (
-        f'<span class="t" title="median time per call (IQR {fmt(r["time_iqr_s"], 2)} s, {fmt(r["time_samples"])} '
-        f'samples)">{fmt_time(r["time_median_s"])}</span>'
+        f'<span class="t" title="IQR {fmt(r["time_iqr_s"], 2)} s, n={fmt(r["time_samples"])}">'
+        f"{fmt_time(r['time_median_s'])}</span>"
     )
     if r["exact_est"]:
         return f'<span class="v">0 (exact)</span><br>{t}'
@@ -234,12 +261,12 @@ def efficiency_table(
                 for p in platforms
                 if device_of.get(p, p) == dev and (c, L, p) in rec
             }
-            iv = {k: _eff_interval(r) for k, r in rs.items()}
+            iv = {k: _eff_interval(r) for k, r in rs.items() if _rankable(r)}
             marks = _mark_best(
                 {k: v[0] for k, v in iv.items()},
                 {k: v[1] for k, v in iv.items()},
                 {k: v[2] for k, v in iv.items()},
-                {k: r["time_median_s"] for k, r in rs.items()},
+                {k: r["time_median_s"] for k, r in rs.items() if k in iv},
             )
             for (c, p), r in rs.items():
                 vals[(c, (f"L={L}", p))] = _efficiency_cell(r)
@@ -248,7 +275,7 @@ def efficiency_table(
     return styled(
         _frame(vals, idx, cols, '<span class="na">—</span>'),
         _frame(cls, idx, cols),
-        index_fmt=lambda c: esc(c) + badge(unbiased.get(c)),
+        index_fmt=lambda c: esc(c) + badge(unbiased.get(c), c),
     )
 
 
@@ -263,8 +290,12 @@ def overview_table(pooled: pd.DataFrame, rows: pd.DataFrame, anchors: dict[tuple
     if pooled.empty:
         return Markup("")
     keys = ["group", "setting", "dim", "param", "n_samples"]
-    ub = pooled[pooled["unbiased"] != False]  # noqa: E712  (None = unknown counts as unbiased here)
-    ur = rows[(rows["unbiased"] != False) & np.isfinite(rows["efficiency"])]  # noqa: E712
+
+    def ok(d: pd.DataFrame) -> pd.Series:  # None = unknown counts as unbiased here
+        return (d["unbiased"] != False) & ~d["oracle"] & ~d["unreliable"] & ~d["bias_detected"]  # noqa: E712
+
+    ub = pooled[ok(pooled)]
+    ur = rows[ok(rows) & np.isfinite(rows["efficiency"])]
     devices = sorted(rows["device_key"].unique())
     eff = {k: g for k, g in ur.groupby(keys + ["device_key"], sort=False)}
     data = []

@@ -29,6 +29,7 @@ import numpy as np
 
 from harness.workloads.chain import encoder_grads, flat, jacobian
 
+
 def applies(spec: Any, wspec: Any) -> tuple[bool, str]:
     """Can estimator implementation ``spec`` run on workload ``wspec``?  (ok, reason if not)."""
     from harness.workloads import get_workload

@@ -3,7 +3,8 @@
 ``python -m suites.benchmarks.asv_tools run``            benchmark the current checkout; results saved under HEAD's hash
 ``python -m suites.benchmarks.asv_tools compare BASE``   export BASE and HEAD (``git archive``), benchmark both with
                                                the current benchmarks, print ``asv compare``
-``python -m suites.benchmarks.asv_tools publish``        build the static dashboard (.asv/html; view: ``asv preview``)
+``python -m suites.benchmarks.asv_tools publish``        build the static dashboard (.asv/html; view: ``asv preview``),
+                                               its CDN assets bundled from suites/benchmarks/asv_vendor
 ``python -m suites.benchmarks.asv_tools demo``           scratch clone + a deliberately worse commit -> compare
 
 asv runs with ``--python=same`` (environment type ``existing``): nothing is installed or built, and the
@@ -20,6 +21,7 @@ import argparse
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -222,11 +224,55 @@ def cmd_compare(a: argparse.Namespace) -> int:
     return 1 if a.strict and (marks.get("+") or marks.get("!")) else 0
 
 
+# --- publish: the static dashboard, with its CDN assets bundled so it works offline -----------------------
+VENDOR_DIR = Path("suites") / "benchmarks" / "asv_vendor"  # relative to the repository root
+VENDOR_MAP = {  # CDN URL in asv's index.html -> vendored file (see suites/benchmarks/asv_vendor/README.md)
+    "https://code.jquery.com/jquery-3.3.1.min.js": "jquery-3.3.1.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.min.js": "flot/jquery.flot.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.time.min.js": "flot/jquery.flot.time.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.selection.min.js": "flot/jquery.flot.selection.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.categories.min.js": "flot/jquery.flot.categories.js",
+    "https://cdn.jsdelivr.net/npm/flot-orderbars@1.0.0/js/jquery.flot.orderBars.js": "flot/jquery.flot.orderBars.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/stupidtable/1.0.1/stupidtable.min.js": "stupidtable.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/blueimp-md5/2.19.0/js/md5.min.js": "md5.min.js",
+    "https://cdn.jsdelivr.net/npm/bootstrap@3.1.1/dist/js/bootstrap.min.js": "bootstrap/js/bootstrap.min.js",
+    "https://cdn.jsdelivr.net/npm/bootstrap@3.1.1/dist/css/bootstrap.min.css": "bootstrap/css/bootstrap.min.css",
+}
+_ASSET_TAG = re.compile(r"<(script|link)\b[^>]*\b(?:src|href)=\"(https?://[^\"]+)\"[^>]*>")
+_SRI_ATTRS = re.compile(r'\s(?:integrity|crossorigin|referrerpolicy)="[^"]*"')
+
+
+def bundle_offline(html_dir: Path, vendor_dir: Path) -> list[str]:
+    """Copy the vendored assets into ``html_dir/vendor`` and point every page's CDN <script>/<link> at them.
+
+    Integrity, crossorigin and referrerpolicy attributes are dropped (the local copies are not the CDN's
+    bytes, and crossorigin breaks file:// loads).  Returns the CDN URLs replaced; raises SystemExit naming any
+    asset reference left unknown (an asv upgrade that loads something new).
+    """
+    shutil.copytree(vendor_dir, html_dir / "vendor", dirs_exist_ok=True)
+    replaced: list[str] = []
+    for page in sorted(html_dir.glob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        unknown = [u for _, u in _ASSET_TAG.findall(text) if u not in VENDOR_MAP]
+        if unknown:
+            raise SystemExit(f"error: {page}: CDN assets with no vendored copy in {vendor_dir}: {unknown}")
+
+        def local(m: re.Match[str]) -> str:
+            replaced.append(m.group(2))
+            tag = m.group(0).replace(m.group(2), "vendor/" + VENDOR_MAP[m.group(2)])
+            return _SRI_ATTRS.sub("", tag)
+
+        page.write_text(_ASSET_TAG.sub(local, text), encoding="utf-8")
+    return replaced
+
+
 def cmd_publish(a: argparse.Namespace) -> int:
     root = repo_root()
     rc = subprocess.run(asv_cmd("publish", "--config", CONFIG), cwd=root).returncode
     if rc == 0:
-        print(f"dashboard: {root / '.asv' / 'html'}/index.html")
+        html = root / ".asv" / "html"
+        n = len(bundle_offline(html, root / VENDOR_DIR))
+        print(f"dashboard: {html}/index.html ({n} CDN assets bundled: works offline)")
         print(f"view it:   {Path(sys.executable).parent / 'asv'} preview --config {CONFIG}  (http://127.0.0.1:8080)")
     return rc
 

@@ -6,8 +6,8 @@
 - :func:`synthetic_run` writes a run directory with thousands of plausible cells (variance ∝ 1/L, time ∝ a + bLD)
   without running anything: for checking report size and render time at scale.
 
-``python -m harness.report.demo OUT_DIR [N_ESTIMATORS]`` writes a synthetic run and its report and prints the
-cell count, file size and build time.
+``python -m tests.support.demo OUT_DIR [N_ESTIMATORS | 10k]`` writes a synthetic run and its report and prints
+the cell count, file size and build time.
 """
 
 from __future__ import annotations
@@ -81,13 +81,12 @@ def register_xss_estimator() -> None:
 
     register_estimator(
         XSS_NAME,
-        "numpy",
         distributions=("normal",),
         unbiased=True,
         family="<b>family</b>",
         hyperparameters={"note": Hyper(XSS_HYPER, choices=(XSS_HYPER,), doc="<u>doc</u>")},
         reference="<a href='https://example.com'>ref</a>",
-    )(hostile)
+    ).implementation("numpy")(hostile)
 
 
 def small_run(
@@ -120,6 +119,26 @@ def small_run(
     return out
 
 
+PROBLEMS = [
+    ("normal", "quadratic", ("loc", "scale")),
+    ("normal", "cos", ("loc", "scale")),
+    ("gamma", "quadratic", ("concentration", "rate")),
+    ("bernoulli", "bernoulli_toy", ("logits",)),
+    ("categorical", "quadratic", ("logits",)),
+    ("beta", "quadratic", ("concentration1", "concentration0")),
+    ("dirichlet", "quadratic", ("concentration",)),
+    ("student_t", "cos", ("df", "loc", "scale")),
+    ("von_mises", "cos", ("loc", "concentration")),
+    ("exponential", "linear", ("rate",)),
+]
+REINFORCE, ORACLE = "score_function", "score_function_oracle"
+
+
+def estimator_names(n: int) -> list[str]:
+    """``score_function``, ``score_function_oracle``, then ``est02`` ...: plain REINFORCE and its oracle first."""
+    return [REINFORCE, ORACLE] + [f"est{e:02d}" for e in range(2, n)]
+
+
 def synthetic_run(
     out: Path,
     n_estimators: int = 12,
@@ -129,34 +148,39 @@ def synthetic_run(
     n_problems: int = 5,
     seed: int = 0,
 ) -> Path:
-    """A run directory with len(problems) × n_estimators × backends × dims × Ls synthetic cells."""
+    """A run directory (results.parquet + meta.json) with n_problems × n_estimators × backends × dims × Ls cells.
+
+    Plausible numbers without running anything: variance ∝ 1/L, time ∝ a + bLD.  ``score_function`` has the
+    largest variance (10-100× the others), ``score_function_oracle`` the smallest (a reference that must never
+    be recommended); every 5th estimator is biased; every 7th is heavy-tailed (``variance_ci_valid`` False,
+    ``heavy_tail`` "variance", its variance looks lowest); some cells are precision-capped.  meta.json
+    records the catalog (``estimators``), one failed and one skipped cell.
+    """
     rng = np.random.default_rng(seed)
-    problems = [
-        ("normal", "quadratic", ("loc", "scale")),
-        ("normal", "cos", ("loc", "scale")),
-        ("gamma", "quadratic", ("concentration", "rate")),
-        ("bernoulli", "bernoulli_toy", ("logits",)),
-        ("categorical", "quadratic", ("logits",)),
-    ]
+    names = estimator_names(n_estimators)
     rows = []
-    for dist, obj, params in problems[:n_problems]:
-        for e in range(n_estimators):
+    for dist, obj, params in (PROBLEMS * (1 + n_problems // len(PROBLEMS)))[:n_problems]:
+        for e, name in enumerate(names):
             biased = e % 5 == 4
-            base_var, cost = 10 ** rng.uniform(-2, 2), 10 ** rng.uniform(-5.5, -4)
+            heavy = e % 7 == 6
+            base_var = 10 ** rng.uniform(2.5, 3) if name == REINFORCE else 10 ** rng.uniform(-1, 1.5)
+            if name == ORACLE or heavy:
+                base_var = 10 ** rng.uniform(-3, -2.5)
+            cost = 10 ** rng.uniform(-5.5, -4)
             for b in backends:
                 slow = {"numpy": 1.0, "torch": 3.0, "jax": 0.8}.get(b, 1.0)
                 for D in dims:
                     for L in Ls:
-                        key = f"{dist}|{obj}|{e}|{b}|{D}|{L}"
+                        key = f"{dist}|{obj}|{name}|{b}|{D}|{L}"
                         t = cost * slow * (1 + 0.02 * L * D) * rng.lognormal(0, 0.05)
                         for p in params:
                             v = base_var / L * (1 + 0.1 * np.log(D)) * rng.lognormal(0, 0.03)
-                            se = v * 0.03
+                            se = v * (2.0 if heavy else 0.03)
                             bias = 0.1 if biased else abs(rng.normal(0, np.sqrt(v / 2000)))
                             rows.append(
                                 {
                                     "suite": "synthetic",
-                                    "estimator": f"est{e:02d}",
+                                    "estimator": name,
                                     "backend": b,
                                     "device": "cpu",
                                     "distribution": dist,
@@ -179,9 +203,12 @@ def synthetic_run(
                                     "bias_z": bias / np.sqrt(v / 2000),
                                     "variance": v,
                                     "variance_se": se,
-                                    "variance_ci_low": v - 1.96 * se,
+                                    "variance_ci_low": max(v - 1.96 * se, 0.0),
                                     "variance_ci_high": v + 1.96 * se,
-                                    "variance_rel_halfwidth": 0.0588,
+                                    "variance_rel_halfwidth": 1.96 * se / v,
+                                    "variance_ci_valid": not heavy,
+                                    "heavy_tail": "variance" if heavy else "",
+                                    "tail_index": 1.5 if heavy else np.nan,
                                     "mse": v + bias**2,
                                     "snr": 1 / np.sqrt(v),
                                     "time_median_s": t,
@@ -191,7 +218,7 @@ def synthetic_run(
                                     "efficiency": v * t,
                                     "nan_fraction": 0.0,
                                     "h_temperature": 0.5 if biased else np.nan,
-                                    "precision_capped": False,
+                                    "precision_capped": bool(heavy and Ls[0] == L),
                                 }
                             )
     df = pd.DataFrame(rows)
@@ -200,17 +227,34 @@ def synthetic_run(
     df.insert(0, "run_id", out.name)
     df.to_parquet(out / "results.parquet", index=False)
     n_cells = df["cell_key"].nunique()
+    catalog = [
+        {
+            "name": n,
+            "backend": b,
+            "family": f"fam{e % 4}",
+            "distributions": sorted(df["distribution"].unique()),
+            "unbiased": e % 5 != 4,
+            "hyperparameters": {"temperature": 0.5} if e % 5 == 4 else {},
+            "min_samples": 1,
+            "requires": [],
+            "reference": f"synthetic reference {e}",
+            "source": "tests.support.demo",
+        }
+        for e, n in enumerate(names)
+        for b in backends
+    ]
     meta = {
         "run_id": out.name,
         "suite": "synthetic",
         "git_commit": "synthetic",
         "seed": seed,
         "status": "complete",
-        "cells_total": n_cells,
+        "cells_total": n_cells + 2,
         "cells_done": n_cells,
-        "skipped": [],
-        "failed": [],
+        "skipped": [{"cell": "est02[torch:cuda] normal/quadratic/D=1", "reason": "CUDA not available"}],
+        "failed": [{"cell": "est03[jax:cpu] normal/quadratic/D=1", "error": "RuntimeError: synthetic failure"}],
         "dropped": {},
+        "estimators": catalog,
         "started": "2026-01-01T00:00:00+00:00",
         "finished": "2026-01-01T01:00:00+00:00",
         "machine": {"hostname": "synthetic", "cpu_model": "none", "packages": {}},
@@ -219,13 +263,20 @@ def synthetic_run(
     return out
 
 
+def synthetic_10k(out: Path) -> Path:
+    """A synthetic run of 10,080 cells (10 problems × 14 estimators × 3 backends × 4 D × 6 L)."""
+    return synthetic_run(out, n_estimators=14, dims=(1, 4, 16, 64), Ls=(1, 2, 4, 8, 16, 64), n_problems=10)
+
+
 def main(argv: list[str] | None = None) -> int:
     from harness.report import build_report
 
     args = argv if argv is not None else sys.argv[1:]
     out = Path(args[0] if args else "results/synthetic-large")
-    n_est = int(args[1]) if len(args) > 1 else 12
-    run = synthetic_run(out, n_estimators=n_est)
+    if len(args) > 1 and args[1] == "10k":
+        run = synthetic_10k(out)
+    else:
+        run = synthetic_run(out, n_estimators=int(args[1]) if len(args) > 1 else 12)
     n = pd.read_parquet(run / "results.parquet")["cell_key"].nunique()
     t0 = time.perf_counter()
     path = build_report([run], run / "report.html")

@@ -1,0 +1,327 @@
+"""The report's first screen: variance and efficiency heat maps, verdicts per distribution family, run health.
+
+Heat map cell (estimator, distribution × objective): the mean over the group's problems (setting, D, parameter,
+L — and device for efficiency) of log10(value / best value of an eligible estimator on that problem), where the
+estimator's best hyperparameter setting is taken.  Eligible for "best": declared unbiased, no detected bias,
+not an oracle baseline, not exact (zero variance), and a reliable variance (valid interval, no heavy tail,
+95% CI half-width below 100%).  Marks: ``b`` biased (declared or detected), ``u`` unreliable (see above),
+``c`` precision capped; ``0`` an exact (zero-variance) estimator.
+
+Verdict per distribution: the eligible estimator with the largest variance reduction over plain REINFORCE
+(``score_function``), as a geometric mean over the problems both measured, with a 95% interval from the
+variance standard errors (delta method on log variances, problems treated as independent); estimators whose
+interval overlaps the winner's are listed as tied.  Oracle baselines appear only as references.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from markupsafe import Markup
+
+from harness.report.data import Z95
+from harness.report.sections import anchor
+from harness.report.tables import esc, fmt
+
+REINFORCE = "score_function"
+KEYS = ["group", "setting", "dim", "param", "n_samples"]
+CLIP = (-1.0, 3.0)  # log10 ratio range of the colour scale: 10x better (biased) .. 1000x worse
+CMAP = "cividis"
+MARKS = {"biased": "b", "unreliable": "u", "capped": "c"}
+LEVELS = 24  # colour classes of the scale
+
+
+def colour(t: float) -> tuple[str, str]:
+    """(background, text colour) for a position ``t`` in [0, 1] of the scale (0 = best): cividis, reversed."""
+    r, g, b, _ = matplotlib.colormaps[CMAP](1.0 - min(max(t, 0.0), 1.0))
+    lum = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}", "#000" if lum > 0.45 else "#fff"
+
+
+def _pos(v: float) -> float:
+    return (min(max(v, CLIP[0]), CLIP[1]) - CLIP[0]) / (CLIP[1] - CLIP[0])
+
+
+def gradient_css() -> str:
+    """CSS linear-gradient of the colour scale (legend bar)."""
+    stops = [f"{colour(t)[0]} {100 * t:.0f}%" for t in np.linspace(0, 1, 9)]
+    return f"linear-gradient(to right, {', '.join(stops)})"
+
+
+def legend_ticks() -> list[tuple[float, str]]:
+    """(position %, label) under the legend bar."""
+    return [(100 * _pos(v), lab) for v, lab in ((-1, "10× lower"), (0, "best"), (1, "10×"), (2, "100×"), (3, "≥1000×"))]
+
+
+def _eligible(d: pd.DataFrame, col: str) -> pd.Series:
+    v = d[col]
+    return (
+        (d["unbiased"] != False)  # noqa: E712  (None: not recorded, counts as unbiased)
+        & ~d["bias_detected"].astype(bool)
+        & ~d["oracle"].astype(bool)
+        & ~d["exact_est"].astype(bool)
+        & ~d["unreliable"].astype(bool)
+        & np.isfinite(v)
+        & (v > 0)
+    )
+
+
+def ratios(d: pd.DataFrame, col: str, keys: list[str]) -> pd.DataFrame:
+    """Per (problem key, estimator): log10(value / best eligible value), exactness and flags."""
+    d = d[np.isfinite(d[col]) | d["exact_est"].astype(bool)].copy()
+    if d.empty:
+        return pd.DataFrame()
+    d["_ok"] = _eligible(d, col)
+    ref = d[d["_ok"]].groupby(keys, sort=False)[col].min().rename("_ref")
+    d["biased"] = (d["unbiased"] == False) | d["bias_detected"].astype(bool)  # noqa: E712
+    d["_v"] = d[col].where(~d["exact_est"].astype(bool), 0.0)
+    g = d.groupby(keys + ["estimator"], sort=False).agg(
+        v=("_v", "min"),
+        exact=("exact_est", "any"),
+        biased=("biased", "any"),
+        unreliable=("unreliable", "any"),
+        capped=("capped", "any"),
+        oracle=("oracle", "first"),
+    )
+    g = g.reset_index().merge(ref.reset_index(), on=keys, how="left")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g["log10"] = np.log10(g["v"] / g["_ref"])
+    return g
+
+
+@dataclass
+class HeatMap:
+    """Rows (estimators) × columns (groups) of coloured cells; ``html`` is the rendered table body."""
+
+    title: str
+    note: str
+    rows: list[str]
+    cols: list[str]
+    cells: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+
+def heat(r: pd.DataFrame, title: str, note: str, rows: list[str], cols: list[str]) -> HeatMap:
+    """Aggregate per-problem ratios into (estimator, group) cells: mean log10, exactness, marks."""
+    hm = HeatMap(title, note, rows, cols)
+    if r.empty:
+        return hm
+    for (e, g), c in r.groupby(["estimator", "group"], sort=False):
+        fin = c["log10"][np.isfinite(c["log10"])]
+        hm.cells[(e, g)] = {
+            "mean": float(fin.mean()) if len(fin) else math.nan,
+            "n": int(len(fin)),
+            "n_all": int(len(c)),
+            "exact": bool(c["exact"].all()),
+            "biased": bool(c["biased"].any()),
+            "unreliable": bool(c["unreliable"].any()),
+            "capped": bool(c["capped"].any()),
+        }
+    return hm
+
+
+def _level(t: float) -> int:
+    return round(min(max(t, 0.0), 1.0) * (LEVELS - 1))
+
+
+def heat_css() -> str:
+    """CSS classes ``h0`` .. ``h{LEVELS-1}`` of the colour scale (one class per cell instead of inline styles)."""
+    rules = []
+    for k in range(LEVELS):
+        bg, fg = colour(k / (LEVELS - 1))
+        rules.append(f"table.heat td.h{k}{{background-color:{bg};color:{fg}}}")
+    return "\n".join(rules)
+
+
+def _cell_html(hm: HeatMap, e: str, g: str) -> str:
+    c = hm.cells.get((e, g))
+    if c is None:
+        return '<td class="hm-na"></td>'
+    marks = "".join(MARKS[k] for k in MARKS if c[k])
+    if c["exact"]:
+        cls = f"h{_level(0.0)}"
+        label, val = "exact (zero variance)", "0"
+    elif math.isnan(c["mean"]):
+        cls = "hm-q"
+        label, val = "no comparable value (no eligible reference on these problems)", "?"
+    else:
+        cls = f"h{_level(_pos(c['mean']))}"
+        label, val = f"{10 ** c['mean']:.3g}× the best (geometric mean over {c['n']} problems)", ""
+    flags = ", ".join(k for k in MARKS if c[k])
+    tip = f"{e} on {g}: {label}" + (f"; {flags}" if flags else "")
+    cls += " hm-u" if c["unreliable"] else ""
+    return f'<td class="{cls}" title="{esc(tip)}"><a href="#{anchor(g)}" tabindex="-1">{esc(val + marks)}</a></td>'
+
+
+def heat_table(maps: list[HeatMap]) -> Markup:
+    """One table holding every heat map (one shared, rotated column header), estimators as rows."""
+    if not maps or not maps[0].cols:
+        return Markup("")
+    cols = maps[0].cols
+    head = "".join(f'<th scope="col" class="rot"><a href="#{anchor(g)}"><span>{esc(g)}</span></a></th>' for g in cols)
+    body = []
+    for hm in maps:
+        body.append(
+            f'<tr class="hm-block"><th scope="rowgroup" colspan="{len(cols) + 1}">{esc(hm.title)}'
+            f' <span class="muted">{esc(hm.note)}</span></th></tr>'
+        )
+        for e in hm.rows:
+            if not any((e, g) in hm.cells for g in cols):
+                continue
+            label = esc(e) + (' <span class="ref">(oracle, reference)</span>' if e.endswith("_oracle") else "")
+            body.append(f'<tr><th scope="row">{label}</th>{"".join(_cell_html(hm, e, g) for g in cols)}</tr>')
+    cap = "Heat maps: estimators (rows) by distribution × objective (columns); colour = log10 of the ratio to the best."
+    return Markup(
+        f'<table class="heat" aria-label="{esc(cap)}"><thead><tr><th></th>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def _order(df: pd.DataFrame) -> list[str]:
+    """Estimators: unbiased first, oracles last, then by family and name."""
+    c = df[["estimator", "family", "unbiased", "oracle"]].drop_duplicates("estimator").copy()
+    c["_b"] = c["unbiased"].map(lambda v: 0 if v is not False else 1) + 2 * c["oracle"].astype(int)
+    return list(c.sort_values(["_b", "family", "estimator"])["estimator"])
+
+
+def heat_maps(df: pd.DataFrame, pooled: pd.DataFrame) -> tuple[Markup, bool]:
+    """The variance and efficiency heat maps as one HTML table; second value: whether timing was on."""
+    rows, cols = _order(df), sorted(df["group"].unique())
+    var = heat(
+        ratios(pooled, "variance", KEYS),
+        "Variance ÷ best unbiased",
+        "(pooled over backends, best hyperparameters)",
+        rows,
+        cols,
+    )
+    timed = bool(np.isfinite(df["efficiency"]).any())
+    maps = [var]
+    if timed:
+        eff = ratios(df, "efficiency", KEYS + ["device_key"])
+        maps.append(heat(eff, "Efficiency (variance × time) ÷ best unbiased", "(best backend per device)", rows, cols))
+    return heat_table(maps), timed
+
+
+@dataclass
+class Pick:
+    name: str
+    factor: float
+    lo: float
+    hi: float
+    k: int
+    tied: bool = False
+    n_exact: int = 0  # problems on which the estimator is exact (zero variance): not in the factor
+
+
+@dataclass
+class Verdict:
+    distribution: str
+    picks: list[Pick]
+    exact: list[str]
+    oracle: Pick | None
+    note: str = ""
+    n_problems: int = 0
+
+
+def _log_factor(sf: pd.DataFrame, e: pd.DataFrame) -> tuple[float, float, int]:
+    """Mean ln(var_sf / var_e) over common problems and its standard error (delta method)."""
+    m = sf.merge(e, on=KEYS, suffixes=("_s", "_e"))
+    m = m[(m["variance_s"] > 0) & (m["variance_e"] > 0)]
+    if m.empty:
+        return math.nan, math.nan, 0
+    lr = np.log(m["variance_s"]) - np.log(m["variance_e"])
+    se2 = (m["variance_se_s"] / m["variance_s"]) ** 2 + (m["variance_se_e"] / m["variance_e"]) ** 2
+    return float(lr.mean()), float(np.sqrt(se2.fillna(0).sum()) / len(m)), int(len(m))
+
+
+def _best_config(p: pd.DataFrame) -> pd.DataFrame:
+    """Per problem key and estimator: the config with the lowest variance."""
+    p = p.sort_values("variance")
+    return p.drop_duplicates(KEYS + ["estimator"])
+
+
+def verdicts(pooled: pd.DataFrame) -> list[Verdict]:
+    """One verdict per distribution family (see module docstring)."""
+    out = []
+    dist_of = pooled["group"].str.split(" × ").str[0]
+    for dist in sorted(dist_of.unique()):
+        p = pooled[dist_of == dist]
+        best = _best_config(p[np.isfinite(p["variance"])])
+        n_prob = int(best[KEYS].drop_duplicates().shape[0])
+        exact = sorted(
+            e
+            for e, g in p.groupby("estimator")
+            if g["exact_est"].all() and not g["oracle"].any() and (g["unbiased"] != False).all()  # noqa: E712
+        )
+        sf = best[best["estimator"] == REINFORCE][KEYS + ["variance", "variance_se", "unreliable"]]
+        sf = sf[~sf["unreliable"]]
+        v = Verdict(dist, [], exact, None, n_problems=n_prob)
+        if sf.empty:
+            v.note = "plain REINFORCE (score_function) not measured reliably here: no factor"
+            out.append(v)
+            continue
+        stats = []
+        for e, g in best.groupby("estimator"):
+            if e == REINFORCE or e in exact:
+                continue
+            ex = g["exact_est"].astype(bool)
+            n_exact = int(g.loc[ex, KEYS].merge(sf[KEYS], on=KEYS).shape[0])
+            mean, se, k = _log_factor(sf, g.loc[~ex, KEYS + ["variance", "variance_se"]])
+            if k == 0:
+                continue
+            lo, hi = math.exp(mean - Z95 * se), math.exp(mean + Z95 * se)
+            pick = Pick(e, math.exp(mean), lo, hi, k, n_exact=n_exact)
+            if bool(g["oracle"].any()):
+                v.oracle = pick
+                continue
+            ok = (
+                (g["unbiased"] != False).all()  # noqa: E712
+                and not g["bias_detected"].any()
+                and not g["unreliable"].any()
+            )
+            if ok:
+                stats.append(pick)
+        if stats:
+            kmax = max(s.k + s.n_exact for s in stats)
+            full = sorted((s for s in stats if s.k + s.n_exact == kmax), key=lambda s: -s.factor)
+            top = full[0]
+            if top.hi < 1.0:
+                v.note = "plain REINFORCE (score_function): no reliable alternative beats it"
+            else:
+                tied = [s for s in full[1:] if s.hi >= top.lo][:3]
+                v.picks = [top] + [Pick(s.name, s.factor, s.lo, s.hi, s.k, True, s.n_exact) for s in tied]
+                if top.lo <= 1.0:
+                    v.note = "not significantly better than REINFORCE"
+        else:
+            v.note = "no unbiased, reliable alternative to REINFORCE measured"
+        out.append(v)
+    return out
+
+
+def health_line(df: pd.DataFrame, infos: list[Any], agree: pd.DataFrame) -> dict[str, Any]:
+    """Cells, failures, skips and cross-backend disagreements (observed vs expected by chance)."""
+    n_cells = int(df.drop_duplicates(["run_id", "cell_key"]).shape[0]) if not df.empty else 0
+    n_fail = sum(len(i.meta.get("failed") or []) for i in infos)
+    n_skip = sum(len(i.meta.get("skipped") or []) for i in infos)
+    n_cmp = len(agree)
+    return {
+        "cells": n_cells,
+        "failed": n_fail,
+        "skipped": n_skip,
+        "comparisons": n_cmp,
+        "outside": int(agree["outside_ci"].sum()) if n_cmp else 0,
+        "expected": 0.05 * n_cmp,
+        "significant": int(agree["significant"].sum()) if n_cmp else 0,
+        "unreliable": int(df["unreliable"].sum()) if not df.empty else 0,
+        "capped": int(df["capped"].sum()) if not df.empty else 0,
+        "rows": len(df),
+    }
+
+
+def factor_text(p: Pick) -> str:
+    ex = f" (exact on {p.n_exact} more)" if p.n_exact else ""
+    return f"×{fmt(p.factor, 3)} [{fmt(p.lo, 2)}, {fmt(p.hi, 2)}]{ex}"

@@ -1,0 +1,1 @@
+"""Test support: small real runs, synthetic runs and a headless-browser helper for the report tests."""
