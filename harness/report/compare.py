@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.metrics import Z95, bonferroni_z, time_se
 from harness.report import render as R
-from harness.report.data import Z95, bonferroni_z, load_runs, time_se
+from harness.report.data import load_runs
 from harness.report.tables import esc, fmt, simple_table
 
 TERMINAL_ROWS = 40

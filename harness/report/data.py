@@ -20,13 +20,12 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from harness.metrics import METRIC_KEYS, Z95
+from harness.metrics import METRIC_KEYS, Z95, bias_significant, bonferroni_z
 from harness.store import load_run
 
 NUMERIC_COLS = (
@@ -211,10 +210,11 @@ def _reliability(df: pd.DataFrame) -> pd.DataFrame:
     df["tail_flag"] = ~df["variance_ci_valid"] | (df["heavy_tail"] != "")
     df["unreliable"] = (df["tail_flag"] | wide) & ~df["exact_est"]
     df["oracle"] = df["estimator"].str.endswith(ORACLE_SUFFIX)
-    has_sig = "bias_significant" in df.columns and df["bias_significant"].notna().any()
-    if has_sig:
-        df["bias_detected"] = _flag(df, "bias_significant", False)
-    else:
+    has_p = "bias_p" in df.columns and df["bias_p"].notna().any()
+    if has_p:  # the one bias verdict (harness.metrics): bias_p below the Bonferroni level over the report's rows
+        p = pd.to_numeric(df["bias_p"], errors="coerce").fillna(1.0)
+        df["bias_detected"] = bias_significant(p.to_numpy(), int(df["bias_p"].notna().sum()))
+    else:  # runs made before the bias test existed
         df["bias_detected"] = df["bias_z"].fillna(0.0) > bias_threshold(df)
     return df
 
@@ -257,16 +257,6 @@ def pool_platforms(df: pd.DataFrame) -> pd.DataFrame:
     worst = d.loc[g["_bz"].idxmax().values, keys + ["bias", "bias_ci_low", "bias_ci_high", "bias_z"]]
     out = agg.reset_index().merge(worst, on=keys, how="left")
     return out.drop(columns=["w", "wv", "w2se2", "tail_flag"])
-
-
-def time_se(median: Any, iqr: Any, n: Any) -> Any:
-    """Standard error of a median time from its IQR: 1.2533 * (IQR / 1.349) / sqrt(n) (normal approximation)."""
-    return 1.2533141373155 * (iqr / 1.3489795003921634) / np.sqrt(np.maximum(n, 1))
-
-
-def bonferroni_z(m: int, alpha: float = 0.05) -> float:
-    """Two-sided critical z for ``m`` simultaneous tests at family-wise level ``alpha``."""
-    return NormalDist().inv_cdf(1 - alpha / (2 * max(m, 1)))
 
 
 def bias_threshold(df: pd.DataFrame) -> float:

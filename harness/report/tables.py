@@ -19,7 +19,7 @@ import pandas as pd
 from markupsafe import Markup, escape
 from pandas.io.formats.style import Styler
 
-from harness.report.data import Z95, time_se
+from harness.metrics import Z95, efficiency_interval
 
 _uid = itertools.count()
 _EMPTY_STYLE = re.compile(r"<style type=\"text/css\">\s*</style>\s*")
@@ -214,15 +214,16 @@ def variance_table(
 
 
 def _eff_interval(r: dict[str, Any]) -> tuple[float, float, float]:
-    """(efficiency, low, high): 95% interval by the delta method from the variance SE and the time SE."""
+    """(efficiency, low, high): the one efficiency interval (:func:`harness.metrics.efficiency_interval`), from
+    the variance interval and the time's standard error."""
     if r["exact_est"]:
         return 0.0, 0.0, 0.0
-    relse = math.hypot(
-        _rse(r["variance_se"], r["variance"]),
-        _rse(time_se(r["time_median_s"], r["time_iqr_s"], r["time_samples"]), r["time_median_s"]),
-    )
-    e = r["efficiency"]
-    return e, e * max(1 - Z95 * relse, 0.0), e * (1 + Z95 * relse)
+    v, se = r["variance"], r["variance_se"]
+    lo, hi = r.get("variance_ci_low", np.nan), r.get("variance_ci_high", np.nan)
+    if not (np.isfinite(lo) and np.isfinite(hi)):  # pooled rows and older runs: the SE-based interval
+        lo, hi = max(v - Z95 * se, 0.0), v + Z95 * se
+    e, elo, ehi = efficiency_interval(v, lo, hi, r["time_median_s"], r["time_iqr_s"], r["time_samples"])
+    return float(e), float(elo), float(ehi)
 
 
 def _efficiency_cell(r: dict[str, Any]) -> str:
@@ -277,12 +278,6 @@ def efficiency_table(
         _frame(cls, idx, cols),
         index_fmt=lambda c: esc(c) + badge(unbiased.get(c), c),
     )
-
-
-def _rse(se: float, v: float) -> float:
-    if not (np.isfinite(se) and np.isfinite(v)) or v == 0:
-        return 0.0
-    return abs(se / v)
 
 
 def overview_table(pooled: pd.DataFrame, rows: pd.DataFrame, anchors: dict[tuple, str]) -> Markup:
