@@ -43,11 +43,14 @@ def objectives_for(dist: Distribution) -> list[str]:
     return sorted(n for n, o in OBJECTIVES.items() if dist.support in o.supports)
 
 
-def _jsonable(v: Any) -> Any:
+def jsonable(v: Any) -> Any:
+    """Arrays, tuples and mappings as JSON-ready lists and dicts (specs are serialized with it)."""
     if isinstance(v, np.ndarray):
         return v.tolist()
+    if isinstance(v, Mapping):
+        return {str(k): jsonable(x) for k, x in v.items()}
     if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
+        return [jsonable(x) for x in v]
     return v
 
 
@@ -67,8 +70,8 @@ class ProblemSpec:
             "distribution": self.distribution,
             "objective": self.objective,
             "dim": self.dim,
-            "params": {k: _jsonable(v) for k, v in self.params.items()},
-            "objective_params": {k: _jsonable(v) for k, v in self.objective_params.items()},
+            "params": {k: jsonable(v) for k, v in self.params.items()},
+            "objective_params": {k: jsonable(v) for k, v in self.objective_params.items()},
             "options": dict(self.options),
         }
 

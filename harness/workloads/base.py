@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from harness.problems import jsonable
+
 Array = Any
 TRUTHS = ("auto", "enumeration", "reference", "quadrature")
 SPLITS = ("train", "val", "test")
@@ -144,14 +146,6 @@ class Workload:
         return type(self).encoder_vjp_np is not Workload.encoder_vjp_np
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
-    return v
-
-
 @dataclass(frozen=True)
 class WorkloadSpec:
     """One measurement point: workload × config × checkpoint × evaluation batch (what a Cell carries)."""
@@ -169,7 +163,7 @@ class WorkloadSpec:
     def to_dict(self) -> dict[str, Any]:
         d = {
             "workload": self.workload,
-            "config": _jsonable(dict(sorted(self.config.items()))),
+            "config": jsonable(dict(sorted(self.config.items()))),
             "checkpoint": self.checkpoint,
             "split": self.split,
             "batch_size": self.batch_size,

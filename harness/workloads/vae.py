@@ -110,12 +110,8 @@ class DigitsVAE(Workload):
         return nets.weight_vjp_np(params, "enc_", x["x"], self._out_cotangent(out, G, cfg))
 
 
-class VaeBernoulli(DigitsVAE):
-    name = "vae_bernoulli"
-    latent = "bernoulli"
-    defaults = {"latent_dim": 32, **COMMON}
-    train_estimator = "disarm"
-    doc = "binary VAE on 8×8 digits: D Bernoulli latents (latent_dim), Bernoulli likelihood"
+class _LatentDim:
+    """D independent latents (config ``latent_dim``)."""
 
     def latent_shape(self, cfg: Mapping[str, Any]) -> tuple[int, ...]:
         return (cfg["latent_dim"],)
@@ -124,6 +120,14 @@ class VaeBernoulli(DigitsVAE):
         super().check(cfg)
         if not isinstance(cfg["latent_dim"], int) or cfg["latent_dim"] < 1:
             raise WorkloadError("config.latent_dim", f"must be a positive integer, got {cfg['latent_dim']!r}")
+
+
+class VaeBernoulli(_LatentDim, DigitsVAE):
+    name = "vae_bernoulli"
+    latent = "bernoulli"
+    defaults = {"latent_dim": 32, **COMMON}
+    train_estimator = "disarm"
+    doc = "binary VAE on 8×8 digits: D Bernoulli latents (latent_dim), Bernoulli likelihood"
 
     def log_prior(self, B: Any, z: Any, cfg: Mapping[str, Any]) -> float:
         return -cfg["latent_dim"] * math.log(2.0)
@@ -155,20 +159,12 @@ class VaeCategorical(DigitsVAE):
         return {"logits": out.reshape(tuple(out.shape[:-1]) + self.latent_shape(cfg))}
 
 
-class VaeGaussian(DigitsVAE):
+class VaeGaussian(_LatentDim, DigitsVAE):
     name = "vae_gaussian"
     latent = "normal"
     defaults = {"latent_dim": 8, **COMMON}
     train_estimator = "pathwise"
     doc = "Gaussian VAE on 8×8 digits: D normal latents, N(0, I) prior, Bernoulli likelihood"
-
-    def latent_shape(self, cfg: Mapping[str, Any]) -> tuple[int, ...]:
-        return (cfg["latent_dim"],)
-
-    def check(self, cfg: Mapping[str, Any]) -> None:
-        super().check(cfg)
-        if not isinstance(cfg["latent_dim"], int) or cfg["latent_dim"] < 1:
-            raise WorkloadError("config.latent_dim", f"must be a positive integer, got {cfg['latent_dim']!r}")
 
     def _enc_out(self, cfg: Mapping[str, Any]) -> int:
         return 2 * cfg["latent_dim"]
