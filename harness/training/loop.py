@@ -224,6 +224,8 @@ def train_unit(unit: dict[str, Any]) -> dict[str, Any]:
         if saved is not None and saved[1].get("format") == FORMAT and saved[1].get("key") == tr.key:
             tr.restore(*saved)
         k, window = int(unit["log_every"]), []
+        if tr.t == 0 and not tr.rows:  # the untrained model: step 0
+            tr.rows.append(_curve_row(tr, []))
         while tr.t < int(unit["steps"]):
             _sync(tr)
             t0 = time.perf_counter()
@@ -250,8 +252,8 @@ def train_unit(unit: dict[str, Any]) -> dict[str, Any]:
 
 def _curve_row(tr: Trainer, window: list[tuple[float, float]]) -> dict[str, Any]:
     val = np.mean([tr.bound(tr.val, 1, 2 + 10 * i) for i in range(int(tr.unit["val_samples"]))], axis=0)
-    var, msq = tr.grad_var()
-    objs, dts = zip(*window)
+    var, msq = tr.grad_var() if tr.t else (math.nan, math.nan)
+    objs, dts = zip(*window) if window else ((math.nan,), (math.nan,))
     return {"step": tr.t, "train_objective": objs[-1], "train_objective_avg": float(np.mean(objs)),
             "val_elbo": float(np.mean(val)), "val_elbo_se": float(np.std(val, ddof=1) / math.sqrt(len(val))),
             "grad_var": var, "grad_mean_sq": msq, "step_time_s": dts[-1], "step_time_avg_s": float(np.mean(dts)),
@@ -269,5 +271,5 @@ def _summary(tr: Trainer) -> dict[str, Any]:
             "test_bound_k": K, "test_elbo": float(test_elbo.mean()), "test_size": n,
             "final_val_elbo": vals[-1], "best_val_elbo": float(max(vals)), "final_train_objective":
             tr.rows[-1]["train_objective_avg"], "train_time_s": tr.elapsed, "steps_per_s": tr.t / tr.elapsed,
-            "grad_var_final": tr.rows[-1]["grad_var"], "grad_var_mean": float(np.mean([r["grad_var"] for r in tr.rows])),
+            "grad_var_final": tr.rows[-1]["grad_var"], "grad_var_mean": float(np.nanmean([r["grad_var"] for r in tr.rows[1:]])),
             "eval_time_s": time.perf_counter() - t0, "steps": tr.t}  # fmt: skip
