@@ -286,7 +286,7 @@ def test_cli_train_writes_curves_results_and_resumes(tmp_path: Path) -> None:
 
 
 def test_report_section_and_compare(tmp_path: Path) -> None:
-    from harness.report.training import training_section
+    from harness.report.training import compare_training, training_section
 
     u = [_unit(estimator=e, seed=s, steps=20, log_every=10, val_size=20, test_size=20) for e in ("disarm", "arm")
          for s in (0, 1)]  # fmt: skip
@@ -296,3 +296,7 @@ def test_report_section_and_compare(tmp_path: Path) -> None:
     table = sec["tables"]["final"]
     assert set(table["estimator"]) == {"disarm", "arm"} and (table["seeds"] == 2).all()
     assert all(fig.startswith("data:image/png;base64,") for fig in sec["figures"].values())
+    same = compare_training(res, res)
+    assert len(same) == 2 and (same["bound_diff"] == 0).all() and not same["significant"].any()
+    shifted = compare_training(res, res.assign(test_bound=res["test_bound"] + 1.0 + res["train_seed"] * 0.01))
+    assert shifted["significant"].all() and (shifted["bound_diff_ci_low"] > 0).all()
