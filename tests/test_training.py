@@ -298,5 +298,24 @@ def test_report_section_and_compare(tmp_path: Path) -> None:
     assert all(fig.startswith("data:image/png;base64,") for fig in sec["figures"].values())
     same = compare_training(res, res)
     assert len(same) == 2 and (same["bound_diff"] == 0).all() and not same["significant"].any()
-    shifted = compare_training(res, res.assign(test_bound=res["test_bound"] + 1.0 + res["train_seed"] * 0.01))
+    shift = 100 * (res["test_bound"].std() + 0.01)  # far beyond the seeds' spread (t with ~1 df: crit ~13)
+    shifted = compare_training(res, res.assign(test_bound=res["test_bound"] + shift))
     assert shifted["significant"].all() and (shifted["bound_diff_ci_low"] > 0).all()
+
+
+def test_shipped_training_suites_expand() -> None:
+    from harness.backends import get_backend
+    from harness.suite import SuiteError
+
+    root = Path(__file__).resolve().parents[1] / "suites"
+    suite, units = load_train_suite(root / "train.toml")
+    need = {"score_function_rloo", "arm", "disarm", "relax", "gumbel_softmax", "st_gumbel", "vimco"}
+    assert {u["estimator"] for u in units} >= need and len({u["seed"] for u in units}) == 3
+    assert {u["workload"] for u in units} == {"vae_bernoulli"} and {u["device"] for u in units} == {"cpu"}
+    if "cuda" in get_backend("torch").devices():
+        _, gpu = load_train_suite(root / "train_gpu.toml")
+        assert {u["config"]["latent_dim"] for u in gpu} == {200} and {u["batch_size"] for u in gpu} == {100}
+        assert min(u["steps"] for u in gpu) >= 1000 and {u["device"] for u in gpu} == {"cuda"}
+    else:  # no GPU here: the suite is refused with the reason, before anything runs
+        with pytest.raises(SuiteError, match=r"devices.*cuda"):
+            load_train_suite(root / "train_gpu.toml")

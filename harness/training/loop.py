@@ -79,7 +79,8 @@ class Trainer:
         self.dtype, self.device, self.seed = unit["dtype"], unit["device"], int(unit["seed"])
         self.tdtype = {"float64": torch.float64, "float32": torch.float32}[self.dtype]
         self.enc_keys = list(self.wl.encoder_keys(self.cfg))
-        init = self.wl.init_params(self.cfg, np.random.default_rng([self.seed, 0]))
+        with torch.random.fork_rng():  # a torch model's init may seed torch's global generator
+            init = self.wl.init_params(self.cfg, np.random.default_rng([self.seed, 0]))
         self.params = {k: self._t(v).requires_grad_(True) for k, v in init.items()}
         self.opt = torch.optim.Adam(list(self.params.values()), lr=float(unit["lr"]))
         self.ema = {n: {k: torch.zeros_like(self.params[k]) for k in self.enc_keys} for n in ("m", "s")}
