@@ -88,7 +88,8 @@ def final_table(curves: pd.DataFrame, results: pd.DataFrame, target: float) -> p
                     "steps_to_target": g["steps_to_target"].mean(), "time_to_target_s": g["time_to_target_s"].mean(),
                     "steps_per_s": g["steps_per_s"].mean(), "steps_per_s_se": _se(g["steps_per_s"]),
                     "val_elbo_at_budget": g["val_elbo_at_budget"].mean(), "budget_s": g["budget_s"].iloc[0],
-                    "grad_var_mean": g["grad_var_mean"].mean(), "train_time_s": g["train_time_s"].mean()})  # fmt: skip
+                    "grad_var_mean": g["grad_var_mean"].mean(), "train_time_s": g["train_time_s"].mean(),
+                    "unbiased": bool(g["unbiased"].all())})  # fmt: skip
     return pd.DataFrame(out).sort_values("test_bound", ascending=False).reset_index(drop=True)
 
 
@@ -106,6 +107,9 @@ def _curve_figure(curves: pd.DataFrame, x: str, title: str) -> str:
         (line,) = ax.plot(xs, agg["y"], label=lab, lw=1.4)
         if agg["se"].notna().any():
             ax.fill_between(xs, agg["y"] - agg["se"], agg["y"] + agg["se"], color=line.get_color(), alpha=0.2, lw=0)
+    later = c.loc[c["step"] > 0, "val_elbo"]
+    if len(later):  # the untrained model's ELBO would squash the curves
+        ax.set_ylim(bottom=float(later.quantile(0.05)), top=float(later.max()) + 0.02 * abs(float(later.max())))
     ax.set_xlabel("optimizer step" if x == "step" else "training time (s, device-synchronized)")
     ax.set_ylabel("held-out ELBO (val, per example)")
     ax.set_title(title, fontsize=10)
@@ -122,7 +126,11 @@ def _variance_figure(table: pd.DataFrame, title: str) -> str:
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
     t = table[table["grad_var_mean"] > 0]
-    ax.scatter(t["grad_var_mean"], t["steps_to_target"], s=25)
+    for unb, mk in ((True, "o"), (False, "x")):
+        sub = t[t["unbiased"] == unb]
+        ax.scatter(sub["grad_var_mean"], sub["steps_to_target"], s=28, marker=mk,
+                   label="unbiased" if unb else "biased (relaxation)")  # fmt: skip
+    ax.legend(fontsize=7)
     for _, r in t.iterrows():
         ax.annotate(r["label"], (r["grad_var_mean"], r["steps_to_target"]), fontsize=7, xytext=(3, 3),
                     textcoords="offset points")  # fmt: skip
@@ -185,3 +193,43 @@ def compare_training(A: pd.DataFrame, B: pd.DataFrame) -> pd.DataFrame:
                      "significant": bool(abs(diff) > half) if np.isfinite(half) else False,
                      "steps_per_s_ratio": speed})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def load_training_runs(run_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Concatenated (curves, results) of training run directories (``run_id`` column added to curves)."""
+    from pathlib import Path
+
+    curves, results = [], []
+    for d in map(Path, run_dirs):
+        for name in ("curves.parquet", "results.parquet"):
+            if not (d / name).exists():
+                raise FileNotFoundError(f"{d}: not a training run directory (no {name})")
+        curves.append(pd.read_parquet(d / "curves.parquet").assign(run_id=d.name))
+        results.append(pd.read_parquet(d / "results.parquet"))
+    return pd.concat(curves, ignore_index=True), pd.concat(results, ignore_index=True)
+
+
+def write_html(run_dirs: list[str], out: str) -> str:
+    """A standalone HTML page of :func:`training_section` (until the main report embeds the section)."""
+    import html
+    from pathlib import Path
+
+    sec = training_section(*load_training_runs(run_dirs))
+    parts = ["<!doctype html><meta charset='utf-8'><title>training runs</title><h1>Training runs</h1>"]
+    parts += [f"<p>{html.escape(n)}</p>" for n in sec["notes"]]
+    for name, t in sec["tables"].items():
+        parts += [f"<h2>{html.escape(name)}</h2>", t.to_html(index=False, float_format=lambda v: f"{v:.4g}")]
+    for title, uri in sec["figures"].items():
+        parts += [f"<h2>{html.escape(title)}</h2>", f"<img alt='{html.escape(title)}' src='{uri}'>"]
+    Path(out).write_text("\n".join(parts))
+    return out
+
+
+if __name__ == "__main__":  # python -m harness.report.training RUN_DIR [RUN_DIR ...] -o training.html
+    import argparse
+
+    ap = argparse.ArgumentParser(description="standalone HTML page of training runs")
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("-o", "--output", default="training.html")
+    a = ap.parse_args()
+    print(write_html(a.runs, a.output))
