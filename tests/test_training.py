@@ -168,14 +168,15 @@ def _bernoulli_bound_grad(problem, K: int) -> np.ndarray:
     return g.numpy()
 
 
-def test_vimco_unbiased_by_enumeration() -> None:
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_vimco_unbiased_by_enumeration(backend: str) -> None:
     spec = WorkloadSpec("vae_bernoulli", {"latent_dim": 2}, checkpoint=0, split="val", batch_size=1)
     problem = spec.build()
     K, R, seed = 3, 40000, 11
     exact = {"logits": _bernoulli_bound_grad(problem, K)}
     elbo = {"logits": _bernoulli_bound_grad(problem, 1)}
-    G, _ = estimate(MeasureRequest(get_estimator("vimco", "torch"), problem, L=K, R=R, seed=seed))
-    _check_unbiased(G, exact, elbo, "vimco", seed)
+    G, _ = estimate(MeasureRequest(get_estimator("vimco", backend), problem, L=K, R=R, seed=seed))
+    _check_unbiased(G, exact, elbo, f"vimco[{backend}]", seed)
 
 
 def _gaussian_bound_grad(problem, K: int, n: int) -> dict[str, np.ndarray]:
@@ -202,19 +203,20 @@ def _gaussian_bound_grad(problem, K: int, n: int) -> dict[str, np.ndarray]:
     return {"loc": g[0].numpy(), "scale": g[1].numpy()}
 
 
+@pytest.mark.parametrize("backend", ["torch", "jax"])
 @pytest.mark.parametrize("name", ["dreg", "iwae_pathwise"])
-def test_dreg_and_iwae_unbiased_by_quadrature(name: str) -> None:
+def test_dreg_and_iwae_unbiased_by_quadrature(name: str, backend: str) -> None:
     spec = WorkloadSpec("vae_gaussian", {"latent_dim": 1}, checkpoint=0, split="val", batch_size=1)
     problem = spec.build()
     K, R, seed = 2, 40000, 13
     exact = _gaussian_bound_grad(problem, K, 60)
     finer = _gaussian_bound_grad(problem, K, 90)
     elbo = _gaussian_bound_grad(problem, 1, 60)
-    G, _ = estimate(MeasureRequest(get_estimator(name, "torch"), problem, L=K, R=R, seed=seed))
+    G, _ = estimate(MeasureRequest(get_estimator(name, backend), problem, L=K, R=R, seed=seed))
     for k in exact:  # the quadrature's own error is far below the test's resolution (1% of a standard error)
         se = G[k].std(0, ddof=1) / math.sqrt(R)
         assert np.all(np.abs(exact[k] - finer[k]) < 0.01 * se), (k, exact[k], finer[k], se)
-    _check_unbiased(G, exact, elbo, name, seed)
+    _check_unbiased(G, exact, elbo, f"{name}[{backend}]", seed)
 
 
 def test_multi_sample_estimators_are_not_expanded_on_toy_problems_or_workload_cells() -> None:
@@ -319,3 +321,24 @@ def test_shipped_training_suites_expand() -> None:
     else:  # no GPU here: the suite is refused with the reason, before anything runs
         with pytest.raises(SuiteError, match=r"devices.*cuda"):
             load_train_suite(root / "train_gpu.toml")
+
+
+def test_runner_argument_takes_any_executor(tmp_path: Path) -> None:
+    """Units are JSON-able and train_unit is module-level: a runner that ships them elsewhere (here: JSON round
+    trip, reversed order, like an executor returning out of order) gives the same tables as the default."""
+    import json
+
+    units = [
+        _unit(estimator=e, steps=10, log_every=5, val_size=10, test_size=10, test_samples=3) for e in ("arm", "vimco")
+    ]
+
+    def shipping(fn, us):
+        for u in reversed([json.loads(json.dumps(u)) for u in us]):
+            yield json.loads(json.dumps(fn(u)))
+
+    c1, r1 = run_training({"name": "x"}, units, tmp_path / "a", log=lambda s: None)
+    c2, r2 = run_training({"name": "x"}, units, tmp_path / "b", runner=shipping, log=lambda s: None)
+    drop = [c for c in c1.columns if "time" in c]
+    pd.testing.assert_frame_equal(c1.drop(columns=drop), c2.drop(columns=drop))
+    cols = ["estimator", "test_bound", "final_val_elbo"]
+    pd.testing.assert_frame_equal(r1[cols], r2[cols])
