@@ -251,12 +251,17 @@ def train_unit(unit: dict[str, Any]) -> dict[str, Any]:
                 "seconds": time.perf_counter() - t_start}  # fmt: skip
 
 
+def _se(v: np.ndarray) -> float:
+    """Standard error of the mean over examples (NaN for a single example, e.g. blr's one "example")."""
+    return float(np.std(v, ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
+
+
 def _curve_row(tr: Trainer, window: list[tuple[float, float]]) -> dict[str, Any]:
     val = np.mean([tr.bound(tr.val, 1, 2 + 10 * i) for i in range(int(tr.unit["val_samples"]))], axis=0)
     var, msq = tr.grad_var() if tr.t else (math.nan, math.nan)
     objs, dts = zip(*window) if window else ((math.nan,), (math.nan,))
     return {"step": tr.t, "train_objective": objs[-1], "train_objective_avg": float(np.mean(objs)),
-            "val_elbo": float(np.mean(val)), "val_elbo_se": float(np.std(val, ddof=1) / math.sqrt(len(val))),
+            "val_elbo": float(np.mean(val)), "val_elbo_se": _se(val),
             "grad_var": var, "grad_mean_sq": msq, "step_time_s": dts[-1], "step_time_avg_s": float(np.mean(dts)),
             "time_s": tr.elapsed}  # fmt: skip
 
@@ -268,7 +273,7 @@ def _summary(tr: Trainer) -> dict[str, Any]:
     test_elbo = tr.bound(tr.test, 1, 4)
     n = len(test)
     vals = [r["val_elbo"] for r in tr.rows]
-    return {"test_bound": float(test.mean()), "test_bound_se": float(test.std(ddof=1) / math.sqrt(n)),
+    return {"test_bound": float(test.mean()), "test_bound_se": _se(test),
             "test_bound_k": K, "test_elbo": float(test_elbo.mean()), "test_size": n,
             "final_val_elbo": vals[-1], "best_val_elbo": float(max(vals)), "final_train_objective":
             tr.rows[-1]["train_objective_avg"], "train_time_s": tr.elapsed, "steps_per_s": tr.t / tr.elapsed,

@@ -45,13 +45,37 @@ class StepContext(Context):
     """A :class:`harness.context.Context` with the N examples on the replicate axis (see the module docstring)."""
 
     eta: dict[str, Any] = field(default_factory=dict)  # [N, *latent], detached
-    fb: Any = None  # f_b on [L, N, *latent] -> [L, N]
+    fb: Any = None  # f_b on [..., N, *latent] -> [..., N]
+    n_latent: int = 1  # len(latent shape)
 
     def batched(self) -> dict[str, Any]:
         return {k: v.detach().clone() for k, v in self.eta.items()}
 
     def f(self, z: Any) -> Any:
-        return self.fb(z.transpose(0, 1)).transpose(0, 1)
+        """[N, *mid, *latent] -> [N, *mid] (estimators may add axes between replicates and the event)."""
+        mv = self.B.xp.moveaxis
+        return mv(self.fb(mv(z, 0, z.ndim - self.n_latent - 1)), -1, 0)
+
+
+class PerExampleBackend:
+    """The backend adapter, except that ``expand_params`` of the per-example ``ctx.params`` [N, 1, ...] to n
+    replicates gives each example n / N consecutive copies (example-major, as ``z.reshape(N·L, ...)`` orders them)."""
+
+    def __init__(self, B: Any, n: int) -> None:
+        self._B, self._n = B, n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._B, name)
+
+    def expand_params(self, params: dict[str, Any], R: int) -> dict[str, Any]:
+        if R % self._n:
+            raise ValueError(f"training step: {R} replicates do not split over the {self._n} examples of the batch")
+        out = {}
+        for k, v in params.items():
+            v = v.detach()[:, 0]
+            out[k] = (v.repeat_interleave(R // self._n, 0) if self._B.name == "torch" else
+                      self._B.xp.repeat(v, R // self._n, axis=0))  # fmt: skip
+        return out
 
 
 class _Spec:
@@ -108,8 +132,8 @@ def encoder_gradient(
     fb = per_example_f(wl, cfg, dist, B, dec, x, fixed)
     N = next(iter(fixed.values())).shape[0]
     noise = B.numpy_noise(rng, dtype, device)
-    ctx = StepContext(B, problem, {k: v[:, None] for k, v in fixed.items()}, {}, noise, L, N, hyper, dtype, device,
-                      eta=fixed, fb=fb)  # type: ignore[arg-type]  # fmt: skip
+    ctx = StepContext(PerExampleBackend(B, N), problem, {k: v[:, None] for k, v in fixed.items()}, {}, noise, L, N,
+                      hyper, dtype, device, eta=fixed, fb=fb, n_latent=len(wl.latent_shape(cfg)))  # type: ignore[arg-type]  # fmt: skip
     return spec.fn(ctx)
 
 
