@@ -1,4 +1,4 @@
-"""``stochgrad`` command line: run | list | show | check | report | compare.
+"""``stochgrad`` command line: run | list | show | check | report | compare | train.
 
 Bad input (suite files, arguments) prints ``error: ...`` naming the file, key and valid choices and
 exits with status 2, without a traceback and without writing anything.
@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="write a self-contained HTML report of one or more runs")
     rp.add_argument("runs", nargs="+", type=Path)
     rp.add_argument("-o", "--output", type=Path, default=None, help="HTML file (default: <first run>/report.html)")
+
+    tr = sub.add_parser("train", help="run a training suite ([[train]] tables) and write curves + summaries")
+    tr.add_argument("suite", help="training suite TOML file, e.g. suites/train.toml")
+    tr.add_argument("--out", type=Path, help="run directory (default: results/<suite>-<timestamp>)")
+    tr.add_argument("--resume", action="store_true", help="continue an interrupted training run in --out")
+    tr.add_argument("--dry-run", action="store_true", help="validate and print the units, train nothing")
 
     cp = sub.add_parser("compare", help="compare two runs cell by cell (variance and time ratios with CIs)")
     cp.add_argument("run_a", type=Path)
@@ -318,6 +324,25 @@ def cmd_compare(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(a: argparse.Namespace) -> int:
+    import time
+
+    from harness.training import load_train_suite, run_training
+
+    suite, units = load_train_suite(a.suite)
+    if a.dry_run:
+        for u in units:
+            print(f"{u['workload']} {u['estimator']} seed={u['seed']} lr={u['lr']} {u['backend']}:{u['device']}")
+        print(f"{len(units)} training units")
+        return 0
+    out = a.out or Path("results") / f"{suite.get('name', Path(a.suite).stem)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (out / "meta.json").exists() and not a.resume:
+        raise UsageError(f"{out}: a run directory already exists; continue it with --resume")
+    _, results = run_training(suite, units, out, resume=a.resume)
+    print(f"training run: {out} ({len(results)} of {len(units)} units finished)")
+    return 0 if len(results) == len(units) else 1
+
+
 COMMANDS = {
     "run": cmd_run,
     "list": cmd_list,
@@ -325,6 +350,7 @@ COMMANDS = {
     "check": cmd_check,
     "report": cmd_report,
     "compare": cmd_compare,
+    "train": cmd_train,
 }
 
 

@@ -31,6 +31,8 @@ BUILTIN_PACKAGE = "estimators"
 REQUIREMENTS = {
     "differentiable": "the objective must be differentiable in z",
     "separable": "the objective must be a sum over sites",
+    "multi_sample_bound": "the estimator targets the gradient of the K-sample importance-weighted bound (K = L), "
+    "not of E[f]: only objectives that declare a multi-sample bound (training runs) expand it",
 }
 
 

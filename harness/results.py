@@ -131,6 +131,27 @@ SCHEMA: list[Column] = [
         ("bias_z_truth", "float", "max |bias| / sqrt(SE_estimate² + SE_truth²): bias against an uncertain truth"),
         ("truth_too_imprecise", "bool", "the reference's median SE exceeds the estimate's: no bias verdict"),
     ]),  # fmt: skip
+    *_cols("training", [
+        ("unit_key", "str", "identity hash of a training unit (training runs; stochgrad train)"),
+        ("train_seed", "int", "training seed: initialization, minibatches and estimator noise"),
+        ("lr", "float", "Adam learning rate (encoder and decoder)"),
+        ("batch_size", "int", "training minibatch size"),
+        ("train_steps", "int", "optimizer steps the unit was asked for"),
+        ("steps", "int", "optimizer steps done"),
+        ("test_bound", "float", "importance-weighted bound (K = test_bound_k) on the test split, mean per example"),
+        ("test_bound_se", "float", "standard error of test_bound over test examples"),
+        ("test_bound_k", "int", "samples K of the final test bound"),
+        ("test_elbo", "float", "single-sample ELBO on the test split, mean per example"),
+        ("test_size", "int", "test examples in test_bound"),
+        ("final_val_elbo", "float", "held-out ELBO on the validation examples at the last step"),
+        ("best_val_elbo", "float", "largest logged held-out ELBO"),
+        ("final_train_objective", "float", "training objective (ELBO or K-sample bound) on the batches of the last window"),
+        ("train_time_s", "float", "device-synchronized wall-clock seconds of the optimizer steps (evaluations excluded)"),
+        ("steps_per_s", "float", "steps / train_time_s"),
+        ("eval_time_s", "float", "seconds of the final test evaluation"),
+        ("grad_var_final", "float", "online encoder-gradient variance at the last step (EMA, mean over encoder weights)"),
+        ("grad_var_mean", "float", "mean of the logged online encoder-gradient variances"),
+    ]),  # fmt: skip
     *_cols(
         "timing",
         [

@@ -126,6 +126,8 @@ def estimator_applies(spec: Implementation, problem: ProblemSpec) -> tuple[bool,
         return False, f"{spec.name} needs a differentiable objective ({problem.objective} is not)"
     if "separable" in spec.requires and not obj.separable:
         return False, f"{spec.name} needs a separable objective"
+    if "multi_sample_bound" in spec.requires and not getattr(obj, "multi_sample_bound", False):
+        return False, f"{spec.name} estimates a multi-sample bound's gradient ({problem.objective} has none)"
     return True, ""
 
 

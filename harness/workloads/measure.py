@@ -41,6 +41,8 @@ def applies(spec: Any, wspec: Any) -> tuple[bool, str]:
         return False, f"{spec.name} does not apply to {wl.latent}"
     if "differentiable" in spec.requires and not wl.differentiable:
         return False, f"{spec.name} needs a differentiable objective ({wl.name} is not)"
+    if "multi_sample_bound" in spec.requires:
+        return False, f"{spec.name} estimates a multi-sample bound's gradient (workload cells measure the ELBO's)"
     if "separable" in spec.requires:
         return False, f"{spec.name} needs a separable objective (workload objectives are not)"
     if spec.backend == "numpy":

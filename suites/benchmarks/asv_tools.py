@@ -41,21 +41,16 @@ DEMO_PATCH = """
 def _asv_demo_worsen() -> None:
     import time
 
-    from harness.registry import get_estimator, register_estimator, unregister
+    from harness.registry import get_declaration
 
+    plain, rloo = get_declaration("score_function"), get_declaration("score_function_rloo")
     for backend in ("numpy", "torch"):
-        plain, old = get_estimator("score_function", backend), get_estimator("score_function_rloo", backend)
-        unregister("score_function_rloo", backend)
 
-        def worse(ctx, _fn=plain.fn):
+        def worse(ctx, _fn=plain.impls[backend].fn):
             time.sleep(0.002)
             return _fn(ctx)
 
-        register_estimator(
-            "score_function_rloo", backend, distributions=old.distributions, unbiased=old.unbiased,
-            hyperparameters=old.hyperparameters, min_samples=old.min_samples, requires=old.requires,
-            family=old.family,
-        )(worse)
+        rloo.impls[backend].fn = worse
 
 
 _asv_demo_worsen()
