@@ -85,12 +85,19 @@ def pool(d: pd.DataFrame) -> pd.DataFrame:
         unreliable=("unreliable", "any"),
         exact_est=("exact_est", "all"),
         n_platforms=("platform", "nunique"),
+        lo1=("variance_total_ci_low", "first"),
+        hi1=("variance_total_ci_high", "first"),
+        n_rows=("variance_total", "size"),
     )
     g["vt"] = g["wv"] / g["w"]
     g["se"] = np.sqrt(g["w2se2"]) / g["w"]
-    g["lo"] = (g["vt"] - Z95 * g["se"]).clip(lower=0.0)
-    g["hi"] = g["vt"] + Z95 * g["se"]
-    return g.reset_index().drop(columns=["w", "wv", "w2se2"])
+    one = g["n_rows"] == 1  # a single platform keeps its own (asymmetric) interval
+    g["lo"] = g["lo1"].where(one, (g["vt"] - Z95 * g["se"]).clip(lower=0.0))
+    g["hi"] = g["hi1"].where(one, g["vt"] + Z95 * g["se"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lse = (np.log(g["hi"]) - np.log(g["lo"])) / (2 * Z95)  # SE of log variance, from the interval
+    g["lse"] = lse.where(np.isfinite(lse), g["se"] / g["vt"])
+    return g.reset_index().drop(columns=["w", "wv", "w2se2", "lo1", "hi1", "n_rows"])
 
 
 def bias_flags(d: pd.DataFrame) -> pd.DataFrame:
@@ -134,9 +141,10 @@ def _eligible(p: pd.DataFrame, biased_series: set[str]) -> pd.Series:
 
 
 def factor(base: pd.Series, est: pd.Series) -> tuple[float, float, float]:
-    """var(base) / var(est) with a 95% interval (delta method on the log variances)."""
+    """var(base) / var(est) with a 95% interval (delta method on the log variances; each log variance's SE is
+    read off its own 95% interval, which may be asymmetric)."""
     r = base["vt"] / est["vt"]
-    s = math.hypot(base["se"] / base["vt"], est["se"] / est["vt"])
+    s = math.hypot(base["lse"], est["lse"])
     return float(r), float(r * math.exp(-Z95 * s)), float(r * math.exp(Z95 * s))
 
 
