@@ -153,6 +153,10 @@ def test_which_estimator_table_matches_the_data(run, html) -> None:
     m = re.search(r'<li class="wl-verdict"><b class="dist"><a href="#(\w+)">([^<]+)</a></b><span>([^<]+)</span>', top)
     assert m and m.group(1) == anchor("workload", _label(df)) and m.group(2) == _label(df)
     assert m.group(3).startswith(f"{last['best']} at step {max(exp)}")
+    # heat maps: one column per workload (linked to its Problems section); no family verdict built from its rows
+    group = f"{df['workload'].iloc[0]} × {df['objective'].iloc[0]}"
+    assert f'<a href="#{anchor(group)}"><span>{group}</span></a>' in top and f'id="{anchor(group)}"' in html
+    assert '<li><b class="dist">' not in top, "workload rows make workload verdicts only"
     if last["factor"] is not None:
         assert f"×{fmt(last['factor'][0])} [" in m.group(3) and "vs score_function_rloo" in m.group(3)
 

@@ -44,6 +44,7 @@ def build_report(
     t0 = R.timer()
     run_dirs = [Path(d) for d in run_dirs]
     df, infos = load_runs(run_dirs)
+    df = W.relabel_groups(df)
     ctx: dict = {
         "title": "stochgrad report — " + ", ".join(str(i.meta.get("suite", "?")) for i in infos),
         "generated": R.now(),
@@ -59,7 +60,7 @@ def build_report(
             summary_health=S.health_line(df, infos, agree),
             heat=heat,
             timed=timed,
-            verdicts=S.verdicts(pooled),
+            verdicts=S.verdicts(pooled[~pooled["group"].isin(W.workload_groups(df))]),
             factor_text=S.factor_text,
             gradient=S.gradient_css(),
             heat_css=Markup(S.heat_css()),

@@ -6,7 +6,8 @@ batch.  Per workload:
 
 - one figure: total variance (the trace, ``variance_total``) of the encoder-weight gradient and of the
   η-gradient against the checkpoint, per estimator, log scale with 95% CIs (pooled over platforms as in the
-  leaderboards: replicate-weighted mean, SE = sqrt(Σ w² se²)/Σ w); a third panel, when timing was on, shows the
+  leaderboards: replicate-weighted mean, SE = sqrt(Σ w² se²)/Σ w; a row measured on one platform keeps its own,
+  possibly asymmetric, interval); a third panel, when timing was on, shows the
   efficiency (total variance × time per call, best platform per estimator);
 - a "which estimator" table per checkpoint: the lowest encoder-gradient total variance among estimators that are
   declared unbiased, show no bias against the truth, are not oracle baselines and have a reliable variance
@@ -47,6 +48,22 @@ KEYS = ["workload_label", "checkpoint", "param", "series"]
 def has_workloads(df: pd.DataFrame) -> bool:
     """Whether the (normalized) results hold workload rows."""
     return not df.empty and "workload" in df.columns and bool(df["workload"].notna().any())
+
+
+def relabel_groups(df: pd.DataFrame) -> pd.DataFrame:
+    """Workload rows form one group per workload (``vae_bernoulli × neg_elbo``) instead of one per latent
+    distribution: a heat-map column and a Problems section per workload."""
+    if not has_workloads(df):
+        return df
+    df = df.copy()
+    w = df["workload"].notna()
+    df.loc[w, "group"] = df.loc[w, "workload"].astype(str) + " × " + df.loc[w, "objective"]
+    return df
+
+
+def workload_groups(df: pd.DataFrame) -> set[str]:
+    """The groups holding workload rows (after :func:`relabel_groups`)."""
+    return set(df.loc[df["workload"].notna(), "group"]) if has_workloads(df) else set()
 
 
 def _label(problem: str) -> str:
