@@ -146,19 +146,24 @@ def test_which_estimator_table_matches_the_data(run, html) -> None:
             assert r[5] == "—"
         else:
             f, lo, hi = e["factor"]
-            assert r[5] == f"{fmt(f)} [{fmt(lo, 2)}, {fmt(hi, 2)}]"
+            assert r[5] == f"{fmt(f)} [{fmt(lo)}, {fmt(hi)}]"
     # the first-screen verdict: best at the last checkpoint, with the factor vs the baseline and a link
     top = html[: html.index('id="health"')]
     last = exp[max(exp)]
-    m = re.search(r'<li class="wl-verdict"><b class="dist"><a href="#(\w+)">([^<]+)</a></b><span>([^<]+)</span>', top)
+    m = re.search(
+        r'<li class="wl-verdict"><b class="dist"><a href="#(\w+)">([^<]+)</a></b><span><span class="pick">([^<]+)'
+        r"</span>([^<]+)</span>",
+        top,
+    )
     assert m and m.group(1) == anchor("workload", _label(df)) and m.group(2) == _label(df)
-    assert m.group(3).startswith(f"{last['best']} at step {max(exp)}")
+    assert m.group(3) == last["best"] and m.group(4).startswith(f" at step {max(exp)}")
     # heat maps: one column per workload (linked to its Problems section); no family verdict built from its rows
     group = f"{df['workload'].iloc[0]} × {df['objective'].iloc[0]}"
     assert f'<a href="#{anchor(group)}"><span>{group}</span></a>' in top and f'id="{anchor(group)}"' in html
     assert '<li><b class="dist">' not in top, "workload rows make workload verdicts only"
     if last["factor"] is not None:
-        assert f"×{fmt(last['factor'][0])} [" in m.group(3) and "vs score_function_rloo" in m.group(3)
+        f, lo, hi = last["factor"]
+        assert f"×{fmt(f)} [{fmt(lo)}, {fmt(hi)}] vs score_function_rloo" in m.group(4)
 
 
 def test_bias_verdicts_ties_and_imprecise_reference(run, tmp_path) -> None:
@@ -208,5 +213,5 @@ def test_no_section_without_workload_rows(run, tmp_path) -> None:
         copy / "results.parquet"
     )
     html = _html(copy)
-    assert 'id="workloads"' not in html and "wl-verdict" not in html and "fig-workload" not in html
+    assert 'id="workloads"' not in html and 'class="wl-verdict"' not in html and 'class="fig-workload"' not in html
     assert 'id="problems"' in html, "the rest of the report is still there"

@@ -166,7 +166,7 @@ def factor(base: pd.Series, est: pd.Series) -> tuple[float, float, float]:
 
 
 def _ci(v: float, lo: float, hi: float) -> str:
-    return f"{fmt(v)} [{fmt(lo, 2)}, {fmt(hi, 2)}]"
+    return f"{fmt(v)} [{fmt(lo)}, {fmt(hi)}]"
 
 
 def which_rows(p: pd.DataFrame, rows: pd.DataFrame, biased: dict[int, set[str]], baseline: str) -> list[dict]:
@@ -367,11 +367,11 @@ def build(df: pd.DataFrame, figures: bool = True) -> list[WorkloadBlock]:
 
 
 def verdict_text(v: dict[str, Any]) -> str:
-    """One line for the first-screen verdict list (plain text; the template escapes it)."""
+    """The first-screen verdict after the estimator's name (plain text; the template escapes it)."""
     f = v.get("factor")
-    s = f"{v['best']} at step {v['checkpoint']}"
+    s = f"at step {v['checkpoint']}"
     if f is not None:
-        s += f" ×{fmt(f[0], 3)} [{fmt(f[1], 2)}, {fmt(f[2], 2)}] vs {v['baseline']}"
+        s += f" ×{fmt(f[0], 3)} [{fmt(f[1], 3)}, {fmt(f[2], 3)}] vs {v['baseline']}"
     if v["tied"]:
         s += f", tied: {', '.join(v['tied'][:3])}"
     return s
