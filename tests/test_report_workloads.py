@@ -182,6 +182,7 @@ def test_bias_verdicts_ties_and_imprecise_reference(run, tmp_path) -> None:
     g5 = df[enc & (df["checkpoint"] == 5)].sort_values("variance_total")
     b5, w5 = g5.index[0], g5.index[1]
     df.loc[b5, "truth_too_imprecise"] = True
+    df.loc[b5, "bias_z"] = 50.0  # the truth-blind z: ignored when the reference is too imprecise
     df.loc[w5, "bias_z_truth"] = 50.0
     df.to_parquet(copy / "results.parquet")
     html = _html(copy)
@@ -201,6 +202,11 @@ def test_bias_verdicts_ties_and_imprecise_reference(run, tmp_path) -> None:
         want = f"bias detected (z > {zc:.2f})" if df.loc[i, "bias_z_truth"] > zc else "no bias detected"
         assert verdict[(0, df.loc[i, "estimator"])] == want
     assert 'class="bad">bias detected' in bias
+    # the heat maps use the same truth-aware judgement
+    group = f"{df['workload'].iloc[0]} × {df['objective'].iloc[0]}"
+    tips = dict(re.findall(rf'title="([^"]+) on {re.escape(group)}: ([^"]+)"', html[: html.index('id="health"')]))
+    assert tips[df.loc[w5, "estimator"]].endswith("; biased")
+    assert "biased" not in tips[df.loc[b5, "estimator"]]
 
 
 def test_no_section_without_workload_rows(run, tmp_path) -> None:

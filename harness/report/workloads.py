@@ -52,12 +52,17 @@ def has_workloads(df: pd.DataFrame) -> bool:
 
 def relabel_groups(df: pd.DataFrame) -> pd.DataFrame:
     """Workload rows form one group per workload (``vae_bernoulli × neg_elbo``) instead of one per latent
-    distribution: a heat-map column and a Problems section per workload."""
+    distribution: a heat-map column and a Problems section per workload.  Their ``bias_detected`` becomes the
+    truth-aware judgement of :func:`bias_flags` (``bias_z_truth``, none when the reference is too imprecise),
+    so the heat maps and leaderboards agree with this section."""
     if not has_workloads(df):
         return df
     df = df.copy()
     w = df["workload"].notna()
     df.loc[w, "group"] = df.loc[w, "workload"].astype(str) + " × " + df.loc[w, "objective"]
+    flags = bias_flags(workload_rows(df))
+    df.loc[flags.index, "bias_detected"] = flags["biased_truth"].astype(bool)
+    df["bias_detected"] = df["bias_detected"].astype(bool)
     return df
 
 
