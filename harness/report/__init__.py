@@ -4,7 +4,8 @@ A pure function of run directories (results.parquet + meta.json): nothing here i
 registry or the suite parser.  Modules: ``data`` (load, normalize, reliability flags, pool, agreement),
 ``summary`` (first screen: heat maps, verdicts vs REINFORCE, health line), ``plots`` / ``plots_agree``
 (matplotlib figures), ``encode`` (figures -> compact SVG or palette-PNG data URIs), ``tables`` (lean pandas
-Styler leaderboards), ``sections`` (per-problem assembly), ``catalog`` (estimators used, from meta.json),
+Styler leaderboards), ``sections`` (per-problem assembly), ``catalog`` (estimators used, from meta.json), ``workloads``
+(model workloads: variance at training checkpoints, which estimator),
 ``render`` (header, Jinja2 templates; ``templates/report.js`` sorts, filters and shortens tables in the
 browser), ``compare`` (run-vs-run ratios with confidence intervals).
 """
@@ -17,6 +18,7 @@ from markupsafe import Markup
 
 from harness.report import render as R
 from harness.report import summary as S
+from harness.report import workloads as W
 from harness.report.data import load_runs
 from harness.report.sections import build_sections, prepare
 from harness.report.tables import overview_table
@@ -42,6 +44,7 @@ def build_report(
     t0 = R.timer()
     run_dirs = [Path(d) for d in run_dirs]
     df, infos = load_runs(run_dirs)
+    df = W.relabel_groups(df)
     ctx: dict = {
         "title": "stochgrad report — " + ", ".join(str(i.meta.get("suite", "?")) for i in infos),
         "generated": R.now(),
@@ -57,7 +60,7 @@ def build_report(
             summary_health=S.health_line(df, infos, agree),
             heat=heat,
             timed=timed,
-            verdicts=S.verdicts(pooled),
+            verdicts=S.verdicts(pooled[~pooled["group"].isin(W.workload_groups(df))]),
             factor_text=S.factor_text,
             gradient=S.gradient_css(),
             heat_css=Markup(S.heat_css()),
@@ -81,6 +84,11 @@ def build_report(
             collapsed=collapse,
             lazy=n_fig > lazy_over,
         )
+        wl = W.build(df, figures=figures)
+        ctx.update(workloads=wl, wl_verdict=W.verdict_text)
+        ctx["n_figures"] += sum(len(b.figures) for b in wl)
+        ctx["fig_bytes"] += sum(f.nbytes for b in wl for f in b.figures)
+        ctx["lazy"] = ctx["n_figures"] > lazy_over
     ctx["build_seconds"] = R.timer() - t0
     return R.write(Path(out), R.render(ctx))
 
