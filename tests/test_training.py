@@ -285,6 +285,12 @@ def test_cli_train_writes_curves_results_and_resumes(tmp_path: Path) -> None:
     assert pd.read_parquet(out / "results.parquet").equals(res)
     _, units = load_train_suite(f)
     assert len(units) == 4
+    html = tmp_path / "train.html"  # `stochgrad report` and `compare` dispatch on meta.json kind = "training"
+    assert main(["report", str(out), "-o", str(html)]) == 0
+    page = html.read_text()
+    assert "training report" in page and "disarm" in page and "data:image/png;base64," in page and "<table" in page
+    assert main(["report", str(out), "suites/smoke.toml", "-o", str(html)]) == 2
+    assert main(["compare", str(out), str(out)]) == 0
 
 
 def test_report_section_and_compare(tmp_path: Path) -> None:

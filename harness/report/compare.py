@@ -239,6 +239,10 @@ def terminal_table(res: pd.DataFrame, width: int = 60) -> list[str]:
 
 def compare_runs(run_a: Path, run_b: Path, out: Path | None = None) -> tuple[str, Path | None]:
     """Terminal text of the comparison and, when ``out`` is given, the HTML page written there."""
+    from harness.report.training import compare_text, is_training_run
+
+    if is_training_run(run_a) and is_training_run(run_b):
+        return compare_text(run_a, run_b), None
     A, (ia,) = load_runs([Path(run_a)])
     B, (ib,) = load_runs([Path(run_b)])
     if A.empty or B.empty:

@@ -209,20 +209,45 @@ def load_training_runs(run_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]
     return pd.concat(curves, ignore_index=True), pd.concat(results, ignore_index=True)
 
 
-def write_html(run_dirs: list[str], out: str) -> str:
-    """A standalone HTML page of :func:`training_section` (until the main report embeds the section)."""
-    import html
+def is_training_run(run_dir: str | Any) -> bool:
+    """True when ``run_dir``'s meta.json says ``kind = "training"`` (written by ``stochgrad train``)."""
+    import json
     from pathlib import Path
 
+    try:
+        return json.loads((Path(run_dir) / "meta.json").read_text()).get("kind") == "training"
+    except (OSError, ValueError):
+        return False
+
+
+def write_html(run_dirs: list[str], out: str) -> str:
+    """The report of training runs: :func:`training_section` rendered with the report's style and scripts
+    (sortable, filterable tables), written atomically; ``stochgrad report`` calls it for training runs."""
+    from pathlib import Path
+
+    from harness.report import render as R
+    from harness.report.tables import simple_table
+
     sec = training_section(*load_training_runs(run_dirs))
-    parts = ["<!doctype html><meta charset='utf-8'><title>training runs</title><h1>Training runs</h1>"]
-    parts += [f"<p>{html.escape(n)}</p>" for n in sec["notes"]]
-    for name, t in sec["tables"].items():
-        parts += [f"<h2>{html.escape(name)}</h2>", t.to_html(index=False, float_format=lambda v: f"{v:.4g}")]
-    for title, uri in sec["figures"].items():
-        parts += [f"<h2>{html.escape(title)}</h2>", f"<img alt='{html.escape(title)}' src='{uri}'>"]
-    Path(out).write_text("\n".join(parts))
-    return out
+    ctx = {
+        "title": "stochgrad training report — " + ", ".join(Path(d).name for d in run_dirs),
+        "generated": R.now(),
+        "notes": sec["notes"],
+        "tables": [(name, simple_table(t, cls="plain")) for name, t in sec["tables"].items()],
+        "figures": list(sec["figures"].items()),
+    }
+    return str(R.write(Path(out), R.render(ctx, "training.html.j2")))
+
+
+def compare_text(run_a: str | Any, run_b: str | Any) -> str:
+    """``stochgrad compare`` on two training runs: the held-out bound difference per configuration."""
+    _, A = load_training_runs([run_a])
+    _, B = load_training_runs([run_b])
+    res = compare_training(A, B)
+    if res.empty:
+        return "no training configuration is present in both runs"
+    with pd.option_context("display.width", 200, "display.float_format", "{:.4g}".format):
+        return "test bound B − A (Welch 95% CI over seeds) and steps/s ratio B / A\n" + res.to_string(index=False)
 
 
 if __name__ == "__main__":  # python -m harness.report.training RUN_DIR [RUN_DIR ...] -o training.html
