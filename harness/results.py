@@ -84,8 +84,13 @@ SCHEMA: list[Column] = [
             ("bias_p", "float", "p-value of the bias test, Bonferroni over the parameter's coordinates"),
             ("variance", "float", "mean_c Var_r[G_rc]: the variance of one L-sample estimate"),
             ("variance_se", "float", "standard error of variance (fourth-moment method)"),
-            ("variance_ci_low", "float", "95% interval of variance (Hall's skewness-corrected): low"),
-            ("variance_ci_high", "float", "95% interval of variance: high"),
+            (
+                "variance_ci_low",
+                "float",
+                "95% interval of variance (Hall's skewness-corrected): low; with heavy_tail set, a one-sided "
+                "95% lower bound (ci_method truncated-lower-bound)",
+            ),
+            ("variance_ci_high", "float", "95% interval of variance: high (NaN with heavy_tail set: no upper limit)"),
             (
                 "variance_rel_halfwidth",
                 "float",
@@ -93,13 +98,38 @@ SCHEMA: list[Column] = [
             ),
             ("mse", "float", "mean_c mean_r (G_rc − e_c)²"),
             ("mse_se", "float", "standard error of mse"),
-            ("mse_ci_low", "float", "95% interval of mse: low"),
-            ("mse_ci_high", "float", "95% interval of mse: high"),
+            ("mse_ci_low", "float", "95% interval of mse: low (a one-sided lower bound with heavy_tail set)"),
+            ("mse_ci_high", "float", "95% interval of mse: high (NaN with heavy_tail set)"),
             ("snr", "float", "sqrt(mean_c m_c² / variance)"),
             ("samples_to_snr1", "float", "n_samples / snr²: the L at which the estimate's SNR reaches 1"),
             ("nan_fraction", "float", "fraction of non-finite estimate entries (their replicates are dropped)"),
             ("n_replicates_used", "float", "replicates used for the metrics"),
-            ("ci_method", "str", "interval method of variance/mse/bias"),
+            (
+                "ci_method",
+                "str",
+                "interval method of variance/mse/bias: hall-studentized | truncated-lower-bound (heavy tails: "
+                "variance and mse get the one-sided 95% lower bound mean(min(v_r, c)), c the (k+1)-th largest v_r)",
+            ),
+            (
+                "tail_index",
+                "float",
+                "Hill estimate of the tail index α of the estimates (moments of order < α are finite) from the "
+                "k = ⌈√R⌉ largest per-replicate squared deviations Σ_c (G_rc − m_c)²; inf: bounded or tied "
+                "extremes; NaN: R < 50",
+            ),
+            ("tail_index_ucb", "float", "95% upper confidence bound of tail_index (exact for a Pareto tail)"),
+            (
+                "heavy_tail",
+                "str",
+                "'' | fourth_moment (tail_index_ucb < 4: the fourth moment may be infinite) | variance "
+                "(tail_index_ucb < 2: the variance may be infinite; bias intervals NaN too)",
+            ),
+            (
+                "variance_ci_valid",
+                "bool",
+                "the variance interval is two-sided and its assumptions hold (no heavy tail flagged); False: "
+                "only a lower bound (heavy tails) or no interval (< 2 replicates)",
+            ),
         ],
     ),  # fmt: skip
     *_cols(
@@ -118,19 +148,22 @@ SCHEMA: list[Column] = [
             ("estimate_seconds", "float", "wall-clock time spent drawing the replicates"),
         ],
     ),  # fmt: skip
-    *_cols("workload", [
-        ("workload", "str", "model workload name (workload cells only; param is eta or encoder)"),
-        ("workload_config", "str", "the workload's configuration (JSON)"),
-        ("checkpoint", "int", "training step of the model state measured"),
-        ("per_example", "bool", "each example's gradient estimated with its own f_b (else the batch objective)"),
-        ("n_coords", "int", "coordinates of the parameter (η of the batch, or the encoder weights)"),
-        ("variance_total", "float", "total variance (trace) = variance × n_coords"),
-        ("variance_total_ci_low", "float", "95% interval of variance_total: low"),
-        ("variance_total_ci_high", "float", "95% interval of variance_total: high"),
-        ("truth_se_max", "float", "largest standard error of a reference truth (0 when exact)"),
-        ("bias_z_truth", "float", "max |bias| / sqrt(SE_estimate² + SE_truth²): bias against an uncertain truth"),
-        ("truth_too_imprecise", "bool", "the reference's median SE exceeds the estimate's: no bias verdict"),
-    ]),  # fmt: skip
+    *_cols(
+        "workload",
+        [
+            ("workload", "str", "model workload name (workload cells only; param is eta or encoder)"),
+            ("workload_config", "str", "the workload's configuration (JSON)"),
+            ("checkpoint", "int", "training step of the model state measured"),
+            ("per_example", "bool", "each example's gradient estimated with its own f_b (else the batch objective)"),
+            ("n_coords", "int", "coordinates of the parameter (η of the batch, or the encoder weights)"),
+            ("variance_total", "float", "total variance (trace) = variance × n_coords"),
+            ("variance_total_ci_low", "float", "95% interval of variance_total: low"),
+            ("variance_total_ci_high", "float", "95% interval of variance_total: high"),
+            ("truth_se_max", "float", "largest standard error of a reference truth (0 when exact)"),
+            ("bias_z_truth", "float", "max |bias| / sqrt(SE_estimate² + SE_truth²): bias against an uncertain truth"),
+            ("truth_too_imprecise", "bool", "the reference's median SE exceeds the estimate's: no bias verdict"),
+        ],
+    ),  # fmt: skip
     *_cols(
         "timing",
         [
@@ -243,7 +276,6 @@ def cell_rows(
         "n_chunks": int(info.get("n_chunks", 0)),
         "chunk_replicates": int(info.get("chunk_replicates", 0)),
         "estimate_seconds": info.get("estimate_seconds", math.nan),
-        "ci_method": info.get("ci_method", "hall-studentized"),
         "threads": int(threads),
     }
     rows = []
