@@ -192,7 +192,8 @@ def truncated_lower_bound(x: np.ndarray, threshold: np.ndarray, z: float = Z_ONE
 
 def _apply_tails(out: dict[str, np.ndarray], v: np.ndarray, u: np.ndarray, R: int, C: int) -> dict[str, np.ndarray]:
     """Add the tail columns to ``out``; where the tail is heavy, replace the variance and MSE intervals by
-    truncated lower bounds (upper limit NaN) and, where the variance may be infinite, drop the bias interval."""
+    truncated lower bounds (upper limit NaN).  Bias intervals are kept: they need a finite variance only, and
+    the "variance" flag is often raised by finite-variance tails that are heavy before their asymptote."""
     d = tail_diagnostics(v)
     out["tail_index"], out["tail_index_ucb"], out["heavy"] = d["tail_index"], d["tail_index_ucb"], d["heavy"]
     heavy = d["heavy"] > 0
@@ -204,8 +205,6 @@ def _apply_tails(out: dict[str, np.ndarray], v: np.ndarray, u: np.ndarray, R: in
         out[f"{name}_ci_low"] = np.where(heavy, truncated_lower_bound(x, thr) * s, out[f"{name}_ci_low"])
         out[f"{name}_ci_high"] = np.where(heavy, nan, out[f"{name}_ci_high"])
     out["variance_rel_halfwidth"] = np.where(heavy, nan, out["variance_rel_halfwidth"])
-    for k in ("bias_ci_low", "bias_ci_high"):  # the mean's interval needs a finite variance
-        out[k] = np.where(d["heavy"] == 2, nan, out[k])
     return out
 
 

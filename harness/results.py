@@ -122,7 +122,7 @@ SCHEMA: list[Column] = [
                 "heavy_tail",
                 "str",
                 "'' | fourth_moment (tail_index_ucb < 4: the fourth moment may be infinite) | variance "
-                "(tail_index_ucb < 2: the variance may be infinite; bias intervals NaN too)",
+                "(tail_index_ucb < 2: the variance may be infinite; bias intervals and the bias test assume it is not)",
             ),
             (
                 "variance_ci_valid",

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-TAIL_LEVEL = 0.95  # confidence of the tail index's upper bound
+TAIL_LEVEL = 0.99  # confidence of the tail index's upper bound (0.95 flagged exponential tails at R < 1000)
 TAIL_MIN_R = 50  # fewer replicates: the tail is not assessed (tail_index NaN, heavy 0)
 HEAVY_CODES = ("", "fourth_moment", "variance")  # heavy_tail values of codes 0, 1, 2
 
