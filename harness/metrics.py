@@ -70,6 +70,7 @@ METRIC_KEYS = (
     "snr",
     "tail_index",
     "tail_index_ucb",
+    "tail_index_moment",
 )
 
 
@@ -195,7 +196,7 @@ def _apply_tails(out: dict[str, np.ndarray], v: np.ndarray, u: np.ndarray, R: in
     truncated lower bounds (upper limit NaN).  Bias intervals are kept: they need a finite variance only, and
     the "variance" flag is often raised by finite-variance tails that are heavy before their asymptote."""
     d = tail_diagnostics(v)
-    out["tail_index"], out["tail_index_ucb"], out["heavy"] = d["tail_index"], d["tail_index_ucb"], d["heavy"]
+    out.update({k: d[k] for k in ("tail_index", "tail_index_ucb", "tail_index_moment", "heavy")})
     heavy = d["heavy"] > 0
     if not heavy.any():
         return out
@@ -259,7 +260,7 @@ def _summary_one(g: np.ndarray, e: float, z: float, rel_eps: float) -> dict[str,
     dev += w  # u_r - mean(u) = w + 2 d dev
     mom["mse"] = (m2 + d * d, ein("r,r->", dev, dev) / R, ein("r,r,r->", dev, dev, dev) / R)
     out = _assemble(acc, mom, R, 1, z)
-    out.update(tail_index=tails["tail_index"], tail_index_ucb=tails["tail_index_ucb"], heavy=tails["heavy"])
+    out.update({k: tails[k] for k in ("tail_index", "tail_index_ucb", "tail_index_moment", "heavy")})
     return out
 
 

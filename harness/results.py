@@ -117,12 +117,18 @@ SCHEMA: list[Column] = [
                 "k = ⌈√R⌉ largest per-replicate squared deviations Σ_c (G_rc − m_c)²; inf: bounded or tied "
                 "extremes; NaN: R < 50",
             ),
-            ("tail_index_ucb", "float", "95% upper confidence bound of tail_index (exact for a Pareto tail)"),
+            ("tail_index_ucb", "float", "99% upper confidence bound of tail_index (exact for a Pareto tail)"),
+            (
+                "tail_index_moment",
+                "float",
+                "tail index from the Dekkers-Einmahl-de Haan moment estimator on the same order statistics "
+                "(inf for exponential-type tails, which Hill reads as α ≈ log(R/k))",
+            ),
             (
                 "heavy_tail",
                 "str",
-                "'' | fourth_moment (tail_index_ucb < 4: the fourth moment may be infinite) | variance "
-                "(tail_index_ucb < 2: the variance may be infinite; bias intervals and the bias test assume it is not)",
+                "'' | fourth_moment (tail_index_ucb and tail_index_moment < 4: the fourth moment may be infinite) | variance "
+                "(both < 2: the variance may be infinite; bias intervals and the bias test assume it is not)",
             ),
             (
                 "variance_ci_valid",
