@@ -26,11 +26,10 @@ coordinates; the box of coordinate intervals then bounds the RMS bias.  Coverage
 tests/test_coverage.py; see docs/notes/measurement.md for simulated coverage of the alternatives.
 
 Heavy tails.  The interval above needs Var[v_r] < ∞, i.e. a finite fourth moment of the estimates.  Every
-summary therefore carries a tail diagnostic (:func:`tail_diagnostics`): a Hill estimate, from the k = ⌈√R⌉
-largest v_r, of the tail index α of the estimates (P(|G - m| > x) ~ x^-α; moments of order < α are finite;
-α = 2 × the tail index of v_r), with an exact 95% upper confidence bound.  When that bound is below 4
-(``heavy_tail`` = "fourth_moment") or 2 ("variance"), the fourth-moment interval is not reported: variance
-and MSE get the one-sided 95% lower bound of the mean of min(v_r, c), c the (k+1)-th largest v_r (a mean of
+summary carries a tail diagnostic (harness.tails.tail_diagnostics: Hill and moment estimates of the tail index
+α of the estimates from the ⌈√R⌉ largest v_r, with Hill's 99% upper bound).  Where both put α below 4
+(``heavy_tail`` = "fourth_moment"; below 2: "variance") the fourth-moment interval is not reported: variance and
+MSE get the one-sided 95% lower bound of the mean of min(v_r, c), c the (k+1)-th largest v_r (a mean of
 bounded values, below the variance whatever the tail; upper limit NaN; ``ci_method`` "truncated-lower-bound"),
 and ``variance_ci_valid`` is False.  Calibration and coverage: docs/notes/measurement.md ("Heavy tails").
 
