@@ -25,6 +25,14 @@ bias interval applies the same correction to each coordinate's mean with a Bonfe
 coordinates; the box of coordinate intervals then bounds the RMS bias.  Coverage is tested in
 tests/test_coverage.py; see docs/notes/measurement.md for simulated coverage of the alternatives.
 
+Heavy tails.  The interval above needs Var[v_r] < ∞, i.e. a finite fourth moment of the estimates.  Every
+summary carries a tail diagnostic (harness.tails.tail_diagnostics: Hill and moment estimates of the tail index
+α of the estimates from the ⌈√R⌉ largest v_r, with Hill's 99% upper bound).  Where both put α below 4
+(``heavy_tail`` = "fourth_moment"; below 2: "variance") the fourth-moment interval is not reported: variance and
+MSE get the one-sided 95% lower bound of the mean of min(v_r, c), c the (k+1)-th largest v_r (a mean of
+bounded values, below the variance whatever the tail; upper limit NaN; ``ci_method`` "truncated-lower-bound"),
+and ``variance_ci_valid`` is False.  Calibration and coverage: docs/notes/measurement.md ("Heavy tails").
+
 Every function is vectorized over leading "replicate set" axes, so the coverage test evaluates thousands
 of independent sets in one call with exactly the code that measures a cell.
 """
@@ -37,8 +45,12 @@ from typing import Any
 
 import numpy as np
 
+from harness.tails import HEAVY_CODES, tail_diagnostics, tail_k, top_k
+
 Z95 = 1.959963984540054
 CI_METHOD = "hall-studentized"
+CI_METHOD_HEAVY = "truncated-lower-bound"  # heavy tails: a one-sided 95% lower bound of variance and MSE
+Z_ONE_SIDED = 1.6448536269514722  # one-sided 95%
 METRIC_KEYS = (
     "grad_mean",
     "bias",
@@ -55,6 +67,9 @@ METRIC_KEYS = (
     "mse_ci_low",
     "mse_ci_high",
     "snr",
+    "tail_index",
+    "tail_index_ucb",
+    "tail_index_moment",
 )
 
 
@@ -165,6 +180,34 @@ def _assemble(acc: dict[str, np.ndarray], mom: dict[str, tuple], R: int, C: int,
     return out
 
 
+# -- heavy tails: tail index of the estimates, flags, and intervals that do not assume a fourth moment ---------
+def truncated_lower_bound(x: np.ndarray, threshold: np.ndarray, z: float = Z_ONE_SIDED) -> np.ndarray:
+    """One-sided lower confidence bound (95% at the default z) of E[x] for x [..., R] >= 0 from the bounded
+    values min(x_r, threshold): E[min(x, c)] <= E[x] whatever the tail, and a mean of bounded values has a
+    valid (Hall-corrected) interval."""
+    t = np.minimum(x, np.asarray(threshold, dtype=np.float64)[..., None])
+    mean, _, m2, m3 = _moments(t, -1)
+    return np.maximum(_hall(mean, m2, m3, x.shape[-1], z)[1], 0.0)
+
+
+def _apply_tails(out: dict[str, np.ndarray], v: np.ndarray, u: np.ndarray, R: int, C: int) -> dict[str, np.ndarray]:
+    """Add the tail columns to ``out``; where the tail is heavy, replace the variance and MSE intervals by
+    truncated lower bounds (upper limit NaN).  Bias intervals are kept: they need a finite variance only, and
+    the "variance" flag is often raised by finite-variance tails that are heavy before their asymptote."""
+    d = tail_diagnostics(v)
+    out.update({k: d[k] for k in ("tail_index", "tail_index_ucb", "tail_index_moment", "heavy")})
+    heavy = d["heavy"] > 0
+    if not heavy.any():
+        return out
+    nan = np.full(heavy.shape, np.nan)
+    for name, x, thr, s in (("variance", v, d["threshold"], R / ((R - 1) * C)),
+                            ("mse", u, top_k(u, tail_k(R))[1], 1 / C)):  # fmt: skip
+        out[f"{name}_ci_low"] = np.where(heavy, truncated_lower_bound(x, thr) * s, out[f"{name}_ci_low"])
+        out[f"{name}_ci_high"] = np.where(heavy, nan, out[f"{name}_ci_high"])
+    out["variance_rel_halfwidth"] = np.where(heavy, nan, out["variance_rel_halfwidth"])
+    return out
+
+
 def batch_summary(
     G: np.ndarray, exact: np.ndarray, z: float = Z95, rel_eps: float = 2.2e-16, block_elems: int = 1 << 22
 ) -> dict[str, np.ndarray]:
@@ -189,7 +232,7 @@ def batch_summary(
     for name, x, s in (("variance", acc["v"], R / ((R - 1) * C)), ("mse", acc["u"], 1 / C)):
         mean, _, m2, m3 = _moments(x, -1)
         mom[name] = (mean * s, m2 * s**2, m3 * s**3)
-    return _assemble(acc, mom, R, C, z)
+    return _apply_tails(_assemble(acc, mom, R, C, z), acc["v"], acc["u"], R, C)
 
 
 def _summary_one(g: np.ndarray, e: float, z: float, rel_eps: float) -> dict[str, np.ndarray]:
@@ -204,6 +247,9 @@ def _summary_one(g: np.ndarray, e: float, z: float, rel_eps: float) -> dict[str,
     m2 = ein("r,r->", dev, dev) / R
     w = dev * dev
     m3 = ein("r,r->", w, dev) / R
+    tails = tail_diagnostics(w)
+    if tails["heavy"] > 0:  # rare: the truncated bounds need v_r and u_r, which the in-place algebra below loses
+        return batch_summary(g[:, None], np.array([e]), z, rel_eps)
     acc = _bias_parts(np.atleast_1d(m), np.atleast_1d(m2), np.atleast_1d(m3), np.atleast_1d(e), R, z, rel_eps)
     w -= m2  # w = dev² - mean(dev²)
     s = R / (R - 1)
@@ -212,7 +258,9 @@ def _summary_one(g: np.ndarray, e: float, z: float, rel_eps: float) -> dict[str,
     dev *= 2 * d
     dev += w  # u_r - mean(u) = w + 2 d dev
     mom["mse"] = (m2 + d * d, ein("r,r->", dev, dev) / R, ein("r,r,r->", dev, dev, dev) / R)
-    return _assemble(acc, mom, R, 1, z)
+    out = _assemble(acc, mom, R, 1, z)
+    out.update({k: tails[k] for k in ("tail_index", "tail_index_ucb", "tail_index_moment", "heavy")})
+    return out
 
 
 def summarize(G: np.ndarray, exact: np.ndarray, z: float = Z95, rel_eps: float = 2.2e-16) -> dict[str, float]:
@@ -220,7 +268,10 @@ def summarize(G: np.ndarray, exact: np.ndarray, z: float = Z95, rel_eps: float =
 
     Replicates with any non-finite coordinate are dropped (counted in ``nan_fraction``).  ``rel_eps``
     (the measurement dtype's machine epsilon) floors the standard error used by ``bias_z`` at rounding
-    level, so an exact estimator (zero variance) is not flagged for 1e-19 differences.
+    level, so an exact estimator (zero variance) is not flagged for 1e-19 differences.  Besides the floats
+    of :data:`METRIC_KEYS`: ``heavy_tail`` ("" | "fourth_moment" | "variance"), ``variance_ci_valid`` (a
+    finite two-sided variance interval that does not rest on a fourth moment flagged as possibly infinite)
+    and ``ci_method`` (:data:`CI_METHOD`, or :data:`CI_METHOD_HEAVY` for heavy-tailed estimates).
     """
     R0 = G.shape[0]
     G = np.asarray(G, dtype=np.float64).reshape(R0, -1)
@@ -236,15 +287,21 @@ def summarize(G: np.ndarray, exact: np.ndarray, z: float = Z95, rel_eps: float =
     if finite is not None:
         G = G[finite]
     if G.shape[0] < 2:
-        return {**out, **dict.fromkeys(METRIC_KEYS, math.nan)}
+        return {**out, **dict.fromkeys(METRIC_KEYS, math.nan), "heavy_tail": "", "variance_ci_valid": False,
+                "ci_method": CI_METHOD}  # fmt: skip
     res = _summary_one(G[:, 0], float(e[0]), z, rel_eps) if G.shape[1] == 1 else batch_summary(G, e, z, rel_eps)
     out.update({k: float(res[k]) for k in METRIC_KEYS})
+    heavy = int(res["heavy"])
+    out["heavy_tail"] = HEAVY_CODES[heavy]
+    out["variance_ci_valid"] = bool(heavy == 0 and math.isfinite(out["variance_rel_halfwidth"]))
+    out["ci_method"] = CI_METHOD_HEAVY if heavy else CI_METHOD
     return out
 
 
 def worst_rel_halfwidth(G: dict[str, np.ndarray], exact: dict[str, np.ndarray] | None = None) -> float:
     """Largest relative 95% CI half-width of the variance over a cell's parameters — the precision loop's
-    stopping statistic and ``precision_achieved``; NaN if a parameter has < 2 finite replicates.
+    stopping statistic and ``precision_achieved``; NaN if a parameter has < 2 finite replicates or heavy
+    tails (:func:`tail_diagnostics`: no valid two-sided interval, so more replicates cannot reach a target).
 
     Same interval as :func:`batch_summary`, computing only the variance part (``exact`` is not needed).
     """
@@ -263,6 +320,8 @@ def worst_rel_halfwidth(G: dict[str, np.ndarray], exact: dict[str, np.ndarray] |
             ax = 1 if x is not blk else 0
             dev = x - x.mean(ax, keepdims=True)
             v += (dev * dev).sum(1 - ax)
+        if tail_diagnostics(v)["heavy"] > 0:
+            return math.nan
         mean, _, lo, hi = mean_interval(v * (R / ((R - 1) * C)))
         var = float(mean)
         if var > 0:

@@ -84,8 +84,13 @@ SCHEMA: list[Column] = [
             ("bias_p", "float", "p-value of the bias test, Bonferroni over the parameter's coordinates"),
             ("variance", "float", "mean_c Var_r[G_rc]: the variance of one L-sample estimate"),
             ("variance_se", "float", "standard error of variance (fourth-moment method)"),
-            ("variance_ci_low", "float", "95% interval of variance (Hall's skewness-corrected): low"),
-            ("variance_ci_high", "float", "95% interval of variance: high"),
+            (
+                "variance_ci_low",
+                "float",
+                "95% interval of variance (Hall's skewness-corrected): low; with heavy_tail set, a one-sided "
+                "95% lower bound (ci_method truncated-lower-bound)",
+            ),
+            ("variance_ci_high", "float", "95% interval of variance: high (NaN with heavy_tail set: no upper limit)"),
             (
                 "variance_rel_halfwidth",
                 "float",
@@ -93,13 +98,44 @@ SCHEMA: list[Column] = [
             ),
             ("mse", "float", "mean_c mean_r (G_rc − e_c)²"),
             ("mse_se", "float", "standard error of mse"),
-            ("mse_ci_low", "float", "95% interval of mse: low"),
-            ("mse_ci_high", "float", "95% interval of mse: high"),
+            ("mse_ci_low", "float", "95% interval of mse: low (a one-sided lower bound with heavy_tail set)"),
+            ("mse_ci_high", "float", "95% interval of mse: high (NaN with heavy_tail set)"),
             ("snr", "float", "sqrt(mean_c m_c² / variance)"),
             ("samples_to_snr1", "float", "n_samples / snr²: the L at which the estimate's SNR reaches 1"),
             ("nan_fraction", "float", "fraction of non-finite estimate entries (their replicates are dropped)"),
             ("n_replicates_used", "float", "replicates used for the metrics"),
-            ("ci_method", "str", "interval method of variance/mse/bias"),
+            (
+                "ci_method",
+                "str",
+                "interval method of variance/mse/bias: hall-studentized | truncated-lower-bound (heavy tails: "
+                "variance and mse get the one-sided 95% lower bound mean(min(v_r, c)), c the (k+1)-th largest v_r)",
+            ),
+            (
+                "tail_index",
+                "float",
+                "Hill estimate of the tail index α of the estimates (moments of order < α are finite) from the "
+                "k = ⌈√R⌉ largest per-replicate squared deviations Σ_c (G_rc − m_c)²; inf: bounded or tied "
+                "extremes; NaN: R < 50",
+            ),
+            ("tail_index_ucb", "float", "99% upper confidence bound of tail_index (exact for a Pareto tail)"),
+            (
+                "tail_index_moment",
+                "float",
+                "tail index from the Dekkers-Einmahl-de Haan moment estimator on the same order statistics "
+                "(inf for exponential-type tails, which Hill reads as α ≈ log(R/k))",
+            ),
+            (
+                "heavy_tail",
+                "str",
+                "'' | fourth_moment (tail_index_ucb and tail_index_moment < 4: the fourth moment may be infinite) | variance "
+                "(both < 2: the variance may be infinite; bias intervals and the bias test assume it is not)",
+            ),
+            (
+                "variance_ci_valid",
+                "bool",
+                "the variance interval is two-sided and its assumptions hold (no heavy tail flagged); False: "
+                "only a lower bound (heavy tails) or no interval (< 2 replicates)",
+            ),
         ],
     ),  # fmt: skip
     *_cols(
@@ -264,7 +300,6 @@ def cell_rows(
         "n_chunks": int(info.get("n_chunks", 0)),
         "chunk_replicates": int(info.get("chunk_replicates", 0)),
         "estimate_seconds": info.get("estimate_seconds", math.nan),
-        "ci_method": info.get("ci_method", "hall-studentized"),
         "threads": int(threads),
     }
     rows = []

@@ -40,7 +40,10 @@ def test_smoke_run_schema(smoke_run: Path) -> None:
     assert (df["n_replicates"] == 500).all()
     assert df["time_median_s"].gt(0).all()
     assert df["variance"].ge(0).all()
-    assert (df["variance_ci_low"] <= df["variance"]).all() and (df["variance"] <= df["variance_ci_high"]).all()
+    assert (df["variance_ci_low"] <= df["variance"]).all()
+    ok = df["variance_ci_valid"]  # heavy-tailed rows: a one-sided lower bound, upper limit NaN
+    assert (df.loc[ok, "variance"] <= df.loc[ok, "variance_ci_high"]).all()
+    assert df.loc[~ok, "variance_ci_high"].isna().all()
     # one row per cell x parameter
     assert not df.duplicated(["cell_key", "param"]).any()
 

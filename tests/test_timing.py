@@ -130,7 +130,9 @@ def test_large_cells_run_in_memory_bounded_chunks(dim: int, L: int) -> None:
     assert chunk_size(problem, L, R, "float64", budget) == 1
     tracemalloc.start()
     try:
-        G, info = estimate(MeasureRequest(get_estimator("pathwise", "numpy"), problem, L=L, R=R, seed=0, max_memory=budget))
+        G, info = estimate(
+            MeasureRequest(get_estimator("pathwise", "numpy"), problem, L=L, R=R, seed=0, max_memory=budget)
+        )
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -161,15 +163,17 @@ def test_chunks_follow_the_budget_through_run_cell() -> None:
 # -- precision loop ----------------------------------------------------------------------------------
 def test_precision_loop_reaches_the_target() -> None:
     seed = 21
-    req = MeasureRequest(get_estimator("score_function", "numpy"), NORMAL.build(), L=4, R=500, seed=seed, precision=0.1)
+    # pathwise: light tails (the score function's z⁴-type tails on this problem are often flagged heavy-tailed at
+    # R = 2000, and a flagged cell stops the loop with precision_achieved NaN, see docs/notes/measurement.md)
+    req = MeasureRequest(get_estimator("pathwise", "numpy"), NORMAL.build(), L=4, R=500, seed=seed, precision=0.05)
     G, info = estimate(req)
     n = G["loc"].shape[0]
-    assert n > 500 and info["precision_achieved"] <= 0.1 and not info["precision_capped"], f"seed={seed}"
+    assert n > 500 and info["precision_achieved"] <= 0.05 and not info["precision_capped"], f"seed={seed}"
     assert info["n_chunks"] >= 2
 
 
 def test_precision_loop_caps_are_flagged() -> None:
-    req = MeasureRequest(get_estimator("score_function", "numpy"), NORMAL.build(), L=4, R=200, seed=1, precision=0.001)
+    req = MeasureRequest(get_estimator("pathwise", "numpy"), NORMAL.build(), L=4, R=200, seed=1, precision=0.001)
     G, info = estimate(req.with_(max_replicates=1000))
     assert info["precision_capped"] and info["precision_cap_reason"] == "replicates"
     assert info["precision_achieved"] > 0.001 and 1000 <= G["loc"].shape[0] <= 1000 + 4 * 200 * 4

@@ -4,7 +4,8 @@
 (workload, configuration, checkpoint), the unbiased estimator with the lowest ``variance_total`` and the
 runner-up with their 95% CIs; ``clear`` says whether the intervals separate them; ``most_efficient`` is the
 unbiased one with the lowest variance × time per call.  The best biased estimator
-is listed with its ``bias_z_truth`` (bias over the combined estimate and truth standard errors).
+is listed with its ``bias_z_truth`` (bias over the combined estimate and truth standard errors).  Oracle
+baselines (column ``oracle``: they use the exact answer) are never named: they are reference lines only.
 """
 
 from __future__ import annotations
@@ -14,11 +15,28 @@ import sys
 from typing import Any
 
 
+def _is_oracle(df: Any) -> Any:
+    """The rows' ``oracle`` flags; runs made before the column existed ask the registry (unknown names: False)."""
+    if "oracle" in df.columns:
+        return df["oracle"].fillna(False).astype(bool)
+    from harness.registry import RegistryError, get_declaration
+
+    def flag(name: str) -> bool:
+        try:
+            return bool(get_declaration(name).oracle)
+        except (RegistryError, KeyError):
+            return False
+
+    return df["estimator"].map(flag).astype(bool)
+
+
 def which_estimator(df: Any, param: str = "encoder", backend: str | None = None) -> Any:
-    """One row per (workload, workload_config, checkpoint): best and runner-up unbiased, best biased."""
+    """One row per (workload, workload_config, checkpoint): best and runner-up unbiased, best biased (oracle
+    baselines excluded: never a recommendation)."""
     import pandas as pd
 
     d = df[(df["param"] == param) & df["workload"].notna()].copy()
+    d = d[~_is_oracle(d)]
     if "workload_config" not in d.columns:  # runs made before the column existed: the label without "@step"
         d["workload_config"] = d["problem"].str.replace(r"@\d+", "", regex=True)
     if backend:
