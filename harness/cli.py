@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-timing", action="store_true", help="skip per-call timing")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     r.add_argument("--dry-run", action="store_true", help="expand and print the cell count, run nothing")
+    r.add_argument("--workers", type=_pos_int, metavar="N",
+                   help="run cells on a local Dask cluster of N single-threaded worker processes")  # fmt: skip
+    r.add_argument("--scheduler", metavar="ADDRESS", help="run cells on an existing Dask cluster, e.g. tcp://host:8786")
+    r.add_argument("--cell-timeout", type=_pos_float, metavar="SECONDS",
+                   help="fail a cell that runs longer than this (needs --workers or --scheduler)")  # fmt: skip
 
     ls = sub.add_parser("list", help="estimators, distributions, objectives, backends, devices, failed plugins")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
@@ -129,12 +134,21 @@ def cmd_run(a: argparse.Namespace) -> int:
         timing=not a.no_timing,
         resume=a.resume,
         cli_args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
+        workers=a.workers,
+        scheduler=a.scheduler,
+        cell_timeout=a.cell_timeout,
     )
     exp = plan(req)
     print(exp.summary(), file=sys.stderr)
     if a.dry_run:
         return 0
-    run_dir = run_suite(req, exp=exp)
+    from harness.executors import ExecutorError
+
+    try:
+        run_dir = run_suite(req, exp=exp)
+    except ExecutorError as exc:  # the cluster went away mid-run: finished cells are saved
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     _, meta = load_run(run_dir)
     print(
         f"{meta['cells_done']} cells measured, {len(meta['skipped'])} skipped, {len(meta['failed'])} failed",

@@ -1,0 +1,318 @@
+"""Where cells (and other units) run: in this process, or as tasks on a Dask cluster; results return to the client.
+
+One small interface, :meth:`Executor.map_unordered`: apply a picklable module-level function to JSON-able items
+and yield a :class:`TaskResult` per item as each completes.  The client alone consumes the results (and writes the
+run directory); the executor never touches files.
+
+- :class:`InProcessExecutor` — the default: items run one after the other in this process.
+- :class:`DaskExecutor` — ``dask.distributed``: a ``LocalCluster`` of ``workers`` single-threaded worker processes,
+  or an existing scheduler at ``scheduler``.  Dask reschedules the tasks of a worker that dies; a task whose
+  workers die ``allowed_failures + 1`` times (segfault, OOM, kill -9) comes back as a failed result with the
+  reason.  With ``timeout`` the client watches each task from the moment a worker starts it (an event the task
+  logs) and, past the limit, cancels it and restarts that worker (through its nanny).  Items asking for a
+  resource no worker offers (``GPU``) come back failed with the command that starts such a worker.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+TOPIC = "stochgrad-task-start"
+TIMING_LOCK = "stochgrad-timing"
+
+
+class ExecutorError(RuntimeError):
+    """The executor cannot start or lost its cluster (bad address, unreachable scheduler, bad option)."""
+
+
+@dataclass
+class TaskResult:
+    """One item's outcome: ``value`` when ``error`` is empty, else why it failed (exception, killed workers, limit)."""
+
+    item: Any
+    value: Any = None
+    error: str = ""
+    kind: str = ""  # "" | "exception" | "killed" | "timeout" | "unavailable"
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+Resources = Callable[[Any], dict[str, float] | None]
+
+
+class Executor:
+    """Runs ``fn(item)`` for many items; ``slots`` is how many run at once (for the ETA)."""
+
+    slots: int = 1
+    enforces_timeout: bool = False
+
+    def map_unordered(
+        self,
+        fn: Callable[[Any], Any],
+        items: Iterable[Any],
+        *,
+        key: Callable[[Any], str] = str,
+        resources: Resources | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[TaskResult]:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """The cluster as recorded in meta.json: kind, workers, threads per worker, resources, hosts."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class InProcessExecutor(Executor):
+    """Items run one after the other in this process (``timeout`` cannot be enforced here and is ignored)."""
+
+    def map_unordered(self, fn, items, *, key=str, resources=None, timeout=None) -> Iterator[TaskResult]:  # noqa: ANN001
+        for item in items:
+            try:
+                yield TaskResult(item, fn(item))
+            except Exception as exc:  # a unit's own error; the run goes on
+                yield TaskResult(item, error=f"{type(exc).__name__}: {exc}", kind="exception")
+
+    def describe(self) -> dict[str, Any]:
+        import socket
+
+        from harness.timing import thread_settings
+
+        return {"kind": "in-process", "workers": 1, "threads_per_worker": {"main": thread_settings()["threads"]},
+                "resources": {}, "hosts": [socket.gethostname()], "pids": [os.getpid()]}  # fmt: skip
+
+
+# -- the worker side --------------------------------------------------------------------------------------
+_WORKER_READY: dict[str, Any] = {}
+
+
+def _worker_setup(exclusive_timing: bool) -> None:
+    """Once per worker process: pin threads to the worker's thread count; optionally serialize timing phases."""
+    if _WORKER_READY.get("done"):
+        return
+    from distributed import Lock, get_worker
+
+    from harness import runner
+    from harness.timing import pin_threads
+
+    pin_threads(get_worker().state.nthreads)
+    if exclusive_timing:
+        runner.set_timing_guard(lambda: Lock(TIMING_LOCK))
+    _WORKER_READY["done"] = True
+
+
+def _remote(fn: Callable[[Any], Any], item: Any, exclusive_timing: bool) -> Any:
+    """The task: announce the start (the client's time limit counts from here), then run ``fn(item)``."""
+    from distributed import get_worker
+
+    _worker_setup(exclusive_timing)
+    w = get_worker()
+    w.log_event(TOPIC, {"key": str(w.get_current_task()), "worker": w.address, "pid": os.getpid()})
+    return fn(item)
+
+
+# -- the client side --------------------------------------------------------------------------------------
+def worker_env(threads: int = 1) -> dict[str, str]:
+    """Environment of local worker processes: every thread pool at ``threads`` (XLA's too) before imports."""
+    from harness.timing import THREAD_ENV
+
+    env = {v: str(threads) for v in THREAD_ENV}
+    if threads == 1:
+        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    return env
+
+
+class DaskExecutor(Executor):
+    """Tasks on a Dask cluster: a new ``LocalCluster`` of ``workers`` processes, or the scheduler at ``scheduler``.
+
+    ``gpu_workers`` local workers (at most one by default) offer the resource ``GPU=1``; ``allowed_failures``
+    bounds the worker deaths a task may cause (local clusters only; an existing scheduler keeps its own
+    ``distributed.scheduler.allowed-failures``).  ``exclusive_timing`` holds the timing phases of cells under one
+    ``distributed.Lock`` (docs/notes/scale-out.md).  ``preload``: modules every local worker imports at start
+    (e.g. estimators registered outside the ``stochgrad.estimators`` entry points).
+    """
+
+    enforces_timeout = True
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        scheduler: str | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        allowed_failures: int = 2,
+        gpu_workers: int = 0,
+        exclusive_timing: bool = True,
+        preload: Iterable[str] = (),
+        dashboard: bool = False,
+    ) -> None:
+        if (workers is None) == (scheduler is None):
+            raise ExecutorError("give either workers (a local cluster) or scheduler (an existing one), not both")
+        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+            raise ExecutorError(f"workers: expected a positive integer, got {workers!r}")
+        import dask
+        from distributed import Client, LocalCluster
+
+        self.exclusive_timing, self.dashboard = exclusive_timing, dashboard
+        self.cluster = None
+        if scheduler is not None:
+            if "://" not in scheduler and ":" not in scheduler:
+                raise ExecutorError(f"scheduler {scheduler!r}: expected an address such as tcp://HOST:8786")
+            try:
+                with dask.config.set({"distributed.comm.timeouts.connect": f"{connect_timeout}s"}):
+                    self.client = Client(scheduler, timeout=connect_timeout, set_as_default=False)
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise ExecutorError(
+                    f"scheduler {scheduler}: cannot connect within {connect_timeout:g} s ({type(exc).__name__}: "
+                    f"{exc}); is `dask scheduler` running there?"
+                ) from None
+        else:
+            cfg = {"distributed.scheduler.allowed-failures": allowed_failures}
+            with dask.config.set(cfg):
+                opts = dict(threads_per_worker=1, processes=True, env=worker_env(1), preload=list(preload),
+                            dashboard_address=":0" if dashboard else None, silence_logs=40)  # fmt: skip
+                n_gpu = min(gpu_workers, workers)
+                self.cluster = LocalCluster(n_workers=workers - n_gpu, **opts)
+                if n_gpu:  # the last workers offer one GPU each (public scale-up with an amended spec)
+                    self.cluster.new_spec["options"]["resources"] = {"GPU": 1}
+                    self.cluster.scale(workers)
+                self.client = Client(self.cluster, set_as_default=False)
+                self.client.wait_for_workers(workers, timeout=120)
+        self._starts: dict[str, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+        self.client.subscribe_topic(TOPIC, self._on_start)
+
+    def _on_start(self, event: tuple[float, dict[str, Any]]) -> None:
+        _, msg = event
+        with self._lock:
+            self._starts[msg["key"]] = (time.monotonic(), msg["worker"])
+
+    @property
+    def slots(self) -> int:  # type: ignore[override]
+        return max(1, sum(w["nthreads"] for w in self.client.scheduler_info()["workers"].values()))
+
+    def _offered(self) -> dict[str, float]:
+        """The largest amount of each resource one worker offers."""
+        best: dict[str, float] = {}
+        for w in self.client.scheduler_info()["workers"].values():
+            for r, v in (w.get("resources") or {}).items():
+                best[r] = max(best.get(r, 0.0), v)
+        return best
+
+    def map_unordered(self, fn, items, *, key=str, resources=None, timeout=None) -> Iterator[TaskResult]:  # noqa: ANN001
+        from distributed import wait
+
+        token = uuid.uuid4().hex[:8]
+        offered = self._offered()
+        futures: dict[str, Any] = {}
+        by_key: dict[str, Any] = {}
+        for item in items:
+            res = (resources(item) if resources else None) or None
+            missing = [r for r, v in (res or {}).items() if offered.get(r, 0) < v]
+            if missing:
+                need = ",".join(f"{r}={res[r]:g}" for r in missing)
+                yield TaskResult(item, error=f"no worker offers {need}; start one with `dask worker SCHEDULER "
+                                 f"--resources {need}`", kind="unavailable")  # fmt: skip
+                continue
+            k = f"{key(item)}-{token}"
+            futures[k] = self.client.submit(_remote, fn, item, self.exclusive_timing, key=k, resources=res, pure=False)
+            by_key[k] = item
+        pending = set(futures.values())
+        try:
+            while pending:
+                try:
+                    with self.client.as_current():
+                        done, pending = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
+                except TimeoutError:
+                    done = set()
+                for f in done:
+                    yield self._result(f, by_key[f.key])
+                    f.release()
+                if timeout:
+                    for f in list(pending):
+                        late = self._late(f.key, timeout)
+                        if late:
+                            pending.discard(f)
+                            f.cancel()
+                            self.client.restart_workers([late], timeout=120, raise_for_error=False)
+                            yield TaskResult(by_key[f.key], error=f"time limit: still running after {timeout:g} s "
+                                             f"(cell_timeout); worker {late} restarted", kind="timeout")  # fmt: skip
+        finally:
+            if pending and self.client.status == "running":
+                self.client.cancel(list(pending))
+
+    def _late(self, key: str, timeout: float) -> str | None:
+        with self._lock:
+            start = self._starts.get(key)
+        return start[1] if start and time.monotonic() - start[0] > timeout else None
+
+    def _result(self, f: Any, item: Any) -> TaskResult:
+        from distributed import KilledWorker
+
+        if f.status == "finished":
+            return TaskResult(item, f.result())
+        if f.status == "error":
+            exc = f.exception()
+            if isinstance(exc, KilledWorker):
+                return TaskResult(item, error=f"its worker died {exc.allowed_failures + 1} times while running it "
+                                  "(killed, segfault or out of memory); gave up (distributed.scheduler.allowed-failures)",
+                                  kind="killed")  # fmt: skip
+            return TaskResult(item, error=f"{type(exc).__name__}: {exc}", kind="exception")
+        raise ExecutorError(f"lost the Dask scheduler (task {f.key} is {f.status}); finished cells are saved, "
+                            "continue with --resume")  # fmt: skip
+
+    def describe(self) -> dict[str, Any]:
+        info = self.client.scheduler_info()
+        ws = info["workers"].values()
+        import socket
+
+        names = self.client.run(socket.gethostname)  # host names as the workers see them
+        hosts = sorted(set(names.values()) | {w["host"] for w in ws})
+        return {
+            "kind": "dask-local" if self.cluster is not None else "dask",
+            "scheduler": info.get("address"),
+            "workers": len(info["workers"]),
+            "threads_per_worker": {w.get("name", a): w["nthreads"] for a, w in info["workers"].items()},
+            "resources": {
+                str(w.get("name", a)): w.get("resources", {}) for a, w in info["workers"].items() if w.get("resources")
+            },
+            "hosts": hosts,
+            "exclusive_timing": self.exclusive_timing,
+            "dashboard": self._dashboard(),
+        }
+
+    def _dashboard(self) -> str | None:
+        if self.cluster is not None and not self.dashboard:
+            return None
+        try:
+            return self.client.dashboard_link
+        except (KeyError, AttributeError):  # no dashboard (local clusters start without one unless asked)
+            return None
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def make_executor(workers: int | None = None, scheduler: str | None = None, **kw: Any) -> Executor:
+    """The executor for the run options: in-process when neither ``workers`` nor ``scheduler`` is given."""
+    if workers is None and scheduler is None:
+        return InProcessExecutor()
+    return DaskExecutor(workers, scheduler, **kw)
