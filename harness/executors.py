@@ -9,13 +9,14 @@ run directory); the executor never touches files.
   or an existing scheduler at ``scheduler``.  Dask reschedules the tasks of a worker that dies; a task whose
   workers die ``allowed_failures + 1`` times (segfault, OOM, kill -9) comes back as a failed result with the
   reason.  With ``timeout`` the client watches each task from the moment a worker starts it (an event the task
-  logs) and, past the limit, cancels it and restarts that worker (through its nanny).  Items asking for a
+  logs) and, past the limit, cancels it and kills that worker process (its nanny starts a fresh one).  Items asking for a
   resource no worker offers (``GPU``) come back failed with the command that starts such a worker.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 import uuid
@@ -127,6 +128,10 @@ def _remote(fn: Callable[[Any], Any], item: Any, exclusive_timing: bool) -> Any:
     return fn(item)
 
 
+async def _die() -> None:  # a coroutine: client.run(..., wait=False) runs it in the worker's event loop
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 # -- the client side --------------------------------------------------------------------------------------
 def worker_env(threads: int = 1) -> dict[str, str]:
     """Environment of local worker processes: every thread pool at ``threads`` (XLA's too) before imports."""
@@ -183,7 +188,9 @@ class DaskExecutor(Executor):
                     f"{exc}); is `dask scheduler` running there?"
                 ) from None
         else:
-            cfg = {"distributed.scheduler.allowed-failures": allowed_failures}
+            # one task at a time per single-threaded worker: a killed worker takes down only the cell it ran
+            cfg = {"distributed.scheduler.allowed-failures": allowed_failures,
+                   "distributed.scheduler.worker-saturation": 1.0}  # fmt: skip
             with dask.config.set(cfg):
                 opts = dict(threads_per_worker=1, processes=True, env=worker_env(1), preload=list(preload),
                             dashboard_address=":0" if dashboard else None, silence_logs=40)  # fmt: skip
@@ -250,7 +257,9 @@ class DaskExecutor(Executor):
                         if late:
                             pending.discard(f)
                             f.cancel()
-                            self.client.restart_workers([late], timeout=120, raise_for_error=False)
+                            # kill the stuck process from its event loop (the task's thread cannot be interrupted);
+                            # its nanny starts a fresh worker
+                            self.client.run(_die, workers=[late], wait=False)
                             yield TaskResult(by_key[f.key], error=f"time limit: still running after {timeout:g} s "
                                              f"(cell_timeout); worker {late} restarted", kind="timeout")  # fmt: skip
         finally:
