@@ -187,7 +187,7 @@ def unavailable_notes(cells: list[Cell]) -> list[str]:
 
 def executor_for(req: RunRequest, exp: Expansion) -> Executor:
     """The executor of a run: request options first, then the suite's ``workers`` / ``scheduler`` keys."""
-    from harness.executors import ExecutorError, make_executor
+    from harness.executors import ExecutorError, make_executor, registering_modules
 
     if req.workers is not None and req.scheduler is not None:
         raise RunError("--workers starts a local cluster and --scheduler connects to one: give only one")
@@ -200,7 +200,8 @@ def executor_for(req: RunRequest, exp: Expansion) -> Executor:
         workers, scheduler = exp.suite.get("workers"), exp.suite.get("scheduler")
     gpu = any(c.device != "cpu" for c in exp.cells)
     try:
-        return make_executor(workers, scheduler, gpu_workers=int(gpu))
+        kw = {"gpu_workers": int(gpu), "preload": registering_modules()} if scheduler is None else {}
+        return make_executor(workers, scheduler, **kw)
     except ExecutorError as exc:
         raise RunError(f"--scheduler/--workers: {exc}") from None
 

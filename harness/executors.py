@@ -320,6 +320,25 @@ class DaskExecutor(Executor):
             self.cluster.close()
 
 
+def registering_modules() -> list[str]:
+    """Importable modules (besides the built-in ``estimators`` package) that registered estimators in this process:
+    local workers preload them, so an estimator registered by an imported module runs on workers too."""
+    import importlib.util
+
+    from harness import registry
+
+    out = []
+    for mod in sorted({e.source for e in registry.declarations()}):
+        if mod == "__main__" or mod.startswith(f"{registry.BUILTIN_PACKAGE}."):
+            continue
+        try:
+            if importlib.util.find_spec(mod) is not None:
+                out.append(mod)
+        except (ImportError, ValueError):
+            pass
+    return out
+
+
 def make_executor(workers: int | None = None, scheduler: str | None = None, **kw: Any) -> Executor:
     """The executor for the run options: in-process when neither ``workers`` nor ``scheduler`` is given."""
     if workers is None and scheduler is None:
