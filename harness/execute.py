@@ -54,6 +54,16 @@ class CostModel:
         return None
 
 
+def interleave(cells: list[Cell]) -> list[Cell]:
+    """Cells round-robin over (backend, estimator) groups, each group in suite order: the cost model sees every
+    group early (a good ETA from the first cells) and costly groups spread over the run (and the workers)."""
+    groups: dict[tuple[str, str], list[Cell]] = {}
+    for c in cells:
+        groups.setdefault((c.backend, c.estimator), []).append(c)
+    queues = list(groups.values())
+    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
+
+
 class Progress:
     """cells done/total with ETA on stderr; a carriage-return bar on a TTY, periodic lines otherwise.
 
@@ -284,7 +294,7 @@ def execute(
     meta.setdefault("cluster_history", []).append(meta["cluster"])
     store.write_meta(meta)
     done = store.finished()
-    todo = [c for c in expansion.cells if c.key() not in done]
+    todo = interleave([c for c in expansion.cells if c.key() not in done])
     if resume:
         stream.write(f"resuming {run_dir}: {len(done)} cells done, {len(todo)} to go\n")
     progress = Progress(todo, stream, executor.slots)

@@ -210,3 +210,34 @@ def test_client_killed_mid_run_then_resumed_serially(tmp_path: Path, faults: Pat
     data = json.loads(suite.read_text())
     meta = run_dict(data, tmp_path / "run", InProcessExecutor(), resume=True)
     assert meta["status"] == "complete" and meta["cells_done"] == 6
+
+
+def test_interleave_and_cost_model_eta() -> None:
+    """Round-robin over (backend, estimator) keeps every cell once and each group's order; the ETA is the
+    remaining cells' expected cost (group median, else coarser groups) divided by the slots."""
+    import io
+
+    from harness.execute import CostModel, Progress, interleave
+    from harness.results import CellOutcome
+
+    cells = expand(str(SMOKE)).cells
+    mixed = interleave(cells)
+    assert sorted(c.key() for c in mixed) == sorted(c.key() for c in cells)
+    for g in {(c.backend, c.estimator) for c in cells}:
+        assert [c for c in mixed if (c.backend, c.estimator) == g] == [
+            c for c in cells if (c.backend, c.estimator) == g
+        ]
+    assert len({(c.backend, c.estimator) for c in mixed[:6]}) == 6  # the first cells cover six groups
+    model = CostModel()
+    numpy_cell = next(c for c in cells if c.backend == "numpy" and c.estimator == "pathwise")
+    jax_cell = next(c for c in cells if c.backend == "jax" and c.estimator == "score_function")
+    model.observe(numpy_cell, 1.0)
+    model.observe(numpy_cell, 3.0)
+    assert model.expected(numpy_cell) == 2.0 and model.expected(jax_cell) == 2.0  # unseen group: overall median
+    model.observe(jax_cell, 10.0)
+    assert model.expected(jax_cell) == 10.0
+    rest = [c for c in cells if c.key() not in (numpy_cell.key(), jax_cell.key())]
+    for slots in (1, 2):
+        p = Progress([numpy_cell, *rest], io.StringIO(), slots=slots)
+        p.update(CellOutcome(numpy_cell, "ok", seconds=4.0))
+        assert p.eta() == 4.0 * len(rest) / slots

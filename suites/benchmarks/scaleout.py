@@ -3,6 +3,7 @@
     python suites/benchmarks/scaleout.py timing-bias            # per-call times: 1 worker vs 2 (lock off / on)
     python suites/benchmarks/scaleout.py wallclock SUITE [--stride K]   # in-process vs --workers 2
     python suites/benchmarks/scaleout.py eta RUN_DIR...          # ETA at 10% of the cells vs the real remainder
+    python suites/benchmarks/scaleout.py eta-replay RUN_DIR SUITE [--stride K]  # replayed from a serial run
 
 ``--stride K`` keeps every K-th cell of the suite in suite order (a representative sub-suite of a long suite).
 """
@@ -44,29 +45,40 @@ def run_with(executor: Executor, suite: object, out: Path, stride: int = 1) -> t
     return pd.read_parquet(out / "results.parquet"), time.perf_counter() - t0
 
 
-def timing_bias(tmp: Path) -> None:
-    times = {}
-    for name, make in (
-        ("1 worker", lambda: DaskExecutor(workers=1, exclusive_timing=False)),
-        ("2 workers, no lock", lambda: DaskExecutor(workers=2, exclusive_timing=False)),
-        ("2 workers, timing lock", lambda: DaskExecutor(workers=2, exclusive_timing=True)),
-    ):
-        with make() as ex:
-            df, wall = run_with(ex, BIAS_SUITE, tmp / name.replace(" ", "_").replace(",", ""))
-        times[name] = df.drop_duplicates("cell_key").set_index("cell_key")["time_median_s"]
-        print(f"{name}: {len(df.cell_key.unique())} cells in {wall:.1f} s", flush=True)
-    base = times["1 worker"]
-    for name in list(times)[1:]:
-        r = (times[name] / base).dropna()
-        q1, med, q3 = np.percentile(r, [25, 50, 75])
-        print(f"{name} / 1 worker: median ratio {med:.3f} (IQR {q1:.3f}-{q3:.3f}, min {r.min():.3f}, "
-              f"max {r.max():.3f}, {len(r)} cells)")  # fmt: skip
+def _ratio_line(name: str, r: pd.Series) -> str:
+    r = r.dropna()
+    q1, med, q3 = np.percentile(r, [25, 50, 75])
+    return (
+        f"{name}: median ratio {med:.3f} (IQR {q1:.3f}-{q3:.3f}, min {r.min():.3f}, max {r.max():.3f}, {len(r)} cells)"
+    )
 
 
-def wallclock(suite: Path, stride: int, tmp: Path) -> None:
+def timing_bias(tmp: Path, reps: int = 2) -> None:
+    """The same cells timed with 1 worker and with 2 (timing lock off / on), configurations interleaved ``reps``
+    times; per cell the median over repetitions; the 1-worker repetitions against each other give the noise floor."""
+    configs = {
+        "1 worker": lambda: DaskExecutor(workers=1, exclusive_timing=False),
+        "2 workers, no lock": lambda: DaskExecutor(workers=2, exclusive_timing=False),
+        "2 workers, timing lock": lambda: DaskExecutor(workers=2, exclusive_timing=True),
+    }
+    times: dict[str, list[pd.Series]] = {name: [] for name in configs}
+    for rep in range(reps):
+        for name, make in configs.items():
+            with make() as ex:
+                df, wall = run_with(ex, BIAS_SUITE, tmp / f"{rep}-{name.replace(' ', '_').replace(',', '')}")
+            times[name].append(df.drop_duplicates("cell_key").set_index("cell_key")["time_median_s"])
+            print(f"rep {rep} {name}: {df.cell_key.nunique()} cells in {wall:.1f} s", flush=True)
+    med = {name: pd.concat(ts, axis=1).median(axis=1) for name, ts in times.items()}
+    if reps > 1:
+        print(_ratio_line("noise floor: 1 worker rep 2 / rep 1", times["1 worker"][1] / times["1 worker"][0]))
+    for name in list(configs)[1:]:
+        print(_ratio_line(f"{name} / 1 worker", med[name] / med["1 worker"]))
+
+
+def wallclock(suite: Path, stride: int, tmp: Path, keep: Path | None) -> None:
     for name, make in (("in-process", InProcessExecutor), ("--workers 2", lambda: DaskExecutor(workers=2))):
         t0 = time.perf_counter()
-        out = tmp / name.replace(" ", "").replace("-", "")
+        out = (keep or tmp) / name.replace(" ", "").replace("-", "")
         with make() as ex:
             df, run_s = run_with(ex, suite, out, stride)
         total = time.perf_counter() - t0
@@ -88,6 +100,27 @@ def eta(run_dirs: list[Path]) -> None:
               f"(error {(c['eta_model_s'] or float('nan')) / real - 1:+.0%})")  # fmt: skip
 
 
+def eta_replay(run_dir: Path, suite: Path, stride: int, at: float = 0.1) -> None:
+    """Replay a serial run's per-cell seconds: the ETA at ``at`` of the cells against the real remainder, for the
+    suite order and the interleaved order, with the equal-cost ETA and the cost model."""
+    from harness.execute import CostModel, interleave
+    from harness.store import RunStore
+
+    secs = {k: r["seconds"] for k, r in RunStore(run_dir).finished().items() if r["status"] == "ok"}
+    cells = [c for c in expand(str(suite)).cells[::stride] if c.key() in secs]
+    for order_name, order in (("suite order", cells), ("interleaved", interleave(cells))):
+        k = max(1, int(np.ceil(at * len(order))))
+        done, rest = order[:k], order[k:]
+        elapsed, real = sum(secs[c.key()] for c in done), sum(secs[c.key()] for c in rest)
+        model = CostModel()
+        for c in done:
+            model.observe(c, secs[c.key()])
+        predicted = sum(model.expected(c) for c in rest)  # type: ignore[misc]
+        equal = elapsed / k * len(rest)
+        print(f"{order_name}: at {k}/{len(order)} cells: real remaining {real:.1f} s; equal-cost ETA {equal:.1f} s "
+              f"({equal / real - 1:+.0%}); cost-model ETA {predicted:.1f} s ({predicted / real - 1:+.0%})")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -95,16 +128,23 @@ def main() -> None:
     w = sub.add_parser("wallclock")
     w.add_argument("suite", type=Path)
     w.add_argument("--stride", type=int, default=1)
+    w.add_argument("--keep", type=Path, help="write the run directories here (kept)")
     e = sub.add_parser("eta")
     e.add_argument("runs", nargs="+", type=Path)
+    rp = sub.add_parser("eta-replay")
+    rp.add_argument("run", type=Path)
+    rp.add_argument("suite", type=Path)
+    rp.add_argument("--stride", type=int, default=1)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if a.cmd == "timing-bias":
             timing_bias(Path(tmp))
         elif a.cmd == "wallclock":
-            wallclock(a.suite, a.stride, Path(tmp))
-        else:
+            wallclock(a.suite, a.stride, Path(tmp), a.keep)
+        elif a.cmd == "eta":
             eta(a.runs)
+        else:
+            eta_replay(a.run, a.suite, a.stride)
 
 
 if __name__ == "__main__":
