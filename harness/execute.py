@@ -54,14 +54,18 @@ class CostModel:
         return None
 
 
-def interleave(cells: list[Cell]) -> list[Cell]:
-    """Cells round-robin over (backend, estimator) groups, each group in suite order: the cost model sees every
-    group early (a good ETA from the first cells) and costly groups spread over the run (and the workers)."""
-    groups: dict[tuple[str, str], list[Cell]] = {}
-    for c in cells:
-        groups.setdefault((c.backend, c.estimator), []).append(c)
-    queues = list(groups.values())
+def _round_robin(queues: list[list[Any]]) -> list[Any]:
     return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
+
+
+def interleave(cells: list[Cell]) -> list[Cell]:
+    """Cells round-robin over backends, and within a backend over estimators (each estimator's cells in suite
+    order): the cost model sees every backend and many estimators in the first cells (a JAX cell, which
+    compiles, costs ~40 NumPy cells), and costly groups spread over the run and the workers."""
+    by_backend: dict[str, dict[str, list[Cell]]] = {}
+    for c in cells:
+        by_backend.setdefault(c.backend, {}).setdefault(c.estimator, []).append(c)
+    return _round_robin([_round_robin(list(ests.values())) for ests in by_backend.values()])
 
 
 class Progress:
@@ -209,8 +213,10 @@ def executor_for(req: RunRequest, exp: Expansion) -> Executor:
     if workers is None and scheduler is None:
         workers, scheduler = exp.suite.get("workers"), exp.suite.get("scheduler")
     gpu = any(c.device != "cpu" for c in exp.cells)
+    kw: dict[str, Any] = {"exclusive_timing": bool(exp.suite.get("exclusive_timing", True))}
+    if scheduler is None:
+        kw.update(gpu_workers=int(gpu), preload=registering_modules())
     try:
-        kw = {"gpu_workers": int(gpu), "preload": registering_modules()} if scheduler is None else {}
         return make_executor(workers, scheduler, **kw)
     except ExecutorError as exc:
         raise RunError(f"--scheduler/--workers: {exc}") from None
@@ -219,7 +225,7 @@ def executor_for(req: RunRequest, exp: Expansion) -> Executor:
 def run_suite(req: RunRequest, stream: TextIO | None = None, exp: Expansion | None = None) -> Path:
     """Plan and execute a suite run (threads pinned first); returns the run directory."""
     stream = stream or sys.stderr
-    from harness.timing import pin_threads
+    from harness.timing import available_cpus, pin_threads
 
     pin_threads(req.threads)  # before any backend runs: XLA reads the affinity mask when it starts
     exp = exp or plan(req)
@@ -229,6 +235,10 @@ def run_suite(req: RunRequest, stream: TextIO | None = None, exp: Expansion | No
         stream.write(note + "\n")
     run_dir = Path(req.out) if req.out else new_run_dir(Path(req.results_dir), exp.suite["name"])
     timeout = req.cell_timeout if req.cell_timeout is not None else exp.suite.get("cell_timeout")
+    local = req.workers or (None if req.scheduler else exp.suite.get("workers"))
+    if local and local > available_cpus() and any(c.timing for c in exp.cells):
+        stream.write(f"note: {local} workers on {available_cpus()} CPUs: per-call times are inflated by time-sharing "
+                     "(docs/notes/scale-out.md); use at most one worker per CPU for timing\n")  # fmt: skip
     with executor_for(req, exp) as executor:
         return execute(exp, req.suite, run_dir, resume=req.resume, cli_args=req.cli_args, stream=stream,
                        executor=executor, cell_timeout=timeout)  # fmt: skip

@@ -104,28 +104,29 @@ _WORKER_READY: dict[str, Any] = {}
 
 
 def _worker_setup(exclusive_timing: bool) -> None:
-    """Once per worker process: pin threads to the worker's thread count; optionally serialize timing phases."""
-    if _WORKER_READY.get("done"):
-        return
+    """Pin threads to the worker's thread count (once per process); hold timing phases under the cluster-wide
+    lock or not, as this run asks (set for every task: several runs may share workers)."""
+    import contextlib
+
     from distributed import Lock, get_worker
 
     from harness import runner
     from harness.timing import pin_threads
 
-    pin_threads(get_worker().state.nthreads)
-    if exclusive_timing:
-        runner.set_timing_guard(lambda: Lock(TIMING_LOCK))
-    _WORKER_READY["done"] = True
+    if not _WORKER_READY.get("pinned"):
+        pin_threads(get_worker().state.nthreads)
+        _WORKER_READY["pinned"] = True
+    runner.set_timing_guard((lambda: Lock(TIMING_LOCK)) if exclusive_timing else contextlib.nullcontext)
 
 
-def _remote(fn: Callable[[Any], Any], item: Any, exclusive_timing: bool) -> Any:
-    """The task: announce the start (the client's time limit counts from here), then run ``fn(item)``."""
+def _remote(item: Any, *, run: Callable[[Any], Any], exclusive: bool) -> Any:
+    """The task: announce the start (the client's time limit counts from here), then ``run(item)``."""
     from distributed import get_worker
 
-    _worker_setup(exclusive_timing)
+    _worker_setup(exclusive)
     w = get_worker()
     w.log_event(TOPIC, {"key": str(w.get_current_task()), "worker": w.address, "pid": os.getpid()})
-    return fn(item)
+    return run(item)
 
 
 async def _die() -> None:  # a coroutine: client.run(..., wait=False) runs it in the worker's event loop
@@ -175,6 +176,7 @@ class DaskExecutor(Executor):
         from distributed import Client, LocalCluster
 
         self.exclusive_timing, self.dashboard = exclusive_timing, dashboard
+        self.connect_timeout = connect_timeout
         self.cluster = None
         if scheduler is not None:
             if "://" not in scheduler and ":" not in scheduler:
@@ -224,11 +226,12 @@ class DaskExecutor(Executor):
 
     def map_unordered(self, fn, items, *, key=str, resources=None, timeout=None) -> Iterator[TaskResult]:  # noqa: ANN001
         from distributed import wait
+        from distributed.client import FuturesCancelledError
 
         token = uuid.uuid4().hex[:8]
         offered = self._offered()
-        futures: dict[str, Any] = {}
         by_key: dict[str, Any] = {}
+        groups: dict[tuple, list[str]] = {}  # one graph update per resource need (CPU cells, GPU cells)
         for item in items:
             res = (resources(item) if resources else None) or None
             missing = [r for r, v in (res or {}).items() if offered.get(r, 0) < v]
@@ -237,17 +240,33 @@ class DaskExecutor(Executor):
                 yield TaskResult(item, error=f"no worker offers {need}; start one with `dask worker SCHEDULER "
                                  f"--resources {need}`", kind="unavailable")  # fmt: skip
                 continue
-            k = f"{key(item)}-{token}"
-            futures[k] = self.client.submit(_remote, fn, item, self.exclusive_timing, key=k, resources=res, pure=False)
+            k = f"stochgrad-{key(item)}-{token}"  # one task group "stochgrad": queued on the scheduler when large
             by_key[k] = item
-        pending = set(futures.values())
+            groups.setdefault(tuple(sorted((res or {}).items())), []).append(k)
+        futures = []
+        for res_items, keys in groups.items():
+            futures += self.client.map(_remote, [by_key[k] for k in keys], key=keys, resources=dict(res_items) or None,
+                                       pure=False, run=fn, exclusive=self.exclusive_timing)  # fmt: skip
+        pending = set(futures)
+        lost_since: float | None = None
         try:
             while pending:
+                if self.client.status != "running":  # reconnecting to a lost scheduler
+                    lost_since = lost_since or time.monotonic()
+                    if time.monotonic() - lost_since > self.connect_timeout:
+                        raise ExecutorError(f"lost the Dask scheduler ({self.client.status} for more than "
+                                            f"{self.connect_timeout:g} s); finished cells are saved, continue with "
+                                            "--resume")  # fmt: skip
+                else:
+                    lost_since = None
                 try:
                     with self.client.as_current():
                         done, pending = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
-                except TimeoutError:
+                except (TimeoutError, OSError):  # nothing finished yet, or the connection dropped (checked above)
                     done = set()
+                except FuturesCancelledError as exc:  # the client gave up on the scheduler
+                    raise ExecutorError(f"lost the Dask scheduler ({str(exc).splitlines()[-1].strip()}); finished "
+                                        "cells are saved, continue with --resume") from None  # fmt: skip
                 for f in done:
                     yield self._result(f, by_key[f.key])
                     f.release()

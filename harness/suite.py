@@ -64,6 +64,7 @@ SUITE_KEYS = {
     "scheduler",  # where cells run (harness.executors): an existing Dask scheduler's address
     "workers",  # ... or a local cluster of this many worker processes
     "cell_timeout",  # seconds per cell, enforced when cells run on workers
+    "exclusive_timing",  # workers hold timing phases under one cluster-wide lock (docs/notes/scale-out.md)
 }
 SWEEP_KEYS = {"estimators", "backends", "devices", "n_samples", "hyper", "problems", "replicates", "dtype", "workloads"}
 PROBLEM_KEYS = {"distribution", "params", "sweep_params", "objective", "objective_params", "dims", "options"}
@@ -259,7 +260,8 @@ def _excluded(cell: Cell, rules: list[Mapping[str, Any]]) -> bool:
 
 
 def _executor_keys(path: str, meta: Mapping[str, Any]) -> None:
-    """The [suite] keys choosing where cells run: scheduler (an address), workers (>= 1), cell_timeout (> 0)."""
+    """The [suite] keys choosing where cells run: scheduler (an address), workers (>= 1), cell_timeout (> 0),
+    exclusive_timing (bool)."""
     if "scheduler" in meta and "workers" in meta:
         raise SuiteError(path, "suite.scheduler", "give scheduler (an existing cluster) or workers (a local one)")
     sch = meta.get("scheduler")
@@ -271,6 +273,8 @@ def _executor_keys(path: str, meta: Mapping[str, Any]) -> None:
     t = meta.get("cell_timeout")
     if t is not None and (not isinstance(t, int | float) or isinstance(t, bool) or t <= 0):
         raise SuiteError(path, "suite.cell_timeout", f"must be a positive number of seconds, got {t!r}")
+    if not isinstance(meta.get("exclusive_timing", False), bool):
+        raise SuiteError(path, "suite.exclusive_timing", f"must be true or false, got {meta['exclusive_timing']!r}")
 
 
 def load_suite(path: str | Path) -> dict[str, Any]:

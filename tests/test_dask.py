@@ -59,7 +59,7 @@ def faults(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def cluster(faults: Path):
-    ex = DaskExecutor(workers=2, preload=["dask_faults"], allowed_failures=1)
+    ex = DaskExecutor(workers=2, preload=["dask_faults"], allowed_failures=1, exclusive_timing=True)
     yield ex
     ex.close()
 
@@ -136,8 +136,8 @@ def test_worker_killed_mid_cell_loses_nothing(tmp_path: Path, faults: Path, clus
 def test_cell_that_kills_its_worker_fails_after_bounded_tries(tmp_path: Path, faults: Path, cluster) -> None:
     for p in faults.iterdir():
         p.unlink()
-    meta = run_dict(sleep_suite([0.1, 0.1], crash=True), tmp_path / "run", cluster)
-    assert meta["status"] == "complete" and meta["cells_done"] == 2
+    meta = run_dict(sleep_suite([0.1] * 4, crash=True), tmp_path / "run", cluster)
+    assert meta["status"] == "complete" and meta["cells_done"] == 4
     [failed] = meta["failed"]
     assert failed["cell"].startswith("test_crash") and "worker died 2 times" in failed["error"]
     assert len(list(faults.glob("test_crash-*"))) == 2  # allowed_failures=1: two tries, then given up
@@ -174,7 +174,8 @@ def test_bad_executor_options_exit_2_and_write_nothing(tmp_path: Path, capsys, a
 @pytest.mark.parametrize(
     "suite_keys, message",
     [({"workers": 0}, "suite.workers"), ({"workers": 2, "scheduler": "tcp://h:1"}, "suite.scheduler"),
-     ({"cell_timeout": -1}, "suite.cell_timeout"), ({"scheduler": 5}, "suite.scheduler")],
+     ({"cell_timeout": -1}, "suite.cell_timeout"), ({"scheduler": 5}, "suite.scheduler"),
+     ({"exclusive_timing": "yes"}, "suite.exclusive_timing")],
 )  # fmt: skip
 def test_bad_executor_suite_keys(tmp_path: Path, capsys, suite_keys: dict, message: str) -> None:
     suite = tmp_path / "s.toml"
@@ -213,7 +214,7 @@ def test_client_killed_mid_run_then_resumed_serially(tmp_path: Path, faults: Pat
 
 
 def test_interleave_and_cost_model_eta() -> None:
-    """Round-robin over (backend, estimator) keeps every cell once and each group's order; the ETA is the
+    """Round-robin over backends, then estimators, keeps every cell once and each group's order; the ETA is the
     remaining cells' expected cost (group median, else coarser groups) divided by the slots."""
     import io
 
@@ -227,7 +228,8 @@ def test_interleave_and_cost_model_eta() -> None:
         assert [c for c in mixed if (c.backend, c.estimator) == g] == [
             c for c in cells if (c.backend, c.estimator) == g
         ]
-    assert len({(c.backend, c.estimator) for c in mixed[:6]}) == 6  # the first cells cover six groups
+    assert [c.backend for c in mixed[:3]] == ["numpy", "torch", "jax"]  # every backend among the first cells
+    assert len({(c.backend, c.estimator) for c in mixed[:9]}) == 9
     model = CostModel()
     numpy_cell = next(c for c in cells if c.backend == "numpy" and c.estimator == "pathwise")
     jax_cell = next(c for c in cells if c.backend == "jax" and c.estimator == "score_function")
@@ -241,3 +243,46 @@ def test_interleave_and_cost_model_eta() -> None:
         p = Progress([numpy_cell, *rest], io.StringIO(), slots=slots)
         p.update(CellOutcome(numpy_cell, "ok", seconds=4.0))
         assert p.eta() == 4.0 * len(rest) / slots
+
+
+@pytest.mark.slow
+def test_scheduler_lost_mid_run_then_resumed(tmp_path: Path, faults: Path) -> None:
+    """An existing cluster's scheduler dies mid-run: the client stops with a clear error (exit 1), the run directory
+    is resumable, and --resume in-process completes it."""
+    import json
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    addr = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(SUPPORT)])}
+    dask = str(Path(sys.executable).with_name("dask"))
+    procs = [subprocess.Popen([dask, "scheduler", "--port", str(port), "--no-dashboard"], env=env,
+                              stderr=subprocess.DEVNULL, start_new_session=True)]  # fmt: skip
+    try:
+        procs.append(subprocess.Popen([dask, "worker", addr, "--nthreads", "1", "--preload", "dask_faults",
+                                       "--no-dashboard"], env=env, stderr=subprocess.DEVNULL,
+                                      start_new_session=True))  # fmt: skip
+        suite = tmp_path / "s.json"
+        suite.write_text(json.dumps(sleep_suite([1.0] * 5)))
+        client = subprocess.Popen(
+            [sys.executable, "-c", (f"import sys, json; sys.path.insert(0, {str(SUPPORT)!r}); import dask_faults; "
+             "dask_faults.register(); import stochgrad as sg; from harness.executors import ExecutorError\n"
+             f"try:\n    sg.run(json.load(open({str(suite)!r})), out={str(tmp_path / 'run')!r}, scheduler={addr!r})\n"
+             "except ExecutorError as e:\n    print('LOST:', e); sys.exit(1)")],
+            env=env, stdout=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(list((tmp_path / "run" / "cells").glob("*.json"))) < 1:
+            time.sleep(0.1)
+        os.killpg(procs[0].pid, signal.SIGKILL)  # the scheduler
+        out, _ = client.communicate(timeout=120)
+        assert client.returncode == 1 and "LOST: lost the Dask scheduler" in out, out
+        meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+        assert meta["status"] == "interrupted"
+        meta = run_dict(json.loads(suite.read_text()), tmp_path / "run", InProcessExecutor(), resume=True)
+        assert meta["status"] == "complete" and meta["cells_done"] == 5
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)

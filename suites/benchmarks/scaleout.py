@@ -46,33 +46,40 @@ def run_with(executor: Executor, suite: object, out: Path, stride: int = 1) -> t
 
 
 def _ratio_line(name: str, r: pd.Series) -> str:
-    r = r.dropna()
+    """Median ratio with its distribution-free 95% interval (binomial order statistics), IQR and range."""
+    from scipy.stats import binom
+
+    r = np.sort(r.dropna().to_numpy())
+    n = len(r)
+    lo = max(int(binom.ppf(0.025, n, 0.5)) - 1, 0)
     q1, med, q3 = np.percentile(r, [25, 50, 75])
-    return (
-        f"{name}: median ratio {med:.3f} (IQR {q1:.3f}-{q3:.3f}, min {r.min():.3f}, max {r.max():.3f}, {len(r)} cells)"
-    )
+    return (f"{name}: median ratio {med:.3f} (95% CI {r[lo]:.3f}-{r[n - 1 - lo]:.3f}; IQR {q1:.3f}-{q3:.3f}; "
+            f"range {r[0]:.3f}-{r[-1]:.3f}; {n} cells)")  # fmt: skip
 
 
 def timing_bias(tmp: Path, reps: int = 2) -> None:
     """The same cells timed with 1 worker and with 2 (timing lock off / on), configurations interleaved ``reps``
-    times; per cell the median over repetitions; the 1-worker repetitions against each other give the noise floor."""
+    times; per cell the median over repetitions; the 1-worker repetitions against each other give the noise floor.
+    Both the median per-call time and the fastest timing sample (``time_min_s``, less sensitive to other load)."""
     configs = {
         "1 worker": lambda: DaskExecutor(workers=1, exclusive_timing=False),
         "2 workers, no lock": lambda: DaskExecutor(workers=2, exclusive_timing=False),
         "2 workers, timing lock": lambda: DaskExecutor(workers=2, exclusive_timing=True),
     }
-    times: dict[str, list[pd.Series]] = {name: [] for name in configs}
+    times: dict[str, list[pd.DataFrame]] = {name: [] for name in configs}
     for rep in range(reps):
         for name, make in configs.items():
             with make() as ex:
                 df, wall = run_with(ex, BIAS_SUITE, tmp / f"{rep}-{name.replace(' ', '_').replace(',', '')}")
-            times[name].append(df.drop_duplicates("cell_key").set_index("cell_key")["time_median_s"])
+            times[name].append(df.drop_duplicates("cell_key").set_index("cell_key")[["time_median_s", "time_min_s"]])
             print(f"rep {rep} {name}: {df.cell_key.nunique()} cells in {wall:.1f} s", flush=True)
-    med = {name: pd.concat(ts, axis=1).median(axis=1) for name, ts in times.items()}
-    if reps > 1:
-        print(_ratio_line("noise floor: 1 worker rep 2 / rep 1", times["1 worker"][1] / times["1 worker"][0]))
-    for name in list(configs)[1:]:
-        print(_ratio_line(f"{name} / 1 worker", med[name] / med["1 worker"]))
+    for col in ("time_median_s", "time_min_s"):
+        med = {name: pd.concat([t[col] for t in ts], axis=1).median(axis=1) for name, ts in times.items()}
+        if reps > 1:
+            one = times["1 worker"]
+            print(_ratio_line(f"[{col}] noise floor: 1 worker rep 2 / rep 1", one[1][col] / one[0][col]))
+        for name in list(configs)[1:]:
+            print(_ratio_line(f"[{col}] {name} / 1 worker", med[name] / med["1 worker"]))
 
 
 def wallclock(suite: Path, stride: int, tmp: Path, keep: Path | None) -> None:
@@ -100,15 +107,16 @@ def eta(run_dirs: list[Path]) -> None:
               f"(error {(c['eta_model_s'] or float('nan')) / real - 1:+.0%})")  # fmt: skip
 
 
-def eta_replay(run_dir: Path, suite: Path, stride: int, at: float = 0.1) -> None:
-    """Replay a serial run's per-cell seconds: the ETA at ``at`` of the cells against the real remainder, for the
+def eta_replay(run_dir: Path, suite: Path, stride: int, fractions: tuple[float, ...] = (0.1, 0.25, 0.5)) -> None:
+    """Replay a serial run's per-cell seconds: the ETA at each fraction of the cells against the real remainder, for the
     suite order and the interleaved order, with the equal-cost ETA and the cost model."""
     from harness.execute import CostModel, interleave
     from harness.store import RunStore
 
     secs = {k: r["seconds"] for k, r in RunStore(run_dir).finished().items() if r["status"] == "ok"}
     cells = [c for c in expand(str(suite)).cells[::stride] if c.key() in secs]
-    for order_name, order in (("suite order", cells), ("interleaved", interleave(cells))):
+    orders = (("suite order", cells), ("interleaved", interleave(cells)))
+    for (order_name, order), at in ((o, f) for f in fractions for o in orders):
         k = max(1, int(np.ceil(at * len(order))))
         done, rest = order[:k], order[k:]
         elapsed, real = sum(secs[c.key()] for c in done), sum(secs[c.key()] for c in rest)
@@ -124,7 +132,8 @@ def eta_replay(run_dir: Path, suite: Path, stride: int, at: float = 0.1) -> None
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("timing-bias")
+    tb = sub.add_parser("timing-bias")
+    tb.add_argument("--reps", type=int, default=2)
     w = sub.add_parser("wallclock")
     w.add_argument("suite", type=Path)
     w.add_argument("--stride", type=int, default=1)
@@ -138,7 +147,7 @@ def main() -> None:
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if a.cmd == "timing-bias":
-            timing_bias(Path(tmp))
+            timing_bias(Path(tmp), a.reps)
         elif a.cmd == "wallclock":
             wallclock(a.suite, a.stride, Path(tmp), a.keep)
         elif a.cmd == "eta":
