@@ -195,7 +195,7 @@ class DaskExecutor(Executor):
                    "distributed.scheduler.worker-saturation": 1.0}  # fmt: skip
             with dask.config.set(cfg):
                 opts = dict(threads_per_worker=1, processes=True, env=worker_env(1), preload=list(preload),
-                            dashboard_address=":0" if dashboard else None, silence_logs=40)  # fmt: skip
+                            dashboard_address=":0", scheduler_kwargs={"dashboard": bool(dashboard)}, silence_logs=40)  # fmt: skip
                 n_gpu = min(gpu_workers, workers)
                 self.cluster = LocalCluster(n_workers=workers - n_gpu, **opts)
                 if n_gpu:  # the last workers offer one GPU each (public scale-up with an amended spec)
@@ -311,7 +311,6 @@ class DaskExecutor(Executor):
         import socket
 
         names = self.client.run(socket.gethostname)  # host names as the workers see them
-        hosts = sorted(set(names.values()) | {w["host"] for w in ws})
         return {
             "kind": "dask-local" if self.cluster is not None else "dask",
             "scheduler": info.get("address"),
@@ -320,7 +319,8 @@ class DaskExecutor(Executor):
             "resources": {
                 str(w.get("name", a)): w.get("resources", {}) for a, w in info["workers"].items() if w.get("resources")
             },
-            "hosts": hosts,
+            "hosts": sorted(set(names.values())),
+            "addresses": sorted({w["host"] for w in ws}),
             "exclusive_timing": self.exclusive_timing,
             "dashboard": self._dashboard(),
         }

@@ -286,3 +286,16 @@ def test_scheduler_lost_mid_run_then_resumed(tmp_path: Path, faults: Path) -> No
         for p in procs:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
+
+
+def test_gpu_cells_request_a_gpu_worker(tmp_path: Path, cluster) -> None:
+    """cuda cells ask for the worker resource GPU=1: on a cluster without one they are skipped with the command that
+    starts such a worker; a local cluster for a suite with GPU cells gives one worker GPU=1."""
+    suite = {"suite": {"name": "gpu", "replicates": 64, "timing": False},
+             "sweep": [{"estimators": ["pathwise"], "backends": ["torch"], "devices": ["cuda"], "n_samples": [2],
+                        "problems": [{"distribution": "normal", "params": {"loc": 0.5, "scale": 1.5}}]}]}  # fmt: skip
+    meta = run_dict(suite, tmp_path / "run", cluster)
+    [skipped] = meta["skipped"]
+    assert "no worker offers GPU=1" in skipped["reason"] and "--resources GPU=1" in skipped["reason"]
+    with DaskExecutor(workers=1, gpu_workers=1) as ex:
+        assert list(ex.describe()["resources"].values()) == [{"GPU": 1}]
