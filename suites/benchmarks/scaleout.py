@@ -1,9 +1,9 @@
 """Scale-out measurements (docs/notes/scale-out.md): timing bias under parallelism, wall-clock, ETA error.
 
-    python suites/benchmarks/scaleout.py timing-bias            # per-call times: 1 worker vs 2 (lock off / on)
-    python suites/benchmarks/scaleout.py wallclock SUITE [--stride K]   # in-process vs --workers 2
-    python suites/benchmarks/scaleout.py eta RUN_DIR...          # ETA at 10% of the cells vs the real remainder
-    python suites/benchmarks/scaleout.py eta-replay RUN_DIR SUITE [--stride K]  # replayed from a serial run
+    python -m suites.benchmarks.scaleout timing-bias            # per-call times: 1 worker vs 2 (lock off / on)
+    python -m suites.benchmarks.scaleout wallclock SUITE [--stride K]   # in-process vs --workers 2
+    python -m suites.benchmarks.scaleout eta RUN_DIR...          # ETA at 10% of the cells vs the real remainder
+    python -m suites.benchmarks.scaleout eta-replay RUN_DIR SUITE [--stride K]  # replayed from a serial run
 
 ``--stride K`` keeps every K-th cell of the suite in suite order (a representative sub-suite of a long suite).
 """
