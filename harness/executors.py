@@ -197,12 +197,17 @@ class DaskExecutor(Executor):
                 opts = dict(threads_per_worker=1, processes=True, env=worker_env(1), preload=list(preload),
                             dashboard_address=":0", scheduler_kwargs={"dashboard": bool(dashboard)}, silence_logs=40)  # fmt: skip
                 n_gpu = min(gpu_workers, workers)
-                self.cluster = LocalCluster(n_workers=workers - n_gpu, **opts)
-                if n_gpu:  # the last workers offer one GPU each (public scale-up with an amended spec)
-                    self.cluster.new_spec["options"]["resources"] = {"GPU": 1}
-                    self.cluster.scale(workers)
-                self.client = Client(self.cluster, set_as_default=False)
-                self.client.wait_for_workers(workers, timeout=120)
+                try:
+                    self.cluster = LocalCluster(n_workers=workers - n_gpu, **opts)
+                    if n_gpu:  # the last workers offer one GPU each (public scale-up with an amended spec)
+                        self.cluster.new_spec["options"]["resources"] = {"GPU": 1}
+                        self.cluster.scale(workers)
+                    self.client = Client(self.cluster, set_as_default=False)
+                    self.client.wait_for_workers(workers, timeout=120)
+                except (OSError, TimeoutError) as exc:
+                    if self.cluster is not None:
+                        self.cluster.close()
+                    raise ExecutorError(f"could not start {workers} local workers within 120 s: {exc}") from None
         self._starts: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
         self.client.subscribe_topic(TOPIC, self._on_start)
