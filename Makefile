@@ -23,7 +23,7 @@ RUN_ID ?= $(basename $(notdir $(SUITE)))-$(shell date +%Y%m%d-%H%M%S)
 RUN_DIR ?= results/$(RUN_ID)
 PYTEST_ARGS ?=
 
-.PHONY: venv bench smoke test test-all lint format perf report clean asv asv-compare asv-publish docs docs-check
+.PHONY: venv bench smoke test test-all lint format perf report clean asv asv-compare asv-publish docs docs-check bench-parallel
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ bench: venv  ## run suites/default.toml, write results/<run-id>/ and the HTML re
 	$(BIN)/stochgrad report $(RUN_DIR) -o $(RUN_DIR)/report.html
 	@echo "results: $(RUN_DIR)/results.parquet"
 	@echo "report:  $(RUN_DIR)/report.html"
+
+bench-parallel: venv  ## wall-clock in-process vs --workers 2 (docs/notes/scale-out.md); STRIDE=8 keeps every 8th cell
+	$(PY) -m suites.benchmarks.scaleout wallclock $(SUITE) --stride $(or $(STRIDE),1)
 
 smoke: venv
 	$(BIN)/stochgrad run suites/smoke.toml --out results/smoke-$(shell date +%Y%m%d-%H%M%S)

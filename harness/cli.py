@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-timing", action="store_true", help="skip per-call timing")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     r.add_argument("--dry-run", action="store_true", help="expand and print the cell count, run nothing")
+    r.add_argument("--workers", type=_pos_int, metavar="N",
+                   help="run cells on a local Dask cluster of N single-threaded worker processes")  # fmt: skip
+    r.add_argument("--scheduler", metavar="ADDRESS", help="run cells on an existing Dask cluster, e.g. tcp://host:8786")
+    r.add_argument("--cell-timeout", type=_pos_float, metavar="SECONDS",
+                   help="fail a cell that runs longer than this (needs --workers or --scheduler)")  # fmt: skip
 
     ls = sub.add_parser("list", help="estimators, distributions, objectives, backends, devices, failed plugins")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
@@ -101,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", type=Path, help="run directory (default: results/<suite>-<timestamp>)")
     tr.add_argument("--resume", action="store_true", help="continue an interrupted training run in --out")
     tr.add_argument("--dry-run", action="store_true", help="validate and print the units, train nothing")
+    tr.add_argument("--workers", type=_pos_int, metavar="N", help="train units on a local Dask cluster of N processes")
+    tr.add_argument("--scheduler", metavar="ADDRESS", help="train units on an existing Dask cluster")
 
     cp = sub.add_parser("compare", help="compare two runs cell by cell (variance and time ratios with CIs)")
     cp.add_argument("run_a", type=Path)
@@ -135,12 +142,21 @@ def cmd_run(a: argparse.Namespace) -> int:
         timing=not a.no_timing,
         resume=a.resume,
         cli_args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
+        workers=a.workers,
+        scheduler=a.scheduler,
+        cell_timeout=a.cell_timeout,
     )
     exp = plan(req)
     print(exp.summary(), file=sys.stderr)
     if a.dry_run:
         return 0
-    run_dir = run_suite(req, exp=exp)
+    from harness.executors import ExecutorError
+
+    try:
+        run_dir = run_suite(req, exp=exp)
+    except ExecutorError as exc:  # the cluster went away mid-run: finished cells are saved
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     _, meta = load_run(run_dir)
     print(
         f"{meta['cells_done']} cells measured, {len(meta['skipped'])} skipped, {len(meta['failed'])} failed",
@@ -338,7 +354,16 @@ def cmd_train(a: argparse.Namespace) -> int:
     out = a.out or Path("results") / f"{suite.get('name', Path(a.suite).stem)}-{time.strftime('%Y%m%d-%H%M%S')}"
     if (out / "meta.json").exists() and not a.resume:
         raise UsageError(f"{out}: a run directory already exists; continue it with --resume")
-    _, results = run_training(suite, units, out, resume=a.resume)
+    from harness.executors import ExecutorError, make_executor, registering_modules
+    from harness.training.run import executor_runner
+
+    try:
+        kw = {"preload": registering_modules(), "exclusive_timing": False} if a.workers else {}
+        ex = make_executor(a.workers, a.scheduler, **kw)
+    except ExecutorError as exc:
+        raise UsageError(f"--scheduler/--workers: {exc}") from None
+    with ex:
+        _, results = run_training(suite, units, out, resume=a.resume, runner=executor_runner(ex))
     print(f"training run: {out} ({len(results)} of {len(units)} units finished)")
     return 0 if len(results) == len(units) else 1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -14,6 +15,7 @@ from typing import Any, TextIO
 from harness import registry
 from harness.cells import Cell
 from harness.envinfo import git_commit, machine_info
+from harness.executors import Executor, InProcessExecutor
 from harness.results import CellOutcome
 from harness.runner import run_cell
 from harness.store import RunStore
@@ -29,23 +31,83 @@ def _fmt_s(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-class Progress:
-    """cells done/total with ETA on stderr; a carriage-return bar on a TTY, periodic lines otherwise."""
+class CostModel:
+    """Expected seconds of a cell, learned as the run goes: the median of finished cells of the same estimator,
+    backend and size L·D; else of the same estimator and backend; else of the backend; else of all cells."""
 
-    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+    def __init__(self) -> None:
+        self.seen: dict[tuple, list[float]] = {}
+
+    @staticmethod
+    def groups(cell: Cell) -> list[tuple]:
+        size = cell.n_samples * int(getattr(cell.problem, "dim", 1) or 1)
+        return [(cell.estimator, cell.backend, size), (cell.estimator, cell.backend), (cell.backend,), ()]
+
+    def observe(self, cell: Cell, seconds: float) -> None:
+        for g in self.groups(cell):
+            self.seen.setdefault(g, []).append(seconds)
+
+    def expected(self, cell: Cell) -> float | None:
+        for g in self.groups(cell):
+            if g in self.seen:
+                return statistics.median(self.seen[g])
+        return None
+
+
+def _round_robin(queues: list[list[Any]]) -> list[Any]:
+    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
+
+
+def interleave(cells: list[Cell]) -> list[Cell]:
+    """Cells round-robin over backends, and within a backend over estimators (each estimator's cells in suite
+    order): the cost model sees every backend and many estimators in the first cells (a JAX cell, which
+    compiles, costs ~40 NumPy cells), and costly groups spread over the run and the workers."""
+    by_backend: dict[str, dict[str, list[Cell]]] = {}
+    for c in cells:
+        by_backend.setdefault(c.backend, {}).setdefault(c.estimator, []).append(c)
+    return _round_robin([_round_robin(list(ests.values())) for ests in by_backend.values()])
+
+
+class Progress:
+    """cells done/total with ETA on stderr; a carriage-return bar on a TTY, periodic lines otherwise.
+
+    The ETA is the remaining cells' expected cost (:class:`CostModel`) divided by the cells that run at once
+    (``slots``, the workers); ``eta_check`` records, at 10% of the cells, this ETA and the old equal-cost one
+    (elapsed / done × remaining), and at the end the real remaining time (meta.json).
+    """
+
+    def __init__(self, cells: list[Cell], stream: TextIO | None = None, slots: int = 1) -> None:
         stream = stream or sys.stderr
-        self.total, self.stream, self.done, self.t0 = total, stream, 0, time.perf_counter()
+        self.total, self.stream, self.done, self.t0 = len(cells), stream, 0, time.perf_counter()
+        self.remaining = {c.key(): c for c in cells}
+        self.slots, self.model = max(1, slots), CostModel()
         self.tty = stream.isatty()
         self.last = 0.0
+        self.eta_check: dict[str, Any] = {}
+
+    def eta(self) -> float | None:
+        costs = [self.model.expected(c) for c in self.remaining.values()]
+        if not costs or any(c is None for c in costs):
+            return None if costs else 0.0
+        return sum(costs) / min(self.slots, len(costs))  # type: ignore[arg-type]
 
     def update(self, outcome: CellOutcome) -> None:
         self.done += 1
+        self.remaining.pop(outcome.cell.key(), None)
+        if outcome.status == "ok":
+            self.model.observe(outcome.cell, outcome.seconds)
         el = time.perf_counter() - self.t0
-        eta = el / self.done * (self.total - self.done)
+        eta = self.eta()
+        if not self.eta_check and self.done >= 0.1 * self.total and self.done < self.total:
+            self.eta_check = {"at_cells": self.done, "of_cells": self.total, "elapsed_s": el, "eta_model_s": eta,
+                              "eta_equal_cost_s": el / self.done * (self.total - self.done)}  # fmt: skip
+        if self.done == self.total and self.eta_check:
+            self.eta_check["real_remaining_s"] = el - self.eta_check["elapsed_s"]
         pct = 100 * self.done / max(self.total, 1)
         width = 24
         bar = "#" * int(width * self.done / max(self.total, 1))
-        msg = f"[{bar:<{width}}] {self.done}/{self.total} {pct:5.1f}% elapsed {_fmt_s(el)} ETA {_fmt_s(eta)}"
+        eta_s = "?" if eta is None else _fmt_s(eta)
+        msg = f"[{bar:<{width}}] {self.done}/{self.total} {pct:5.1f}% elapsed {_fmt_s(el)} ETA {eta_s}"
         if outcome.status != "ok":
             self.stream.write(
                 ("\n" if self.tty else "") + f"  {outcome.status}: {outcome.cell.label()}: {outcome.message}\n"
@@ -95,6 +157,9 @@ class RunRequest:
     timing: bool = True
     resume: bool = False
     cli_args: dict[str, Any] = field(default_factory=dict)
+    workers: int | None = None  # a LocalCluster of this many worker processes (else the suite's `workers`)
+    scheduler: str | None = None  # an existing Dask scheduler (else the suite's `scheduler`)
+    cell_timeout: float | None = None  # seconds per cell, enforced with workers (else the suite's `cell_timeout`)
 
     @property
     def suite_label(self) -> str:
@@ -134,10 +199,33 @@ def unavailable_notes(cells: list[Cell]) -> list[str]:
     return [f"note: {n} cells will be skipped — {why}" for why, n in notes.items()]
 
 
+def executor_for(req: RunRequest, exp: Expansion) -> Executor:
+    """The executor of a run: request options first, then the suite's ``workers`` / ``scheduler`` keys."""
+    from harness.executors import ExecutorError, make_executor, registering_modules
+
+    if req.workers is not None and req.scheduler is not None:
+        raise RunError("--workers starts a local cluster and --scheduler connects to one: give only one")
+    if req.workers is not None and (
+        isinstance(req.workers, bool) or not isinstance(req.workers, int) or req.workers < 1
+    ):
+        raise RunError(f"--workers: expected a positive integer, got {req.workers!r}")
+    workers, scheduler = req.workers, req.scheduler
+    if workers is None and scheduler is None:
+        workers, scheduler = exp.suite.get("workers"), exp.suite.get("scheduler")
+    gpu = any(c.device != "cpu" for c in exp.cells)
+    kw: dict[str, Any] = {"exclusive_timing": bool(exp.suite.get("exclusive_timing", True))}
+    if scheduler is None:
+        kw.update(gpu_workers=int(gpu), preload=registering_modules())
+    try:
+        return make_executor(workers, scheduler, **kw)
+    except ExecutorError as exc:
+        raise RunError(f"--scheduler/--workers: {exc}") from None
+
+
 def run_suite(req: RunRequest, stream: TextIO | None = None, exp: Expansion | None = None) -> Path:
     """Plan and execute a suite run (threads pinned first); returns the run directory."""
     stream = stream or sys.stderr
-    from harness.timing import pin_threads
+    from harness.timing import available_cpus, pin_threads
 
     pin_threads(req.threads)  # before any backend runs: XLA reads the affinity mask when it starts
     exp = exp or plan(req)
@@ -146,7 +234,19 @@ def run_suite(req: RunRequest, stream: TextIO | None = None, exp: Expansion | No
     for note in unavailable_notes(exp.cells):
         stream.write(note + "\n")
     run_dir = Path(req.out) if req.out else new_run_dir(Path(req.results_dir), exp.suite["name"])
-    return execute(exp, req.suite, run_dir, resume=req.resume, cli_args=req.cli_args, stream=stream)
+    timeout = req.cell_timeout if req.cell_timeout is not None else exp.suite.get("cell_timeout")
+    local = req.workers or (None if req.scheduler else exp.suite.get("workers"))
+    if local and local > available_cpus() and any(c.timing for c in exp.cells):
+        stream.write(f"note: {local} workers on {available_cpus()} CPUs: per-call times are inflated by time-sharing "
+                     "(docs/notes/scale-out.md); use at most one worker per CPU for timing\n")  # fmt: skip
+    with executor_for(req, exp) as executor:
+        return execute(exp, req.suite, run_dir, resume=req.resume, cli_args=req.cli_args, stream=stream,
+                       executor=executor, cell_timeout=timeout)  # fmt: skip
+
+
+def cell_resources(cell: Cell) -> dict[str, float] | None:
+    """Worker resources a cell needs: one GPU for cuda/gpu cells (two cells never share a GPU)."""
+    return None if cell.device == "cpu" else {"GPU": 1}
 
 
 def execute(
@@ -158,9 +258,13 @@ def execute(
     cli_args: dict[str, Any] | None = None,
     stream: TextIO | None = None,
     runner: Callable[[Cell], CellOutcome] = run_cell,
+    executor: Executor | None = None,
+    cell_timeout: float | None = None,
 ) -> Path:
-    """Run every cell not yet finished in ``run_dir``; returns the run directory."""
+    """Run every cell not yet finished in ``run_dir`` on ``executor`` (default: in this process); this process
+    alone writes the run directory, each cell as it completes.  Returns the run directory."""
     stream = stream or sys.stderr
+    executor = executor or InProcessExecutor()
     store = RunStore(run_dir)
     suite_text = suite_text_of(suite)
     suite_path = "<dict>" if isinstance(suite, Mapping) else suite
@@ -196,23 +300,36 @@ def execute(
             "finished": None,
             "status": "running",
         }
-        store.write_meta(meta)
+    meta["cluster"] = executor.describe()
+    meta.setdefault("cluster_history", []).append(meta["cluster"])
+    store.write_meta(meta)
     done = store.finished()
-    todo = [c for c in expansion.cells if c.key() not in done]
+    todo = interleave([c for c in expansion.cells if c.key() not in done])
     if resume:
         stream.write(f"resuming {run_dir}: {len(done)} cells done, {len(todo)} to go\n")
-    progress = Progress(len(todo), stream)
+    progress = Progress(todo, stream, executor.slots)
+    if cell_timeout and not executor.enforces_timeout:
+        stream.write(f"note: cell_timeout {cell_timeout:g} s is not enforced in-process; run with --workers N\n")
     last_ckpt = time.perf_counter()
+    results = executor.map_unordered(runner, todo, key=Cell.key, resources=cell_resources, timeout=cell_timeout)
+    seen: set[str] = set()
     try:
-        for cell in todo:
-            outcome = runner(cell)
+        for res in results:
+            if res.item.key() in seen:  # never twice (a task retried after its worker died reports once)
+                continue
+            seen.add(res.item.key())
+            outcome = res.value if res.ok else CellOutcome(
+                res.item, "skipped" if res.kind == "unavailable" else "failed", message=res.error)  # fmt: skip
             store.save_cell(outcome)
             progress.update(outcome)
             if time.perf_counter() - last_ckpt > 30:
                 store.write_results(meta["run_id"])
                 last_ckpt = time.perf_counter()
     finally:
+        results.close()  # cancels what is still queued on a cluster
         progress.close()
+        if progress.eta_check:
+            meta["eta_check"] = progress.eta_check
         records = store.finished()
         meta["skipped"] = [
             {"cell": r["label"], "reason": r["message"]} for r in records.values() if r["status"] == "skipped"

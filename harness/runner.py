@@ -16,6 +16,7 @@ See docs/notes/measurement.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -88,6 +89,12 @@ class Caller:
 
 
 _CALLERS: OrderedDict[str, Caller] = OrderedDict()
+_TIMING_GUARD: list[Callable[[], contextlib.AbstractContextManager]] = [contextlib.nullcontext]
+
+
+def set_timing_guard(guard: Callable[[], contextlib.AbstractContextManager]) -> None:
+    """Context manager factory held around each cell's timing phase (Dask workers: a cluster-wide lock)."""
+    _TIMING_GUARD[0] = guard
 
 
 def prepare(req: MeasureRequest, R: int | None = None, *, cache: bool = True) -> Caller:
@@ -317,7 +324,8 @@ def run_cell(cell: Cell) -> CellOutcome:
         timing = Timing.empty()
         if cell.timing:
             cfg = TimingConfig(max_time_s=float(cell.options.get("timing_max_s") or 0.5))
-            timing = time_estimator(req, cfg).as_dict()
+            with _TIMING_GUARD[0]():
+                timing = time_estimator(req, cfg).as_dict()
         rows = cell_rows(identity_columns(cell, spec, problem), problem.exact, G, info, timing, dtype=cell.dtype,
                          n_samples=cell.n_samples, threads=int(thread_settings()["threads"]))  # fmt: skip
     except Exception as exc:  # one broken cell never stops a run

@@ -61,6 +61,10 @@ SUITE_KEYS = {
     "max_seconds",
     "max_memory",
     "timing_max_s",
+    "scheduler",  # where cells run (harness.executors): an existing Dask scheduler's address
+    "workers",  # ... or a local cluster of this many worker processes
+    "cell_timeout",  # seconds per cell, enforced when cells run on workers
+    "exclusive_timing",  # workers hold timing phases under one cluster-wide lock (docs/notes/scale-out.md)
 }
 SWEEP_KEYS = {"estimators", "backends", "devices", "n_samples", "hyper", "problems", "replicates", "dtype", "workloads"}
 PROBLEM_KEYS = {"distribution", "params", "sweep_params", "objective", "objective_params", "dims", "options"}
@@ -257,6 +261,24 @@ def _excluded(cell: Cell, rules: list[Mapping[str, Any]]) -> bool:
     return False
 
 
+def _executor_keys(path: str, meta: Mapping[str, Any]) -> None:
+    """The [suite] keys choosing where cells run: scheduler (an address), workers (>= 1), cell_timeout (> 0),
+    exclusive_timing (bool)."""
+    if "scheduler" in meta and "workers" in meta:
+        raise SuiteError(path, "suite.scheduler", "give scheduler (an existing cluster) or workers (a local one)")
+    sch = meta.get("scheduler")
+    if sch is not None and (not isinstance(sch, str) or ":" not in sch):
+        raise SuiteError(path, "suite.scheduler", f'must be an address such as "tcp://HOST:8786", got {sch!r}')
+    w = meta.get("workers")
+    if w is not None and (not isinstance(w, int) or isinstance(w, bool) or w < 1):
+        raise SuiteError(path, "suite.workers", f"must be a positive integer, got {w!r}")
+    t = meta.get("cell_timeout")
+    if t is not None and (not isinstance(t, int | float) or isinstance(t, bool) or t <= 0):
+        raise SuiteError(path, "suite.cell_timeout", f"must be a positive number of seconds, got {t!r}")
+    if not isinstance(meta.get("exclusive_timing", False), bool):
+        raise SuiteError(path, "suite.exclusive_timing", f"must be true or false, got {meta['exclusive_timing']!r}")
+
+
 def load_suite(path: str | Path) -> dict[str, Any]:
     p = str(path)
     try:
@@ -305,6 +327,7 @@ def expand(
         if not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
             raise SuiteError(p, f"suite.{k}", f"must be a positive number, got {v!r}")
     opts.update({k: v for k, v in (options or {}).items() if v is not None})
+    _executor_keys(p, meta)
     timing = meta.get("timing", True)
     if not isinstance(timing, bool):
         raise SuiteError(p, "suite.timing", f"must be true or false, got {timing!r}")

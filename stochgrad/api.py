@@ -152,11 +152,16 @@ def run(
     resume: bool = False,
     threads: int | None = None,
     stream: TextIO | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    cell_timeout: float | None = None,
 ) -> Run:
     """Run a suite (a TOML path, or the same structure as a dict) and return the :class:`Run`.
 
     The keyword arguments override the suite as the ``stochgrad run`` options do; results go to ``out`` (default
-    ``results/<suite>-<timestamp>``).  Bad input raises the harness's input errors (``SuiteError``, ``RunError``).
+    ``results/<suite>-<timestamp>``).  ``workers=N`` runs the cells on a local Dask cluster of N single-threaded
+    processes, ``scheduler="tcp://host:8786"`` on an existing cluster; ``cell_timeout`` (seconds) fails a cell that
+    runs longer (enforced with workers).  Bad input raises the harness's input errors (``SuiteError``, ``RunError``).
     """
     from harness.execute import RunRequest, run_suite
 
@@ -174,6 +179,9 @@ def run(
         timing=timing,
         resume=resume,
         cli_args={"api": True},
+        workers=workers,
+        scheduler=scheduler,
+        cell_timeout=cell_timeout,
     )
     return load_run(run_suite(req, stream=stream))
 

@@ -423,3 +423,28 @@ def test_training_step_gives_each_example_its_unbiased_gradient(wname: str, cfg:
     )
     worst = float(np.max(np.abs(m - exact) / se))
     assert worst <= z, f"{est} on {wname}: |mean - exact|/se = {worst:.2f} > {z:.2f} (seed={seed})"
+
+
+def test_train_with_dask_workers_equals_serial(tmp_path: Path) -> None:
+    """`stochgrad train --workers 2` runs units on a local Dask cluster (real worker processes) and gives the
+    same curves and bounds as the in-process run (timing columns excepted)."""
+    from harness.cli import main
+
+    f = tmp_path / "s.toml"
+    f.write_text('[suite]\nname = "tiny-dask"\n[[train]]\nworkload = "vae_bernoulli"\nconfig = { latent_dim = 3 }\n'
+                 'estimators = ["disarm"]\nseeds = [0, 1]\nsteps = 10\nlog_every = 5\nval_size = 10\n'
+                 'test_size = 10\ntest_samples = 3\n')  # fmt: skip
+    assert main(["train", str(f), "--out", str(tmp_path / "serial")]) == 0
+    assert main(["train", str(f), "--out", str(tmp_path / "dask"), "--workers", "2"]) == 0
+    timing = [
+        c for c in pd.read_parquet(tmp_path / "serial" / "curves.parquet").columns if "time" in c or c == "run_id"
+    ]
+    for name in ("curves.parquet", "results.parquet"):
+        a = pd.read_parquet(tmp_path / "serial" / name)
+        b = pd.read_parquet(tmp_path / "dask" / name)
+        drop = [c for c in a.columns if c in timing or "time" in c or c.endswith("_per_s") or c == "run_id"]
+        key = [c for c in ("unit_key", "step") if c in a.columns]
+        a, b = (x.drop(columns=drop).sort_values(key).reset_index(drop=True) for x in (a, b))
+        pd.testing.assert_frame_equal(a, b)
+    assert main(["train", str(f), "--out", str(tmp_path / "bad"), "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert not (tmp_path / "bad").exists()

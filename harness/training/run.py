@@ -35,6 +35,22 @@ def sequential(fn: Callable[[dict], dict], units: list[dict]) -> Iterator[dict]:
         yield fn(u)
 
 
+def executor_runner(executor: Any) -> Runner:
+    """A runner that trains units through a :mod:`harness.executors` executor (in-process or Dask): units run in
+    parallel on workers, a unit that kills its worker or passes ``timeout`` comes back failed, the client writes."""
+
+    def run(fn: Callable[[dict], dict], units: list[dict]) -> Iterator[dict]:
+        gpu = lambda u: {"GPU": 1} if str(u.get("device", "cpu")) != "cpu" else None  # noqa: E731
+        for r in executor.map_unordered(fn, units, key=unit_key, resources=gpu):
+            if r.ok:
+                yield r.value
+            else:
+                yield {"key": unit_key(r.item), "status": "failed", "rows": [], "summary": {},
+                       "message": f"{r.kind}: {r.error}", "seconds": 0.0}  # fmt: skip
+
+    return run
+
+
 def identity(unit: dict[str, Any]) -> dict[str, Any]:
     """The identity columns shared by a unit's curves rows and its summary row."""
     from harness.registry import get_declaration
