@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ def _number(kind: type, low: float, strict: bool, what: str):
             v = kind(s)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
-        if not (v > low if strict else v >= low):
+        if not math.isfinite(v) or not (v > low if strict else v >= low):
             raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}")
         return v
 
@@ -42,7 +43,13 @@ _pos_float = _number(float, 0.0, True, "a positive number")
 
 
 def _csv(s: str) -> list[str]:
-    return [x.strip() for x in s.split(",") if x.strip()]
+    vals = [x.strip() for x in s.split(",") if x.strip()]
+    if not vals:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of names, got {s!r}")
+    return vals
+
+
+_precision = _number(float, 0.0, False, "a finite number >= 0 (0 = fixed R)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=_nonneg_int, help="suite seed (overrides the suite)")
     r.add_argument("--dtype", choices=["float64", "float32"], help="measurement dtype (default float64)")
     r.add_argument(
-        "--precision", type=float, nargs="?", const=0.05, metavar="P",
+        "--precision", type=_precision, nargs="?", const=0.05, metavar="P",
         help="add replicates (R is the minimum) until every variance's 95%% CI half-width <= P x variance; "
         "--precision alone means 0.05, 0 forces a fixed R (default: the suite's `precision`, else fixed R)",
     )  # fmt: skip
@@ -73,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-timing", action="store_true", help="skip per-call timing")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     r.add_argument("--dry-run", action="store_true", help="expand and print the cell count, run nothing")
+    r.add_argument("--yes", action="store_true",
+                   help="run a suite over the size limits (cells or estimated time; see docs/notes/hardening.md)")  # fmt: skip
 
     ls = sub.add_parser("list", help="estimators, distributions, objectives, backends, devices, failed plugins")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
@@ -128,6 +137,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         threads=a.threads,
         timing=not a.no_timing,
         resume=a.resume,
+        confirm=a.yes,
         cli_args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
     )
     exp = plan(req)
@@ -142,6 +152,15 @@ def cmd_run(a: argparse.Namespace) -> int:
     )
     print(f"results: {run_dir / 'results.parquet'}")
     print(f"metadata: {run_dir / 'meta.json'}")
+    return run_exit_code(meta)
+
+
+def run_exit_code(meta: dict[str, Any]) -> int:
+    """0: every cell measured or skipped; 1: some cells failed or the run is incomplete (2 is bad input)."""
+    if meta["failed"]:
+        print(f"{len(meta['failed'])} of {meta.get('cells_total')} cells FAILED (see meta.json 'failed'): exit 1",
+              file=sys.stderr)  # fmt: skip
+        return 1
     return 0 if meta["status"] == "complete" else 1
 
 
@@ -229,6 +248,9 @@ def cmd_show(a: argparse.Namespace) -> int:
         print("(no results)")
         return 0
     if a.param:
+        valid = sorted(df["param"].unique()) if "param" in df.columns else []
+        if a.param not in valid:
+            raise UsageError(f"--param: unknown parameter {a.param!r} in {a.run}; valid: {valid}")
         df = df[df["param"] == a.param]
     if a.sort not in df.columns:
         raise UsageError(f"--sort: unknown column {a.sort!r}; valid: {sorted(df.columns)}")
@@ -303,6 +325,9 @@ def cmd_report(a: argparse.Namespace) -> int:
     from harness.report import build_report
 
     out = a.output or (a.runs[0] / "report.html")
+    _check_output_file("-o", out)
+    for r in a.runs:  # read every run before writing anything
+        _readable_run(r)
     path = build_report(a.runs, out)
     print(f"report: {path}")
     return 0
@@ -311,11 +336,32 @@ def cmd_report(a: argparse.Namespace) -> int:
 def cmd_compare(a: argparse.Namespace) -> int:
     from harness.report.compare import compare_runs
 
+    if a.output is not None:
+        _check_output_file("-o", a.output)
+    for r in (a.run_a, a.run_b):
+        _readable_run(r)
     text, path = compare_runs(a.run_a, a.run_b, a.output)
     print(text)
     if path:
         print(f"compare report: {path}")
     return 0
+
+
+def _check_output_file(flag: str, path: Path) -> None:
+    """An output file path: not a directory, in an existing directory."""
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a directory; give a file name such as {path / 'report.html'}")
+    if not path.parent.is_dir():
+        raise UsageError(f"{flag} {path}: directory {path.parent} does not exist")
+
+
+def _readable_run(run: Path) -> None:
+    from harness.store import load_run
+
+    try:
+        load_run(run)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
 
 
 COMMANDS = {
@@ -331,12 +377,13 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     from harness.execute import RunError
     from harness.registry import RegistryError
+    from harness.store import RunDirError
     from harness.suite import SuiteError
 
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (SuiteError, ProblemError, RunError, RegistryError, UsageError, FileNotFoundError) as exc:
+    except (SuiteError, ProblemError, RunError, RegistryError, UsageError, FileNotFoundError, RunDirError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

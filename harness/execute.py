@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -16,7 +18,7 @@ from harness.cells import Cell
 from harness.envinfo import git_commit, machine_info
 from harness.results import CellOutcome
 from harness.runner import run_cell
-from harness.store import RunStore
+from harness.store import RunDirError, RunLockedError, RunStore
 from harness.suite import Expansion
 
 
@@ -94,6 +96,7 @@ class RunRequest:
     threads: int | None = None
     timing: bool = True
     resume: bool = False
+    confirm: bool = False  # --yes: run a suite over the size limits (harness.suite_limits)
     cli_args: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -114,7 +117,7 @@ def plan(req: RunRequest) -> Expansion:
     data = req.suite if isinstance(req.suite, Mapping) else None
     exp = expand(req.suite_label if data is not None else req.suite, data, backends=req.backends,
                  devices=req.devices, replicates=req.replicates, seed=req.seed, dtype=req.dtype,
-                 options=req.options)  # fmt: skip
+                 options=req.options, confirmed=req.confirm)  # fmt: skip
     if not req.timing:
         exp.cells = [replace(c, timing=False) for c in exp.cells]
     return exp
@@ -146,7 +149,53 @@ def run_suite(req: RunRequest, stream: TextIO | None = None, exp: Expansion | No
     for note in unavailable_notes(exp.cells):
         stream.write(note + "\n")
     run_dir = Path(req.out) if req.out else new_run_dir(Path(req.results_dir), exp.suite["name"])
-    return execute(exp, req.suite, run_dir, resume=req.resume, cli_args=req.cli_args, stream=stream)
+    return execute(exp, req.suite, run_dir, resume=req.resume, cli_args=req.cli_args, stream=stream,
+                   run_opts=run_options(exp.cells, req.threads))  # fmt: skip
+
+
+def run_options(cells: list[Cell], threads: int | None = None) -> dict[str, Any]:
+    """What a run's cells are measured with beyond their keys (seed, R, dtype, timing, runner options, threads);
+    recorded in meta.json so that ``--resume`` with different options is refused."""
+
+    def values(f: Callable[[Cell], Any]) -> list[Any]:
+        return sorted({json.dumps(f(c), sort_keys=True, default=str) for c in cells})
+
+    return {
+        "seed": values(lambda c: c.seed),
+        "replicates": values(lambda c: c.n_replicates),
+        "dtype": values(lambda c: c.dtype),
+        "timing": values(lambda c: c.timing),
+        "options": values(lambda c: c.options),
+        "threads": threads,
+    }
+
+
+def check_resume_options(run_dir: Path, recorded: Mapping[str, Any] | None, now: Mapping[str, Any] | None) -> None:
+    """RunError listing every option that differs from the run being resumed (older runs record none)."""
+    if not recorded or not now:
+        return
+    diffs = [f"{k}: {recorded.get(k)} -> {now.get(k)}" for k in sorted(set(recorded) | set(now))
+             if recorded.get(k) != now.get(k)]  # fmt: skip
+    if diffs:
+        raise RunError(f"--resume: {run_dir} was run with different options; differences (run -> now): "
+                       + "; ".join(diffs) + ". Resume with the original options or start a new run")  # fmt: skip
+
+
+def _lock(store: RunStore) -> None:
+    try:
+        store.acquire_lock()
+    except RunLockedError as exc:
+        raise RunError(f"{exc}; wait for it to finish or choose another --out") from None
+    except OSError as exc:
+        raise RunError(f"--out {store.dir}: cannot create the run directory: {exc.strerror or exc}") from None
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an interrupt so the run's status is written before the process ends."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
 
 
 def execute(
@@ -158,24 +207,42 @@ def execute(
     cli_args: dict[str, Any] | None = None,
     stream: TextIO | None = None,
     runner: Callable[[Cell], CellOutcome] = run_cell,
+    run_opts: dict[str, Any] | None = None,
 ) -> Path:
-    """Run every cell not yet finished in ``run_dir``; returns the run directory."""
+    """Run every cell not yet finished in ``run_dir`` under the directory's lock; returns the run directory."""
     stream = stream or sys.stderr
     store = RunStore(run_dir)
     suite_text = suite_text_of(suite)
     suite_path = "<dict>" if isinstance(suite, Mapping) else suite
     keys = [c.key() for c in expansion.cells]
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"--out {run_dir}: exists and is not a directory")
     if resume:
         if not store.exists():
             raise RunError(f"--resume: {run_dir} holds no run to resume (no meta.json)")
-        meta = store.read_meta()
+        try:
+            meta = store.read_meta()
+        except RunDirError as exc:
+            raise RunError(f"--resume: {exc}") from None
         if meta.get("suite_text") != suite_text or meta.get("cell_keys") != keys:
             raise RunError(
                 f"--resume: {run_dir} was started from a different suite or options; "
                 "start a new run or pass the same suite and flags"
             )
+        check_resume_options(run_dir, meta.get("run_options"), run_opts)
+        _lock(store)
+        if meta.get("status") == "running":
+            stream.write(f"note: {run_dir} was killed while running (status was 'running'); resuming it\n")
+        for p in store.clean_stale_tmp():
+            stream.write(f"note: removed stale temporary file {p}\n")
+        meta["status"] = "running"
+        meta["run_options"] = meta.get("run_options") or run_opts
     else:
         if store.exists():
+            raise RunError(f"{run_dir} already holds a run; use --resume to continue it or choose another --out")
+        _lock(store)
+        if store.exists():  # another run created it between the check and the lock
+            store.release_lock()
             raise RunError(f"{run_dir} already holds a run; use --resume to continue it or choose another --out")
         registry.ensure_loaded()
         meta = {
@@ -186,6 +253,7 @@ def execute(
             "git_commit": git_commit(Path(__file__).parent),
             "seed": expansion.suite.get("seed"),
             "cli_args": cli_args or {},
+            "run_options": run_opts,
             "cells_total": len(keys),
             "cell_keys": keys,
             "dropped": dict(expansion.dropped),
@@ -203,6 +271,8 @@ def execute(
         stream.write(f"resuming {run_dir}: {len(done)} cells done, {len(todo)} to go\n")
     progress = Progress(len(todo), stream)
     last_ckpt = time.perf_counter()
+    main_thread = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
         for cell in todo:
             outcome = runner(cell)
@@ -230,4 +300,7 @@ def execute(
         }
         store.write_results(meta["run_id"])
         store.write_meta(meta)
+        store.release_lock()
+        if main_thread:
+            signal.signal(signal.SIGTERM, old_term)
     return run_dir

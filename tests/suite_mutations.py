@@ -1,0 +1,506 @@
+"""Mutation battery of bad suites and bad CLI invocations, and the harness that checks the bad-input promise.
+
+The promise (issue 13, README "Bad input"): a bad suite or argument ends with ``error: ...`` (argparse's own
+``... error: argument ...`` counts), exit status 2, no traceback, and nothing written anywhere under the case's
+directory.  Each case runs in a forked child (the parent has imported the harness once) inside its own
+directory, with a timeout, so a case that hangs or allocates terabytes is counted as failed, not fatal.
+
+``python -m tests.suite_mutations`` prints the counts (clean / tried) for the suite mutations and the CLI cases,
+for whatever ``harness`` is first on ``PYTHONPATH`` (this is how the before/after counts were measured).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BASE: dict[str, Any] = {
+    "suite": {"name": "mut", "seed": 0, "replicates": 50, "timing": False},
+    "sweep": [
+        {
+            "estimators": ["pathwise"],
+            "backends": ["numpy"],
+            "n_samples": [2],
+            "problems": [
+                {"distribution": "normal", "params": {"loc": 0.5, "scale": 1.5}, "objective": "quadratic", "dims": [1]}
+            ],
+        }
+    ],
+}
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+# as root, permissions do not stop reads or writes: use kernel files that refuse even root
+UNREADABLE_ROOT = "/proc/sys/vm/compact_memory"  # write-only
+READONLY_DIR_ROOT = "/sys"  # sysfs: mkdir gives EPERM
+
+
+# -- a tiny TOML writer (tomli_w is not installed) -------------------------------------------------------------
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # JSON string escapes are valid TOML basic-string escapes
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"no TOML form for {type(v).__name__}")
+
+
+def _toml_key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() and k.isascii() else json.dumps(k)
+
+
+def to_toml(data: Mapping[str, Any]) -> str:
+    """TOML text of a dict (nested tables written inline, so any nesting serializes)."""
+    return "".join(f"{_toml_key(k)} = {_toml_value(v)}\n" for k, v in data.items())
+
+
+# -- cases ---------------------------------------------------------------------------------------------------
+Setup = Callable[[Path], list[str]]  # prepares files in the case directory, returns the CLI argv
+
+
+@dataclass
+class Case:
+    name: str
+    setup: Setup
+    expect_rc: int = 2
+    may_write: bool = False  # cases whose promise is an exit status, not "nothing written"
+
+
+def mutate(path: str, value: Any, base: Mapping[str, Any] = BASE) -> dict[str, Any]:
+    """BASE with the dotted ``path`` (``sweep.0.problems.0.params``) set to ``value`` (``DELETE`` removes it)."""
+    data = copy.deepcopy(dict(base))
+    parts = path.split(".")
+    node: Any = data
+    for p in parts[:-1]:
+        node = node[int(p)] if isinstance(node, list) else node.setdefault(p, {})
+    last = parts[-1]
+    if value is DELETE:
+        del node[last]
+    elif isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return data
+
+
+DELETE = object()
+P0 = "sweep.0.problems.0"
+
+
+def _problem(dist: str, params: dict[str, Any], objective: str, **more: Any) -> dict[str, Any]:
+    return mutate(P0, {"distribution": dist, "params": params, "objective": objective, "dims": [1], **more})
+
+
+def _run_suite_text(text: str | bytes, *extra: str) -> Setup:
+    def setup(d: Path) -> list[str]:
+        f = d / "suite.toml"
+        f.write_bytes(text if isinstance(text, bytes) else text.replace("@DIR@", str(d)).encode())
+        return ["run", str(f), "--results-dir", str(d / "results"), *extra]
+
+    return setup
+
+
+def suite_cases() -> list[Case]:
+    """At least 100 mutated suites: file-level faults, every key with wrong types and out-of-range values."""
+    muts: dict[str, dict[str, Any]] = {}
+    bad_numbers = {"nan": math.nan, "inf": math.inf, "neg": -1.0, "zero": 0, "str": "x", "list": [1], "bool": True}
+    for key in ("precision", "max_seconds", "max_memory", "timing_max_s", "max_replicates"):
+        for tag, v in bad_numbers.items():
+            muts[f"suite.{key}={tag}"] = mutate(f"suite.{key}", v)
+    muts["suite.max_replicates=2.5"] = mutate("suite.max_replicates", 2.5)
+    for tag, v in {"1": 1, "0": 0, "2.5": 2.5, "1e15": 10**15, "2^40": 2**40, "str": "x", "neg": -3, "empty": []}.items():
+        muts[f"suite.replicates={tag}"] = mutate("suite.replicates", v)
+        muts[f"sweep.replicates={tag}"] = mutate("sweep.0.replicates", v)
+    for tag, v in {"neg": -1, "float": 1.5, "str": "x", "bool": True}.items():
+        muts[f"suite.seed={tag}"] = mutate("suite.seed", v)
+    for tag, v in {"int": 3, "dotdot": "../../x", "slash": "a/b", "empty": "", "abs": "@DIR@/abs"}.items():
+        muts[f"suite.name={tag}"] = mutate("suite.name", v)
+    muts["suite.description=int"] = mutate("suite.description", 3)
+    muts["suite.dtype=float16"] = mutate("suite.dtype", "float16")
+    muts["suite.timing=str"] = mutate("suite.timing", "yes")
+    muts["suite.unknown"] = mutate("suite.replicate", 5)
+    muts["suite=3"] = mutate("suite", 3)
+    muts["sweep=3"] = mutate("sweep", 3)
+    muts["sweep=[]"] = mutate("sweep", [])
+    muts["sweep=[3]"] = mutate("sweep", [3])
+    muts["top.unknown"] = mutate("runs", {"x": 1})
+    for tag, v in {"int": 3, "empty": [], "unknown": ["nope"], "intlist": [3]}.items():
+        muts[f"sweep.estimators={tag}"] = mutate("sweep.0.estimators", v)
+    for tag, v in {"tf": ["tensorflow"], "int": [3], "empty": []}.items():
+        muts[f"sweep.backends={tag}"] = mutate("sweep.0.backends", v)
+    for tag, v in {"tpu": ["tpu"], "int": 3}.items():
+        muts[f"sweep.devices={tag}"] = mutate("sweep.0.devices", v)
+    for tag, v in {"0": [0], "neg": [-1], "2.5": [2.5], "str": ["x"], "empty": [], "2^40": [2**40], "huge": [2**70]}.items():
+        muts[f"sweep.n_samples={tag}"] = mutate("sweep.0.n_samples", v)
+    muts["sweep.dtype=int"] = mutate("sweep.0.dtype", 3)
+    muts["sweep.hyper=3"] = mutate("sweep.0.hyper", 3)
+    muts["sweep.unknown"] = mutate("sweep.0.samples", [2])
+    for tag, v in {"int": 3, "empty": [], "str": "other", "intlist": [3]}.items():
+        muts[f"sweep.problems={tag}"] = mutate("sweep.0.problems", v)
+    muts["sweep.workloads=3"] = mutate("sweep.0.workloads", 3)
+    muts["sweep.workloads=[3]"] = mutate("sweep.0.workloads", [3])
+    relaxed = mutate("sweep.0.estimators", ["gumbel_softmax"])
+    relaxed = mutate(P0, {"distribution": "categorical", "params": {"logits": [0.0, 1.0, 2.0]},
+                          "objective": "categorical_target", "dims": [1]}, relaxed)  # fmt: skip
+    for tag, v in {"nan": math.nan, "inf": math.inf, "str": "x", "neg": -0.5}.items():
+        muts[f"hyper.temperature={tag}"] = mutate("sweep.0.hyper", {"temperature": [v]}, relaxed)
+    for tag, v in {"int": 3, "unknown": "gaussian"}.items():
+        muts[f"problem.distribution={tag}"] = mutate(f"{P0}.distribution", v)
+    for tag, v in {"int": 5, "str": "x", "list": [1.0]}.items():
+        muts[f"problem.params={tag}"] = mutate(f"{P0}.params", v)
+    for tag, v in {"str": "a", "nan": math.nan, "inf": math.inf, "table": {"a": 1}, "mismatch": [1.0, 2.0]}.items():
+        muts[f"params.loc={tag}"] = mutate(f"{P0}.params.loc", v)
+    for tag, v in {"zero": 0.0, "neg": -1.0, "nan": math.nan, "inf": math.inf}.items():
+        muts[f"params.scale={tag}"] = mutate(f"{P0}.params.scale", v)
+    muts["params.unknown"] = mutate(f"{P0}.params.mean", 0.5)
+    for tag, v in {"int": 3, "str": {"scale": "x"}, "nan": {"scale": [math.nan]}, "unknown": {"bogus": [1]}}.items():
+        muts[f"problem.sweep_params={tag}"] = mutate(f"{P0}.sweep_params", v)
+    for tag, v in {"int": 3, "unknown": "quartic", "empty": [], "wrong_support": "bernoulli_toy"}.items():
+        muts[f"problem.objective={tag}"] = mutate(f"{P0}.objective", v)
+    for tag, v in {"int": 3, "str": {"k": "x"}, "nan": {"k": math.nan}, "inf": {"k": math.inf},
+                   "unknown": {"zz": 1.0}, "list": {"k": [1.0, 2.0]}, "bool": {"k": True}}.items():  # fmt: skip
+        muts[f"problem.objective_params={tag}"] = mutate(f"{P0}.objective_params", v)
+    for tag, v in {"0": [0], "1e12": [10**12], "2.5": [2.5], "str": "x", "neg": [-1], "huge": [2**70]}.items():
+        muts[f"problem.dims={tag}"] = mutate(f"{P0}.dims", v)
+    for tag, v in {"int": 3, "unknown": {"x": 1}}.items():
+        muts[f"problem.options={tag}"] = mutate(f"{P0}.options", v)
+    muts["problem.unknown"] = mutate(f"{P0}.param", {"loc": 1.0})
+    muts["categorical.K=1"] = _problem("categorical", {"logits": [0.0]}, "categorical_target")
+    muts["categorical.categories=1"] = _problem("categorical", {}, "categorical_target", options={"categories": 1})
+    muts["dirichlet.K=1"] = _problem("dirichlet", {"concentration": [2.0]}, "categorical_target")
+    muts["categorical.target_len"] = _problem(
+        "categorical", {"logits": [0.0, 1.0, 2.0]}, "categorical_target", objective_params={"target": [0.1, 0.2]}
+    )
+    muts["categorical.target_str"] = _problem(
+        "categorical", {"logits": [0.0, 1.0, 2.0]}, "categorical_target", objective_params={"target": "x"}
+    )
+    muts["categorical.target_nan"] = _problem(
+        "categorical", {"logits": [0.0, 1.0]}, "categorical_target", objective_params={"target": [math.nan, 0.5]}
+    )
+    for df in (2.0, 1.5, 1.0):
+        muts[f"student_t.df={df}/quadratic"] = _problem("student_t", {"df": df}, "quadratic")
+    muts["student_t.df=1/linear"] = _problem("student_t", {"df": 1.0}, "linear")
+    muts["student_t.sweep_df=2/quadratic"] = _problem("student_t", {}, "quadratic", sweep_params={"df": [5.0, 2.0]})
+    muts["gamma.concentration=inf"] = _problem("gamma", {"concentration": math.inf}, "quadratic")
+    muts["bernoulli.probs=nan"] = _problem("bernoulli", {"probs": math.nan}, "bernoulli_toy")
+    muts["truncated_normal.low>high"] = _problem("truncated_normal", {"low": 1.0, "high": -1.0}, "quadratic")
+    for tag, v in {"int": 3, "list_int": [3], "list_str": ["x"], "table": {"estimator": "x"}}.items():
+        muts[f"exclude={tag}"] = mutate("exclude", v)
+    for tag, v in {"estimator=int": {"estimator": 3}, "dim=str": {"dim": "x"}, "n_samples=str": {"n_samples": "2"},
+                   "unknown": {"estimatr": "x"}, "dim=float": {"dim": 1.5}, "backend=list_int": {"backend": [1]}}.items():  # fmt: skip
+        muts[f"exclude.{tag}"] = mutate("exclude", [v])
+    muts["huge: 1.7e6 cells"] = mutate(
+        "sweep.0", {"estimators": ["*"], "backends": ["numpy"], "n_samples": list(range(1, 401)), "problems": "examples"}
+    )
+    cases = [Case(name, _run_suite_text(to_toml(data))) for name, data in muts.items()]
+    base = to_toml(BASE)
+
+    def directory(d: Path) -> list[str]:
+        (d / "suite.toml").mkdir()
+        return ["run", str(d / "suite.toml"), "--results-dir", str(d / "results")]
+
+    def under_file(d: Path) -> list[str]:
+        (d / "file.toml").write_text(base)
+        return ["run", str(d / "file.toml" / "suite.toml"), "--results-dir", str(d / "results")]
+
+    def unreadable(d: Path) -> list[str]:
+        f = d / "suite.toml"
+        f.write_text(base)
+        f.chmod(0)
+        return ["run", UNREADABLE_ROOT if IS_ROOT else str(f), "--results-dir", str(d / "results")]
+
+    cases += [
+        Case("file: directory", directory),
+        Case("file: under a file", under_file),
+        Case("file: unreadable", unreadable),
+        Case("file: binary", _run_suite_text(bytes(range(256)) * 4)),
+        Case("file: UTF-16", _run_suite_text(base.encode("utf-16"))),
+        Case("file: latin-1 name", _run_suite_text(base.replace('"mut"', '"m\u00fct"').encode("latin-1"))),
+        Case("file: empty", _run_suite_text(b"")),
+        Case("file: invalid TOML", _run_suite_text(base + "[[sweep]\n")),
+    ]
+    return cases
+
+
+# -- CLI cases -------------------------------------------------------------------------------------------------
+def _with_run(then: Callable[[Path, Path], list[str]], *run_args: str, base: Mapping[str, Any] = BASE) -> Setup:
+    """A case that first makes a finished run (work/run) and then invokes the CLI on it."""
+
+    def setup(d: Path) -> list[str]:
+        from harness.cli import main
+
+        f = d / "suite.toml"
+        f.write_text(to_toml(base))
+        with open(os.devnull, "w") as null:
+            saved = sys.stderr, sys.stdout
+            sys.stderr = sys.stdout = null
+            try:
+                rc = main(["run", str(f), "--out", str(d / "run"), *run_args])
+            finally:
+                sys.stderr, sys.stdout = saved
+        if rc != 0:
+            raise RuntimeError(f"setup run failed with {rc}")
+        return then(d, d / "run")
+
+    return setup
+
+
+def _plain(*argv: str) -> Setup:
+    def setup(d: Path) -> list[str]:
+        f = d / "suite.toml"
+        f.write_text(to_toml(BASE))
+        return [a.replace("{suite}", str(f)).replace("{d}", str(d)) for a in argv]
+
+    return setup
+
+
+def _corrupt(which: str, how: str) -> Callable[[Path, Path], None]:
+    def apply(run: Path) -> None:
+        p = run / which
+        data = p.read_bytes()
+        p.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "garbage": bytes(range(256)) * 3}[how])
+
+    return apply
+
+
+TIMED = mutate("suite.timing", True, mutate("suite.timing_max_s", 0.01))
+
+
+def cli_cases() -> list[Case]:
+    """At least 45 bad invocations: option values, paths, resume mismatches, locks, corrupt run directories."""
+    run = ["run", "{suite}", "--results-dir", "{d}/results"]
+    cases = [
+        Case(f"run {' '.join(extra)}", _plain(*run, *extra))
+        for extra in (
+            ["--replicates", "0"], ["--replicates", "-5"], ["--replicates", "abc"], ["--replicates", "2.5"],
+            ["--replicates", "1"], ["--replicates", str(10**15)], ["--seed", "-1"], ["--seed", "abc"],
+            ["--seed", "1.5"], ["--backend", "tensorflow"], ["--backend", ","], ["--device", "tpu"],
+            ["--precision", "-1"], ["--precision", "nan"], ["--precision", "inf"], ["--precision", "abc"],
+            ["--max-replicates", "0"], ["--max-replicates", "2.5"], ["--max-seconds", "nan"], ["--max-seconds", "inf"],
+            ["--max-seconds", "0"], ["--max-memory", "nan"], ["--max-memory", "inf"], ["--max-memory", "-1"],
+            ["--threads", "0"], ["--threads", "abc"], ["--dtype", "float16"], ["--resume"],
+            ["--resume", "--out", "{d}/nothing"], ["--out", "{d}/suite.toml"], ["--results-dir", "{d}/suite.toml"],
+        )  # fmt: skip
+    ]
+    ro = READONLY_DIR_ROOT if IS_ROOT else "{d}/ro"
+
+    def readonly(*extra: str) -> Setup:
+        inner = _plain(*extra)
+
+        def setup(d: Path) -> list[str]:
+            if not IS_ROOT:
+                (d / "ro").mkdir()
+                (d / "ro").chmod(0o555)
+            return inner(d)
+
+        return setup
+
+    cases += [
+        Case("run --out in a read-only dir", readonly(*run, "--out", f"{ro}/stochgrad-run")),
+        Case("run --results-dir read-only", readonly("run", "{suite}", "--results-dir", f"{ro}/stochgrad-results")),
+        Case("unknown command", _plain("frobnicate")),
+        Case("run: no suite", _plain("run", "{d}/missing.toml", "--results-dir", "{d}/results")),
+        Case("show: missing run", _plain("show", "{d}/norun")),
+        Case("show: a file", _plain("show", "{suite}")),
+        Case("report: missing run", _plain("report", "{d}/norun")),
+        Case("compare: missing runs", _plain("compare", "{d}/a", "{d}/b")),
+        Case("check: unknown estimator", _plain("check", "pathwize")),
+        Case("check: bad backend", _plain("check", "pathwise", "--backend", "tensorflow")),
+        Case("check: replicates 0", _plain("check", "pathwise", "--replicates", "0")),
+    ]
+    sfx = ["--results-dir", "{d}/results"]
+
+    def on_run(*argv: str, prepare: Callable[[Path], None] | None = None) -> Callable[[Path, Path], list[str]]:
+        def then(d: Path, r: Path) -> list[str]:
+            if prepare:
+                prepare(r)
+            return [a.replace("{run}", str(r)).replace("{suite}", str(d / "suite.toml")).replace("{d}", str(d))
+                    for a in argv]  # fmt: skip
+
+        return then
+
+    resume = ["run", "{suite}", "--resume", "--out", "{run}"]
+    cases += [
+        Case("resume --seed 7", _with_run(on_run(*resume, "--seed", "7"))),
+        Case("resume --replicates 60", _with_run(on_run(*resume, "--replicates", "60"))),
+        Case("resume --dtype float32", _with_run(on_run(*resume, "--dtype", "float32"))),
+        Case("resume --precision 0.1", _with_run(on_run(*resume, "--precision", "0.1"))),
+        Case("resume without --no-timing", _with_run(on_run(*resume), "--no-timing", base=TIMED)),
+        Case("resume --no-timing", _with_run(on_run(*resume, "--no-timing"), base=TIMED)),
+        Case("run --out an existing run", _with_run(on_run("run", "{suite}", "--out", "{run}"))),
+        Case("resume while locked", _with_run(on_run(*resume, prepare=_hold_lock))),
+        Case("show --param unknown", _with_run(on_run("show", "{run}", "--param", "nope"))),
+        Case("show --sort unknown", _with_run(on_run("show", "{run}", "--sort", "nope"))),
+        Case("report -o a directory", _with_run(on_run("report", "{run}", "-o", "{d}")))
+    ]
+    for which in ("results.parquet", "meta.json"):
+        for how in ("truncated", "empty", "garbage"):
+            for cmd in (["show", "{run}"], ["report", "{run}"], ["compare", "{run}", "{run}"]):
+                cases.append(Case(f"{cmd[0]} on {how} {which}", _with_run(on_run(*cmd, prepare=_corrupt(which, how)))))
+    cases.append(Case("all cells fail: exit 1", _all_fail, expect_rc=1, may_write=True))
+    del sfx
+    return cases
+
+
+LOCK_NAME = ".lock"
+
+
+def _hold_lock(run: Path) -> None:
+    """Hold the run directory's lock as a concurrent run would (a second open file description)."""
+    import fcntl
+
+    fd = os.open(run / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    _HELD.append(fd)
+
+
+_HELD: list[int] = []
+
+
+def _all_fail(d: Path) -> list[str]:
+    """A valid suite whose only estimator raises in every cell."""
+    from harness.registry import register_estimator
+
+    est = register_estimator("hardening_always_fails", distributions=("normal",), unbiased=True)
+
+    @est.implementation("numpy")
+    def _fails(ctx: Any) -> dict:
+        raise RuntimeError("this estimator always fails")
+
+    data = mutate("sweep.0.estimators", ["hardening_always_fails"])
+    (d / "suite.toml").write_text(to_toml(data))
+    return ["run", str(d / "suite.toml"), "--out", str(d / "run")]
+
+
+# -- running cases ---------------------------------------------------------------------------------------------
+def snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            p = Path(dirpath) / n
+            st = p.lstat()
+            out[str(p.relative_to(root))] = (st.st_size, st.st_mtime_ns, st.st_mode)
+    return out
+
+
+@dataclass
+class Outcome:
+    name: str
+    rc: int | None
+    stderr: str
+    written: list[str]
+    clean: bool
+    why: str
+
+
+def run_case(case: Case, where: Path, timeout: float = 60.0) -> Outcome:
+    """Run one case in a forked child inside ``where/<n>/work`` and judge it against the promise."""
+    where.mkdir(parents=True, exist_ok=True)
+    top = where / "box"
+    work = top / "a" / "work"  # two levels down so a name like ../../x lands inside ``top``
+    work.mkdir(parents=True)
+    errf, resf = where / "stderr.txt", where / "result.json"
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 0
+        try:
+            os.chdir(work)
+            argv = case.setup(work)
+            before = snapshot(top)
+            fd = os.open(errf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(fd, 2)
+            os.dup2(fd, 1)
+            sys.stderr = os.fdopen(2, "w", buffering=1)
+            sys.stdout = os.fdopen(1, "w", buffering=1)
+            from harness.cli import main
+
+            try:
+                rc = main(argv)
+            except SystemExit as exc:
+                rc = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                traceback.print_exc()
+                rc = -1
+            after = snapshot(top)
+            written = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+            resf.write_text(json.dumps({"rc": rc, "written": written}))
+        except BaseException:
+            with open(errf, "a") as fh:
+                fh.write("SETUP FAILED\n" + traceback.format_exc())
+            code = 3
+        finally:
+            os._exit(code)
+    t0 = time.monotonic()
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() - t0 > timeout:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return Outcome(case.name, None, "", [], False, f"timed out after {timeout:.0f} s")
+        time.sleep(0.02)
+    err = errf.read_text(errors="replace") if errf.exists() else ""
+    if not resf.exists():
+        return Outcome(case.name, None, err, [], False, "setup failed or child died")
+    res = json.loads(resf.read_text())
+    rc, written = res["rc"], res["written"]
+    problems = []
+    if rc != case.expect_rc:
+        problems.append(f"exit {rc}, expected {case.expect_rc}")
+    if "Traceback" in err:
+        problems.append("traceback")
+    if case.expect_rc == 2 and "error:" not in err:
+        problems.append("no 'error:' line")
+    if written and not case.may_write:
+        problems.append(f"wrote {written[:3]}")
+    return Outcome(case.name, rc, err, written, not problems, "; ".join(problems))
+
+
+def run_battery(cases: list[Case], where: Path, timeout: float = 60.0) -> list[Outcome]:
+    from harness import registry
+
+    registry.ensure_loaded()
+    import harness.cli  # noqa: F401  (imported once in the parent; children inherit it)
+    import harness.execute  # noqa: F401
+    import harness.report  # noqa: F401
+
+    return [run_case(c, where / f"{i:03d}", timeout) for i, c in enumerate(cases)]
+
+
+def main() -> int:
+    import tempfile
+
+    timeout = float(os.environ.get("MUTATION_TIMEOUT", "20"))
+    with tempfile.TemporaryDirectory(prefix="stochgrad-mut-") as tmp:
+        for label, cases in (("suite mutations", suite_cases()), ("CLI cases", cli_cases())):
+            outs = run_battery(cases, Path(tmp) / label.replace(" ", "_"), timeout)
+            bad = [o for o in outs if not o.clean]
+            print(f"{label}: {len(outs) - len(bad)}/{len(outs)} handled cleanly")
+            for o in outs if os.environ.get("MUTATION_VERBOSE") else bad:
+                last = o.stderr.strip().splitlines()[-1:] if o.stderr.strip() else [""]
+                print(f"  {'clean' if o.clean else 'NOT CLEAN'}  {o.name}: {o.why} | {last[0][:200]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
