@@ -48,7 +48,7 @@ import tomllib
 from harness import suite_limits as lim
 from harness.backends import BACKEND_NAMES, DTYPES
 from harness.cells import Cell
-from harness.problems import DISTRIBUTIONS, ProblemError, ProblemSpec, example_problems, get_objective
+from harness.problems import DISTRIBUTIONS, OBJECTIVES, ProblemError, ProblemSpec, example_problems, get_objective
 from harness.registry import Implementation, estimator_names, implementations
 
 SUITE_KEYS = {
@@ -203,9 +203,14 @@ class _RawProblem:
         return self.size() / len(self.dims) * sum(d * k for d in self.dims)
 
 
-def _problem_tables(path: str, where: str, raw: Any) -> list[_RawProblem] | list[ProblemSpec]:
+def _problem_tables(path: str, where: str, raw: Any, sizes: tuple[list[int], int, int]) -> list[Any]:
+    """Validated problem tables (not built); ``sizes`` = (n_samples, dtype itemsize, memory budget) for the
+    memory rule, checked here so that a huge dim or L is refused before anything is allocated."""
     if raw == "examples":
-        return example_problems()
+        examples = example_problems()
+        for ex in examples:
+            _check_memory(path, where, DISTRIBUTIONS[ex.distribution], [ex.dim], dict(ex.options), sizes)
+        return examples
     if not isinstance(raw, list) or not raw:
         raise SuiteError(path, where, 'must be "examples" or a non-empty list of [[sweep.problems]] tables')
     out: list[_RawProblem] = []
@@ -218,6 +223,9 @@ def _problem_tables(path: str, where: str, raw: Any) -> list[_RawProblem] | list
                 path, f"{w}.distribution", f"unknown distribution {dist!r}; valid: {sorted(DISTRIBUTIONS)}"
             )
         objectives = _strings(path, f"{w}.objective", t.get("objective", "quadratic"))
+        for o in objectives:
+            if o not in OBJECTIVES:
+                raise SuiteError(path, f"{w}.objective", f"unknown objective {o!r}; valid: {sorted(OBJECTIVES)}")
         dims = _pos_ints(path, f"{w}.dims", t.get("dims", 1))
         params = _table(path, f"{w}.params", t.get("params", {}))
         sweeps = _table(path, f"{w}.sweep_params", t.get("sweep_params", {}))
@@ -229,39 +237,41 @@ def _problem_tables(path: str, where: str, raw: Any) -> list[_RawProblem] | list
                 raise SuiteError(path, f"{w}.sweep_params.{n}", "must not be empty")
         oparams = _table(path, f"{w}.objective_params", t.get("objective_params", {}))
         options = _table(path, f"{w}.options", t.get("options", {}))
+        _check_memory(path, w, DISTRIBUTIONS[dist], dims, options, sizes)
         out.append(_RawProblem(w, dist, objectives, dims, params, {n: _list(v) for n, v in sweeps.items()},
                                oparams, options))  # fmt: skip
     return out
 
 
-def _build_problems(path: str, raws: list[Any], budget: int) -> tuple[list[Any], dict[int, int]]:
-    """Build (and so validate) every problem instance; sizes are checked against the memory budget first.
+def _check_memory(path: str, w: str, dist: Any, dims: list[int], options: dict[str, Any],
+                  sizes: tuple[list[int], int, int]) -> None:  # fmt: skip
+    Ls, itemsize, budget = sizes
+    opts = {**dist.options, **{k: v for k, v in options.items() if lim.is_int(v) and v > 0}}
+    for dim in dims:
+        lim.check_param_size(path, f"{w}.dims", dist, dim, opts, budget, SuiteError)
+        event = int(np.prod(dist.event_shape(dim, opts)))
+        key = f"{w.split('.problems')[0]}.n_samples" if event * itemsize <= budget else f"{w}.dims"
+        lim.check_sample_size(path, key, max(Ls), event, itemsize, budget, SuiteError)
 
-    Returns the problems and, by ``id``, each built problem's elements per draw (prod of its event shape)."""
+
+def _build_problems(path: str, raws: list[Any]) -> list[Any]:
+    """Build (and so validate) every problem instance of the validated tables; examples and workloads pass."""
     out: list[Any] = []
-    events: dict[int, int] = {}
     for r in raws:
-        if isinstance(r, ProblemSpec):
-            events[id(r)] = int(np.prod(r.build().event_shape))
+        if not isinstance(r, _RawProblem):  # a shipped example or a model workload
             out.append(r)
             continue
-        if not isinstance(r, _RawProblem):  # a model workload
-            out.append(r)
-            continue
-        dist = DISTRIBUTIONS[r.dist]
-        for dim in r.dims:
-            lim.check_param_size(path, f"{r.where}.dims", dist, dim, r.options, budget, SuiteError)
         names = list(r.sweeps)
         for combo in itertools.product(*[r.sweeps[n] for n in names]):
             ps = {**r.params, **dict(zip(names, combo))}
             for obj, dim in itertools.product(r.objectives, r.dims):
                 spec = ProblemSpec(r.dist, obj, dim, ps, dict(r.objective_params), dict(r.options))
                 try:
-                    events[id(spec)] = int(np.prod(spec.build().event_shape))
+                    spec.build()
                 except ProblemError as exc:
                     raise SuiteError(path, f"{r.where}.{exc.key}", str(exc).split(": ", 1)[1]) from None
                 out.append(spec)
-    return out, events
+    return out
 
 
 def validate_hyper(spec: Implementation, hyper: Mapping[str, Any], where: str = "hyper", path: str = "<api>") -> dict:
@@ -410,7 +420,8 @@ def _plan_sweep(p: str, si: int, sw: Any, ctx: dict[str, Any]) -> _SweepPlan:
     _check_keys(p, f"{w}.hyper", hyper, {k for s in implementations() for k in s.hyperparameters})
     raws: list[Any] = []
     if "workloads" not in sw or "problems" in sw:
-        raws += _problem_tables(p, f"{w}.problems", sw.get("problems", "examples"))
+        sizes = (Ls, np.dtype(dt).itemsize, ctx["budget"])
+        raws += _problem_tables(p, f"{w}.problems", sw.get("problems", "examples"), sizes)
     raws += _workloads(p, f"{w}.workloads", sw["workloads"]) if "workloads" in sw else []
     specs = [s for s in implementations() if s.backend in bks and any(fnmatch.fnmatch(s.name, q) for q in pats)]
     grids = {(s.name, s.backend): _hyper_grid(p, w, s, hyper) for s in specs}
@@ -466,16 +477,15 @@ def expand(
         raise SuiteError(p, "sweep", "at least one [[sweep]] table is required")
     rules = lim.check_exclude(p, data.get("exclude", []), EXCLUDE_KEYS, SuiteError)
     ctx = {"known": estimator_names(), "backends": backends, "devices": devices, "replicates": replicates,
-           "R": R_default, "cap": cap, "dtype": dtype, "dtype_default": dtype_default}  # fmt: skip
+           "R": R_default, "cap": cap, "dtype": dtype, "dtype_default": dtype_default,
+           "budget": lim.memory_budget(opts)}  # fmt: skip
     plans = [_plan_sweep(p, si, sw, ctx) for si, sw in enumerate(sweeps)]
     counts = [pl.count() for pl in plans]
     lim.check_size(p, sum(c for c, _ in counts), sum(e for _, e in counts), max_cells, confirmed, SuiteError)
-    budget = lim.memory_budget(opts)
     cells: list[Cell] = []
     dropped: Counter = Counter()
     for pl in plans:
-        problems, events = _build_problems(p, pl.raws, budget)
-        itemsize = np.dtype(pl.dtype).itemsize
+        problems = _build_problems(p, pl.raws)
         for spec in pl.specs:
             grid = pl.grids[(spec.name, spec.backend)]
             for prob in problems:
@@ -498,9 +508,6 @@ def expand(
                             if _excluded(cell, rules):
                                 dropped["excluded by [[exclude]]"] += 1
                                 continue
-                            if id(prob) in events:
-                                lim.check_sample_size(p, f"{pl.where}.n_samples", L, events[id(prob)], itemsize,
-                                                      budget, SuiteError)  # fmt: skip
                             cells.append(cell)
     unique = list({c.key(): c for c in cells}.values())
     if len(unique) < len(cells):
