@@ -242,14 +242,27 @@ def suite_cases() -> list[Case]:
 
 
 # -- CLI cases -------------------------------------------------------------------------------------------------
+_TEMPLATES: dict[str, Path] = {"root": Path()}  # set by run_case: where finished runs are kept for reuse
+
+
 def _with_run(then: Callable[[Path, Path], list[str]], *run_args: str, base: Mapping[str, Any] = BASE) -> Setup:
-    """A case that first makes a finished run (work/run) and then invokes the CLI on it."""
+    """A case that first makes a finished run (work/run) and then invokes the CLI on it.
+
+    The run is made once per (suite, options) and copied for later cases (same suite text, so resumable)."""
 
     def setup(d: Path) -> list[str]:
+        import hashlib
+        import shutil
+
         from harness.cli import main
 
         f = d / "suite.toml"
         f.write_text(to_toml(base))
+        tag = hashlib.sha256((to_toml(base) + repr(run_args)).encode()).hexdigest()[:12]
+        template = _TEMPLATES["root"] / f"template-{tag}"
+        if template.is_dir():
+            shutil.copytree(template, d / "run")
+            return then(d, d / "run")
         with open(os.devnull, "w") as null:
             saved = sys.stderr, sys.stdout
             sys.stderr = sys.stdout = null
@@ -259,6 +272,8 @@ def _with_run(then: Callable[[Path, Path], list[str]], *run_args: str, base: Map
                 sys.stderr, sys.stdout = saved
         if rc != 0:
             raise RuntimeError(f"setup run failed with {rc}")
+        if _TEMPLATES["root"] != Path():
+            shutil.copytree(d / "run", template)
         return then(d, d / "run")
 
     return setup
@@ -415,6 +430,7 @@ class Outcome:
 def run_case(case: Case, where: Path, timeout: float = 60.0) -> Outcome:
     """Run one case in a forked child inside ``where/<n>/work`` and judge it against the promise."""
     where.mkdir(parents=True, exist_ok=True)
+    _TEMPLATES["root"] = where.parent
     top = where / "box"
     work = top / "a" / "work"  # two levels down so a name like ../../x lands inside ``top``
     work.mkdir(parents=True)
