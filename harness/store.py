@@ -23,7 +23,6 @@ import pandas as pd
 
 from harness.results import COLUMN_ORDER, SORT_KEYS, CellOutcome
 
-
 LOCK_NAME = ".lock"
 TMP_SUFFIX = ".tmp"
 

@@ -48,8 +48,10 @@ import tomllib
 from harness import suite_limits as lim
 from harness.backends import BACKEND_NAMES, DTYPES
 from harness.cells import Cell
-from harness.problems import DISTRIBUTIONS, OBJECTIVES, ProblemError, ProblemSpec, example_problems, get_objective
+from harness.problems import ProblemSpec, get_objective
 from harness.registry import Implementation, estimator_names, implementations
+from harness.suite_limits import SuiteError, _check_keys, _list, _pos_ints, _strings, _table
+from harness.suite_problems import _build_problems, _problem_tables, _RawProblem
 
 SUITE_KEYS = {
     "name",
@@ -66,7 +68,6 @@ SUITE_KEYS = {
     "max_cells",
 }
 SWEEP_KEYS = {"estimators", "backends", "devices", "n_samples", "hyper", "problems", "replicates", "dtype", "workloads"}
-PROBLEM_KEYS = {"distribution", "params", "sweep_params", "objective", "objective_params", "dims", "options"}
 EXCLUDE_KEYS = {
     "estimator",
     "backend",
@@ -79,14 +80,6 @@ EXCLUDE_KEYS = {
     "checkpoint",
 }
 DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|gpu(:\d+)?)$")
-
-
-class SuiteError(ValueError):
-    """Invalid suite input; the CLI prints it as ``error: FILE: KEY: message`` and exits with 2."""
-
-    def __init__(self, path: str, key: str, message: str) -> None:
-        super().__init__(f"{path}: {key}: {message}")
-        self.path, self.key, self.message = path, key, message
 
 
 @dataclass
@@ -141,137 +134,6 @@ def map_device(backend: str, device: str) -> str | None:
         return None
     name = {"torch": "cuda", "jax": "gpu"}[backend]
     return f"{name}:{idx}" if idx else name
-
-
-def _list(v: Any) -> list[Any]:
-    return list(v) if isinstance(v, list | tuple) else [v]
-
-
-def _check_keys(path: str, where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
-    if not isinstance(table, Mapping):
-        raise SuiteError(path, where, f"must be a table, got {type(table).__name__}")
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise SuiteError(path, f"{where}.{unknown[0]}", f"unknown key; valid: {sorted(allowed)}")
-
-
-def _pos_ints(path: str, key: str, v: Any) -> list[int]:
-    vals = _list(v)
-    if not vals:
-        raise SuiteError(path, key, "must not be empty")
-    for x in vals:
-        if not isinstance(x, int) or isinstance(x, bool) or x < 1:
-            raise SuiteError(path, key, f"must be a positive integer (or a list of them), got {x!r}")
-    return vals
-
-
-def _strings(path: str, key: str, v: Any) -> list[str]:
-    vals = _list(v)
-    if not vals or not all(isinstance(x, str) for x in vals):
-        raise SuiteError(path, key, f"must be a string or a non-empty list of strings, got {v!r}")
-    return vals
-
-
-def _table(path: str, key: str, v: Any) -> dict[str, Any]:
-    if not isinstance(v, Mapping):
-        raise SuiteError(path, key, f"must be a table, got {type(v).__name__} {v!r}")
-    return dict(v)
-
-
-@dataclass
-class _RawProblem:
-    """A validated [[sweep.problems]] table, not yet built (its size is known without building)."""
-
-    where: str
-    dist: str
-    objectives: list[str]
-    dims: list[int]
-    params: dict[str, Any]
-    sweeps: dict[str, list[Any]]
-    objective_params: dict[str, Any]
-    options: dict[str, Any]
-
-    def size(self) -> int:
-        n = len(self.objectives) * len(self.dims)
-        for v in self.sweeps.values():
-            n *= len(v)
-        return n
-
-    def elements(self) -> float:
-        """Sample elements per draw summed over instances (dim x categories), for the run-time estimate."""
-        k = int(self.options.get("categories", DISTRIBUTIONS[self.dist].options.get("categories", 1)) or 1)
-        return self.size() / len(self.dims) * sum(d * k for d in self.dims)
-
-
-def _problem_tables(path: str, where: str, raw: Any, sizes: tuple[list[int], int, int]) -> list[Any]:
-    """Validated problem tables (not built); ``sizes`` = (n_samples, dtype itemsize, memory budget) for the
-    memory rule, checked here so that a huge dim or L is refused before anything is allocated."""
-    if raw == "examples":
-        examples = example_problems()
-        for ex in examples:
-            _check_memory(path, where, DISTRIBUTIONS[ex.distribution], [ex.dim], dict(ex.options), sizes)
-        return examples
-    if not isinstance(raw, list) or not raw:
-        raise SuiteError(path, where, 'must be "examples" or a non-empty list of [[sweep.problems]] tables')
-    out: list[_RawProblem] = []
-    for i, t in enumerate(raw):
-        w = f"{where}[{i}]"
-        _check_keys(path, w, t, PROBLEM_KEYS)
-        dist = t.get("distribution")
-        if not isinstance(dist, str) or dist not in DISTRIBUTIONS:
-            raise SuiteError(
-                path, f"{w}.distribution", f"unknown distribution {dist!r}; valid: {sorted(DISTRIBUTIONS)}"
-            )
-        objectives = _strings(path, f"{w}.objective", t.get("objective", "quadratic"))
-        for o in objectives:
-            if o not in OBJECTIVES:
-                raise SuiteError(path, f"{w}.objective", f"unknown objective {o!r}; valid: {sorted(OBJECTIVES)}")
-        dims = _pos_ints(path, f"{w}.dims", t.get("dims", 1))
-        params = _table(path, f"{w}.params", t.get("params", {}))
-        sweeps = _table(path, f"{w}.sweep_params", t.get("sweep_params", {}))
-        _check_keys(
-            path, f"{w}.sweep_params", sweeps, set(DISTRIBUTIONS[dist].params) | set(DISTRIBUTIONS[dist].aliases)
-        )
-        for n, v in sweeps.items():
-            if not _list(v):
-                raise SuiteError(path, f"{w}.sweep_params.{n}", "must not be empty")
-        oparams = _table(path, f"{w}.objective_params", t.get("objective_params", {}))
-        options = _table(path, f"{w}.options", t.get("options", {}))
-        _check_memory(path, w, DISTRIBUTIONS[dist], dims, options, sizes)
-        out.append(_RawProblem(w, dist, objectives, dims, params, {n: _list(v) for n, v in sweeps.items()},
-                               oparams, options))  # fmt: skip
-    return out
-
-
-def _check_memory(path: str, w: str, dist: Any, dims: list[int], options: dict[str, Any],
-                  sizes: tuple[list[int], int, int]) -> None:  # fmt: skip
-    Ls, itemsize, budget = sizes
-    opts = {**dist.options, **{k: v for k, v in options.items() if lim.is_int(v) and v > 0}}
-    for dim in dims:
-        lim.check_param_size(path, f"{w}.dims", dist, dim, opts, budget, SuiteError)
-        event = int(np.prod(dist.event_shape(dim, opts)))
-        key = f"{w.split('.problems')[0]}.n_samples" if event * itemsize <= budget else f"{w}.dims"
-        lim.check_sample_size(path, key, max(Ls), event, itemsize, budget, SuiteError)
-
-
-def _build_problems(path: str, raws: list[Any]) -> list[Any]:
-    """Build (and so validate) every problem instance of the validated tables; examples and workloads pass."""
-    out: list[Any] = []
-    for r in raws:
-        if not isinstance(r, _RawProblem):  # a shipped example or a model workload
-            out.append(r)
-            continue
-        names = list(r.sweeps)
-        for combo in itertools.product(*[r.sweeps[n] for n in names]):
-            ps = {**r.params, **dict(zip(names, combo))}
-            for obj, dim in itertools.product(r.objectives, r.dims):
-                spec = ProblemSpec(r.dist, obj, dim, ps, dict(r.objective_params), dict(r.options))
-                try:
-                    spec.build()
-                except ProblemError as exc:
-                    raise SuiteError(path, f"{r.where}.{exc.key}", str(exc).split(": ", 1)[1]) from None
-                out.append(spec)
-    return out
 
 
 def validate_hyper(spec: Implementation, hyper: Mapping[str, Any], where: str = "hyper", path: str = "<api>") -> dict:
@@ -373,7 +235,7 @@ class _SweepPlan:
         for spec in self.specs:
             g = len(self.grids[(spec.name, spec.backend)])
             devs = sum(1 for d in self.devs if map_device(spec.backend, d) is not None)
-            Ls = [L for L in self.Ls if L >= spec.min_samples]
+            Ls = [L for L in self.Ls if spec.min_samples <= L]
             for r in self.raws:
                 if isinstance(r, _RawProblem):
                     probe = [(ProblemSpec(r.dist, o, 1), r.size() // len(r.objectives)) for o in r.objectives]
@@ -513,4 +375,3 @@ def expand(
     if len(unique) < len(cells):
         dropped["duplicate cell (same identity in two sweeps)"] += len(cells) - len(unique)
     return Expansion(unique, dropped, {"name": name, "seed": seed, **meta})
-

@@ -35,8 +35,47 @@ RUNNER_FLOATS = ("precision", "max_seconds", "max_memory", "timing_max_s")
 RUNNER_INTS = ("max_replicates", "max_cells")
 
 
-class _Err(Exception):
-    """Internal: a message for the caller to wrap with path and key."""
+class SuiteError(ValueError):
+    """Invalid suite input; the CLI prints it as ``error: FILE: KEY: message`` and exits with 2."""
+
+    def __init__(self, path: str, key: str, message: str) -> None:
+        super().__init__(f"{path}: {key}: {message}")
+        self.path, self.key, self.message = path, key, message
+
+
+def _list(v: Any) -> list[Any]:
+    return list(v) if isinstance(v, list | tuple) else [v]
+
+
+def _check_keys(path: str, where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
+    if not isinstance(table, Mapping):
+        raise SuiteError(path, where, f"must be a table, got {type(table).__name__}")
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise SuiteError(path, f"{where}.{unknown[0]}", f"unknown key; valid: {sorted(allowed)}")
+
+
+def _pos_ints(path: str, key: str, v: Any) -> list[int]:
+    vals = _list(v)
+    if not vals:
+        raise SuiteError(path, key, "must not be empty")
+    for x in vals:
+        if not isinstance(x, int) or isinstance(x, bool) or x < 1:
+            raise SuiteError(path, key, f"must be a positive integer (or a list of them), got {x!r}")
+    return vals
+
+
+def _strings(path: str, key: str, v: Any) -> list[str]:
+    vals = _list(v)
+    if not vals or not all(isinstance(x, str) for x in vals):
+        raise SuiteError(path, key, f"must be a string or a non-empty list of strings, got {v!r}")
+    return vals
+
+
+def _table(path: str, key: str, v: Any) -> dict[str, Any]:
+    if not isinstance(v, Mapping):
+        raise SuiteError(path, key, f"must be a table, got {type(v).__name__} {v!r}")
+    return dict(v)
 
 
 def is_int(x: Any) -> bool:
@@ -60,8 +99,10 @@ def check_runner_options(path: str, opts: Mapping[str, Any], where: str = "suite
 def check_replicates(path: str, key: str, R: Any, cap: int, error: Any) -> int:
     if not is_int(R) or R < MIN_REPLICATES:
         raise error(path, key, f"must be an integer >= {MIN_REPLICATES} (a variance needs two replicates), got {R!r}")
-    if R > cap:
-        raise error(path, key, f"{R} replicates exceed the cap max_replicates = {cap}; raise max_replicates to allow it")
+    if cap < R:
+        raise error(
+            path, key, f"{R} replicates exceed the cap max_replicates = {cap}; raise max_replicates to allow it"
+        )
     return R
 
 

@@ -127,7 +127,16 @@ def suite_cases() -> list[Case]:
         for tag, v in bad_numbers.items():
             muts[f"suite.{key}={tag}"] = mutate(f"suite.{key}", v)
     muts["suite.max_replicates=2.5"] = mutate("suite.max_replicates", 2.5)
-    for tag, v in {"1": 1, "0": 0, "2.5": 2.5, "1e15": 10**15, "2^40": 2**40, "str": "x", "neg": -3, "empty": []}.items():
+    for tag, v in {
+        "1": 1,
+        "0": 0,
+        "2.5": 2.5,
+        "1e15": 10**15,
+        "2^40": 2**40,
+        "str": "x",
+        "neg": -3,
+        "empty": [],
+    }.items():
         muts[f"suite.replicates={tag}"] = mutate("suite.replicates", v)
         muts[f"sweep.replicates={tag}"] = mutate("sweep.0.replicates", v)
     for tag, v in {"neg": -1, "float": 1.5, "str": "x", "bool": True}.items():
@@ -149,7 +158,15 @@ def suite_cases() -> list[Case]:
         muts[f"sweep.backends={tag}"] = mutate("sweep.0.backends", v)
     for tag, v in {"tpu": ["tpu"], "int": 3}.items():
         muts[f"sweep.devices={tag}"] = mutate("sweep.0.devices", v)
-    for tag, v in {"0": [0], "neg": [-1], "2.5": [2.5], "str": ["x"], "empty": [], "2^40": [2**40], "huge": [2**70]}.items():
+    for tag, v in {
+        "0": [0],
+        "neg": [-1],
+        "2.5": [2.5],
+        "str": ["x"],
+        "empty": [],
+        "2^40": [2**40],
+        "huge": [2**70],
+    }.items():
         muts[f"sweep.n_samples={tag}"] = mutate("sweep.0.n_samples", v)
     muts["sweep.dtype=int"] = mutate("sweep.0.dtype", 3)
     muts["sweep.hyper=3"] = mutate("sweep.0.hyper", 3)
@@ -209,7 +226,8 @@ def suite_cases() -> list[Case]:
                    "unknown": {"estimatr": "x"}, "dim=float": {"dim": 1.5}, "backend=list_int": {"backend": [1]}}.items():  # fmt: skip
         muts[f"exclude.{tag}"] = mutate("exclude", [v])
     muts["huge: 1.7e6 cells"] = mutate(
-        "sweep.0", {"estimators": ["*"], "backends": ["numpy"], "n_samples": list(range(1, 401)), "problems": "examples"}
+        "sweep.0",
+        {"estimators": ["*"], "backends": ["numpy"], "n_samples": list(range(1, 401)), "problems": "examples"},
     )
     cases = [Case(name, _run_suite_text(to_toml(data))) for name, data in muts.items()]
     base = to_toml(BASE)
@@ -306,14 +324,37 @@ def cli_cases() -> list[Case]:
     cases = [
         Case(f"run {' '.join(extra)}", _plain(*run, *extra))
         for extra in (
-            ["--replicates", "0"], ["--replicates", "-5"], ["--replicates", "abc"], ["--replicates", "2.5"],
-            ["--replicates", "1"], ["--replicates", str(10**15)], ["--seed", "-1"], ["--seed", "abc"],
-            ["--seed", "1.5"], ["--backend", "tensorflow"], ["--backend", ","], ["--device", "tpu"],
-            ["--precision", "-1"], ["--precision", "nan"], ["--precision", "inf"], ["--precision", "abc"],
-            ["--max-replicates", "0"], ["--max-replicates", "2.5"], ["--max-seconds", "nan"], ["--max-seconds", "inf"],
-            ["--max-seconds", "0"], ["--max-memory", "nan"], ["--max-memory", "inf"], ["--max-memory", "-1"],
-            ["--threads", "0"], ["--threads", "abc"], ["--dtype", "float16"], ["--resume"],
-            ["--resume", "--out", "{d}/nothing"], ["--out", "{d}/suite.toml"], ["--results-dir", "{d}/suite.toml"],
+            ["--replicates", "0"],
+            ["--replicates", "-5"],
+            ["--replicates", "abc"],
+            ["--replicates", "2.5"],
+            ["--replicates", "1"],
+            ["--replicates", str(10**15)],
+            ["--seed", "-1"],
+            ["--seed", "abc"],
+            ["--seed", "1.5"],
+            ["--backend", "tensorflow"],
+            ["--backend", ","],
+            ["--device", "tpu"],
+            ["--precision", "-1"],
+            ["--precision", "nan"],
+            ["--precision", "inf"],
+            ["--precision", "abc"],
+            ["--max-replicates", "0"],
+            ["--max-replicates", "2.5"],
+            ["--max-seconds", "nan"],
+            ["--max-seconds", "inf"],
+            ["--max-seconds", "0"],
+            ["--max-memory", "nan"],
+            ["--max-memory", "inf"],
+            ["--max-memory", "-1"],
+            ["--threads", "0"],
+            ["--threads", "abc"],
+            ["--dtype", "float16"],
+            ["--resume"],
+            ["--resume", "--out", "{d}/nothing"],
+            ["--out", "{d}/suite.toml"],
+            ["--results-dir", "{d}/suite.toml"],
         )  # fmt: skip
     ]
     ro = READONLY_DIR_ROOT if IS_ROOT else "{d}/ro"
@@ -365,7 +406,7 @@ def cli_cases() -> list[Case]:
         Case("resume while locked", _with_run(on_run(*resume, prepare=_hold_lock))),
         Case("show --param unknown", _with_run(on_run("show", "{run}", "--param", "nope"))),
         Case("show --sort unknown", _with_run(on_run("show", "{run}", "--sort", "nope"))),
-        Case("report -o a directory", _with_run(on_run("report", "{run}", "-o", "{d}")))
+        Case("report -o a directory", _with_run(on_run("report", "{run}", "-o", "{d}"))),
     ]
     for which in ("results.parquet", "meta.json"):
         for how in ("truncated", "empty", "garbage"):

@@ -30,7 +30,9 @@ scalars = st.one_of(
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["a", "k", "loc", "x"]), inner, max_size=2),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["a", "k", "loc", "x"]), inner, max_size=2)
+    ),
     max_leaves=6,
 )
 
@@ -50,11 +52,17 @@ def plausible(keys: dict[str, st.SearchStrategy], junk: list[str]) -> st.SearchS
 
 problem = plausible(
     {
-        "distribution": st.sampled_from(["normal", "student_t", "categorical", "dirichlet", "gamma", "bernoulli", "nope"]),
-        "params": st.dictionaries(st.sampled_from(["loc", "scale", "df", "logits", "probs", "concentration", "rate"]),
-                                  scalars | st.lists(st.floats(-3, 3), max_size=4), max_size=3),  # fmt: skip
-        "sweep_params": st.dictionaries(st.sampled_from(["loc", "scale", "df"]), st.lists(scalars, max_size=3),
-                                        max_size=2),  # fmt: skip
+        "distribution": st.sampled_from(
+            ["normal", "student_t", "categorical", "dirichlet", "gamma", "bernoulli", "nope"]
+        ),
+        "params": st.dictionaries(
+            st.sampled_from(["loc", "scale", "df", "logits", "probs", "concentration", "rate"]),
+            scalars | st.lists(st.floats(-3, 3), max_size=4),
+            max_size=3,
+        ),  # fmt: skip
+        "sweep_params": st.dictionaries(
+            st.sampled_from(["loc", "scale", "df"]), st.lists(scalars, max_size=3), max_size=2
+        ),  # fmt: skip
         "objective": st.sampled_from(["quadratic", "cos", "linear", "categorical_target", "exp_quad", "x"]),
         "objective_params": st.dictionaries(st.sampled_from(["k", "omega", "a", "target"]), values, max_size=2),
         "dims": st.lists(st.integers(-1, 3) | st.sampled_from([10**12, 2.5]), min_size=0, max_size=3),
@@ -64,8 +72,9 @@ problem = plausible(
 )
 sweep = plausible(
     {
-        "estimators": st.lists(st.sampled_from(["pathwise", "score_function", "gumbel_softmax", "nope", "*rloo"]),
-                               max_size=2),  # fmt: skip
+        "estimators": st.lists(
+            st.sampled_from(["pathwise", "score_function", "gumbel_softmax", "nope", "*rloo"]), max_size=2
+        ),  # fmt: skip
         "backends": st.lists(st.sampled_from(["numpy", "tensorflow"]), max_size=2),
         "devices": st.lists(st.sampled_from(["cpu", "tpu", "cuda:1"]), max_size=2),
         "n_samples": st.lists(st.integers(-1, 5) | st.sampled_from([2**40, 2.5]), max_size=3),
@@ -91,8 +100,7 @@ suite_table = plausible(
     ["replicate"],
 )
 exclude = st.lists(
-    st.dictionaries(st.sampled_from(["estimator", "dim", "n_samples", "backend", "nope"]), values, max_size=2)
-    | values,
+    st.dictionaries(st.sampled_from(["estimator", "dim", "n_samples", "backend", "nope"]), values, max_size=2) | values,
     max_size=2,
 )
 suites = st.fixed_dictionaries(

@@ -230,4 +230,3 @@ def test_dict_suite_through_the_api_is_validated(tmp_path: Path) -> None:
 
 def test_base_suite_is_valid() -> None:
     assert len(expand("s.toml", BASE).cells) == 1
-
