@@ -180,6 +180,11 @@ def suite_cases() -> list[Case]:
                           "objective": "categorical_target", "dims": [1]}, relaxed)  # fmt: skip
     for tag, v in {"nan": math.nan, "inf": math.inf, "str": "x", "neg": -0.5}.items():
         muts[f"hyper.temperature={tag}"] = mutate("sweep.0.hyper", {"temperature": [v]}, relaxed)
+    rebar = mutate("sweep.0.estimators", ["rebar"])
+    rebar = mutate(P0, {"distribution": "bernoulli", "params": {"logits": 0.3}, "objective": "bernoulli_toy",
+                        "dims": [1]}, rebar)  # fmt: skip
+    for tag, v in {"2.5": 2.5, "nan": math.nan, "str": "ten"}.items():
+        muts[f"hyper.fit_steps={tag}"] = mutate("sweep.0.hyper", {"fit_steps": [v]}, rebar)
     for tag, v in {"int": 3, "unknown": "gaussian"}.items():
         muts[f"problem.distribution={tag}"] = mutate(f"{P0}.distribution", v)
     for tag, v in {"int": 5, "str": "x", "list": [1.0]}.items():
