@@ -9,7 +9,9 @@ import signal
 from pathlib import Path
 
 import pytest
-from suite_mutations import _HELD, BASE, Case, _hold_lock, cli_cases, mutate, run_case, suite_cases, to_toml
+from cli_mutations import _HELD, _hold_lock, cli_cases
+from mutation_harness import run_case
+from suite_mutations import BASE, Case, mutate, suite_cases, to_toml
 
 from harness import registry
 from harness.cli import main
