@@ -313,7 +313,7 @@ def expand(
         raise SuiteError(p, "suite", f"a suite must be a table, got {type(data).__name__}")
     meta = _table(p, "suite", data.get("suite", {}))
     _check_keys(p, "suite", meta, SUITE_KEYS)
-    name = lim.check_name(p, meta.get("name", Path(p).stem), SuiteError)
+    name = lim.check_name(p, meta["name"], SuiteError) if "name" in meta else lim.default_name(Path(p).stem)
     if not isinstance(meta.get("description", ""), str):
         raise SuiteError(p, "suite.description", f"must be a string, got {meta['description']!r}")
     seed = seed if seed is not None else meta.get("seed", 0)

@@ -117,6 +117,11 @@ def check_name(path: str, name: Any, error: Any) -> str:
     return name
 
 
+def default_name(stem: str) -> str:
+    """A run name from a file stem (or ``<dict>``): characters outside the plain-name set become ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.+=,-]", "_", stem).strip("_.") or "suite"
+
+
 EXCLUDE_INT_FIELDS = {"dim", "n_samples"}
 
 

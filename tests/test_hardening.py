@@ -230,5 +230,12 @@ def test_dict_suite_through_the_api_is_validated(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize(("label", "name"), [("<dict>", "dict"), ("my suite.toml", "my_suite"), ("..toml", "suite")])
+def test_default_run_name_is_a_plain_name(label: str, name: str) -> None:
+    data = mutate("suite.name", None)
+    del data["suite"]["name"]
+    assert expand(label, data).suite["name"] == name
+
+
 def test_base_suite_is_valid() -> None:
     assert len(expand("s.toml", BASE).cells) == 1
