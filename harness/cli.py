@@ -13,13 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.cli_paths import UsageError, check_output_file, readable_run, writing
 from harness.problems import ProblemError
 
 EXIT_BAD_INPUT = 2
-
-
-class UsageError(ValueError):
-    pass
 
 
 def _number(kind: type, low: float, strict: bool, what: str):
@@ -324,11 +321,12 @@ def cmd_check(a: argparse.Namespace) -> int:
 def cmd_report(a: argparse.Namespace) -> int:
     from harness.report import build_report
 
-    out = a.output or (a.runs[0] / "report.html")
-    _check_output_file("-o", out)
     for r in a.runs:  # read every run before writing anything
-        _readable_run(r)
-    path = build_report(a.runs, out)
+        readable_run(r)
+    out = a.output or (a.runs[0] / "report.html")
+    check_output_file("-o", out)
+    with writing("-o", out):
+        path = build_report(a.runs, out)
     print(f"report: {path}")
     return 0
 
@@ -336,32 +334,16 @@ def cmd_report(a: argparse.Namespace) -> int:
 def cmd_compare(a: argparse.Namespace) -> int:
     from harness.report.compare import compare_runs
 
-    if a.output is not None:
-        _check_output_file("-o", a.output)
     for r in (a.run_a, a.run_b):
-        _readable_run(r)
-    text, path = compare_runs(a.run_a, a.run_b, a.output)
+        readable_run(r)
+    if a.output is not None:
+        check_output_file("-o", a.output)
+    with writing("-o", a.output):
+        text, path = compare_runs(a.run_a, a.run_b, a.output)
     print(text)
     if path:
         print(f"compare report: {path}")
     return 0
-
-
-def _check_output_file(flag: str, path: Path) -> None:
-    """An output file path: not a directory, in an existing directory."""
-    if path.is_dir():
-        raise UsageError(f"{flag} {path}: is a directory; give a file name such as {path / 'report.html'}")
-    if not path.parent.is_dir():
-        raise UsageError(f"{flag} {path}: directory {path.parent} does not exist")
-
-
-def _readable_run(run: Path) -> None:
-    from harness.store import load_run
-
-    try:
-        load_run(run)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
 
 
 COMMANDS = {
