@@ -231,12 +231,14 @@ def execute(
             )
         check_resume_options(run_dir, meta.get("run_options"), run_opts)
         _lock(store)
+        meta = store.read_meta()  # as of now, under the lock
         if meta.get("status") == "running":
             stream.write(f"note: {run_dir} was killed while running (status was 'running'); resuming it\n")
         for p in store.clean_stale_tmp():
             stream.write(f"note: removed stale temporary file {p}\n")
         meta["status"] = "running"
         meta["run_options"] = meta.get("run_options") or run_opts
+        store.write_meta(meta)
     else:
         if store.exists():
             raise RunError(f"{run_dir} already holds a run; use --resume to continue it or choose another --out")
