@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
+from harness.cli_paths import UsageError, check_output_file, readable_run, writing
 from harness.problems import ProblemError
 
 EXIT_BAD_INPUT = 2
-
-
-class UsageError(ValueError):
-    pass
 
 
 def _number(kind: type, low: float, strict: bool, what: str):
@@ -29,7 +27,7 @@ def _number(kind: type, low: float, strict: bool, what: str):
             v = kind(s)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
-        if not (v > low if strict else v >= low):
+        if not math.isfinite(v) or not (v > low if strict else v >= low):
             raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}")
         return v
 
@@ -42,7 +40,13 @@ _pos_float = _number(float, 0.0, True, "a positive number")
 
 
 def _csv(s: str) -> list[str]:
-    return [x.strip() for x in s.split(",") if x.strip()]
+    vals = [x.strip() for x in s.split(",") if x.strip()]
+    if not vals:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of names, got {s!r}")
+    return vals
+
+
+_precision = _number(float, 0.0, False, "a finite number >= 0 (0 = fixed R)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=_nonneg_int, help="suite seed (overrides the suite)")
     r.add_argument("--dtype", choices=["float64", "float32"], help="measurement dtype (default float64)")
     r.add_argument(
-        "--precision", type=float, nargs="?", const=0.05, metavar="P",
+        "--precision", type=_precision, nargs="?", const=0.05, metavar="P",
         help="add replicates (R is the minimum) until every variance's 95%% CI half-width <= P x variance; "
         "--precision alone means 0.05, 0 forces a fixed R (default: the suite's `precision`, else fixed R)",
     )  # fmt: skip
@@ -78,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scheduler", metavar="ADDRESS", help="run cells on an existing Dask cluster, e.g. tcp://host:8786")
     r.add_argument("--cell-timeout", type=_pos_float, metavar="SECONDS",
                    help="fail a cell that runs longer than this (needs --workers or --scheduler)")  # fmt: skip
+    r.add_argument("--yes", action="store_true",
+                   help="run a suite over the size limits (cells or estimated time; see docs/notes/hardening.md)")  # fmt: skip
 
     ls = sub.add_parser("list", help="estimators, distributions, objectives, backends, devices, failed plugins")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
@@ -141,6 +147,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         threads=a.threads,
         timing=not a.no_timing,
         resume=a.resume,
+        confirm=a.yes,
         cli_args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
         workers=a.workers,
         scheduler=a.scheduler,
@@ -164,6 +171,15 @@ def cmd_run(a: argparse.Namespace) -> int:
     )
     print(f"results: {run_dir / 'results.parquet'}")
     print(f"metadata: {run_dir / 'meta.json'}")
+    return run_exit_code(meta)
+
+
+def run_exit_code(meta: dict[str, Any]) -> int:
+    """0: every cell measured or skipped; 1: some cells failed or the run is incomplete (2 is bad input)."""
+    if meta["failed"]:
+        print(f"{len(meta['failed'])} of {meta.get('cells_total')} cells FAILED (see meta.json 'failed'): exit 1",
+              file=sys.stderr)  # fmt: skip
+        return 1
     return 0 if meta["status"] == "complete" else 1
 
 
@@ -251,6 +267,9 @@ def cmd_show(a: argparse.Namespace) -> int:
         print("(no results)")
         return 0
     if a.param:
+        valid = sorted(df["param"].unique()) if "param" in df.columns else []
+        if a.param not in valid:
+            raise UsageError(f"--param: unknown parameter {a.param!r} in {a.run}; valid: {valid}")
         df = df[df["param"] == a.param]
     if a.sort not in df.columns:
         raise UsageError(f"--sort: unknown column {a.sort!r}; valid: {sorted(df.columns)}")
@@ -324,8 +343,12 @@ def cmd_check(a: argparse.Namespace) -> int:
 def cmd_report(a: argparse.Namespace) -> int:
     from harness.report import build_report
 
+    for r in a.runs:  # read every run before writing anything
+        readable_run(r)
     out = a.output or (a.runs[0] / "report.html")
-    path = build_report(a.runs, out)
+    check_output_file("-o", out)
+    with writing("-o", out):
+        path = build_report(a.runs, out)
     print(f"report: {path}")
     return 0
 
@@ -333,7 +356,12 @@ def cmd_report(a: argparse.Namespace) -> int:
 def cmd_compare(a: argparse.Namespace) -> int:
     from harness.report.compare import compare_runs
 
-    text, path = compare_runs(a.run_a, a.run_b, a.output)
+    for r in (a.run_a, a.run_b):
+        readable_run(r)
+    if a.output is not None:
+        check_output_file("-o", a.output)
+    with writing("-o", a.output):
+        text, path = compare_runs(a.run_a, a.run_b, a.output)
     print(text)
     if path:
         print(f"compare report: {path}")
@@ -382,12 +410,13 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     from harness.execute import RunError
     from harness.registry import RegistryError
+    from harness.store import RunDirError
     from harness.suite import SuiteError
 
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (SuiteError, ProblemError, RunError, RegistryError, UsageError, FileNotFoundError) as exc:
+    except (SuiteError, ProblemError, RunError, RegistryError, UsageError, FileNotFoundError, RunDirError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

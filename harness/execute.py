@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -18,7 +20,7 @@ from harness.envinfo import git_commit, machine_info
 from harness.executors import Executor, InProcessExecutor
 from harness.results import CellOutcome
 from harness.runner import run_cell
-from harness.store import RunStore
+from harness.store import RunDirError, RunLockedError, RunStore
 from harness.suite import Expansion
 
 
@@ -156,6 +158,7 @@ class RunRequest:
     threads: int | None = None
     timing: bool = True
     resume: bool = False
+    confirm: bool = False  # --yes: run a suite over the size limits (harness.suite_limits)
     cli_args: dict[str, Any] = field(default_factory=dict)
     workers: int | None = None  # a LocalCluster of this many worker processes (else the suite's `workers`)
     scheduler: str | None = None  # an existing Dask scheduler (else the suite's `scheduler`)
@@ -179,7 +182,7 @@ def plan(req: RunRequest) -> Expansion:
     data = req.suite if isinstance(req.suite, Mapping) else None
     exp = expand(req.suite_label if data is not None else req.suite, data, backends=req.backends,
                  devices=req.devices, replicates=req.replicates, seed=req.seed, dtype=req.dtype,
-                 options=req.options)  # fmt: skip
+                 options=req.options, confirmed=req.confirm)  # fmt: skip
     if not req.timing:
         exp.cells = [replace(c, timing=False) for c in exp.cells]
     return exp
@@ -241,12 +244,57 @@ def run_suite(req: RunRequest, stream: TextIO | None = None, exp: Expansion | No
                      "(docs/notes/scale-out.md); use at most one worker per CPU for timing\n")  # fmt: skip
     with executor_for(req, exp) as executor:
         return execute(exp, req.suite, run_dir, resume=req.resume, cli_args=req.cli_args, stream=stream,
-                       executor=executor, cell_timeout=timeout)  # fmt: skip
+                       executor=executor, cell_timeout=timeout, run_opts=run_options(exp.cells, req.threads))  # fmt: skip
 
 
 def cell_resources(cell: Cell) -> dict[str, float] | None:
     """Worker resources a cell needs: one GPU for cuda/gpu cells (two cells never share a GPU)."""
     return None if cell.device == "cpu" else {"GPU": 1}
+
+
+def run_options(cells: list[Cell], threads: int | None = None) -> dict[str, Any]:
+    """What a run's cells are measured with beyond their keys (seed, R, dtype, timing, runner options, threads);
+    recorded in meta.json so that ``--resume`` with different options is refused."""
+
+    def values(f: Callable[[Cell], Any]) -> list[Any]:
+        return sorted({json.dumps(f(c), sort_keys=True, default=str) for c in cells})
+
+    return {
+        "seed": values(lambda c: c.seed),
+        "replicates": values(lambda c: c.n_replicates),
+        "dtype": values(lambda c: c.dtype),
+        "timing": values(lambda c: c.timing),
+        "options": values(lambda c: c.options),
+        "threads": threads,
+    }
+
+
+def check_resume_options(run_dir: Path, recorded: Mapping[str, Any] | None, now: Mapping[str, Any] | None) -> None:
+    """RunError listing every option that differs from the run being resumed (older runs record none)."""
+    if not recorded or not now:
+        return
+    diffs = [f"{k}: {recorded.get(k)} -> {now.get(k)}" for k in sorted(set(recorded) | set(now))
+             if recorded.get(k) != now.get(k)]  # fmt: skip
+    if diffs:
+        raise RunError(f"--resume: {run_dir} was run with different options; differences (run -> now): "
+                       + "; ".join(diffs) + ". Resume with the original options or start a new run")  # fmt: skip
+
+
+def _lock(store: RunStore) -> None:
+    try:
+        store.acquire_lock()
+    except RunLockedError as exc:
+        raise RunError(f"{exc}; wait for it to finish or choose another --out") from None
+    except OSError as exc:
+        raise RunError(f"--out {store.dir}: cannot create the run directory: {exc.strerror or exc}") from None
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an interrupt so the run's status is written before the process ends."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
 
 
 def execute(
@@ -260,26 +308,46 @@ def execute(
     runner: Callable[[Cell], CellOutcome] = run_cell,
     executor: Executor | None = None,
     cell_timeout: float | None = None,
+    run_opts: dict[str, Any] | None = None,
 ) -> Path:
     """Run every cell not yet finished in ``run_dir`` on ``executor`` (default: in this process); this process
-    alone writes the run directory, each cell as it completes.  Returns the run directory."""
+    alone writes the run directory, under its lock, each cell as it completes.  Returns the run directory."""
     stream = stream or sys.stderr
     executor = executor or InProcessExecutor()
     store = RunStore(run_dir)
     suite_text = suite_text_of(suite)
     suite_path = "<dict>" if isinstance(suite, Mapping) else suite
     keys = [c.key() for c in expansion.cells]
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"--out {run_dir}: exists and is not a directory")
     if resume:
         if not store.exists():
             raise RunError(f"--resume: {run_dir} holds no run to resume (no meta.json)")
-        meta = store.read_meta()
+        try:
+            meta = store.read_meta()
+        except RunDirError as exc:
+            raise RunError(f"--resume: {exc}") from None
         if meta.get("suite_text") != suite_text or meta.get("cell_keys") != keys:
             raise RunError(
                 f"--resume: {run_dir} was started from a different suite or options; "
                 "start a new run or pass the same suite and flags"
             )
+        check_resume_options(run_dir, meta.get("run_options"), run_opts)
+        _lock(store)
+        meta = store.read_meta()  # as of now, under the lock
+        if meta.get("status") == "running":
+            stream.write(f"note: {run_dir} was killed while running (status was 'running'); resuming it\n")
+        for p in store.clean_stale_tmp():
+            stream.write(f"note: removed stale temporary file {p}\n")
+        meta["status"] = "running"
+        meta["run_options"] = meta.get("run_options") or run_opts
+        store.write_meta(meta)
     else:
         if store.exists():
+            raise RunError(f"{run_dir} already holds a run; use --resume to continue it or choose another --out")
+        _lock(store)
+        if store.exists():  # another run created it between the check and the lock
+            store.release_lock()
             raise RunError(f"{run_dir} already holds a run; use --resume to continue it or choose another --out")
         registry.ensure_loaded()
         meta = {
@@ -290,6 +358,7 @@ def execute(
             "git_commit": git_commit(Path(__file__).parent),
             "seed": expansion.suite.get("seed"),
             "cli_args": cli_args or {},
+            "run_options": run_opts,
             "cells_total": len(keys),
             "cell_keys": keys,
             "dropped": dict(expansion.dropped),
@@ -311,6 +380,8 @@ def execute(
     if cell_timeout and not executor.enforces_timeout:
         stream.write(f"note: cell_timeout {cell_timeout:g} s is not enforced in-process; run with --workers N\n")
     last_ckpt = time.perf_counter()
+    main_thread = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     results = executor.map_unordered(runner, todo, key=Cell.key, resources=cell_resources, timeout=cell_timeout)
     seen: set[str] = set()
     try:
@@ -347,4 +418,7 @@ def execute(
         }
         store.write_results(meta["run_id"])
         store.write_meta(meta)
+        store.release_lock()
+        if main_thread:
+            signal.signal(signal.SIGTERM, old_term)
     return run_dir

@@ -4,10 +4,15 @@ Every file is written to a temporary name in the same directory, fsync'ed and re
 (``os.replace``), so an interrupted run never leaves a truncated file.  Each finished cell is saved as
 ``cells/<key>.json`` the moment it ends; ``--resume`` reads those and skips the cells already done;
 ``results.parquet`` is rebuilt from them at checkpoints and at the end.
+
+Files get the usual permissions (0666 minus the umask: 0644 under umask 022), not mkstemp's 0600.  A run holds
+an exclusive ``fcntl.flock`` on ``<run>/.lock`` while it writes, so a second run into the same directory fails
+clearly; a ``running`` status without a held lock means the run was killed (shown as ``interrupted``).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -18,11 +23,29 @@ import pandas as pd
 
 from harness.results import COLUMN_ORDER, SORT_KEYS, CellOutcome
 
+LOCK_NAME = ".lock"
+TMP_SUFFIX = ".tmp"
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be read (missing, truncated or garbage meta.json / results.parquet)."""
+
+
+class RunLockedError(RuntimeError):
+    """Another process holds the run directory's lock."""
+
+
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -39,7 +62,8 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 def atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    os.fchmod(fd, _file_mode())
     os.close(fd)
     try:
         df.to_parquet(tmp, index=False)
@@ -70,7 +94,71 @@ class RunStore:
         return self.meta_path.exists()
 
     def read_meta(self) -> dict[str, Any]:
-        return json.loads(self.meta_path.read_text())
+        """meta.json as a dict; RunDirError naming the file when it is missing or not a JSON object."""
+        try:
+            meta = json.loads(self.meta_path.read_bytes().decode("utf-8"))
+        except FileNotFoundError:
+            raise RunDirError(f"{self.meta_path}: not a stochgrad run directory (no meta.json)") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RunDirError(f"{self.meta_path}: meta.json: unreadable or corrupt ({exc})") from None
+        if not isinstance(meta, dict):
+            raise RunDirError(f"{self.meta_path}: meta.json: must hold a JSON object, got {type(meta).__name__}")
+        return meta
+
+    # -- lock, stale temporaries, status --------------------------------------------------------------------
+    @property
+    def lock_path(self) -> Path:
+        return self.dir / LOCK_NAME
+
+    def acquire_lock(self) -> int:
+        """Take the run directory's exclusive lock (held until :meth:`release_lock` or process exit)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, _file_mode())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunLockedError(f"{self.dir}: another run holds this directory's lock ({LOCK_NAME})") from None
+        self._lock_fd = fd
+        return fd
+
+    def release_lock(self) -> None:
+        fd = getattr(self, "_lock_fd", None)
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            self._lock_fd = None
+
+    def lock_held(self) -> bool:
+        """Whether some process (this one included) holds the lock now."""
+        if getattr(self, "_lock_fd", None) is not None:
+            return True
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def clean_stale_tmp(self) -> list[Path]:
+        """Remove temporaries left by a killed writer (call with the lock held); returns what was removed."""
+        removed = []
+        for d in (self.dir, self.cells_dir):
+            if d.is_dir():
+                for p in d.glob(f".*{TMP_SUFFIX}"):
+                    p.unlink(missing_ok=True)
+                    removed.append(p)
+        return removed
+
+    def effective_status(self, meta: dict[str, Any]) -> str:
+        """meta's status, with ``running`` read as ``interrupted`` when no process holds the lock."""
+        status = str(meta.get("status"))
+        return "interrupted" if status == "running" and not self.lock_held() else status
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         atomic_write_json(self.meta_path, meta)
@@ -121,5 +209,11 @@ def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     if not store.meta_path.exists():
         raise FileNotFoundError(f"{run_dir}: not a stochgrad run directory (no meta.json)")
     meta = store.read_meta()
-    df = pd.read_parquet(store.results_path) if store.results_path.exists() else pd.DataFrame(store.rows())
+    meta["status"] = store.effective_status(meta)
+    if not store.results_path.exists():
+        return pd.DataFrame(store.rows()), meta
+    try:
+        df = pd.read_parquet(store.results_path)
+    except Exception as exc:  # pyarrow raises several types (ArrowInvalid, OSError) for a corrupt file
+        raise RunDirError(f"{store.results_path}: results.parquet: unreadable or corrupt ({exc})") from None
     return df, meta

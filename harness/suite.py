@@ -42,12 +42,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tomllib
 
+from harness import suite_limits as lim
 from harness.backends import BACKEND_NAMES, DTYPES
 from harness.cells import Cell
-from harness.problems import DISTRIBUTIONS, ProblemError, ProblemSpec, example_problems, get_objective
+from harness.problems import ProblemSpec, get_objective
 from harness.registry import Implementation, estimator_names, implementations
+from harness.suite_limits import SuiteError, _check_keys, _list, _pos_ints, _strings, _table
+from harness.suite_problems import _build_problems, _problem_tables, _RawProblem
 
 SUITE_KEYS = {
     "name",
@@ -65,9 +69,9 @@ SUITE_KEYS = {
     "workers",  # ... or a local cluster of this many worker processes
     "cell_timeout",  # seconds per cell, enforced when cells run on workers
     "exclusive_timing",  # workers hold timing phases under one cluster-wide lock (docs/notes/scale-out.md)
+    "max_cells",
 }
 SWEEP_KEYS = {"estimators", "backends", "devices", "n_samples", "hyper", "problems", "replicates", "dtype", "workloads"}
-PROBLEM_KEYS = {"distribution", "params", "sweep_params", "objective", "objective_params", "dims", "options"}
 EXCLUDE_KEYS = {
     "estimator",
     "backend",
@@ -80,14 +84,6 @@ EXCLUDE_KEYS = {
     "checkpoint",
 }
 DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|gpu(:\d+)?)$")
-
-
-class SuiteError(ValueError):
-    """Invalid suite input; the CLI prints it as ``error: FILE: KEY: message`` and exits with 2."""
-
-    def __init__(self, path: str, key: str, message: str) -> None:
-        super().__init__(f"{path}: {key}: {message}")
-        self.path, self.key, self.message = path, key, message
 
 
 @dataclass
@@ -144,69 +140,6 @@ def map_device(backend: str, device: str) -> str | None:
         return None
     name = {"torch": "cuda", "jax": "gpu"}[backend]
     return f"{name}:{idx}" if idx else name
-
-
-def _list(v: Any) -> list[Any]:
-    return list(v) if isinstance(v, list | tuple) else [v]
-
-
-def _check_keys(path: str, where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
-    if not isinstance(table, Mapping):
-        raise SuiteError(path, where, f"must be a table, got {type(table).__name__}")
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise SuiteError(path, f"{where}.{unknown[0]}", f"unknown key; valid: {sorted(allowed)}")
-
-
-def _pos_ints(path: str, key: str, v: Any) -> list[int]:
-    vals = _list(v)
-    if not vals:
-        raise SuiteError(path, key, "must not be empty")
-    for x in vals:
-        if not isinstance(x, int) or isinstance(x, bool) or x < 1:
-            raise SuiteError(path, key, f"must be a positive integer (or a list of them), got {x!r}")
-    return vals
-
-
-def _strings(path: str, key: str, v: Any) -> list[str]:
-    vals = _list(v)
-    if not vals or not all(isinstance(x, str) for x in vals):
-        raise SuiteError(path, key, f"must be a string or a non-empty list of strings, got {v!r}")
-    return vals
-
-
-def _problems(path: str, where: str, raw: Any) -> list[ProblemSpec]:
-    if raw == "examples":
-        return example_problems()
-    if not isinstance(raw, list) or not raw:
-        raise SuiteError(path, where, 'must be "examples" or a non-empty list of [[sweep.problems]] tables')
-    out: list[ProblemSpec] = []
-    for i, t in enumerate(raw):
-        w = f"{where}[{i}]"
-        _check_keys(path, w, t, PROBLEM_KEYS)
-        dist = t.get("distribution")
-        if dist not in DISTRIBUTIONS:
-            raise SuiteError(
-                path, f"{w}.distribution", f"unknown distribution {dist!r}; valid: {sorted(DISTRIBUTIONS)}"
-            )
-        objectives = _strings(path, f"{w}.objective", t.get("objective", "quadratic"))
-        dims = _pos_ints(path, f"{w}.dims", t.get("dims", 1))
-        params = dict(t.get("params", {}))
-        sweeps = t.get("sweep_params", {})
-        _check_keys(
-            path, f"{w}.sweep_params", sweeps, set(DISTRIBUTIONS[dist].params) | set(DISTRIBUTIONS[dist].aliases)
-        )
-        names = list(sweeps)
-        for combo in itertools.product(*[_list(sweeps[n]) for n in names]) if names else [()]:
-            ps = {**params, **dict(zip(names, combo))}
-            for obj, dim in itertools.product(objectives, dims):
-                spec = ProblemSpec(dist, obj, dim, ps, dict(t.get("objective_params", {})), dict(t.get("options", {})))
-                try:
-                    spec.build()
-                except ProblemError as exc:
-                    raise SuiteError(path, f"{w}.{exc.key}", str(exc).split(": ", 1)[1]) from None
-                out.append(spec)
-    return out
 
 
 def validate_hyper(spec: Implementation, hyper: Mapping[str, Any], where: str = "hyper", path: str = "<api>") -> dict:
@@ -280,12 +213,24 @@ def _executor_keys(path: str, meta: Mapping[str, Any]) -> None:
 
 
 def load_suite(path: str | Path) -> dict[str, Any]:
+    """Read and parse a suite file; unreadable, non-UTF-8 or non-TOML files and bad top-level types raise."""
     p = str(path)
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise SuiteError(p, "file", "no such suite file") from None
+    except IsADirectoryError:
+        raise SuiteError(p, "file", "is a directory, not a suite file") from None
+    except OSError as exc:
+        raise SuiteError(p, "file", f"cannot read the suite file: {exc.strerror or exc}") from None
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in raw:
+        raise SuiteError(p, "file", "not UTF-8 text (UTF-16 or binary); TOML files are UTF-8")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SuiteError(p, "file", f"not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(p, "toml", f"not valid TOML: {exc}") from None
     allowed_top = {"suite", "sweep", "exclude"}
@@ -293,6 +238,80 @@ def load_suite(path: str | Path) -> dict[str, Any]:
     if unknown:
         raise SuiteError(p, unknown[0], f"unknown top-level key; valid: {sorted(allowed_top)}")
     return data
+
+
+@dataclass
+class _SweepPlan:
+    """One validated [[sweep]] before its problems are built: enough to count its cells cheaply."""
+
+    where: str
+    specs: list[Implementation]
+    grids: dict[tuple[str, str], list[dict[str, Any]]]
+    devs: list[str]
+    Ls: list[int]
+    R: int
+    dtype: str
+    raws: list[Any]
+
+    def count(self) -> tuple[int, float]:
+        """(cells, sample elements) upper bound: capability drops counted, exclusions and duplicates not."""
+        cells, elements = 0, 0.0
+        for spec in self.specs:
+            g = len(self.grids[(spec.name, spec.backend)])
+            devs = sum(1 for d in self.devs if map_device(spec.backend, d) is not None)
+            Ls = [L for L in self.Ls if spec.min_samples <= L]
+            for r in self.raws:
+                if isinstance(r, _RawProblem):
+                    probe = [(ProblemSpec(r.dist, o, 1), r.size() // len(r.objectives)) for o in r.objectives]
+                    per_el = r.elements() / max(r.size(), 1)
+                else:
+                    probe, per_el = [(r, 1)], float(getattr(r, "dim", 1))
+                for ps, n in probe:
+                    if isinstance(ps, ProblemSpec) and not estimator_applies(spec, ps)[0]:
+                        continue
+                    k = n * g * devs * len(Ls)
+                    cells += k
+                    elements += n * g * devs * sum(Ls) * self.R * per_el
+        return cells, elements
+
+
+def _plan_sweep(p: str, si: int, sw: Any, ctx: dict[str, Any]) -> _SweepPlan:
+    w = f"sweep[{si}]"
+    _check_keys(p, w, sw, SWEEP_KEYS)
+    known = ctx["known"]
+    pats = _strings(p, f"{w}.estimators", sw.get("estimators", "*"))
+    for pat in pats:
+        if not fnmatch.filter(known, pat):
+            raise SuiteError(p, f"{w}.estimators", f"unknown estimator {pat!r}; valid: {known}")
+    bks = _strings(p, f"{w}.backends", sw.get("backends", list(BACKEND_NAMES)))
+    for b in bks:
+        if b not in BACKEND_NAMES:
+            raise SuiteError(p, f"{w}.backends", f"unknown backend {b!r}; valid: {list(BACKEND_NAMES)}")
+    if ctx["backends"]:
+        bks = [b for b in bks if b in ctx["backends"]]
+    devs = ctx["devices"] or _strings(p, f"{w}.devices", sw.get("devices", ["cpu"]))
+    for d in devs:
+        if not DEVICE_RE.match(d):
+            raise SuiteError(p, f"{w}.devices" if not ctx["devices"] else "--device",
+                             f"unknown device {d!r}; valid: cpu, cuda, cuda:N, gpu, gpu:N")  # fmt: skip
+    Ls = _pos_ints(p, f"{w}.n_samples", sw.get("n_samples", [1]))
+    if ctx["replicates"] is not None:
+        R = ctx["replicates"]
+    else:
+        R = lim.check_replicates(p, f"{w}.replicates", sw.get("replicates", ctx["R"]), ctx["cap"], SuiteError)
+    dt = ctx["dtype"] or sw.get("dtype", ctx["dtype_default"])
+    if dt not in DTYPES:
+        raise SuiteError(p, f"{w}.dtype", f"unknown dtype {dt!r}; valid: {list(DTYPES)}")
+    hyper = sw.get("hyper", {})
+    _check_keys(p, f"{w}.hyper", hyper, {k for s in implementations() for k in s.hyperparameters})
+    raws: list[Any] = []
+    if "workloads" not in sw or "problems" in sw:
+        sizes = (Ls, np.dtype(dt).itemsize, ctx["budget"])
+        raws += _problem_tables(p, f"{w}.problems", sw.get("problems", "examples"), sizes)
+    raws += _workloads(p, f"{w}.workloads", sw["workloads"]) if "workloads" in sw else []
+    specs = [s for s in implementations() if s.backend in bks and any(fnmatch.fnmatch(s.name, q) for q in pats)]
+    grids = {(s.name, s.backend): _hyper_grid(p, w, s, hyper) for s in specs}
+    return _SweepPlan(w, specs, grids, devs, Ls, int(R), dt, raws)
 
 
 def expand(
@@ -305,28 +324,37 @@ def expand(
     seed: int | None = None,
     dtype: str | None = None,
     options: Mapping[str, Any] | None = None,
+    confirmed: bool = False,
 ) -> Expansion:
-    """Validate a suite and expand it into cells; CLI overrides take precedence over the file."""
+    """Validate a suite and expand it into cells; CLI overrides take precedence over the file.
+
+    The sweeps are validated and counted first; a suite over the size limits (harness.suite_limits) stops with
+    its count and estimated run time before any problem is built, unless ``confirmed`` (``--yes``).
+    """
     p = str(path)
     data = load_suite(path) if data is None else data
-    meta = dict(data.get("suite", {}))
+    if not isinstance(data, Mapping):
+        raise SuiteError(p, "suite", f"a suite must be a table, got {type(data).__name__}")
+    meta = _table(p, "suite", data.get("suite", {}))
     _check_keys(p, "suite", meta, SUITE_KEYS)
-    name = meta.get("name", Path(p).stem)
+    name = lim.check_name(p, meta["name"], SuiteError) if "name" in meta else lim.default_name(Path(p).stem)
+    if not isinstance(meta.get("description", ""), str):
+        raise SuiteError(p, "suite.description", f"must be a string, got {meta['description']!r}")
     seed = seed if seed is not None else meta.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+    if not lim.is_int(seed) or seed < 0:
         raise SuiteError(p, "suite.seed", f"must be a non-negative integer, got {seed!r}")
+    opts = {k: meta[k] for k in (*lim.RUNNER_FLOATS, *lim.RUNNER_INTS) if k in meta}
+    lim.check_runner_options(p, opts, "suite", SuiteError)
+    max_cells = opts.pop("max_cells", None)
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    lim.check_runner_options(p, {k: v for k, v in given.items() if k != "precision"}, "option", SuiteError)
+    opts.update(given)
+    cap = int(opts.get("max_replicates") or max(lim.DEFAULT_MAX_REPLICATES, 1))
     R_default = replicates if replicates is not None else meta.get("replicates", 2000)
-    _pos_ints(p, "suite.replicates" if replicates is None else "--replicates", R_default)
+    lim.check_replicates(p, "suite.replicates" if replicates is None else "--replicates", R_default, cap, SuiteError)
     dtype_default = dtype or meta.get("dtype", "float64")
     if dtype_default not in DTYPES:
         raise SuiteError(p, "suite.dtype", f"unknown dtype {dtype_default!r}; valid: {list(DTYPES)}")
-    opts = {
-        k: meta[k] for k in ("precision", "max_replicates", "max_seconds", "max_memory", "timing_max_s") if k in meta
-    }
-    for k, v in opts.items():
-        if not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
-            raise SuiteError(p, f"suite.{k}", f"must be a positive number, got {v!r}")
-    opts.update({k: v for k, v in (options or {}).items() if v is not None})
     _executor_keys(p, meta)
     timing = meta.get("timing", True)
     if not isinstance(timing, bool):
@@ -334,51 +362,24 @@ def expand(
     sweeps = data.get("sweep", [])
     if not isinstance(sweeps, list) or not sweeps:
         raise SuiteError(p, "sweep", "at least one [[sweep]] table is required")
-    rules = data.get("exclude", [])
-    for i, r in enumerate(rules):
-        _check_keys(p, f"exclude[{i}]", r, EXCLUDE_KEYS)
-    known = estimator_names()
+    rules = lim.check_exclude(p, data.get("exclude", []), EXCLUDE_KEYS, SuiteError)
+    ctx = {"known": estimator_names(), "backends": backends, "devices": devices, "replicates": replicates,
+           "R": R_default, "cap": cap, "dtype": dtype, "dtype_default": dtype_default,
+           "budget": lim.memory_budget(opts)}  # fmt: skip
+    plans = [_plan_sweep(p, si, sw, ctx) for si, sw in enumerate(sweeps)]
+    counts = [pl.count() for pl in plans]
+    lim.check_size(p, sum(c for c, _ in counts), sum(e for _, e in counts), max_cells, confirmed, SuiteError)
     cells: list[Cell] = []
     dropped: Counter = Counter()
-    for si, sw in enumerate(sweeps):
-        w = f"sweep[{si}]"
-        _check_keys(p, w, sw, SWEEP_KEYS)
-        pats = _strings(p, f"{w}.estimators", sw.get("estimators", "*"))
-        for pat in pats:
-            if not fnmatch.filter(known, pat):
-                raise SuiteError(p, f"{w}.estimators", f"unknown estimator {pat!r}; valid: {known}")
-        bks = _strings(p, f"{w}.backends", sw.get("backends", list(BACKEND_NAMES)))
-        for b in bks:
-            if b not in BACKEND_NAMES:
-                raise SuiteError(p, f"{w}.backends", f"unknown backend {b!r}; valid: {list(BACKEND_NAMES)}")
-        if backends:
-            bks = [b for b in bks if b in backends]
-        devs = devices or _strings(p, f"{w}.devices", sw.get("devices", ["cpu"]))
-        for d in devs:
-            if not DEVICE_RE.match(d):
-                raise SuiteError(
-                    p,
-                    f"{w}.devices" if not devices else "--device",
-                    f"unknown device {d!r}; valid: cpu, cuda, cuda:N, gpu, gpu:N",
-                )
-        Ls = _pos_ints(p, f"{w}.n_samples", sw.get("n_samples", [1]))
-        R = replicates or sw.get("replicates", R_default)
-        _pos_ints(p, f"{w}.replicates", R)
-        dt = dtype or sw.get("dtype", dtype_default)
-        if dt not in DTYPES:
-            raise SuiteError(p, f"{w}.dtype", f"unknown dtype {dt!r}; valid: {list(DTYPES)}")
-        hyper = sw.get("hyper", {})
-        _check_keys(p, f"{w}.hyper", hyper, {k for s in implementations() for k in s.hyperparameters})
-        problems = _problems(p, f"{w}.problems", sw.get("problems", "examples")) if "workloads" not in sw or "problems" in sw else []
-        problems += _workloads(p, f"{w}.workloads", sw["workloads"]) if "workloads" in sw else []
-        specs = [s for s in implementations() if s.backend in bks and any(fnmatch.fnmatch(s.name, q) for q in pats)]
-        for spec in specs:
-            grid = _hyper_grid(p, w, spec, hyper)
+    for pl in plans:
+        problems = _build_problems(p, pl.raws)
+        for spec in pl.specs:
+            grid = pl.grids[(spec.name, spec.backend)]
             for prob in problems:
                 ok, why = estimator_applies(spec, prob)
-                for dev in devs:
+                for dev in pl.devs:
                     bdev = map_device(spec.backend, dev)
-                    for L in Ls:
+                    for L in pl.Ls:
                         for h in grid:
                             if not ok:
                                 dropped[why] += 1
@@ -389,7 +390,8 @@ def expand(
                             if spec.min_samples > L:
                                 dropped[f"{spec.name} needs L >= {spec.min_samples}"] += 1
                                 continue
-                            cell = Cell(spec.name, spec.backend, bdev, prob, L, int(R), h, name, seed, dt, timing, opts)
+                            cell = Cell(spec.name, spec.backend, bdev, prob, L, pl.R, h, name, seed, pl.dtype,
+                                        timing, opts)  # fmt: skip
                             if _excluded(cell, rules):
                                 dropped["excluded by [[exclude]]"] += 1
                                 continue

@@ -34,7 +34,7 @@ CASES = {
     "wrong type": (dict(sweep='estimators = ["pathwise"]\nn_samples = "four"'), ["n_samples", "positive integer"]),
     "zero L": (dict(sweep='estimators = ["pathwise"]\nn_samples = [0]'), ["n_samples", "positive integer"]),
     "negative L": (dict(sweep='estimators = ["pathwise"]\nn_samples = [-3]'), ["n_samples", "positive integer"]),
-    "zero R": (dict(head='[suite]\nname = "t"\nreplicates = 0'), ["suite.replicates", "positive integer"]),
+    "zero R": (dict(head='[suite]\nname = "t"\nreplicates = 0'), ["suite.replicates", "integer >= 2"]),
     "scale <= 0": (dict(problem=GOOD_PROBLEM.replace("scale = 1.5", "scale = -1.0")), ["params.scale", "> 0"]),
     "probs outside (0,1)": (dict(problem=GOOD_PROBLEM.replace('"normal"', '"bernoulli"').replace(
         "loc = 0.5, scale = 1.5", "probs = 1.5").replace('"quadratic"', '"bernoulli_toy"')), ["params.probs", "(0, 1)"]),
@@ -75,7 +75,7 @@ def test_missing_suite_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     (["--seed", "abc"], "non-negative integer"),
     (["--backend", "tensorflow"], "valid"),
     (["--device", "tpu"], "valid"),
-    (["--precision", "-1"], "expected a number >= 0"),
+    (["--precision", "-1"], "number >= 0"),
     (["--resume"], "--resume needs --out"),
 ])
 def test_bad_cli_arguments(args: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

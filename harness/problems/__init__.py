@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -121,7 +122,28 @@ class Problem:
                 f"unknown parameter(s) {sorted(unknown)} for objective {spec.objective!r}; "
                 f"valid: {sorted(self.objective.params)}",
             )
+        self._check_objective_params(spec.objective_params)
         self.op = resolve_objective_params(spec.objective, spec.objective_params, self.dist.categories(self.options))
+        moment = self.dist.moment_conditions(self.params_np, spec.objective)
+        if moment:
+            key, msg = moment
+            raise ProblemError(key, f"{msg} (E[f] or its gradient does not exist: {self.dist.name} x {spec.objective})")
+
+    def _check_objective_params(self, given: Mapping[str, Any]) -> None:
+        """Scalar objective parameters are finite real numbers; a vector one (target) has one finite value per
+        category."""
+        for k, v in given.items():
+            key = f"objective_params.{k}"
+            if self.objective.params[k] is None:  # a K-vector (categorical_target.target)
+                K = self.dist.categories(self.options)
+                try:
+                    arr = np.asarray(v, dtype=np.float64)
+                except (TypeError, ValueError):
+                    raise ProblemError(key, f"must be a list of {K} numbers, got {v!r}") from None
+                if arr.shape != (K,) or isinstance(v, bool) or not np.all(np.isfinite(arr)):
+                    raise ProblemError(key, f"must be a list of {K} finite numbers (one per category), got {v!r}")
+            elif not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+                raise ProblemError(key, f"must be a finite real number, got {v!r}")
 
     def _options(self, given: Mapping[str, Any]) -> dict[str, Any]:
         unknown = set(given) - set(self.dist.options)
@@ -132,8 +154,9 @@ class Problem:
             )
         opts = {**self.dist.options, **given}
         for k, v in opts.items():
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ProblemError(f"options.{k}", f"must be a positive integer, got {v!r}")
+            low = 2 if k == "categories" else 1  # one category is no distribution
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise ProblemError(f"options.{k}", f"must be an integer >= {low}, got {v!r}")
         return opts
 
     def _params(self, given: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -162,6 +185,8 @@ class Problem:
             shape = dist.param_shape(name, self.dim, self.options)
             if ps.site_shape == "K" and arr.ndim == 1 and "categories" not in self.spec.options:
                 # a K-vector given without the option fixes the number of categories
+                if arr.shape[0] < 2:
+                    raise ProblemError(f"params.{name}", f"needs at least 2 categories, got {arr.shape[0]}")
                 self.options["categories"] = arr.shape[0]
                 shape = dist.param_shape(name, self.dim, self.options)
             try:

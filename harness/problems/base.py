@@ -73,6 +73,12 @@ class Distribution:
         """Cross-parameter checks after broadcasting (e.g. low < high): an error message, or None."""
         return None
 
+    def moment_conditions(self, params: Mapping[str, np.ndarray], objective: str) -> tuple[str, str] | None:
+        """Declared existence conditions of E[f] and its gradient for an objective: (key, message) when the
+        parameters violate them (e.g. student_t x quadratic needs df > 2), else None.  Bounded objectives and
+        distributions with every moment finite need none."""
+        return None
+
     # -- sampling and densities (backend-generic; B is a harness.backends.Backend) -----------
     @staticmethod
     def align(P: Mapping[str, Array]) -> dict[str, Array]:

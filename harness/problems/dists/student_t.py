@@ -70,6 +70,16 @@ class StudentT(Distribution):
             "scale": (w * t * t - 1) / s,
         }
 
+    # E[z^m] exists only for df > m: the linear objective needs df > 1, the quadratic df > 2 (its df-gradient too)
+    MOMENT_ORDER = {"linear": 1, "quadratic": 2}
+
+    def moment_conditions(self, params, objective):
+        m = self.MOMENT_ORDER.get(objective)
+        if m is not None and np.any(params["df"] <= m):
+            bad = float(np.min(params["df"]))
+            return "params.df", f"must be > {m} for the {objective} objective (E[z^{m}] is infinite), got df = {bad:g}"
+        return None
+
     # closed forms (per site)
     def exact_linear(self, P, op):
         nu, mu, a = P["df"], P["loc"], op["a"]
