@@ -282,10 +282,12 @@ def cmd_show(a: argparse.Namespace) -> int:
         "param",
         "exact_grad",
         "grad_mean",
-        "bias_z",
+        "bias_p",
         "variance",
         "variance_ci_low",
         "variance_ci_high",
+        "heavy_tail",
+        "oracle",
         "time_median_s",
         "efficiency",
     ]

@@ -1,6 +1,6 @@
 r"""Bias, variance and MSE of R replicate L-sample gradient estimates, with 95% confidence intervals.
 
-Aggregation over a parameter's coordinates c (see the README's column reference):
+Aggregation over a parameter's coordinates c (the column reference: results/README.md, docs/results.md):
   exact_grad  mean_c e_c                     grad_mean  mean_c m_c  (m_c = mean over replicates)
   bias        sqrt(mean_c (m_c - e_c)^2)     bias_z     max_c |m_c - e_c| / se_c
   variance    mean_c Var_r[G_rc]             mse        mean_c mean_r (G_rc - e_c)^2

@@ -1,6 +1,6 @@
 """Suite files (TOML) -> validated, expanded list of Cells.
 
-Format (see README "Suite format")::
+Format (docs/suites.md)::
 
     [suite]                       # name, description, seed, replicates, dtype, timing, precision
     name = "smoke"

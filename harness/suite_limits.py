@@ -30,7 +30,7 @@ MAX_ESTIMATE_H = 24.0
 # one CPU thread) plus a cost per sampled element R x L x event (40-90 ns measured for pathwise/score_function)
 CELL_OVERHEAD_S = 0.05
 SECONDS_PER_ELEMENT = 50e-9
-NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+=,-]*$")
+NAME_RE = re.compile(r"^[^./\\\x00-\x1f][^/\\\x00-\x1f]{0,119}$")  # one path component, no leading dot
 RUNNER_FLOATS = ("precision", "max_seconds", "max_memory", "timing_max_s")
 RUNNER_INTS = ("max_replicates", "max_cells")
 
@@ -112,7 +112,8 @@ def check_name(path: str, name: Any, error: Any) -> str:
         raise error(
             path,
             "suite.name",
-            f"must be a plain name (letters, digits, _ . + = , -; no '/', no leading '.'), got {name!r}",
+            f"must be a plain name (one path component: no '/' or '\\', no control characters, no leading '.', "
+            f"at most 120 characters), got {name!r}",
         )
     return name
 

@@ -305,5 +305,5 @@ def test_parameter_validation_and_broadcasting() -> None:
     assert m.params_np["logits"].shape == (2, 3) and m.params_np["scales"].shape == (2, 3)
     with pytest.raises(ProblemError, match="same number of components"):
         ProblemSpec("mixture_normal", "linear", 2, {"locs": [0.0, 1.0, 2.0]}).build()
-    with pytest.raises(ValueError, match="df > 2"):
-        _ = ProblemSpec("student_t", "quadratic", 1, {"df": 2.0}).build().exact
+    with pytest.raises(ProblemError, match=r"params.df: must be > 2 for the quadratic objective"):
+        _ = ProblemSpec("student_t", "quadratic", 1, {"df": 2.0}).build()  # E[f] does not exist: refused at build

@@ -162,7 +162,7 @@ def test_hostile_names_are_escaped(report) -> None:
     assert sum(1 for t, _ in page.tags if t == "script") == 1  # only the report's own inline script
     assert not any(k.startswith("on") for _, a in page.tags for k in a)  # no event-handler attributes
     text = " ".join(page.text)
-    assert XSS_NAME in text and "report-test <i>x</i>" in text  # shown literally, as text
+    assert XSS_NAME in text and "report-test <b>&x <i>" in text  # shown literally, as text
 
 
 def test_old_run_without_newer_columns(run, tmp_path) -> None:

@@ -265,8 +265,13 @@ def verdicts(pooled: pd.DataFrame) -> list[Verdict]:
             out.append(v)
             continue
         stats = []
-        for e, g in best.groupby("estimator"):
+        for e, g_all in best.groupby("estimator"):
             if e == REINFORCE or e in exact:
+                continue
+            # the factor rests only on problems where both variances have valid intervals: a row whose interval
+            # is unreliable (heavy tail, ±100%) is left out of the comparison, never used as evidence
+            g = g_all[~g_all["unreliable"].astype(bool)]
+            if g.empty:
                 continue
             ex = g["exact_est"].astype(bool)
             n_exact = int(g.loc[ex, KEYS].merge(sf[KEYS], on=KEYS).shape[0])
@@ -275,14 +280,10 @@ def verdicts(pooled: pd.DataFrame) -> list[Verdict]:
                 continue
             lo, hi = math.exp(mean - Z95 * se), math.exp(mean + Z95 * se)
             pick = Pick(e, math.exp(mean), lo, hi, k, n_exact=n_exact)
-            if bool(g["oracle"].any()):
+            if bool(g_all["oracle"].any()):
                 v.oracle = pick
                 continue
-            ok = (
-                (g["unbiased"] != False).all()  # noqa: E712
-                and not g["bias_detected"].any()
-                and not g["unreliable"].any()
-            )
+            ok = (g_all["unbiased"] != False).all() and not g_all["bias_detected"].any()  # noqa: E712
             if ok:
                 stats.append(pick)
         if stats:

@@ -39,7 +39,7 @@ n_samples = [1, 4]
 
 SMALL_SUITE = """
 [suite]
-name = "report-test <i>x</i>"
+name = "report-test <b>&x <i>"
 description = "tiny suite for the report tests"
 seed = 3
 replicates = {R}
