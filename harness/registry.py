@@ -306,6 +306,11 @@ def load_builtins() -> None:
         return
     _LOADED["builtins"] = True
     pkg = importlib.import_module(BUILTIN_PACKAGE)
+    if getattr(pkg, "__file__", None) is None:  # a bare directory named "estimators" earlier on sys.path
+        raise RegistryError(
+            f"the built-in {BUILTIN_PACKAGE!r} package resolved to a namespace package at {list(pkg.__path__)}: a "
+            f"directory named {BUILTIN_PACKAGE!r} in the working directory shadows it; run from elsewhere"
+        )
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
         if not info.name.startswith("_"):
             importlib.import_module(f"{BUILTIN_PACKAGE}.{info.name}")

@@ -95,11 +95,11 @@ def test_catalog_lists_every_builtin_estimator() -> None:
     import stochgrad as sg
     from harness import registry
 
-    catalog = (ROOT / "docs" / "estimators" / "index.md").read_text(encoding="utf-8")
+    catalog = (ROOT / "docs" / "catalog" / "index.md").read_text(encoding="utf-8")
     builtin = [n for n in sg.list_estimators() if registry.get_declaration(n).source.startswith("estimators.")]
     assert builtin, "no built-in estimators registered"
     missing = [n for n in builtin if f"| `{n}` |" not in catalog]
-    assert missing == [], f"docs/estimators/index.md has no catalog row for {missing}"
+    assert missing == [], f"docs/catalog/index.md has no catalog row for {missing}"
 
 
 def test_workloads_page_lists_every_shipped_workload() -> None:
