@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import signal
-import statistics
 import sys
 import threading
 import time
@@ -18,6 +17,7 @@ from harness import registry
 from harness.cells import Cell
 from harness.envinfo import git_commit, machine_info
 from harness.executors import Executor, InProcessExecutor
+from harness.progress import Progress, interleave
 from harness.results import CellOutcome
 from harness.runner import run_cell
 from harness.store import RunDirError, RunLockedError, RunStore
@@ -26,104 +26,6 @@ from harness.suite import Expansion
 
 class RunError(ValueError):
     """Bad run request (e.g. resuming a different suite); exit code 2."""
-
-
-def _fmt_s(s: float) -> str:
-    s = int(round(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
-class CostModel:
-    """Expected seconds of a cell, learned as the run goes: the median of finished cells of the same estimator,
-    backend and size L·D; else of the same estimator and backend; else of the backend; else of all cells."""
-
-    def __init__(self) -> None:
-        self.seen: dict[tuple, list[float]] = {}
-
-    @staticmethod
-    def groups(cell: Cell) -> list[tuple]:
-        size = cell.n_samples * int(getattr(cell.problem, "dim", 1) or 1)
-        return [(cell.estimator, cell.backend, size), (cell.estimator, cell.backend), (cell.backend,), ()]
-
-    def observe(self, cell: Cell, seconds: float) -> None:
-        for g in self.groups(cell):
-            self.seen.setdefault(g, []).append(seconds)
-
-    def expected(self, cell: Cell) -> float | None:
-        for g in self.groups(cell):
-            if g in self.seen:
-                return statistics.median(self.seen[g])
-        return None
-
-
-def _round_robin(queues: list[list[Any]]) -> list[Any]:
-    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
-
-
-def interleave(cells: list[Cell]) -> list[Cell]:
-    """Cells round-robin over backends, and within a backend over estimators (each estimator's cells in suite
-    order): the cost model sees every backend and many estimators in the first cells (a JAX cell, which
-    compiles, costs ~40 NumPy cells), and costly groups spread over the run and the workers."""
-    by_backend: dict[str, dict[str, list[Cell]]] = {}
-    for c in cells:
-        by_backend.setdefault(c.backend, {}).setdefault(c.estimator, []).append(c)
-    return _round_robin([_round_robin(list(ests.values())) for ests in by_backend.values()])
-
-
-class Progress:
-    """cells done/total with ETA on stderr; a carriage-return bar on a TTY, periodic lines otherwise.
-
-    The ETA is the remaining cells' expected cost (:class:`CostModel`) divided by the cells that run at once
-    (``slots``, the workers); ``eta_check`` records, at 10% of the cells, this ETA and the old equal-cost one
-    (elapsed / done × remaining), and at the end the real remaining time (meta.json).
-    """
-
-    def __init__(self, cells: list[Cell], stream: TextIO | None = None, slots: int = 1) -> None:
-        stream = stream or sys.stderr
-        self.total, self.stream, self.done, self.t0 = len(cells), stream, 0, time.perf_counter()
-        self.remaining = {c.key(): c for c in cells}
-        self.slots, self.model = max(1, slots), CostModel()
-        self.tty = stream.isatty()
-        self.last = 0.0
-        self.eta_check: dict[str, Any] = {}
-
-    def eta(self) -> float | None:
-        costs = [self.model.expected(c) for c in self.remaining.values()]
-        if not costs or any(c is None for c in costs):
-            return None if costs else 0.0
-        return sum(costs) / min(self.slots, len(costs))  # type: ignore[arg-type]
-
-    def update(self, outcome: CellOutcome) -> None:
-        self.done += 1
-        self.remaining.pop(outcome.cell.key(), None)
-        if outcome.status == "ok":
-            self.model.observe(outcome.cell, outcome.seconds)
-        el = time.perf_counter() - self.t0
-        eta = self.eta()
-        if not self.eta_check and self.done >= 0.1 * self.total and self.done < self.total:
-            self.eta_check = {"at_cells": self.done, "of_cells": self.total, "elapsed_s": el, "eta_model_s": eta,
-                              "eta_equal_cost_s": el / self.done * (self.total - self.done)}  # fmt: skip
-        if self.done == self.total and self.eta_check:
-            self.eta_check["real_remaining_s"] = el - self.eta_check["elapsed_s"]
-        pct = 100 * self.done / max(self.total, 1)
-        width = 24
-        bar = "#" * int(width * self.done / max(self.total, 1))
-        eta_s = "?" if eta is None else _fmt_s(eta)
-        msg = f"[{bar:<{width}}] {self.done}/{self.total} {pct:5.1f}% elapsed {_fmt_s(el)} ETA {eta_s}"
-        if outcome.status != "ok":
-            self.stream.write(
-                ("\n" if self.tty else "") + f"  {outcome.status}: {outcome.cell.label()}: {outcome.message}\n"
-            )
-        if self.tty:
-            self.stream.write("\r" + msg[:160])
-        elif time.perf_counter() - self.last > 5 or self.done == self.total:
-            self.stream.write(msg + "\n")
-            self.last = time.perf_counter()
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
 
 
 def new_run_dir(results_root: Path, suite_name: str) -> Path:

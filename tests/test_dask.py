@@ -218,7 +218,7 @@ def test_interleave_and_cost_model_eta() -> None:
     remaining cells' expected cost (group median, else coarser groups) divided by the slots."""
     import io
 
-    from harness.execute import CostModel, Progress, interleave
+    from harness.progress import CostModel, Progress, interleave
     from harness.results import CellOutcome
 
     cells = expand(str(SMOKE)).cells

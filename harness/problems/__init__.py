@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.problems.base import CONSTRAINTS, Distribution, Objective, ParamSpec
+from harness.problems.base import CONSTRAINTS, Distribution, Objective, ParamSpec, ProblemShape
 from harness.problems.dists import discover
 from harness.problems.exact import ExactResult, compute_exact
 from harness.problems.objectives import OBJECTIVES, resolve_objective_params
@@ -97,7 +97,7 @@ def _short(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float | int) else str(v)
 
 
-class Problem:
+class Problem(ProblemShape):
     """A validated problem: NumPy float64 parameter arrays, resolved objective params, exact gradient."""
 
     def __init__(self, spec: ProblemSpec) -> None:
@@ -206,15 +206,6 @@ class Problem:
         if msg:
             raise ProblemError("params", f"{dist.name}: {msg}")
         return out
-
-    @property
-    def param_names(self) -> list[str]:
-        # differentiated parameters only (ParamSpec.differentiable=False ones are fixed, e.g. truncation bounds)
-        return [k for k, ps in self.dist.params.items() if ps.differentiable]
-
-    @property
-    def event_shape(self) -> tuple[int, ...]:
-        return self.dist.event_shape(self.dim, self.options)
 
     @cached_property
     def exact(self) -> ExactResult:

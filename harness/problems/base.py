@@ -144,3 +144,20 @@ class Objective:
     def __call__(self, B: Any, z: Array, op: Mapping[str, Any]) -> Array:
         """Total cost [...] summed over the D sites."""
         return self.fn(B, z, op).sum(-1)
+
+
+class ProblemShape:
+    """What a problem and a workload problem derive alike from ``dist``, ``dim`` and ``options``."""
+
+    dist: Distribution
+    dim: int
+    options: dict[str, Any]
+
+    @property
+    def param_names(self) -> list[str]:
+        """Differentiated parameters only (``ParamSpec.differentiable=False`` ones are fixed, e.g. truncation bounds)."""
+        return [k for k, ps in self.dist.params.items() if ps.differentiable]
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return self.dist.event_shape(self.dim, self.options)

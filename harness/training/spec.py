@@ -18,7 +18,7 @@ from typing import Any
 
 import tomllib
 
-from harness.suite import SuiteError
+from harness.suite import SuiteError, validate_hyper
 
 TRAIN_BACKENDS = ("torch",)
 TRAIN_KEYS: dict[str, Any] = {
@@ -147,16 +147,7 @@ def _hyper(path: str, w: str, t: dict[str, Any], names: list[str]) -> dict[str, 
     for est, h in t["hyper"].items():
         if est not in names:
             raise _err(path, f"{w}.hyper.{est}", f"not one of this table's estimators; valid: {names}")
-        decl = get_declaration(est)
-        for k, v in h.items():
-            if k not in decl.hyperparameters:
-                raise _err(
-                    path, f"{w}.hyper.{est}.{k}", f"unknown hyperparameter; valid: {sorted(decl.hyperparameters)}"
-                )
-            msg = decl.hyperparameters[k].validate(v)
-            if msg:
-                raise _err(path, f"{w}.hyper.{est}.{k}", f"{v!r} {msg}")
-        out[est] = dict(h)
+        out[est] = validate_hyper(get_declaration(est), h, f"{w}.hyper.{est}", path)
     return out
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from scipy import special
 
 from harness.problems import jsonable
+from harness.problems.base import ProblemShape
 
 Array = Any
 TRUTHS = ("auto", "enumeration", "reference", "quadrature")
@@ -309,7 +310,7 @@ def check_spec(spec: WorkloadSpec) -> tuple[Workload, dict[str, Any], str, int]:
     return wl, cfg, split, bs
 
 
-class WorkloadProblem:
+class WorkloadProblem(ProblemShape):
     """A workload at a checkpoint on a batch, quacking like :class:`harness.problems.Problem`."""
 
     def __init__(self, spec: WorkloadSpec) -> None:
@@ -361,14 +362,6 @@ class WorkloadProblem:
     def f_np(self, z: np.ndarray) -> np.ndarray:
         """f(z) [R, L] for z [R, L, *event] as float64 NumPy (truth computations)."""
         return self._np_call(self.objective, z, self.op)
-
-    @property
-    def param_names(self) -> list[str]:
-        return [k for k, ps in self.dist.params.items() if ps.differentiable]
-
-    @property
-    def event_shape(self) -> tuple[int, ...]:
-        return self.dist.event_shape(self.dim, self.options)
 
     def label(self) -> str:
         return self.spec.label()

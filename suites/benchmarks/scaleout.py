@@ -110,7 +110,7 @@ def eta(run_dirs: list[Path]) -> None:
 def eta_replay(run_dir: Path, suite: Path, stride: int, fractions: tuple[float, ...] = (0.1, 0.25, 0.5)) -> None:
     """Replay a serial run's per-cell seconds: the ETA at each fraction of the cells against the real remainder, for the
     suite order and the interleaved order, with the equal-cost ETA and the cost model."""
-    from harness.execute import CostModel, interleave
+    from harness.progress import CostModel, interleave
     from harness.store import RunStore
 
     secs = {k: r["seconds"] for k, r in RunStore(run_dir).finished().items() if r["status"] == "ok"}
