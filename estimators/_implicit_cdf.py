@@ -97,8 +97,28 @@ def gamma_dzda(B: Any, a: Array, x: Array) -> Array:
         dr = (dp - r * dq) / q
         ok = (xp.abs(r - f) <= tol * xp.abs(r)) & (xp.abs(dr - df) <= tol * (xp.abs(dp) + xp.abs(r * dq)) / xp.abs(q))
         sc = 1 / xp.abs(q)
-        return (n, t, h, T, Tp, c, yy, zz, p1 * sc, p * sc, q1 * sc, q * sc, dp1 * sc, dp * sc, dq1 * sc, dq * sc,
-                r, dr, ok, conv | (ok & last))  # fmt: skip
+        return (
+            n,
+            t,
+            h,
+            T,
+            Tp,
+            c,
+            yy,
+            zz,
+            p1 * sc,
+            p * sc,
+            q1 * sc,
+            q * sc,
+            dp1 * sc,
+            dp * sc,
+            dq1 * sc,
+            dq * sc,
+            r,
+            dr,
+            ok,
+            conv | (ok & last),
+        )
 
     def done(s: tuple) -> Array:
         t, h, T, Tp, conv = s[1], s[2], s[3], s[4], s[19]
@@ -152,8 +172,26 @@ def _betacf(B: Any, p: Array, q: Array, w: Array) -> tuple[Array, Array, Array]:
         ok = ok & (xp.abs(fp - dfp) * xp.abs(Bn) <= tol * (xp.abs(dAp) + xp.abs(fn * dBp)))
         ok = ok & (xp.abs(fq - dfq) * xp.abs(Bn) <= tol * (xp.abs(dAq) + xp.abs(fn * dBq)))
         sc = 1 / xp.abs(Bn)
-        return (j, A1 * sc, A * sc, B1 * sc, Bn * sc, dA1p * sc, dAp * sc, dB1p * sc, dBp * sc,
-                dA1q * sc, dAq * sc, dB1q * sc, dBq * sc, fn, fp, fq, ok, conv | (ok & last))  # fmt: skip
+        return (
+            j,
+            A1 * sc,
+            A * sc,
+            B1 * sc,
+            Bn * sc,
+            dA1p * sc,
+            dAp * sc,
+            dB1p * sc,
+            dBp * sc,
+            dA1q * sc,
+            dAq * sc,
+            dB1q * sc,
+            dBq * sc,
+            fn,
+            fp,
+            fq,
+            ok,
+            conv | (ok & last),
+        )
 
     s = run_until(B, step, state, lambda s: s[17])
     return s[13], s[14], s[15]

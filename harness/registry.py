@@ -122,7 +122,7 @@ class Estimator:
                     "doc": h.doc,
                 }
                 for k, h in self.hyperparameters.items()
-            },  # fmt: skip
+            },
             "min_samples": self.min_samples,
             "requires": list(self.requires),
             "reference": self.reference,

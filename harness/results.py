@@ -1,4 +1,4 @@
-"""The results contract: column schema, cell outcomes and row assembly (a leaf: imports only harness.metrics).
+"""The results contract: column schema, cell outcomes and row assembly (a leaf: imports only harness.stats.metrics).
 
 ``SCHEMA`` is the single source of the columns of ``results.parquet`` (name, dtype, meaning): results/README.md's
 column table is generated from it (``python -m harness.results``; a test keeps them equal) and the report reads
@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from harness.metrics import METRIC_KEYS, bias_test, efficiency_interval, summarize
+from harness.stats.metrics import METRIC_KEYS, bias_test, efficiency_interval, summarize
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ SCHEMA: list[Column] = [
             ("cell_key", "str", "identity hash of the cell"),
             ("seed", "int", "the cell's derived seed: sha256(suite seed, cell key)"),
         ],
-    ),  # fmt: skip
+    ),
     *_cols(
         "truth",
         [
@@ -66,7 +66,7 @@ SCHEMA: list[Column] = [
                 "error bound of the truth per coordinate (quadrature estimate, reference SE; 0 if exact)",
             ),
         ],
-    ),  # fmt: skip
+    ),
     *_cols(
         "metrics",
         [
@@ -137,7 +137,7 @@ SCHEMA: list[Column] = [
                 "only a lower bound (heavy tails) or no interval (< 2 replicates)",
             ),
         ],
-    ),  # fmt: skip
+    ),
     *_cols(
         "precision",
         [
@@ -153,41 +153,59 @@ SCHEMA: list[Column] = [
             ("chunk_replicates", "int", "replicates per call of the first chunk"),
             ("estimate_seconds", "float", "wall-clock time spent drawing the replicates"),
         ],
-    ),  # fmt: skip
-    *_cols("workload", [
-        ("workload", "str", "model workload name (workload cells only; param is eta or encoder)"),
-        ("workload_config", "str", "the workload's configuration (JSON)"),
-        ("checkpoint", "int", "training step of the model state measured"),
-        ("per_example", "bool", "each example's gradient estimated with its own f_b (else the batch objective)"),
-        ("n_coords", "int", "coordinates of the parameter (η of the batch, or the encoder weights)"),
-        ("variance_total", "float", "total variance (trace) = variance × n_coords"),
-        ("variance_total_ci_low", "float", "95% interval of variance_total: low"),
-        ("variance_total_ci_high", "float", "95% interval of variance_total: high"),
-        ("truth_se_max", "float", "largest standard error of a reference truth (0 when exact)"),
-        ("bias_z_truth", "float", "max |bias| / sqrt(SE_estimate² + SE_truth²): bias against an uncertain truth"),
-        ("truth_too_imprecise", "bool", "the reference's median SE exceeds the estimate's: no bias verdict"),
-    ]),  # fmt: skip
-    *_cols("training", [
-        ("unit_key", "str", "identity hash of a training unit (training runs; stochgrad train)"),
-        ("train_seed", "int", "training seed: initialization, minibatches and estimator noise"),
-        ("lr", "float", "Adam learning rate (encoder and decoder)"),
-        ("batch_size", "int", "training minibatch size"),
-        ("train_steps", "int", "optimizer steps the unit was asked for"),
-        ("steps", "int", "optimizer steps done"),
-        ("test_bound", "float", "importance-weighted bound (K = test_bound_k) on the test split, mean per example"),
-        ("test_bound_se", "float", "standard error of test_bound over test examples"),
-        ("test_bound_k", "int", "samples K of the final test bound"),
-        ("test_elbo", "float", "single-sample ELBO on the test split, mean per example"),
-        ("test_size", "int", "test examples in test_bound"),
-        ("final_val_elbo", "float", "held-out ELBO on the validation examples at the last step"),
-        ("best_val_elbo", "float", "largest logged held-out ELBO"),
-        ("final_train_objective", "float", "training objective (ELBO or K-sample bound) on the batches of the last window"),
-        ("train_time_s", "float", "device-synchronized wall-clock seconds of the optimizer steps (evaluations excluded)"),
-        ("steps_per_s", "float", "steps / train_time_s"),
-        ("eval_time_s", "float", "seconds of the final test evaluation"),
-        ("grad_var_final", "float", "online encoder-gradient variance at the last step (EMA, mean over encoder weights)"),
-        ("grad_var_mean", "float", "mean of the logged online encoder-gradient variances"),
-    ]),  # fmt: skip
+    ),
+    *_cols(
+        "workload",
+        [
+            ("workload", "str", "model workload name (workload cells only; param is eta or encoder)"),
+            ("workload_config", "str", "the workload's configuration (JSON)"),
+            ("checkpoint", "int", "training step of the model state measured"),
+            ("per_example", "bool", "each example's gradient estimated with its own f_b (else the batch objective)"),
+            ("n_coords", "int", "coordinates of the parameter (η of the batch, or the encoder weights)"),
+            ("variance_total", "float", "total variance (trace) = variance × n_coords"),
+            ("variance_total_ci_low", "float", "95% interval of variance_total: low"),
+            ("variance_total_ci_high", "float", "95% interval of variance_total: high"),
+            ("truth_se_max", "float", "largest standard error of a reference truth (0 when exact)"),
+            ("bias_z_truth", "float", "max |bias| / sqrt(SE_estimate² + SE_truth²): bias against an uncertain truth"),
+            ("truth_too_imprecise", "bool", "the reference's median SE exceeds the estimate's: no bias verdict"),
+        ],
+    ),
+    *_cols(
+        "training",
+        [
+            ("unit_key", "str", "identity hash of a training unit (training runs; stochgrad train)"),
+            ("train_seed", "int", "training seed: initialization, minibatches and estimator noise"),
+            ("lr", "float", "Adam learning rate (encoder and decoder)"),
+            ("batch_size", "int", "training minibatch size"),
+            ("train_steps", "int", "optimizer steps the unit was asked for"),
+            ("steps", "int", "optimizer steps done"),
+            ("test_bound", "float", "importance-weighted bound (K = test_bound_k) on the test split, mean per example"),
+            ("test_bound_se", "float", "standard error of test_bound over test examples"),
+            ("test_bound_k", "int", "samples K of the final test bound"),
+            ("test_elbo", "float", "single-sample ELBO on the test split, mean per example"),
+            ("test_size", "int", "test examples in test_bound"),
+            ("final_val_elbo", "float", "held-out ELBO on the validation examples at the last step"),
+            ("best_val_elbo", "float", "largest logged held-out ELBO"),
+            (
+                "final_train_objective",
+                "float",
+                "training objective (ELBO or K-sample bound) on the batches of the last window",
+            ),
+            (
+                "train_time_s",
+                "float",
+                "device-synchronized wall-clock seconds of the optimizer steps (evaluations excluded)",
+            ),
+            ("steps_per_s", "float", "steps / train_time_s"),
+            ("eval_time_s", "float", "seconds of the final test evaluation"),
+            (
+                "grad_var_final",
+                "float",
+                "online encoder-gradient variance at the last step (EMA, mean over encoder weights)",
+            ),
+            ("grad_var_mean", "float", "mean of the logged online encoder-gradient variances"),
+        ],
+    ),
     *_cols(
         "timing",
         [
@@ -204,7 +222,7 @@ SCHEMA: list[Column] = [
             ("efficiency_ci_low", "float", "95% interval of efficiency (variance interval and time SE combined): low"),
             ("efficiency_ci_high", "float", "95% interval of efficiency: high"),
         ],
-    ),  # fmt: skip
+    ),
 ]
 PREFIX_COLUMNS = {
     "h_": "hyperparameter value (defaults filled in)",
@@ -288,8 +306,12 @@ def cell_rows(
     estimates [R, *shape]; ``info`` the precision loop's facts; ``timing`` the timing columns (NaN when untimed).
     """
     eps = float(np.finfo(dtype).eps)
-    base = {**identity, "exact_method": exact.method, "exact_abs_err": float(exact.abs_err),
-            "exact_value": float(exact.value)}  # fmt: skip
+    base = {
+        **identity,
+        "exact_method": exact.method,
+        "exact_abs_err": float(exact.abs_err),
+        "exact_value": float(exact.value),
+    }
     metrics = {name: summarize(G[name], exact.grads[name], rel_eps=eps) for name in G}
     rel = [m["variance_rel_halfwidth"] for m in metrics.values()]
     run = {
@@ -306,12 +328,20 @@ def cell_rows(
     for name, m in metrics.items():
         g = np.asarray(G[name], dtype=np.float64).reshape(G[name].shape[0], -1)
         g = g[np.all(np.isfinite(g), axis=1)]
-        bt = bias_test(g, exact.grads[name], rel_eps=eps) if g.shape[0] >= 4 else dict.fromkeys(
-            ("bias_t", "bias_df", "bias_p"), math.nan)  # fmt: skip
+        bt = (
+            bias_test(g, exact.grads[name], rel_eps=eps)
+            if g.shape[0] >= 4
+            else dict.fromkeys(("bias_t", "bias_df", "bias_p"), math.nan)
+        )
         row = {**base, "param": name, "n_replicates": int(G[name].shape[0]), **m, **bt, **timing, **run}
-        eff, lo, hi = efficiency_interval(m["variance"], m["variance_ci_low"], m["variance_ci_high"],
-                                          timing.get("time_median_s", math.nan), timing.get("time_iqr_s", math.nan),
-                                          timing.get("time_samples", math.nan))  # fmt: skip
+        eff, lo, hi = efficiency_interval(
+            m["variance"],
+            m["variance_ci_low"],
+            m["variance_ci_high"],
+            timing.get("time_median_s", math.nan),
+            timing.get("time_iqr_s", math.nan),
+            timing.get("time_samples", math.nan),
+        )
         row["efficiency"], row["efficiency_ci_low"], row["efficiency_ci_high"] = float(eff), float(lo), float(hi)
         snr = m.get("snr", math.nan)
         row["samples_to_snr1"] = n_samples / snr**2 if snr and snr > 0 and math.isfinite(snr) else math.nan

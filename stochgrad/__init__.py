@@ -15,7 +15,7 @@ internal.
 
 from __future__ import annotations
 
-from harness.context import Context
+from harness.measure.context import Context
 from harness.problems import Problem
 from harness.registry import Estimator, Hyper, RegistryError, register_estimator
 from stochgrad.api import (

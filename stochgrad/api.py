@@ -93,9 +93,9 @@ def measure(
     per-call time and ``efficiency``.  ``precision=P`` adds replicates until every variance's 95% CI half-width
     is at most P × variance.  Raises :class:`MeasureError` when the cell cannot be measured.
     """
-    from harness.cells import Cell
-    from harness.runner import run_cell
-    from harness.suite import validate_hyper
+    from harness.measure.cells import Cell
+    from harness.measure.runner import run_cell
+    from harness.suite.expand import validate_hyper
 
     spec = problem.spec if isinstance(problem, Problem) else problem
     impl = registry.get_estimator(estimator, backend)
@@ -125,13 +125,15 @@ class Run:
         return build_report([self.dir], Path(path) if path else self.dir / "report.html")
 
     def __repr__(self) -> str:
-        return (f"Run({str(self.dir)!r}, status={self.meta.get('status')!r}, cells={self.meta.get('cells_done')}/"
-                f"{self.meta.get('cells_total')}, rows={len(self.results)})")  # fmt: skip
+        return (
+            f"Run({str(self.dir)!r}, status={self.meta.get('status')!r}, cells={self.meta.get('cells_done')}/"
+            f"{self.meta.get('cells_total')}, rows={len(self.results)})"
+        )
 
 
 def load_run(run_dir: str | Path) -> Run:
     """Load a finished or partial run directory."""
-    from harness.store import load_run as _load
+    from harness.runs.store import load_run as _load
 
     df, meta = _load(run_dir)
     return Run(Path(run_dir), df, meta)
@@ -163,7 +165,7 @@ def run(
     processes, ``scheduler="tcp://host:8786"`` on an existing cluster; ``cell_timeout`` (seconds) fails a cell that
     runs longer (enforced with workers).  Bad input raises the harness's input errors (``SuiteError``, ``RunError``).
     """
-    from harness.execute import RunRequest, run_suite
+    from harness.runs.suite_run import RunRequest, run_suite
 
     req = RunRequest(
         suite=suite if isinstance(suite, Mapping) else Path(suite),

@@ -24,7 +24,7 @@ def _with_run(then: Callable[[Path, Path], list[str]], *run_args: str, base: Map
         import hashlib
         import shutil
 
-        from harness.cli import main
+        from harness.cli.main import main
 
         f = d / "suite.toml"
         f.write_text(to_toml(base))
@@ -107,7 +107,7 @@ def cli_cases() -> list[Case]:
             ["--resume", "--out", "{d}/nothing"],
             ["--out", "{d}/suite.toml"],
             ["--results-dir", "{d}/suite.toml"],
-        )  # fmt: skip
+        )
     ]
     ro = READONLY_DIR_ROOT if IS_ROOT else "{d}/ro"
 
@@ -141,8 +141,10 @@ def cli_cases() -> list[Case]:
         def then(d: Path, r: Path) -> list[str]:
             if prepare:
                 prepare(r)
-            return [a.replace("{run}", str(r)).replace("{suite}", str(d / "suite.toml")).replace("{d}", str(d))
-                    for a in argv]  # fmt: skip
+            return [
+                a.replace("{run}", str(r)).replace("{suite}", str(d / "suite.toml")).replace("{d}", str(d))
+                for a in argv
+            ]
 
         return then
 

@@ -65,7 +65,7 @@ def run_case(case: Case, where: Path, timeout: float = 60.0) -> Outcome:
             os.dup2(fd, 1)
             sys.stderr = os.fdopen(2, "w", buffering=1)
             sys.stdout = os.fdopen(1, "w", buffering=1)
-            from harness.cli import main
+            from harness.cli.main import main
 
             try:
                 rc = main(argv)
@@ -114,9 +114,9 @@ def run_battery(cases: list[Case], where: Path, timeout: float = 60.0) -> list[O
     from harness import registry
 
     registry.ensure_loaded()
-    import harness.cli  # noqa: F401  (imported once in the parent; children inherit it)
-    import harness.execute  # noqa: F401
+    import harness.cli.main  # noqa: F401  (imported once in the parent; children inherit it)
     import harness.report  # noqa: F401
+    import harness.runs.suite_run  # noqa: F401
 
     return [run_case(c, where / f"{i:03d}", timeout) for i, c in enumerate(cases)]
 

@@ -168,13 +168,22 @@ def suite_cases() -> list[Case]:
     muts["sweep.workloads=3"] = mutate("sweep.0.workloads", 3)
     muts["sweep.workloads=[3]"] = mutate("sweep.0.workloads", [3])
     relaxed = mutate("sweep.0.estimators", ["gumbel_softmax"])
-    relaxed = mutate(P0, {"distribution": "categorical", "params": {"logits": [0.0, 1.0, 2.0]},
-                          "objective": "categorical_target", "dims": [1]}, relaxed)  # fmt: skip
+    relaxed = mutate(
+        P0,
+        {
+            "distribution": "categorical",
+            "params": {"logits": [0.0, 1.0, 2.0]},
+            "objective": "categorical_target",
+            "dims": [1],
+        },
+        relaxed,
+    )
     for tag, v in {"nan": math.nan, "inf": math.inf, "str": "x", "neg": -0.5}.items():
         muts[f"hyper.temperature={tag}"] = mutate("sweep.0.hyper", {"temperature": [v]}, relaxed)
     rebar = mutate("sweep.0.estimators", ["rebar"])
-    rebar = mutate(P0, {"distribution": "bernoulli", "params": {"logits": 0.3}, "objective": "bernoulli_toy",
-                        "dims": [1]}, rebar)  # fmt: skip
+    rebar = mutate(
+        P0, {"distribution": "bernoulli", "params": {"logits": 0.3}, "objective": "bernoulli_toy", "dims": [1]}, rebar
+    )
     for tag, v in {"2.5": 2.5, "nan": math.nan, "str": "ten"}.items():
         muts[f"hyper.fit_steps={tag}"] = mutate("sweep.0.hyper", {"fit_steps": [v]}, rebar)
     for tag, v in {"int": 3, "unknown": "gaussian"}.items():
@@ -190,8 +199,15 @@ def suite_cases() -> list[Case]:
         muts[f"problem.sweep_params={tag}"] = mutate(f"{P0}.sweep_params", v)
     for tag, v in {"int": 3, "unknown": "quartic", "empty": [], "wrong_support": "bernoulli_toy"}.items():
         muts[f"problem.objective={tag}"] = mutate(f"{P0}.objective", v)
-    for tag, v in {"int": 3, "str": {"k": "x"}, "nan": {"k": math.nan}, "inf": {"k": math.inf},
-                   "unknown": {"zz": 1.0}, "list": {"k": [1.0, 2.0]}, "bool": {"k": True}}.items():  # fmt: skip
+    for tag, v in {
+        "int": 3,
+        "str": {"k": "x"},
+        "nan": {"k": math.nan},
+        "inf": {"k": math.inf},
+        "unknown": {"zz": 1.0},
+        "list": {"k": [1.0, 2.0]},
+        "bool": {"k": True},
+    }.items():
         muts[f"problem.objective_params={tag}"] = mutate(f"{P0}.objective_params", v)
     for tag, v in {"0": [0], "1e12": [10**12], "2.5": [2.5], "str": "x", "neg": [-1], "huge": [2**70]}.items():
         muts[f"problem.dims={tag}"] = mutate(f"{P0}.dims", v)
@@ -219,8 +235,14 @@ def suite_cases() -> list[Case]:
     muts["truncated_normal.low>high"] = _problem("truncated_normal", {"low": 1.0, "high": -1.0}, "quadratic")
     for tag, v in {"int": 3, "list_int": [3], "list_str": ["x"], "table": {"estimator": "x"}}.items():
         muts[f"exclude={tag}"] = mutate("exclude", v)
-    for tag, v in {"estimator=int": {"estimator": 3}, "dim=str": {"dim": "x"}, "n_samples=str": {"n_samples": "2"},
-                   "unknown": {"estimatr": "x"}, "dim=float": {"dim": 1.5}, "backend=list_int": {"backend": [1]}}.items():  # fmt: skip
+    for tag, v in {
+        "estimator=int": {"estimator": 3},
+        "dim=str": {"dim": "x"},
+        "n_samples=str": {"n_samples": "2"},
+        "unknown": {"estimatr": "x"},
+        "dim=float": {"dim": 1.5},
+        "backend=list_int": {"backend": [1]},
+    }.items():
         muts[f"exclude.{tag}"] = mutate("exclude", [v])
     muts["huge: 1.7e6 cells"] = mutate(
         "sweep.0",

@@ -11,18 +11,20 @@ import pytest
 
 import stochgrad as sg
 from harness import registry
-from harness.cli import main
+from harness.cli.main import main
 from harness.problems import ProblemError
 
 SMOKE = {
     "suite": {"name": "api-smoke", "seed": 3, "replicates": 400, "timing": False},
-    "sweep": [{
-        "estimators": ["pathwise", "score_function"],
-        "backends": ["numpy"],
-        "n_samples": [2],
-        "problems": [{"distribution": "normal", "params": {"loc": 0.5, "scale": 1.5}, "objective": "quadratic"}],
-    }],
-}  # fmt: skip
+    "sweep": [
+        {
+            "estimators": ["pathwise", "score_function"],
+            "backends": ["numpy"],
+            "n_samples": [2],
+            "problems": [{"distribution": "normal", "params": {"loc": 0.5, "scale": 1.5}, "objective": "quadratic"}],
+        }
+    ],
+}
 
 
 def test_measure_gaussian_quadratic_exact_variance() -> None:
@@ -82,15 +84,27 @@ def test_run_dict_suite_report_load_and_compare(tmp_path: Path) -> None:
     ("output", "match"),
     [
         (lambda ctx: {"loc": 0.0, "scale": 0.0}, r"shape \[\]"),
-        (lambda ctx: {"loc": np.zeros((1, ctx.dim)), "scale": np.zeros((1, ctx.dim))}, r"shape \[1, 1\].*expected \[50, 1\]"),
-        (lambda ctx: {"loc": np.zeros((ctx.R, ctx.dim), complex), "scale": np.zeros((ctx.R, ctx.dim))}, "complex128 is not a real"),
-        (lambda ctx: {"loc": np.zeros((ctx.R, ctx.dim), int), "scale": np.zeros((ctx.R, ctx.dim))}, "int64 is not a real"),
+        (
+            lambda ctx: {"loc": np.zeros((1, ctx.dim)), "scale": np.zeros((1, ctx.dim))},
+            r"shape \[1, 1\].*expected \[50, 1\]",
+        ),
+        (
+            lambda ctx: {"loc": np.zeros((ctx.R, ctx.dim), complex), "scale": np.zeros((ctx.R, ctx.dim))},
+            "complex128 is not a real",
+        ),
+        (
+            lambda ctx: {"loc": np.zeros((ctx.R, ctx.dim), int), "scale": np.zeros((ctx.R, ctx.dim))},
+            "int64 is not a real",
+        ),
         (lambda ctx: {"loc": np.full((ctx.R, ctx.dim), "x"), "scale": np.zeros((ctx.R, ctx.dim))}, "<U1 is not a real"),
-        (lambda ctx: {"loc": np.full((ctx.R, ctx.dim), np.nan), "scale": np.zeros((ctx.R, ctx.dim))}, "every replicate of .*loc.* non-finite"),
+        (
+            lambda ctx: {"loc": np.full((ctx.R, ctx.dim), np.nan), "scale": np.zeros((ctx.R, ctx.dim))},
+            "every replicate of .*loc.* non-finite",
+        ),
         (lambda ctx: {"loc": np.zeros((ctx.R, ctx.dim))}, r"no gradient for \['scale'\]"),
         (lambda ctx: [1, 2], "returned list"),
     ],
-)  # fmt: skip
+)
 def test_malformed_estimator_output_fails_the_cell(output, match: str) -> None:
     est = sg.register_estimator("malformed_test", distributions=["normal"], unbiased=True)
     est.implementation("numpy")(output)
@@ -112,7 +126,7 @@ def test_check_estimator_that_applies_to_no_problem_is_an_error(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Shipped problems exist for every distribution today, so the shipped set is narrowed to normal ones."""
-    import harness.validate as validate
+    import harness.measure.check as validate
 
     normal_only = [p for p in validate.example_problems() if p.distribution == "normal"]
     monkeypatch.setattr(validate, "example_problems", lambda: normal_only)

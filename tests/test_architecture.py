@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-UPWARD = ("harness.runner", "harness.registry", "harness.suite", "harness.execute", "harness.timing")
+UPWARD = (
+    "harness.measure.runner",
+    "harness.registry",
+    "harness.suite.expand",
+    "harness.runs.suite_run",
+    "harness.measure.timing",
+)
 
 
 def _modules_after_import(module: str) -> set[str]:
@@ -20,7 +26,7 @@ def _modules_after_import(module: str) -> set[str]:
     return set(json.loads(out.stdout))
 
 
-@pytest.mark.parametrize("module", ["harness.results", "harness.store", "harness.metrics", "harness.report"])
+@pytest.mark.parametrize("module", ["harness.results", "harness.runs.store", "harness.stats.metrics", "harness.report"])
 def test_leaf_modules_do_not_import_upward(module: str) -> None:
     loaded = _modules_after_import(module)
     assert not loaded & set(UPWARD), f"{module} imports {sorted(loaded & set(UPWARD))}"
@@ -45,13 +51,23 @@ def test_results_readme_is_generated_from_the_schema() -> None:
 
 
 def test_rows_only_use_declared_columns() -> None:
-    from harness.cells import Cell
+    from harness.measure.cells import Cell
+    from harness.measure.runner import run_cell
     from harness.problems import ProblemSpec
     from harness.results import undeclared
-    from harness.runner import run_cell
 
-    out = run_cell(Cell("pathwise", "numpy", "cpu", ProblemSpec("normal", "quadratic", 2), 2, 40, timing=True,
-                        options={"timing_max_s": 0.01}))  # fmt: skip
+    out = run_cell(
+        Cell(
+            "pathwise",
+            "numpy",
+            "cpu",
+            ProblemSpec("normal", "quadratic", 2),
+            2,
+            40,
+            timing=True,
+            options={"timing_max_s": 0.01},
+        )
+    )
     assert out.status == "ok", out.message
     cols = list(out.rows[0]) + ["run_id"]
     assert not undeclared(cols), undeclared(cols)

@@ -1,6 +1,6 @@
 """ARM, DisARM (Bernoulli) and ARSM (categorical): unbiasedness, per-sample formulas, exact variances.
 
-- harness.validate.check_problem on every applicable example problem, all three backends: verdict "pass"
+- harness.measure.check.check_problem on every applicable example problem, all three backends: verdict "pass"
   (Bonferroni z-test plus power check);
 - per-sample formulas from the same uniforms, written independently with Python loops (ARM/DisARM on
   D = 1 and D = 3 with one shared uniform vector; ARSM with explicit swaps of π);
@@ -19,10 +19,10 @@ import pytest
 from scipy import special
 
 from harness.backends import get_backend
-from harness.context import make_context
+from harness.measure.check import check_problem, draw
+from harness.measure.context import make_context
 from harness.problems import ProblemSpec, example_problems
 from harness.registry import get_estimator
-from harness.validate import check_problem, draw
 
 BACKENDS = ("numpy", "torch", "jax")
 NAMES = {"arm": "bernoulli", "disarm": "bernoulli", "arsm": "categorical"}

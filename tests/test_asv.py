@@ -19,7 +19,7 @@ import pytest
 
 from harness.problems import ProblemSpec
 from harness.registry import implementations
-from harness.suite import estimator_applies, load_suite
+from harness.suite.expand import estimator_applies, load_suite
 from suites.benchmarks.asv_tools import DEMO_PATCH, flagged
 
 ROOT = Path(__file__).resolve().parents[1]

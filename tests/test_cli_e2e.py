@@ -8,20 +8,45 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import execute as execute_mod
 from harness.backends import get_backend
-from harness.cli import main
-from harness.runner import run_cell
-from harness.store import RunStore, atomic_write_parquet, load_run
-from harness.suite import expand
+from harness.cli.main import main
+from harness.measure.runner import run_cell
+from harness.runs import suite_run as execute_mod
+from harness.runs.store import RunStore, atomic_write_parquet, load_run
+from harness.suite.expand import expand
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "suites" / "smoke.toml"
 
-IDENTITY = ["run_id", "suite", "estimator", "backend", "device", "distribution", "objective", "dim", "n_samples",
-            "n_replicates", "param"]
-METRICS = ["exact_grad", "grad_mean", "bias", "bias_z", "variance", "variance_ci_low", "variance_ci_high", "mse",
-           "snr", "time_median_s", "time_iqr_s", "compile_time_s", "efficiency", "nan_fraction"]
+IDENTITY = [
+    "run_id",
+    "suite",
+    "estimator",
+    "backend",
+    "device",
+    "distribution",
+    "objective",
+    "dim",
+    "n_samples",
+    "n_replicates",
+    "param",
+]
+METRICS = [
+    "exact_grad",
+    "grad_mean",
+    "bias",
+    "bias_z",
+    "variance",
+    "variance_ci_low",
+    "variance_ci_high",
+    "mse",
+    "snr",
+    "time_median_s",
+    "time_iqr_s",
+    "compile_time_s",
+    "efficiency",
+    "nan_fraction",
+]
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +158,9 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path, monkeypatch: pyt
     assert [p.name for p in tmp_path.iterdir()] == ["results.parquet"], "temporary files left behind"
 
 
-def test_unavailable_backend_is_skipped_with_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_unavailable_backend_is_skipped_with_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     be = get_backend("torch")
     monkeypatch.setattr(type(be), "unavailable_reason", lambda self: "torch is not importable: (simulated)")
     out = tmp_path / "r"
@@ -151,8 +177,21 @@ def test_missing_gpu_device_is_skipped(tmp_path: Path, capsys: pytest.CaptureFix
     if "cuda" in get_backend("torch").devices():
         pytest.skip("a GPU is present")
     out = tmp_path / "r"
-    rc = main(["run", str(SMOKE), "--out", str(out), "--replicates", "100", "--backend", "torch", "--device", "cuda",
-               "--no-timing"])
+    rc = main(
+        [
+            "run",
+            str(SMOKE),
+            "--out",
+            str(out),
+            "--replicates",
+            "100",
+            "--backend",
+            "torch",
+            "--device",
+            "cuda",
+            "--no-timing",
+        ]
+    )
     assert rc == 0
     _, meta = load_run(out)
     assert meta["cells_done"] == 0 and len(meta["skipped"]) == meta["cells_total"] > 0

@@ -1,4 +1,4 @@
-"""Coverage of the 95% confidence intervals of variance, MSE and bias (harness.metrics).
+"""Coverage of the 95% confidence intervals of variance, MSE and bias (harness.stats.metrics).
 
 For problems whose estimator variance is known exactly, S independent replicate sets of R replicates are
 drawn in ONE vectorized estimator call (S·R replicates, reshaped to [S, R, C]) and summarized by
@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 from scipy import integrate, special
 
-from harness.metrics import CI_METHOD, CI_METHOD_HEAVY, batch_summary, mean_interval, summarize
+from harness.measure.runner import MeasureRequest, estimate
 from harness.problems import ProblemSpec
 from harness.registry import get_estimator
-from harness.runner import MeasureRequest, estimate
+from harness.stats.metrics import CI_METHOD, CI_METHOD_HEAVY, batch_summary, mean_interval, summarize
 
 MARGIN, ZTOL = 0.015, 3.29
 FALSE_FLAG = 0.05  # stated false-flag rate of the heavy-tail flag on light-tailed estimators
@@ -52,8 +52,14 @@ def covered(lo: np.ndarray, hi: np.ndarray, truth: float) -> np.ndarray:
     return (lo <= truth) & (np.isnan(hi) | (truth <= hi))
 
 
-def _check(G: dict[str, np.ndarray], exact: dict, var_truth: dict[str, np.ndarray], label: str, seed: int,
-           max_flagged: float = 0.0) -> None:  # fmt: skip
+def _check(
+    G: dict[str, np.ndarray],
+    exact: dict,
+    var_truth: dict[str, np.ndarray],
+    label: str,
+    seed: int,
+    max_flagged: float = 0.0,
+) -> None:
     """Assert coverage of variance, MSE (unbiased: truth = variance) and bias (truth 0) per parameter.
 
     Sets flagged heavy-tailed report a one-sided lower bound: at most ``max_flagged`` of the sets may be
@@ -196,8 +202,10 @@ def _student_t_sf_truth(L: int) -> dict[str, float]:
 
         def E(fn: object) -> float:
             dens = lambda z: fn(z) * stats.t.pdf(z, T6["df"], T6["loc"], T6["scale"])  # noqa: E731
-            return sum(integrate.quad(dens, a, b, limit=500, epsabs=0, epsrel=1e-12)[0]
-                       for a, b in ((-np.inf, T6["loc"]), (T6["loc"], np.inf)))  # fmt: skip
+            return sum(
+                integrate.quad(dens, a, b, limit=500, epsabs=0, epsrel=1e-12)[0]
+                for a, b in ((-np.inf, T6["loc"]), (T6["loc"], np.inf))
+            )
 
         m1 = E(h)
         out[k] = (E(lambda z, h=h: h(z) ** 2) - m1**2) / L

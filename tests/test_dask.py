@@ -20,12 +20,12 @@ import pandas as pd
 import pytest
 
 import stochgrad as sg
-from harness.cli import main
-from harness.execute import execute
-from harness.executors import DaskExecutor, InProcessExecutor
+from harness.cli.main import main
 from harness.results import SCHEMA
-from harness.store import RunStore
-from harness.suite import expand
+from harness.runs.executors import DaskExecutor, InProcessExecutor
+from harness.runs.store import RunStore
+from harness.runs.suite_run import execute
+from harness.suite.expand import expand
 
 ROOT = Path(__file__).resolve().parents[1]
 SUPPORT = ROOT / "tests" / "support"
@@ -69,8 +69,16 @@ def sleep_suite(seconds: list[float], crash: bool = False) -> dict:
     problems = [
         {"distribution": "normal", "params": {"loc": 0.5, "scale": 1.5}, "dims": [d + 1]} for d in range(len(seconds))
     ]
-    sweeps = [{"estimators": ["test_sleep"], "backends": ["numpy"], "n_samples": [2], "problems": [p], "hyper": {"seconds": s}}
-              for p, s in zip(problems, seconds)]  # fmt: skip
+    sweeps = [
+        {
+            "estimators": ["test_sleep"],
+            "backends": ["numpy"],
+            "n_samples": [2],
+            "problems": [p],
+            "hyper": {"seconds": s},
+        }
+        for p, s in zip(problems, seconds)
+    ]
     if crash:
         sweeps.append({"estimators": ["test_crash"], "backends": ["numpy"], "n_samples": [2], "problems": problems[:1]})
     return {"suite": {"name": "faults", "seed": 3, "replicates": 64, "timing": False}, "sweep": sweeps}
@@ -173,10 +181,14 @@ def test_bad_executor_options_exit_2_and_write_nothing(tmp_path: Path, capsys, a
 
 @pytest.mark.parametrize(
     "suite_keys, message",
-    [({"workers": 0}, "suite.workers"), ({"workers": 2, "scheduler": "tcp://h:1"}, "suite.scheduler"),
-     ({"cell_timeout": -1}, "suite.cell_timeout"), ({"scheduler": 5}, "suite.scheduler"),
-     ({"exclusive_timing": "yes"}, "suite.exclusive_timing")],
-)  # fmt: skip
+    [
+        ({"workers": 0}, "suite.workers"),
+        ({"workers": 2, "scheduler": "tcp://h:1"}, "suite.scheduler"),
+        ({"cell_timeout": -1}, "suite.cell_timeout"),
+        ({"scheduler": 5}, "suite.scheduler"),
+        ({"exclusive_timing": "yes"}, "suite.exclusive_timing"),
+    ],
+)
 def test_bad_executor_suite_keys(tmp_path: Path, capsys, suite_keys: dict, message: str) -> None:
     suite = tmp_path / "s.toml"
     keys = "\n".join(f"{k} = {v!r}".replace("'", '"') for k, v in suite_keys.items())
@@ -192,9 +204,11 @@ def test_client_killed_mid_run_then_resumed_serially(tmp_path: Path, faults: Pat
 
     suite = tmp_path / "s.json"
     suite.write_text(json.dumps(sleep_suite([1.0] * 6)))
-    script = (f"import sys, json; sys.path.insert(0, {str(SUPPORT)!r}); import dask_faults; dask_faults.register(); "
-              f"import stochgrad as sg; sg.run(json.load(open({str(suite)!r})), out={str(tmp_path / 'run')!r}, "
-              "workers=2)")  # fmt: skip
+    script = (
+        f"import sys, json; sys.path.insert(0, {str(SUPPORT)!r}); import dask_faults; dask_faults.register(); "
+        f"import stochgrad as sg; sg.run(json.load(open({str(suite)!r})), out={str(tmp_path / 'run')!r}, "
+        "workers=2)"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(SUPPORT)])}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True)
     try:
@@ -218,8 +232,8 @@ def test_interleave_and_cost_model_eta() -> None:
     remaining cells' expected cost (group median, else coarser groups) divided by the slots."""
     import io
 
-    from harness.progress import CostModel, Progress, interleave
     from harness.results import CellOutcome
+    from harness.runs.progress import CostModel, Progress, interleave
 
     cells = expand(str(SMOKE)).cells
     mixed = interleave(cells)
@@ -258,20 +272,41 @@ def test_scheduler_lost_mid_run_then_resumed(tmp_path: Path, faults: Path) -> No
     addr = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(SUPPORT)])}
     dask = str(Path(sys.executable).with_name("dask"))
-    procs = [subprocess.Popen([dask, "scheduler", "--port", str(port), "--no-dashboard"], env=env,
-                              stderr=subprocess.DEVNULL, start_new_session=True)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [dask, "scheduler", "--port", str(port), "--no-dashboard"],
+            env=env,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    ]
     try:
-        procs.append(subprocess.Popen([dask, "worker", addr, "--nthreads", "1", "--preload", "dask_faults",
-                                       "--no-dashboard"], env=env, stderr=subprocess.DEVNULL,
-                                      start_new_session=True))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [dask, "worker", addr, "--nthreads", "1", "--preload", "dask_faults", "--no-dashboard"],
+                env=env,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
         suite = tmp_path / "s.json"
         suite.write_text(json.dumps(sleep_suite([1.0] * 5)))
         client = subprocess.Popen(
-            [sys.executable, "-c", (f"import sys, json; sys.path.insert(0, {str(SUPPORT)!r}); import dask_faults; "
-             "dask_faults.register(); import stochgrad as sg; from harness.executors import ExecutorError\n"
-             f"try:\n    sg.run(json.load(open({str(suite)!r})), out={str(tmp_path / 'run')!r}, scheduler={addr!r})\n"
-             "except ExecutorError as e:\n    print('LOST:', e); sys.exit(1)")],
-            env=env, stdout=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                (
+                    f"import sys, json; sys.path.insert(0, {str(SUPPORT)!r}); import dask_faults; "
+                    "dask_faults.register(); import stochgrad as sg; from harness.runs.executors import ExecutorError\n"
+                    f"try:\n    sg.run(json.load(open({str(suite)!r})), out={str(tmp_path / 'run')!r}, scheduler={addr!r})\n"
+                    "except ExecutorError as e:\n    print('LOST:', e); sys.exit(1)"
+                ),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(list((tmp_path / "run" / "cells").glob("*.json"))) < 1:
             time.sleep(0.1)
@@ -291,9 +326,18 @@ def test_scheduler_lost_mid_run_then_resumed(tmp_path: Path, faults: Path) -> No
 def test_gpu_cells_request_a_gpu_worker(tmp_path: Path, cluster) -> None:
     """cuda cells ask for the worker resource GPU=1: on a cluster without one they are skipped with the command that
     starts such a worker; a local cluster for a suite with GPU cells gives one worker GPU=1."""
-    suite = {"suite": {"name": "gpu", "replicates": 64, "timing": False},
-             "sweep": [{"estimators": ["pathwise"], "backends": ["torch"], "devices": ["cuda"], "n_samples": [2],
-                        "problems": [{"distribution": "normal", "params": {"loc": 0.5, "scale": 1.5}}]}]}  # fmt: skip
+    suite = {
+        "suite": {"name": "gpu", "replicates": 64, "timing": False},
+        "sweep": [
+            {
+                "estimators": ["pathwise"],
+                "backends": ["torch"],
+                "devices": ["cuda"],
+                "n_samples": [2],
+                "problems": [{"distribution": "normal", "params": {"loc": 0.5, "scale": 1.5}}],
+            }
+        ],
+    }
     meta = run_dict(suite, tmp_path / "run", cluster)
     [skipped] = meta["skipped"]
     assert "no worker offers GPU=1" in skipped["reason"] and "--resources GPU=1" in skipped["reason"]

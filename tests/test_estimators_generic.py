@@ -2,7 +2,7 @@
 
 A newly registered estimator (built-in or plugin) is tested here without editing this file:
 - declared-unbiased estimators pass a Bonferroni z-test against the exact gradient, with a power check
-  (harness.validate: a 10% bias must be detectable, else the verdict is "underpowered", a failure);
+  (harness.measure.check: a 10% bias must be detectable, else the verdict is "underpowered", a failure);
 - every estimator returns finite arrays of shape [R, *param_shape] for every parameter;
 - implementations on different backends reproduce the reference backend's estimates draw for draw on
   identical NumPy-sourced base noise (so unbiasedness carries over; a backend that does not reproduce
@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 from harness.backends import get_backend
-from harness.context import make_context
+from harness.measure.check import applicable_problems, check_problem, draw, z_critical
+from harness.measure.context import make_context
+from harness.measure.runner import MeasureRequest, prepare
 from harness.registry import implementations
-from harness.runner import MeasureRequest, prepare
-from harness.validate import applicable_problems, check_problem, draw, z_critical
 
 ALPHA = 1e-3  # family-wise false-alarm rate of the whole unbiasedness battery
 DETECTABLE = 0.15  # power: a bias of 15% of the gradient's scale must exceed the critical half-width
@@ -56,8 +56,9 @@ UNBIASED = [c for c in CASES if c[0].unbiased and c[0].backend == _reference_bac
 @pytest.mark.parametrize(("spec", "prob"), UNBIASED, ids=[_id(s, p) for s, p in UNBIASED])
 def test_unbiased(spec, prob) -> None:
     seed = _seed(_id(spec, prob))
-    res = check_problem(spec, prob.build(), L=4, R=20000, max_R=MAX_R, seed=seed, alpha=ALPHA, n_tests=N_COORDS,
-                        detectable=DETECTABLE)
+    res = check_problem(
+        spec, prob.build(), L=4, R=20000, max_R=MAX_R, seed=seed, alpha=ALPHA, n_tests=N_COORDS, detectable=DETECTABLE
+    )
     assert res.verdict == "pass", res.line()
 
 
@@ -92,8 +93,14 @@ def test_identical_noise_reproduces_reference(name, prob, specs) -> None:
     outs = {}
     for spec in specs:
         B = get_backend(spec.backend)
-        ctx = make_context(problem, B, L=L, R=R, noise=B.numpy_noise(np.random.default_rng(seed), "float64", "cpu"),
-                           hyper=spec.defaults())
+        ctx = make_context(
+            problem,
+            B,
+            L=L,
+            R=R,
+            noise=B.numpy_noise(np.random.default_rng(seed), "float64", "cpu"),
+            hyper=spec.defaults(),
+        )
         outs[spec.backend] = {k: np.asarray(B.to_numpy(v), np.float64) for k, v in spec.fn(ctx).items()}
     ref = outs[specs[0].backend]
     for spec in specs[1:]:
@@ -102,11 +109,25 @@ def test_identical_noise_reproduces_reference(name, prob, specs) -> None:
             if np.allclose(a, b, rtol=1e-6, atol=1e-9 * (1 + np.abs(a).max())):
                 continue
             # not a draw-for-draw port (e.g. a different sampling order): test this backend on its own
-            res = check_problem(spec, problem, L=4, R=20000, max_R=MAX_R, seed=seed, alpha=ALPHA,
-                                n_tests=N_COORDS, detectable=DETECTABLE) if spec.unbiased else None
+            res = (
+                check_problem(
+                    spec,
+                    problem,
+                    L=4,
+                    R=20000,
+                    max_R=MAX_R,
+                    seed=seed,
+                    alpha=ALPHA,
+                    n_tests=N_COORDS,
+                    detectable=DETECTABLE,
+                )
+                if spec.unbiased
+                else None
+            )
             assert res is None or res.verdict == "pass", (
                 f"{spec.backend} does not reproduce {specs[0].backend} on identical noise "
-                f"(max diff {np.abs(a - b).max():.3g}) and fails on its own: {res.line()}")
+                f"(max diff {np.abs(a - b).max():.3g}) and fails on its own: {res.line()}"
+            )
             break
 
 
@@ -125,13 +146,15 @@ def test_cross_backend_agreement(name, prob, specs) -> None:
             d = np.abs(a.mean(0) - b.mean(0))
             floor = 1e-10 * (1 + np.abs(a.mean(0)))
             assert np.all(d <= zc * se + floor), (
-                f"{name} {specs[0].backend} vs {other.backend} mean of {k} differs: {d} > {zc} x {se} (seed={seed})")
+                f"{name} {specs[0].backend} vs {other.backend} mean of {k} differs: {d} > {zc} x {se} (seed={seed})"
+            )
             va, vb = a.var(0, ddof=1), b.var(0, ddof=1)
             sea = np.sqrt(np.maximum(((a - a.mean(0)) ** 2).var(0, ddof=1), 0) / R)
             seb = np.sqrt(np.maximum(((b - b.mean(0)) ** 2).var(0, ddof=1), 0) / R)
             tol = zc * np.sqrt(sea**2 + seb**2) + 1e-10 * (1 + va)
             assert np.all(np.abs(va - vb) <= tol), (
-                f"{name} {specs[0].backend} vs {other.backend} variance of {k} differs: {va} vs {vb} (seed={seed})")
+                f"{name} {specs[0].backend} vs {other.backend} variance of {k} differs: {va} vs {vb} (seed={seed})"
+            )
 
 
 JIT_CASES = list({(s.name, p.distribution): (s, p) for s, p in CASES if s.backend == "jax"}.values())

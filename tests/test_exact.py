@@ -13,8 +13,11 @@ from harness.problems.exact import compute_exact
 
 def _quadrature_applies(spec: ProblemSpec) -> bool:
     d = DISTRIBUTIONS[spec.distribution]
-    return (not d.discrete and d.support in ("real", "positive", "unit", "circle")
-            and all(p.site_shape == "" for p in d.params.values()))
+    return (
+        not d.discrete
+        and d.support in ("real", "positive", "unit", "circle")
+        and all(p.site_shape == "" for p in d.params.values())
+    )
 
 
 CLOSED = [p for p in example_problems() if p.build().exact.method == "closed_form" and _quadrature_applies(p)]
@@ -29,11 +32,22 @@ def test_closed_form_matches_quadrature(spec: ProblemSpec) -> None:
         np.testing.assert_allclose(cf.grads[k], q.grads[k], rtol=1e-7, atol=1e-8, err_msg=f"{spec.label()} {k}")
 
 
-@pytest.mark.parametrize(("dist", "obj"), [("normal", "quadratic"), ("normal", "cos"), ("normal", "exp_quad"),
-                                           ("gamma", "quadratic"), ("gamma", "cos"), ("gamma", "linear")])
+@pytest.mark.parametrize(
+    ("dist", "obj"),
+    [
+        ("normal", "quadratic"),
+        ("normal", "cos"),
+        ("normal", "exp_quad"),
+        ("gamma", "quadratic"),
+        ("gamma", "cos"),
+        ("gamma", "linear"),
+    ],
+)
 def test_closed_forms_on_a_grid(dist: str, obj: str) -> None:
-    grids = {"normal": {"loc": [-2.0, 0.3, 1.7], "scale": [0.2, 1.0, 3.0]},
-             "gamma": {"concentration": [0.3, 1.0, 7.5], "rate": [0.5, 2.0, 4.0]}}[dist]
+    grids = {
+        "normal": {"loc": [-2.0, 0.3, 1.7], "scale": [0.2, 1.0, 3.0]},
+        "gamma": {"concentration": [0.3, 1.0, 7.5], "rate": [0.5, 2.0, 4.0]},
+    }[dist]
     names = list(grids)
     for combo in itertools.product(*grids.values()):
         prob = ProblemSpec(dist, obj, 1, dict(zip(names, combo))).build()

@@ -11,14 +11,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from suite_mutations import to_toml
 
-from harness.execute import RunError
 from harness.problems import ProblemError
-from harness.suite import SuiteError, expand, load_suite
+from harness.runs.suite_run import RunError
+from harness.suite.expand import SuiteError, expand, load_suite
 from harness.workloads import WorkloadError
 
 INPUT_ERRORS = (SuiteError, ProblemError, RunError, WorkloadError)
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # fmt: skip
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 scalars = st.one_of(
     st.integers(-3, 6),
@@ -59,10 +63,10 @@ problem = plausible(
             st.sampled_from(["loc", "scale", "df", "logits", "probs", "concentration", "rate"]),
             scalars | st.lists(st.floats(-3, 3), max_size=4),
             max_size=3,
-        ),  # fmt: skip
+        ),
         "sweep_params": st.dictionaries(
             st.sampled_from(["loc", "scale", "df"]), st.lists(scalars, max_size=3), max_size=2
-        ),  # fmt: skip
+        ),
         "objective": st.sampled_from(["quadratic", "cos", "linear", "categorical_target", "exp_quad", "x"]),
         "objective_params": st.dictionaries(st.sampled_from(["k", "omega", "a", "target"]), values, max_size=2),
         "dims": st.lists(st.integers(-1, 3) | st.sampled_from([10**12, 2.5]), min_size=0, max_size=3),
@@ -74,7 +78,7 @@ sweep = plausible(
     {
         "estimators": st.lists(
             st.sampled_from(["pathwise", "score_function", "gumbel_softmax", "nope", "*rloo"]), max_size=2
-        ),  # fmt: skip
+        ),
         "backends": st.lists(st.sampled_from(["numpy", "tensorflow"]), max_size=2),
         "devices": st.lists(st.sampled_from(["cpu", "tpu", "cuda:1"]), max_size=2),
         "n_samples": st.lists(st.integers(-1, 5) | st.sampled_from([2**40, 2.5]), max_size=3),

@@ -14,12 +14,12 @@ from mutation_harness import run_case
 from suite_mutations import BASE, Case, mutate, suite_cases, to_toml
 
 from harness import registry
-from harness.cli import main
-from harness.execute import RunError, RunRequest, execute, plan, run_options
+from harness.cli.main import main
+from harness.measure.runner import run_cell
 from harness.problems import ProblemError, ProblemSpec
-from harness.runner import run_cell
-from harness.store import RunStore, load_run
-from harness.suite import SuiteError, expand
+from harness.runs.store import RunStore, load_run
+from harness.runs.suite_run import RunError, RunRequest, execute, plan, run_options
+from harness.suite.expand import SuiteError, expand
 
 SUITE_CASES = suite_cases()
 CLI_CASES = cli_cases()
@@ -127,8 +127,7 @@ def test_interrupted_run_says_so_and_resume_cleans_temporaries(how: str, tmp_pat
     exp = plan(req)
     assert len(exp.cells) == 2
     with pytest.raises(KeyboardInterrupt):
-        execute(exp, req.suite, tmp_path / "run", runner=_interrupting_runner(1, how),
-                run_opts=run_options(exp.cells))  # fmt: skip
+        execute(exp, req.suite, tmp_path / "run", runner=_interrupting_runner(1, how), run_opts=run_options(exp.cells))
     store = RunStore(tmp_path / "run")
     meta = store.read_meta()
     assert meta["status"] == "interrupted" and meta["cells_done"] == 1
@@ -195,13 +194,22 @@ def test_max_cells_and_yes(tmp_path: Path) -> None:
 @pytest.mark.parametrize("suite", ["suites/smoke.toml", "suites/default.toml", "suites/discrete.toml"])
 def test_cheap_count_bounds_the_expansion(suite: str) -> None:
     """The limit is applied to a count made before expanding; it must never undercount."""
-    from harness.suite import _plan_sweep, load_suite  # the count's own parts
+    from harness.suite.expand import _plan_sweep, load_suite  # the count's own parts
 
     root = Path(__file__).resolve().parents[1]
     data = load_suite(root / suite)
     exp = expand(root / suite, data)
-    ctx = {"known": registry.estimator_names(), "backends": None, "devices": None, "replicates": None, "R": 2000,
-           "cap": 2**20, "dtype": None, "dtype_default": "float64", "budget": 2**28}  # fmt: skip
+    ctx = {
+        "known": registry.estimator_names(),
+        "backends": None,
+        "devices": None,
+        "replicates": None,
+        "R": 2000,
+        "cap": 2**20,
+        "dtype": None,
+        "dtype_default": "float64",
+        "budget": 2**28,
+    }
     counted = sum(_plan_sweep(suite, i, sw, ctx).count()[0] for i, sw in enumerate(data["sweep"]))
     dropped_late = exp.dropped.get("excluded by [[exclude]]", 0) + sum(
         n for why, n in exp.dropped.items() if why.startswith("duplicate")
@@ -212,9 +220,15 @@ def test_cheap_count_bounds_the_expansion(suite: str) -> None:
 # -- semantic validation -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("objective", "df", "ok"),
-    [("quadratic", 2.0, False), ("quadratic", 2.5, True), ("linear", 1.0, False), ("linear", 1.5, True),
-     ("cos", 0.5, True), ("exp_quad", 1.0, True)],
-)  # fmt: skip
+    [
+        ("quadratic", 2.0, False),
+        ("quadratic", 2.5, True),
+        ("linear", 1.0, False),
+        ("linear", 1.5, True),
+        ("cos", 0.5, True),
+        ("exp_quad", 1.0, True),
+    ],
+)
 def test_student_t_moment_conditions(objective: str, df: float, ok: bool) -> None:
     spec = ProblemSpec("student_t", objective, 2, {"df": [5.0, df]})
     if ok:

@@ -22,11 +22,11 @@ from scipy import special, stats
 from estimators import _implicit_cdf as ic
 from estimators import implicit
 from harness.backends import get_backend
-from harness.context import make_context
+from harness.measure.check import check_problem
+from harness.measure.context import make_context
+from harness.measure.runner import MeasureRequest, estimate
 from harness.problems import ProblemSpec, example_problems
 from harness.registry import get_estimator
-from harness.runner import MeasureRequest, estimate
-from harness.validate import check_problem
 
 BACKENDS = ("numpy", "torch", "jax")
 BAR = 5e-4
@@ -110,8 +110,11 @@ def _mp_mixture(logits, locs, scales, z) -> dict[str, list[float]]:
     with mp.workdps(40):
         z = mp.mpf(z)
         K = len(logits)
-        theta = {"logits": [mp.mpf(v) for v in logits], "locs": [mp.mpf(v) for v in locs],
-                 "scales": [mp.mpf(v) for v in scales]}  # fmt: skip
+        theta = {
+            "logits": [mp.mpf(v) for v in logits],
+            "locs": [mp.mpf(v) for v in locs],
+            "scales": [mp.mpf(v) for v in scales],
+        }
 
         def parts(th):
             w = [mp.exp(v) for v in th["logits"]]
@@ -196,8 +199,13 @@ def test_beta_accuracy_bar(backend) -> None:
 
 
 VM_POINTS = [(0.0, k, stats.vonmises.ppf(q, k)) for k in (0.01, 1.0, 30.0, 1e4) for q in (0.002, 0.3, 0.93)] + [
-    (2.8, 2.0, 2.5), (0.5, 50.0, 3.1), (-1.0, 50.0, 3.1), (-3.0, 0.3, 1.0), (3.0, 5.0, -3.0), (1.0, 200.0, 1.05)
-]  # fmt: skip
+    (2.8, 2.0, 2.5),
+    (0.5, 50.0, 3.1),
+    (-1.0, 50.0, 3.1),
+    (-3.0, 0.3, 1.0),
+    (3.0, 5.0, -3.0),
+    (1.0, 200.0, 1.05),
+]
 
 
 @functools.cache
@@ -282,9 +290,15 @@ CASES = [(b, p) for b in BACKENDS for p in EXAMPLES]
 def _check(backend, spec) -> None:
     seed = 1000 + EXAMPLES.index(spec) + 100 * BACKENDS.index(backend)
     res = check_problem(
-        get_estimator("implicit_reparam", backend), spec.build(), L=4, R=20000, max_R=200000, seed=seed,
-        alpha=1e-3, n_tests=N_COORDS,
-    )  # fmt: skip
+        get_estimator("implicit_reparam", backend),
+        spec.build(),
+        L=4,
+        R=20000,
+        max_R=200000,
+        seed=seed,
+        alpha=1e-3,
+        n_tests=N_COORDS,
+    )
     assert res.verdict == "pass", f"{res.line()} (seed={seed})"
 
 
@@ -294,8 +308,11 @@ def test_unbiased_numpy(spec) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("backend", "spec"), [c for c in CASES if c[0] != "numpy"],
-                         ids=[f"{b}-{p.label()}" for b, p in CASES if b != "numpy"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("backend", "spec"),
+    [c for c in CASES if c[0] != "numpy"],
+    ids=[f"{b}-{p.label()}" for b, p in CASES if b != "numpy"],
+)
 def test_unbiased_autodiff(backend, spec) -> None:
     _check(backend, spec)
 

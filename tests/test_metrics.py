@@ -1,4 +1,4 @@
-"""Unit tests of harness.metrics: definitions, interval properties, edge cases (coverage: test_coverage.py)."""
+"""Unit tests of harness.stats.metrics: definitions, interval properties, edge cases (coverage: test_coverage.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.metrics import (
+from harness.stats.metrics import (
     METRIC_KEYS,
     Z95,
     _hall_inverse,
@@ -133,9 +133,9 @@ def test_single_coordinate_fast_path_equals_the_general_path() -> None:
             assert fast[k] == pytest.approx(float(general[k]), rel=1e-9, abs=1e-300, nan_ok=True), k
 
 
-# -- tail diagnostics (harness.tails) --------------------------------------------------------------------
+# -- tail diagnostics (harness.stats.tails) --------------------------------------------------------------------
 def test_top_k_prefilter_equals_a_full_sort() -> None:
-    from harness.tails import top_k
+    from harness.stats.tails import top_k
 
     seed = 9
     x = np.random.default_rng(seed).standard_normal(100_000) ** 2
@@ -153,7 +153,7 @@ def test_hill_bound_covers_the_tail_index_of_pareto_data(alpha: float) -> None:
     """Symmetric Pareto estimates: the Hill estimate is near α and its 99% upper bound covers α in >= 0.99 - tol
     of sets (exact for a Pareto tail).  Power at R = 2000: α = 2 flagged in >= 90% of sets (measured 0.96;
     α = 2.5: 0.77, α = 3: 0.35, α = 3.5: 0.08 — docs/notes/measurement.md)."""
-    from harness.tails import tail_diagnostics
+    from harness.stats.tails import tail_diagnostics
 
     seed, S, R = 10, 1000, 2000
     rng = np.random.default_rng(seed)
@@ -168,7 +168,7 @@ def test_hill_bound_covers_the_tail_index_of_pareto_data(alpha: float) -> None:
 
 
 def test_light_discrete_and_small_samples_are_not_flagged() -> None:
-    from harness.tails import TAIL_MIN_R, tail_diagnostics
+    from harness.stats.tails import TAIL_MIN_R, tail_diagnostics
 
     seed = 11
     rng = np.random.default_rng(seed)

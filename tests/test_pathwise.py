@@ -4,7 +4,7 @@
    f(g(θ, ε)) with the same ε (student_t df: G(α) = F⁻¹(F(G₀; α₀); α), the inverse-CDF coupling that the
    implicit gamma derivative differentiates).
 2. PyTorch and JAX (autodiff through RSAMPLE) vs NumPy on identical noise (``B.numpy_noise``).
-3. Unbiasedness: harness.validate.check_problem on every shipped example on all three backends.
+3. Unbiasedness: harness.measure.check.check_problem on every shipped example on all three backends.
 4. Exact variance: normal(0.5, 1.5), f = z², one sample: Var[∂loc] = 4σ² = 9, Var[∂scale] = 4(μ² + 2σ²) = 19,
    z-test on the sample variance with its fourth-moment standard error.
 """
@@ -20,10 +20,10 @@ from scipy import special
 
 from estimators.pathwise import NUMPY_GRADS, RSAMPLE
 from harness.backends import get_backend
-from harness.context import make_context
+from harness.measure.check import check_problem
+from harness.measure.context import make_context
 from harness.problems import ProblemSpec, example_problems
 from harness.registry import get_estimator
-from harness.validate import check_problem
 
 DISTS = tuple(NUMPY_GRADS)
 NP = get_backend("numpy")

@@ -25,8 +25,22 @@ def _env(site: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     site = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(site), str(EXAMPLE)], check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(EXAMPLE),
+        ],
+        check=True,
+        cwd=ROOT,
+    )
     return site
 
 
@@ -37,8 +51,14 @@ def test_readme_shows_the_example_verbatim() -> None:
 
 
 def test_plugin_passes_check(plugin_site: Path) -> None:
-    r = subprocess.run([str(BIN / "stochgrad"), "check", "antithetic_pathwise", "--replicates", "4000"],
-                       capture_output=True, text=True, env=_env(plugin_site), cwd=ROOT, timeout=600)
+    r = subprocess.run(
+        [str(BIN / "stochgrad"), "check", "antithetic_pathwise", "--replicates", "4000"],
+        capture_output=True,
+        text=True,
+        env=_env(plugin_site),
+        cwd=ROOT,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "verdict: PASS" in r.stdout
     for b in ("numpy", "torch", "jax"):
@@ -46,8 +66,14 @@ def test_plugin_passes_check(plugin_site: Path) -> None:
 
 
 def test_plugin_appears_in_list(plugin_site: Path) -> None:
-    r = subprocess.run([str(BIN / "stochgrad"), "list", "--json"], capture_output=True, text=True,
-                       env=_env(plugin_site), cwd=ROOT, timeout=300)
+    r = subprocess.run(
+        [str(BIN / "stochgrad"), "list", "--json"],
+        capture_output=True,
+        text=True,
+        env=_env(plugin_site),
+        cwd=ROOT,
+        timeout=300,
+    )
     data = json.loads(r.stdout)
     names = {e["name"] for e in data["estimators"]}
     assert "antithetic_pathwise" in names
@@ -65,9 +91,25 @@ def test_broken_plugin_is_reported_not_fatal(tmp_path: Path) -> None:
     assert r.returncode == 0
     assert "broken (broken_plugin_mod)" in r.stdout and "numpy_does_not_exist" in r.stdout
     out = tmp_path / "run"
-    r = subprocess.run([str(BIN / "stochgrad"), "run", "suites/smoke.toml", "--out", str(out), "--replicates", "100",
-                        "--backend", "numpy", "--no-timing"], capture_output=True, text=True, env=env, cwd=ROOT,
-                       timeout=300)
+    r = subprocess.run(
+        [
+            str(BIN / "stochgrad"),
+            "run",
+            "suites/smoke.toml",
+            "--out",
+            str(out),
+            "--replicates",
+            "100",
+            "--backend",
+            "numpy",
+            "--no-timing",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     meta = json.loads((out / "meta.json").read_text())
     assert any("broken" in k for k in meta["failed_plugins"])

@@ -1,6 +1,6 @@
 """REBAR and RELAX: unbiasedness, the conditional reparameterization, the fitted control variate.
 
-- harness.validate.check_problem on every example problem (bernoulli, categorical), all backends: "pass";
+- harness.measure.check.check_problem on every example problem (bernoulli, categorical), all backends: "pass";
 - cross-backend agreement on identical noise (NumPy's hand-written chain rule vs PyTorch/JAX autodiff, which
   checks every analytic derivative, including dz̃/dθ); the unbiasedness checks run JAX jitted, the
   cross-backend ones eager;
@@ -19,10 +19,10 @@ from scipy import special, stats
 
 import estimators.rebar_relax as rr
 from harness.backends import get_backend
-from harness.context import make_context
+from harness.measure.check import check_problem, draw
+from harness.measure.context import make_context
 from harness.problems import ProblemSpec, example_problems
 from harness.registry import get_estimator
-from harness.validate import check_problem, draw
 
 BACKENDS = ("numpy", "torch", "jax")
 EXAMPLES = example_problems("bernoulli") + example_problems("categorical")

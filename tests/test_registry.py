@@ -89,9 +89,13 @@ def test_unknown_backend_rejected() -> None:
 
 
 def test_biased_when_hyperparameter() -> None:
-    est = register_estimator("bw_test", distributions=["normal"], unbiased=True,
-                             hyperparameters={"correction": Hyper(True, choices=(True, False))},
-                             biased_when={"correction": False})  # fmt: skip
+    est = register_estimator(
+        "bw_test",
+        distributions=["normal"],
+        unbiased=True,
+        hyperparameters={"correction": Hyper(True, choices=(True, False))},
+        biased_when={"correction": False},
+    )
     try:
         assert est.is_unbiased() and est.is_unbiased({"correction": True})
         assert not est.is_unbiased({"correction": False})

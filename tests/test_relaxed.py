@@ -17,10 +17,10 @@ import pytest
 from scipy import integrate, special
 
 from harness.backends import get_backend
-from harness.context import make_context
+from harness.measure.check import draw
+from harness.measure.context import make_context
 from harness.problems import ProblemSpec, example_problems
 from harness.registry import get_estimator
-from harness.validate import draw
 
 NAMES = ("gumbel_softmax", "straight_through", "st_gumbel")
 BACKENDS = ("numpy", "torch", "jax")

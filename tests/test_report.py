@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.cli import main as cli
+from harness.cli.main import main as cli
 from harness.report import build_report
 from harness.report.compare import compare_runs
 from tests.support.demo import XSS_HYPER, XSS_NAME, small_run, synthetic_run
@@ -281,7 +281,13 @@ def test_summary_first_screen(report, run) -> None:
 
 def test_report_package_is_pure() -> None:
     """harness/report never imports the runner, registry, suite or CLI: a report is a function of run dirs."""
-    banned = ("harness.runner", "harness.registry", "harness.suite", "harness.cli", "harness.execute")
+    banned = (
+        "harness.measure.runner",
+        "harness.registry",
+        "harness.suite.expand",
+        "harness.cli.main",
+        "harness.runs.suite_run",
+    )
     for path in Path(__file__).resolve().parents[1].joinpath("harness", "report").glob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
@@ -336,12 +342,22 @@ def test_verdict_factor_interval_covers_truth() -> None:
                 v = float(rng.normal(0, np.sqrt(s2), R).var(ddof=1))
                 rows.append(
                     {
-                        "group": "normal × quadratic", "setting": f"p{prob}", "dim": 1, "param": "loc",
-                        "n_samples": 1, "estimator": est, "config": est, "variance": v,
-                        "variance_se": v * np.sqrt(2 / (R - 1)), "unbiased": True, "bias_detected": False,
-                        "unreliable": False, "exact_est": False, "oracle": False,
+                        "group": "normal × quadratic",
+                        "setting": f"p{prob}",
+                        "dim": 1,
+                        "param": "loc",
+                        "n_samples": 1,
+                        "estimator": est,
+                        "config": est,
+                        "variance": v,
+                        "variance_se": v * np.sqrt(2 / (R - 1)),
+                        "unbiased": True,
+                        "bias_detected": False,
+                        "unreliable": False,
+                        "exact_est": False,
+                        "oracle": False,
                     }
-                )  # fmt: skip
+                )
         (v,) = verdicts(pd.DataFrame(rows))
         p = v.picks[0]
         assert p.name == "better" and p.k == 3
@@ -375,13 +391,24 @@ def _pooled(rows: list[tuple[str, int, float, bool]]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
-                "group": "normal × quadratic", "setting": f"p{k}", "dim": 1, "param": "loc", "n_samples": 1,
-                "estimator": e, "config": e, "variance": v, "variance_se": 0.01 * v, "unbiased": True,
-                "bias_detected": False, "unreliable": False, "exact_est": exact, "oracle": e.endswith("_oracle"),
+                "group": "normal × quadratic",
+                "setting": f"p{k}",
+                "dim": 1,
+                "param": "loc",
+                "n_samples": 1,
+                "estimator": e,
+                "config": e,
+                "variance": v,
+                "variance_se": 0.01 * v,
+                "unbiased": True,
+                "bias_detected": False,
+                "unreliable": False,
+                "exact_est": exact,
+                "oracle": e.endswith("_oracle"),
             }
             for e, k, v, exact in rows
         ]
-    )  # fmt: skip
+    )
 
 
 def test_verdict_exact_on_some_problems_and_no_winner() -> None:
@@ -390,8 +417,13 @@ def test_verdict_exact_on_some_problems_and_no_winner() -> None:
     from harness.report.summary import factor_text, verdicts
 
     sf = [("score_function", k, 10.0, False) for k in range(3)]
-    (v,) = verdicts(_pooled(sf + [("pathwise", 0, 1e-32, True), ("pathwise", 1, 1.0, False), ("pathwise", 2, 1.0, False)]
-                            + [("rloo", k, 5.0, False) for k in range(3)]))  # fmt: skip
+    (v,) = verdicts(
+        _pooled(
+            sf
+            + [("pathwise", 0, 1e-32, True), ("pathwise", 1, 1.0, False), ("pathwise", 2, 1.0, False)]
+            + [("rloo", k, 5.0, False) for k in range(3)]
+        )
+    )
     assert [p.name for p in v.picks] == ["pathwise"] and v.picks[0].n_exact == 1
     assert factor_text(v.picks[0]).startswith("×10 [") and "exact on 1 more" in factor_text(v.picks[0])
     (v,) = verdicts(_pooled(sf + [("worse", k, 20.0, False) for k in range(3)]))

@@ -19,12 +19,12 @@ from statistics import NormalDist
 import pandas as pd
 import pytest
 
-from harness.cli import main as cli
+from harness.cli.main import main as cli
 from harness.report import build_report
 from harness.report.data import Z95
 from harness.report.sections import anchor
 from harness.report.tables import fmt
-from harness.store import load_run
+from harness.runs.store import load_run
 
 SUITE = """[suite]
 name = "wl-report"
@@ -120,8 +120,15 @@ def test_section_present_with_figure_and_alt_text(run, html) -> None:
     figs = re.findall(r"<figure class=\"fig-workload\">\s*<img src='([^']+)' alt=\"([^\"]+)\"", sec)
     assert len(figs) == 1, "one figure per workload"
     src, alt = figs[0]
-    for needle in ("encoder-weight gradient", "η-gradient", "training checkpoint (0, 5)", "disarm",
-                   "score_function_rloo", "log scale", "95% confidence intervals"):  # fmt: skip
+    for needle in (
+        "encoder-weight gradient",
+        "η-gradient",
+        "training checkpoint (0, 5)",
+        "disarm",
+        "score_function_rloo",
+        "log scale",
+        "95% confidence intervals",
+    ):
         assert needle in alt, needle
     assert "efficiency panel" not in alt, "timing was off: no efficiency panel"
     svg = urllib.parse.unquote(src.removeprefix("data:image/svg+xml,"))

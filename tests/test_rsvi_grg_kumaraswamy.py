@@ -31,10 +31,10 @@ import estimators.grg as grg
 import estimators.kumaraswamy as kum
 import estimators.rsvi as rsvi
 from harness.backends import get_backend
-from harness.context import make_context
+from harness.measure.check import check_problem, draw, z_critical
+from harness.measure.context import make_context
 from harness.problems import ProblemSpec
 from harness.registry import get_estimator
-from harness.validate import check_problem, draw, z_critical
 
 NP = get_backend("numpy")
 KS_ALPHA = 1e-4

@@ -14,10 +14,10 @@ from scipy import stats
 
 from estimators.score_function import MOMENTS, cv_coefficients
 from harness.backends import get_backend
-from harness.context import make_context
+from harness.measure.check import applicable_problems, check_problem, draw
+from harness.measure.context import make_context
 from harness.problems import DISTRIBUTIONS, ProblemSpec
 from harness.registry import get_estimator
-from harness.validate import applicable_problems, check_problem, draw
 
 ALPHA = 1e-3
 NEW = ("score_function_cv", "score_function_delta", "score_function_oracle")

@@ -10,13 +10,30 @@ from harness.workloads.summary import which_estimator
 
 
 def _rows(with_column: bool) -> pd.DataFrame:
-    base = dict(param="encoder", workload="vae_bernoulli", workload_config="{}", checkpoint=0, backend="numpy",
-                unbiased=True, exact_method="enumeration", bias_z_truth=0.0)  # fmt: skip
+    base = dict(
+        param="encoder",
+        workload="vae_bernoulli",
+        workload_config="{}",
+        checkpoint=0,
+        backend="numpy",
+        unbiased=True,
+        exact_method="enumeration",
+        bias_z_truth=0.0,
+    )
     rows = []
-    for name, var, oracle in (("score_function_oracle", 1.0, True), ("score_function_rloo", 2.0, False),
-                              ("score_function", 3.0, False)):  # fmt: skip
-        r = dict(base, estimator=name, variance_total=var, variance_total_ci_low=0.9 * var,
-                 variance_total_ci_high=1.1 * var, efficiency=var * 1e-3)  # fmt: skip
+    for name, var, oracle in (
+        ("score_function_oracle", 1.0, True),
+        ("score_function_rloo", 2.0, False),
+        ("score_function", 3.0, False),
+    ):
+        r = dict(
+            base,
+            estimator=name,
+            variance_total=var,
+            variance_total_ci_low=0.9 * var,
+            variance_total_ci_high=1.1 * var,
+            efficiency=var * 1e-3,
+        )
         if with_column:
             r["oracle"] = oracle
         rows.append(r)

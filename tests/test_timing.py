@@ -12,12 +12,12 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from harness.cells import Cell
-from harness.cli import build_parser
+from harness.cli.main import build_parser
+from harness.measure.cells import Cell
+from harness.measure.runner import MEMORY_OVERHEAD, MeasureRequest, chunk_size, estimate, plan_chunks, prepare, run_cell
+from harness.measure.timing import Timing, TimingConfig, time_call
 from harness.problems import ProblemSpec
 from harness.registry import get_estimator
-from harness.runner import MEMORY_OVERHEAD, MeasureRequest, chunk_size, estimate, plan_chunks, prepare, run_cell
-from harness.timing import Timing, TimingConfig, time_call
 
 NORMAL = ProblemSpec("normal", "quadratic", 2, {"loc": 0.5, "scale": 1.5})
 
@@ -81,12 +81,12 @@ def test_untimed_columns_match_timing_fields() -> None:
 
 PIN_SCRIPT = """
 import json, os, torch
-from harness.timing import pin_threads
+from harness.measure.timing import pin_threads
 s = pin_threads(1)
 import jax, jax.numpy as jnp
 jax.config.update("jax_enable_x64", True)
 float(jnp.ones(3).sum())
-from harness.envinfo import machine_info
+from harness.runs.machine import machine_info
 print(json.dumps({"s": s, "torch": torch.get_num_threads(), "meta": machine_info()["threads"]}, default=str))
 """
 
@@ -215,8 +215,15 @@ def _jax_gpu() -> bool:
 
 
 def _check_gpu_cell(backend: str, device: str) -> None:
-    cell = Cell("pathwise", backend, device, ProblemSpec("normal", "quadratic", 1000, {"loc": 0.5, "scale": 1.5}),
-                4, 2000, options={"timing_max_s": 0.05})  # fmt: skip
+    cell = Cell(
+        "pathwise",
+        backend,
+        device,
+        ProblemSpec("normal", "quadratic", 1000, {"loc": 0.5, "scale": 1.5}),
+        4,
+        2000,
+        options={"timing_max_s": 0.05},
+    )
     out = run_cell(cell)
     assert out.status == "ok", out.message
     truth = {"loc": 4 * 1.5**2 / 4, "scale": 4 * (0.5**2 + 2 * 1.5**2) / 4}
@@ -230,7 +237,7 @@ def test_torch_cuda_cell_end_to_end() -> None:
     import torch
 
     from harness.backends import get_backend
-    from harness.envinfo import machine_info
+    from harness.runs.machine import machine_info
 
     _check_gpu_cell("torch", "cuda")
     x = {"a": torch.ones(3, device="cuda"), "b": [torch.ones(2, device="cuda")]}

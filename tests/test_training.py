@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.metrics import bonferroni_z
+from harness.measure.runner import MeasureRequest, estimate
 from harness.registry import get_estimator, implementations
-from harness.runner import MeasureRequest, estimate
+from harness.stats.metrics import bonferroni_z
 from harness.training import load_train_suite, run_training, train_unit, unit_key
 from harness.training.spec import TRAIN_KEYS
 from harness.workloads import WorkloadSpec, checkpoints, truth
@@ -40,9 +40,23 @@ def _unit(tmp: Path | None = None, **kw) -> dict:
 
     wl = get_workload(kw.get("workload", "vae_bernoulli"))
     u = {k: v for k, v in TRAIN_KEYS.items() if k not in ("estimators", "seeds", "backends", "devices", "hyper")}
-    u.update(suite="test", workload=wl.name, config=kw.get("config") or wl.resolve({"latent_dim": 4}), estimator="disarm", hyper={},
-             seed=0, lr=3e-3, backend="torch", device="cpu", steps=60, log_every=20, batch_size=16, val_size=100,
-             test_size=100, test_samples=10)  # fmt: skip
+    u.update(
+        suite="test",
+        workload=wl.name,
+        config=kw.get("config") or wl.resolve({"latent_dim": 4}),
+        estimator="disarm",
+        hyper={},
+        seed=0,
+        lr=3e-3,
+        backend="torch",
+        device="cpu",
+        steps=60,
+        log_every=20,
+        batch_size=16,
+        val_size=100,
+        test_size=100,
+        test_samples=10,
+    )
     u.update(kw)
     if tmp is not None:
         u["state_path"] = str(tmp / f"{unit_key(u)}.npz")
@@ -129,8 +143,9 @@ def test_online_variance_agrees_with_offline_measurement(tmp_path: Path) -> None
 
 
 # -- multi-sample estimators -----------------------------------------------------------------------
-def _check_unbiased(G: dict[str, np.ndarray], exact: dict[str, np.ndarray], wrong: dict[str, np.ndarray], label: str,
-                    seed: int) -> None:  # fmt: skip
+def _check_unbiased(
+    G: dict[str, np.ndarray], exact: dict[str, np.ndarray], wrong: dict[str, np.ndarray], label: str, seed: int
+) -> None:
     """Bonferroni z-test over all coordinates, a power check (a 10% bias of the largest |gradient| is
     detectable) and a control: the single-sample (ELBO) gradient would be rejected as the K-sample target."""
     n = sum(v.size for v in exact.values())
@@ -220,7 +235,7 @@ def test_dreg_and_iwae_unbiased_by_quadrature(name: str, backend: str) -> None:
 
 
 def test_multi_sample_estimators_are_not_expanded_on_toy_problems_or_workload_cells() -> None:
-    from harness.validate import applicable_problems
+    from harness.measure.check import applicable_problems
     from harness.workloads.measure import applies
 
     specs = [s for s in implementations() if "multi_sample_bound" in s.requires]
@@ -250,9 +265,10 @@ BAD = [
 
 
 @pytest.mark.parametrize(("body", "key", "words"), BAD, ids=[b[1] + "-" + b[2] for b in BAD])
-def test_bad_training_configuration_exits_2_and_writes_nothing(tmp_path: Path, capsys, body: str, key: str,
-                                                              words: str) -> None:  # fmt: skip
-    from harness.cli import main
+def test_bad_training_configuration_exits_2_and_writes_nothing(
+    tmp_path: Path, capsys, body: str, key: str, words: str
+) -> None:
+    from harness.cli.main import main
 
     lines = body.splitlines()
     wl = next((ln for ln in lines if ln.startswith("workload")), 'workload = "vae_bernoulli"')
@@ -267,13 +283,15 @@ def test_bad_training_configuration_exits_2_and_writes_nothing(tmp_path: Path, c
 
 
 def test_cli_train_writes_curves_results_and_resumes(tmp_path: Path) -> None:
-    from harness.cli import main
+    from harness.cli.main import main
     from harness.results import undeclared
 
     f = tmp_path / "s.toml"
-    f.write_text('[suite]\nname = "tiny"\n[[train]]\nworkload = "vae_bernoulli"\nconfig = { latent_dim = 3 }\n'
-                 'estimators = ["disarm", "vimco"]\nseeds = [0, 1]\nsteps = 20\nlog_every = 10\nval_size = 20\n'
-                 'test_size = 20\ntest_samples = 5\n')  # fmt: skip
+    f.write_text(
+        '[suite]\nname = "tiny"\n[[train]]\nworkload = "vae_bernoulli"\nconfig = { latent_dim = 3 }\n'
+        'estimators = ["disarm", "vimco"]\nseeds = [0, 1]\nsteps = 20\nlog_every = 10\nval_size = 20\n'
+        "test_size = 20\ntest_samples = 5\n"
+    )
     out = tmp_path / "run"
     assert main(["train", str(f), "--out", str(out)]) == 0
     curves, res = pd.read_parquet(out / "curves.parquet"), pd.read_parquet(out / "results.parquet")
@@ -296,8 +314,11 @@ def test_cli_train_writes_curves_results_and_resumes(tmp_path: Path) -> None:
 def test_report_section_and_compare(tmp_path: Path) -> None:
     from harness.report.training import compare_training, training_section
 
-    u = [_unit(estimator=e, seed=s, steps=20, log_every=10, val_size=20, test_size=20) for e in ("disarm", "arm")
-         for s in (0, 1)]  # fmt: skip
+    u = [
+        _unit(estimator=e, seed=s, steps=20, log_every=10, val_size=20, test_size=20)
+        for e in ("disarm", "arm")
+        for s in (0, 1)
+    ]
     curves, res = run_training({"name": "rep"}, u, tmp_path / "run", log=lambda s: None)
     sec = training_section(curves, res)
     assert {"figures", "tables"} <= set(sec)
@@ -313,7 +334,7 @@ def test_report_section_and_compare(tmp_path: Path) -> None:
 
 def test_shipped_training_suites_expand() -> None:
     from harness.backends import get_backend
-    from harness.suite import SuiteError
+    from harness.suite.expand import SuiteError
 
     root = Path(__file__).resolve().parents[1] / "suites"
     suite, units = load_train_suite(root / "train.toml")
@@ -411,8 +432,9 @@ def test_training_step_gives_each_example_its_unbiased_gradient(wname: str, cfg:
     x0 = {k: v[:1] for k, v in problem.x.items()}
     sp = StepProblem(wl, full, dist, state, x0, {k: T.to_numpy(v[:1]) for k, v in eta.items()}, {"test": est})
     spec = get_estimator(est, "torch")
-    g = encoder_gradient(spec, T, wl, full, dist, dec, x, eta, np.random.default_rng(seed), 2, spec.defaults(),
-                         "float64", "cpu", sp)["logits"]  # fmt: skip
+    g = encoder_gradient(
+        spec, T, wl, full, dist, dec, x, eta, np.random.default_rng(seed), 2, spec.defaults(), "float64", "cpu", sp
+    )["logits"]
     G = T.to_numpy(g).reshape(R, N, *latent)
     m, se = G.mean(0), G.std(0, ddof=1) / math.sqrt(R)
     n_tests = sum(N * _coords(w, c) for w, c, _ in (p.values for p in STEP_CASES))
@@ -428,12 +450,14 @@ def test_training_step_gives_each_example_its_unbiased_gradient(wname: str, cfg:
 def test_train_with_dask_workers_equals_serial(tmp_path: Path) -> None:
     """`stochgrad train --workers 2` runs units on a local Dask cluster (real worker processes) and gives the
     same curves and bounds as the in-process run (timing columns excepted)."""
-    from harness.cli import main
+    from harness.cli.main import main
 
     f = tmp_path / "s.toml"
-    f.write_text('[suite]\nname = "tiny-dask"\n[[train]]\nworkload = "vae_bernoulli"\nconfig = { latent_dim = 3 }\n'
-                 'estimators = ["disarm"]\nseeds = [0, 1]\nsteps = 10\nlog_every = 5\nval_size = 10\n'
-                 'test_size = 10\ntest_samples = 3\n')  # fmt: skip
+    f.write_text(
+        '[suite]\nname = "tiny-dask"\n[[train]]\nworkload = "vae_bernoulli"\nconfig = { latent_dim = 3 }\n'
+        'estimators = ["disarm"]\nseeds = [0, 1]\nsteps = 10\nlog_every = 5\nval_size = 10\n'
+        "test_size = 10\ntest_samples = 3\n"
+    )
     assert main(["train", str(f), "--out", str(tmp_path / "serial")]) == 0
     assert main(["train", str(f), "--out", str(tmp_path / "dask"), "--workers", "2"]) == 0
     timing = [

@@ -1,7 +1,7 @@
 """Model workloads: unbiased estimators vs enumeration/quadrature/reference, the chain rule, checkpoints, errors.
 
 Statistical tests use fixed seeds (printed on failure), Bonferroni-corrected t/z critical values and a power
-check (harness.validate.check_problem: a 10% bias of the exact gradient's RMS must be detectable).
+check (harness.measure.check.check_problem: a 10% bias of the exact gradient's RMS must be detectable).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.measure.check import check_problem, z_critical
 from harness.registry import implementations
-from harness.validate import check_problem, z_critical
 from harness.workloads import WorkloadError, WorkloadSpec, checkpoints, truth
 from harness.workloads.chain import encoder_grads
 from harness.workloads.measure import applies, estimate_eta
@@ -66,7 +66,7 @@ def test_unbiased_matches_enumeration(wname: str, est: str, backend: str) -> Non
 
 def test_per_example_estimates_match_enumeration() -> None:
     """The measurement path (one call per example, concatenated) is unbiased too."""
-    from harness.cells import Cell
+    from harness.measure.cells import Cell
     from harness.registry import get_estimator
 
     ws = SMALL["vae_bernoulli"]
@@ -82,10 +82,13 @@ def test_per_example_estimates_match_enumeration() -> None:
     assert zc * se.max() < 0.1 * np.sqrt(np.mean(e**2)), "underpowered"
 
 
-@pytest.mark.parametrize(("est", "L", "R"), [
-    ("pathwise", 8, 20000),
-    pytest.param("score_function_rloo", 32, 50000, marks=pytest.mark.slow),  # Var ~ 5e3 per coordinate at L=8
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("est", "L", "R"),
+    [
+        ("pathwise", 8, 20000),
+        pytest.param("score_function_rloo", 32, 50000, marks=pytest.mark.slow),  # Var ~ 5e3 per coordinate at L=8
+    ],
+)
 def test_blr_matches_quadrature(est: str, L: int, R: int) -> None:
     from harness.registry import get_estimator
 
@@ -120,11 +123,12 @@ def test_enumeration_matches_reference(wname: str) -> None:
 
 def test_gaussian_vae_against_reference() -> None:
     """pathwise and RLOO on vae_gaussian vs the reference (z uses both standard errors)."""
+    from harness.measure.runner import MeasureRequest, estimate
     from harness.registry import get_estimator
-    from harness.runner import MeasureRequest, estimate
 
-    problem = WorkloadSpec("vae_gaussian", {"latent_dim": 4, "reference_samples": 40000}, checkpoint=CK,
-                           batch_size=2).build()  # fmt: skip
+    problem = WorkloadSpec(
+        "vae_gaussian", {"latent_dim": 4, "reference_samples": 40000}, checkpoint=CK, batch_size=2
+    ).build()
     ex = problem.exact
     assert ex.method == "reference"
     for est, R in (("pathwise", 20000), ("score_function_rloo", 40000)):
@@ -267,15 +271,18 @@ def test_bad_workload_spec(case: str) -> None:
 GOOD_SWEEP = '[suite]\nname = "w"\nreplicates = 50\n\n[[sweep]]\nestimators = ["disarm"]\nbackends = ["numpy"]\nn_samples = [2]\n'
 
 
-@pytest.mark.parametrize(("table", "needles"), [
-    ('name = "vae_bernouli"', ["sweep[0].workloads[0].name", "valid", "vae_bernoulli"]),
-    ('name = "vae_bernoulli"\ncheckpoints = [300, 100]', ["workloads[0].checkpoints", "strictly increasing"]),
-    ('name = "vae_bernoulli"\ntruth = "enumeration"', ["workloads[0].truth", "4096"]),
-    ('name = "vae_bernoulli"\nconfig = { latent = 3 }', ["workloads[0].config.latent", "latent_dim"]),
-    ('name = "vae_bernoulli"\nbatchsize = 3', ["workloads[0].batchsize", "unknown key", "batch_size"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("table", "needles"),
+    [
+        ('name = "vae_bernouli"', ["sweep[0].workloads[0].name", "valid", "vae_bernoulli"]),
+        ('name = "vae_bernoulli"\ncheckpoints = [300, 100]', ["workloads[0].checkpoints", "strictly increasing"]),
+        ('name = "vae_bernoulli"\ntruth = "enumeration"', ["workloads[0].truth", "4096"]),
+        ('name = "vae_bernoulli"\nconfig = { latent = 3 }', ["workloads[0].config.latent", "latent_dim"]),
+        ('name = "vae_bernoulli"\nbatchsize = 3', ["workloads[0].batchsize", "unknown key", "batch_size"]),
+    ],
+)
 def test_bad_workload_suite_exits_2(table: str, needles: list[str], tmp_path: Path, capsys) -> None:
-    from harness.cli import main
+    from harness.cli.main import main
 
     suite = tmp_path / "s.toml"
     suite.write_text(GOOD_SWEEP + "\n[[sweep.workloads]]\n" + table + "\n")
@@ -292,15 +299,17 @@ def test_workload_suite_runs_and_resumes(tmp_path: Path) -> None:
     """A workload suite expands per checkpoint, rows carry eta/encoder with variance_total, and --resume works."""
     import pandas as pd
 
-    from harness import execute as execute_mod
-    from harness.runner import run_cell
-    from harness.store import load_run
-    from harness.suite import expand
+    from harness.measure.runner import run_cell
+    from harness.runs import suite_run as execute_mod
+    from harness.runs.store import load_run
+    from harness.suite.expand import expand
 
     suite = tmp_path / "s.toml"
-    suite.write_text(GOOD_SWEEP.replace('["disarm"]', '["disarm", "score_function_rloo", "enumeration"]')
-                     + '\n[[sweep.workloads]]\nname = "vae_bernoulli"\nconfig = { latent_dim = 4 }\n'
-                     'checkpoints = [0, 5]\nbatch_size = 2\n')  # fmt: skip
+    suite.write_text(
+        GOOD_SWEEP.replace('["disarm"]', '["disarm", "score_function_rloo", "enumeration"]')
+        + '\n[[sweep.workloads]]\nname = "vae_bernoulli"\nconfig = { latent_dim = 4 }\n'
+        "checkpoints = [0, 5]\nbatch_size = 2\n"
+    )
     exp = expand(suite)
     assert len(exp.cells) == 4 and any("separable" in k for k in exp.dropped)
     run_dir = tmp_path / "run"
@@ -390,9 +399,9 @@ def test_batch_objective_adds_other_examples_noise() -> None:
     variance CIs separate (the design choice of measure.py)."""
     from dataclasses import replace
 
-    from harness.cells import Cell
-    from harness.metrics import summarize
+    from harness.measure.cells import Cell
     from harness.registry import get_estimator
+    from harness.stats.metrics import summarize
 
     spec = get_estimator("disarm", "numpy")
     out = {}
@@ -423,7 +432,7 @@ def test_dynamic_binarization_is_fixed_per_batch_seed() -> None:
 @pytest.mark.parametrize("path", ["suites/workloads.toml", "suites/workloads_gpu.toml"])
 def test_shipped_workload_suites_expand(path: str) -> None:
     """Every shipped workload at >= 2 checkpoints; the CPU suite includes enumerable VAEs; GPU: D = 200, N = 100."""
-    from harness.suite import expand
+    from harness.suite.expand import expand
     from harness.workloads.base import check_spec
     from harness.workloads.truth import method_for
 

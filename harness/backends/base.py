@@ -113,8 +113,10 @@ class Backend:
         ``run(seed)`` draws fresh noise from ``seed``; ``timed()`` reuses one noise source (the timing loop).
         JAX jit-compiles with the key as a traced argument; torch can wrap ``fn`` in ``torch.compile``."""
         persistent = template.with_(noise=self.noise(12345, template.dtype, template.device))
-        return (lambda seed: fn(template.with_(noise=self.noise(seed, template.dtype, template.device))),
-                lambda: fn(persistent))  # fmt: skip
+        return (
+            lambda seed: fn(template.with_(noise=self.noise(seed, template.dtype, template.device))),
+            lambda: fn(persistent),
+        )
 
     def grad_batched(self, surrogate: Callable[[dict], Array], params: dict[str, Array]) -> dict:
         """Per-replicate gradients of ``surrogate(P) -> [R]`` w.r.t. ``P`` of shape [R, *shape]."""

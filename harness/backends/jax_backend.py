@@ -123,8 +123,10 @@ class JaxBackend(Backend):
         f = jax.jit(inner) if jit else inner
         dev = self._device(template.device)
         key0 = jax.device_put(jax.random.PRNGKey(12345), dev)
-        return (lambda seed: f(template.params, jax.device_put(jax.random.PRNGKey(seed % 2**63), dev)),
-                lambda: f(template.params, key0))  # fmt: skip
+        return (
+            lambda seed: f(template.params, jax.device_put(jax.random.PRNGKey(seed % 2**63), dev)),
+            lambda: f(template.params, key0),
+        )
 
     def expand_params(self, params: dict[str, Array], R: int) -> dict[str, Array]:
         return {k: jnp.broadcast_to(v, (R, *v.shape)) for k, v in params.items()}

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.metrics import Z95, bonferroni_z, time_se
 from harness.report import render as R
 from harness.report.data import load_runs
 from harness.report.tables import esc, fmt, simple_table
+from harness.stats.metrics import Z95, bonferroni_z, time_se
 
 TERMINAL_ROWS = 40
 TIME_IQR_FLOOR = 0.01

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.metrics import METRIC_KEYS, Z95, bias_significant, bonferroni_z
-from harness.store import load_run
+from harness.runs.store import load_run
+from harness.stats.metrics import METRIC_KEYS, Z95, bias_significant, bonferroni_z
 
 NUMERIC_COLS = (
     "exact_grad",
@@ -211,7 +211,7 @@ def _reliability(df: pd.DataFrame) -> pd.DataFrame:
     df["unreliable"] = (df["tail_flag"] | wide) & ~df["exact_est"]
     df["oracle"] = df["estimator"].str.endswith(ORACLE_SUFFIX)
     has_p = "bias_p" in df.columns and df["bias_p"].notna().any()
-    if has_p:  # the one bias verdict (harness.metrics): bias_p below the Bonferroni level over the report's rows
+    if has_p:  # the one bias verdict (harness.stats.metrics): bias_p below the Bonferroni level over the report's rows
         p = pd.to_numeric(df["bias_p"], errors="coerce").fillna(1.0)
         df["bias_detected"] = bias_significant(p.to_numpy(), int(df["bias_p"].notna().sum()))
     else:  # runs made before the bias test existed

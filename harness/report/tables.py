@@ -19,7 +19,7 @@ import pandas as pd
 from markupsafe import Markup, escape
 from pandas.io.formats.style import Styler
 
-from harness.metrics import Z95, efficiency_interval
+from harness.stats.metrics import Z95, efficiency_interval
 
 _uid = itertools.count()
 _EMPTY_STYLE = re.compile(r"<style type=\"text/css\">\s*</style>\s*")
@@ -128,7 +128,7 @@ def _finite(x: Any) -> bool:
         return False
 
 
-def _mark_best(vals: dict, lo: dict, hi: dict, tiebreak: dict | None = None) -> dict:
+def mark_best(vals: dict, lo: dict, hi: dict, tiebreak: dict | None = None) -> dict:
     """{key: 'best'} for the lowest value (ties broken by ``tiebreak``), 'tie' where a CI overlaps the best's CI."""
     ok = {k: float(v) for k, v in vals.items() if _finite(v)}
     if not ok:
@@ -197,7 +197,7 @@ def variance_table(
         col = f"L={L}"
         rs = {c: rec[(c, L)] for c in idx if (c, L) in rec}
         ok = {c: r for c, r in rs.items() if _rankable(r)}
-        marks = _mark_best(
+        marks = mark_best(
             {c: r["variance"] for c, r in ok.items()},
             {c: r["variance_ci_low"] for c, r in ok.items()},
             {c: r["variance_ci_high"] for c, r in ok.items()},
@@ -214,7 +214,7 @@ def variance_table(
 
 
 def _eff_interval(r: dict[str, Any]) -> tuple[float, float, float]:
-    """(efficiency, low, high): the one efficiency interval (:func:`harness.metrics.efficiency_interval`), from
+    """(efficiency, low, high): the one efficiency interval (:func:`harness.stats.metrics.efficiency_interval`), from
     the variance interval and the time's standard error."""
     if r["exact_est"]:
         return 0.0, 0.0, 0.0
@@ -263,7 +263,7 @@ def efficiency_table(
                 if device_of.get(p, p) == dev and (c, L, p) in rec
             }
             iv = {k: _eff_interval(r) for k, r in rs.items() if _rankable(r)}
-            marks = _mark_best(
+            marks = mark_best(
                 {k: v[0] for k, v in iv.items()},
                 {k: v[1] for k, v in iv.items()},
                 {k: v[2] for k, v in iv.items()},
@@ -296,7 +296,7 @@ def overview_table(pooled: pd.DataFrame, rows: pd.DataFrame, anchors: dict[tuple
     data = []
     for k, g in ub.groupby(keys, sort=True):
         g = g.reset_index(drop=True)
-        marks = _mark_best(g["variance"].to_dict(), g["variance_ci_low"].to_dict(), g["variance_ci_high"].to_dict())
+        marks = mark_best(g["variance"].to_dict(), g["variance_ci_low"].to_dict(), g["variance_ci_high"].to_dict())
         best = [g.loc[i, "config"] for i, m in marks.items() if m == "best"]
         ntie = sum(m == "tie" for m in marks.values())
         var = f'<span class="pick">{esc(best[0])}</span>' if best else "—"

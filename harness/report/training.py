@@ -57,8 +57,13 @@ def reach(curves: pd.DataFrame, target: float) -> pd.DataFrame:
     for key, c in curves.sort_values("step").groupby("unit_key"):
         hit = c[c["val_elbo"] >= target]
         first = hit.iloc[0] if len(hit) else None
-        rows.append({"unit_key": key, "steps_to_target": float(first["step"]) if first is not None else math.nan,
-                     "time_to_target_s": float(first["time_s"]) if first is not None else math.nan})  # fmt: skip
+        rows.append(
+            {
+                "unit_key": key,
+                "steps_to_target": float(first["step"]) if first is not None else math.nan,
+                "time_to_target_s": float(first["time_s"]) if first is not None else math.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -81,15 +86,29 @@ def final_table(curves: pd.DataFrame, results: pd.DataFrame, target: float) -> p
     res["label"] = _label(res)
     out = []
     for lab, g in res.groupby("label", sort=False):
-        out.append({"estimator": g["estimator"].iloc[0], "label": lab, "objective": g["objective"].iloc[0],
-                    "seeds": len(g), "test_bound": g["test_bound"].mean(), "test_bound_se": _se(g["test_bound"]),
-                    "test_bound_k": int(g["test_bound_k"].iloc[0]), "test_elbo": g["test_elbo"].mean(),
-                    "target_elbo": target, "reached": int(g["steps_to_target"].notna().sum()),
-                    "steps_to_target": g["steps_to_target"].mean(), "time_to_target_s": g["time_to_target_s"].mean(),
-                    "steps_per_s": g["steps_per_s"].mean(), "steps_per_s_se": _se(g["steps_per_s"]),
-                    "val_elbo_at_budget": g["val_elbo_at_budget"].mean(), "budget_s": g["budget_s"].iloc[0],
-                    "grad_var_mean": g["grad_var_mean"].mean(), "train_time_s": g["train_time_s"].mean(),
-                    "unbiased": bool(g["unbiased"].all())})  # fmt: skip
+        out.append(
+            {
+                "estimator": g["estimator"].iloc[0],
+                "label": lab,
+                "objective": g["objective"].iloc[0],
+                "seeds": len(g),
+                "test_bound": g["test_bound"].mean(),
+                "test_bound_se": _se(g["test_bound"]),
+                "test_bound_k": int(g["test_bound_k"].iloc[0]),
+                "test_elbo": g["test_elbo"].mean(),
+                "target_elbo": target,
+                "reached": int(g["steps_to_target"].notna().sum()),
+                "steps_to_target": g["steps_to_target"].mean(),
+                "time_to_target_s": g["time_to_target_s"].mean(),
+                "steps_per_s": g["steps_per_s"].mean(),
+                "steps_per_s_se": _se(g["steps_per_s"]),
+                "val_elbo_at_budget": g["val_elbo_at_budget"].mean(),
+                "budget_s": g["budget_s"].iloc[0],
+                "grad_var_mean": g["grad_var_mean"].mean(),
+                "train_time_s": g["train_time_s"].mean(),
+                "unbiased": bool(g["unbiased"].all()),
+            }
+        )
     return pd.DataFrame(out).sort_values("test_bound", ascending=False).reset_index(drop=True)
 
 
@@ -128,12 +147,22 @@ def _variance_figure(table: pd.DataFrame, title: str) -> str:
     t = table[table["grad_var_mean"] > 0]
     for unb, mk in ((True, "o"), (False, "x")):
         sub = t[t["unbiased"] == unb]
-        ax.scatter(sub["grad_var_mean"], sub["steps_to_target"], s=28, marker=mk,
-                   label="unbiased" if unb else "biased (relaxation)")  # fmt: skip
+        ax.scatter(
+            sub["grad_var_mean"],
+            sub["steps_to_target"],
+            s=28,
+            marker=mk,
+            label="unbiased" if unb else "biased (relaxation)",
+        )
     ax.legend(fontsize=7)
     for _, r in t.iterrows():
-        ax.annotate(r["label"], (r["grad_var_mean"], r["steps_to_target"]), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")  # fmt: skip
+        ax.annotate(
+            r["label"],
+            (r["grad_var_mean"], r["steps_to_target"]),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("mean online encoder-gradient variance (EMA, mean over weights)")
     ax.set_ylabel("steps to reach the target held-out ELBO")
@@ -165,12 +194,16 @@ def training_section(curves: pd.DataFrame, results: pd.DataFrame, target: float 
         ok = table.dropna(subset=["steps_to_target", "grad_var_mean"])
         if len(ok) >= 3:
             rho, p = stats.spearmanr(ok["grad_var_mean"], ok["steps_to_target"])
-            notes.append(f"{wl}: Spearman rank correlation of variance with steps to target: ρ = {rho:.2f} "
-                         f"(p = {p:.2g}, {len(ok)} estimators)")  # fmt: skip
+            notes.append(
+                f"{wl}: Spearman rank correlation of variance with steps to target: ρ = {rho:.2f} "
+                f"(p = {p:.2g}, {len(ok)} estimators)"
+            )
         best, fast = table.iloc[0], table.sort_values("val_elbo_at_budget", ascending=False).iloc[0]
-        notes.append(f"{wl}: best held-out bound: {best['label']} {best['test_bound']:.3f} ± {best['test_bound_se']:.3f}; "
-                     f"best held-out ELBO after {fast['budget_s']:.1f} s of training: {fast['label']} "
-                     f"{fast['val_elbo_at_budget']:.3f}")  # fmt: skip
+        notes.append(
+            f"{wl}: best held-out bound: {best['label']} {best['test_bound']:.3f} ± {best['test_bound_se']:.3f}; "
+            f"best held-out ELBO after {fast['budget_s']:.1f} s of training: {fast['label']} "
+            f"{fast['val_elbo_at_budget']:.3f}"
+        )
     return {"figures": figures, "tables": tables, "notes": notes}
 
 
@@ -188,10 +221,18 @@ def compare_training(A: pd.DataFrame, B: pd.DataFrame) -> pd.DataFrame:
         df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if len(a) > 1 and len(b) > 1 else math.nan
         half = float(stats.t.ppf(0.975, df)) * se if np.isfinite(df) and df > 0 else math.nan
         speed = gb.get_group(key)["steps_per_s"].mean() / ga.get_group(key)["steps_per_s"].mean()
-        rows.append({**dict(zip(keys, key)), "seeds_a": len(a), "seeds_b": len(b), "bound_diff": diff,
-                     "bound_diff_ci_low": diff - half, "bound_diff_ci_high": diff + half,
-                     "significant": bool(abs(diff) > half) if np.isfinite(half) else False,
-                     "steps_per_s_ratio": speed})  # fmt: skip
+        rows.append(
+            {
+                **dict(zip(keys, key)),
+                "seeds_a": len(a),
+                "seeds_b": len(b),
+                "bound_diff": diff,
+                "bound_diff_ci_low": diff - half,
+                "bound_diff_ci_high": diff + half,
+                "significant": bool(abs(diff) > half) if np.isfinite(half) else False,
+                "steps_per_s_ratio": speed,
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -38,7 +38,7 @@ from harness.report import plots
 from harness.report.data import Z95, bonferroni_z, config_order
 from harness.report.encode import FigureOut
 from harness.report.sections import anchor
-from harness.report.tables import _mark_best, esc, fmt, simple_table
+from harness.report.tables import esc, fmt, mark_best, simple_table
 
 BASELINES = ("score_function", "score_function_rloo")  # the first one the run has is the reference
 PARAMS = ("encoder", "eta")
@@ -181,7 +181,7 @@ def which_rows(p: pd.DataFrame, rows: pd.DataFrame, biased: dict[int, set[str]],
         g = g[_eligible(g, biased.get(int(ck), set()))].reset_index(drop=True)
         line: dict[str, Any] = {"checkpoint": int(ck), "best": None, "tied": [], "runner": None}
         if not g.empty:
-            marks = _mark_best(g["vt"].to_dict(), g["lo"].to_dict(), g["hi"].to_dict())
+            marks = mark_best(g["vt"].to_dict(), g["lo"].to_dict(), g["hi"].to_dict())
             order = g.sort_values("vt").index
             ib = next(i for i, m in marks.items() if m == "best")
             line["best"] = g.loc[ib]

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.store import atomic_write_bytes
+from harness.runs.store import atomic_write_bytes
 from harness.training.step import StepProblem, decoder_objective, encoder_gradient, held_out_bound
 
 FORMAT = 1
@@ -137,10 +137,25 @@ class Trainer:
         eta = self.wl.encode(B, self.params, x, self.cfg)
         problem = self._step_problem(x, eta)
         L = int(u["n_samples"])
-        g = encoder_gradient(self.spec, B, self.wl, self.cfg, self.dist, {k: v.detach() for k, v in dec.items()}, x,
-                             eta, rng, L, self.hyper, self.dtype, self.device, problem)  # fmt: skip
-        obj = decoder_objective(B, self.wl, self.cfg, self.dist, dec, x, eta, rng, L, self.multi, self.dtype,
-                                self.device)  # fmt: skip
+        g = encoder_gradient(
+            self.spec,
+            B,
+            self.wl,
+            self.cfg,
+            self.dist,
+            {k: v.detach() for k, v in dec.items()},
+            x,
+            eta,
+            rng,
+            L,
+            self.hyper,
+            self.dtype,
+            self.device,
+            problem,
+        )
+        obj = decoder_objective(
+            B, self.wl, self.cfg, self.dist, dec, x, eta, rng, L, self.multi, self.dtype, self.device
+        )
         N = obj.shape[0]
         surrogate = sum((eta[k] * g[k].detach()).sum() for k in g) / N
         self.opt.zero_grad()
@@ -168,8 +183,19 @@ class Trainer:
         return float(np.mean(np.maximum(s - m * m, 0.0))), float(np.mean(m * m))
 
     def bound(self, x: dict[str, Any], K: int, tag: int) -> np.ndarray:
-        return held_out_bound(self.B, self.wl, self.cfg, self.dist, self.params, x, K, self.seed * 1000 + tag,
-                              EVAL_CHUNK if K < 10 else max(1, EVAL_CHUNK // K), self.dtype, self.device)  # fmt: skip
+        return held_out_bound(
+            self.B,
+            self.wl,
+            self.cfg,
+            self.dist,
+            self.params,
+            x,
+            K,
+            self.seed * 1000 + tag,
+            EVAL_CHUNK if K < 10 else max(1, EVAL_CHUNK // K),
+            self.dtype,
+            self.device,
+        )
 
     # -- state ------------------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
@@ -186,8 +212,14 @@ class Trainer:
     def meta(self) -> dict[str, Any]:
         mod = _fits_module()
         fits = {k: dataclasses.asdict(v) for k, v in (mod._FITS.items() if mod else ()) if self.key in k}
-        return {"format": FORMAT, "key": self.key, "step": self.t, "elapsed": self.elapsed, "rows": self.rows,
-                "fits": fits}  # fmt: skip
+        return {
+            "format": FORMAT,
+            "key": self.key,
+            "step": self.t,
+            "elapsed": self.elapsed,
+            "rows": self.rows,
+            "fits": fits,
+        }
 
     def restore(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         import torch
@@ -197,8 +229,11 @@ class Trainer:
             for k, v in self.params.items():
                 v.copy_(self._t(arrays[f"p/{k}"]))
                 if f"am/{k}" in arrays:
-                    self.opt.state[v] = {"step": torch.tensor(float(self.t)), "exp_avg": self._t(arrays[f"am/{k}"]),
-                                         "exp_avg_sq": self._t(arrays[f"av/{k}"])}  # fmt: skip
+                    self.opt.state[v] = {
+                        "step": torch.tensor(float(self.t)),
+                        "exp_avg": self._t(arrays[f"am/{k}"]),
+                        "exp_avg_sq": self._t(arrays[f"av/{k}"]),
+                    }
             for n in ("m", "s"):
                 for k in self.enc_keys:
                     self.ema[n][k].copy_(self._t(arrays[f"e{n}/{k}"]))
@@ -241,14 +276,25 @@ def train_unit(unit: dict[str, Any]) -> dict[str, Any]:
                 if path:
                     save_state(path, tr.arrays(), tr.meta())
         summary = _summary(tr)
-        return {"key": tr.key, "status": "ok", "rows": tr.rows, "summary": summary, "message": "",
-                "seconds": time.perf_counter() - t_start}  # fmt: skip
+        return {
+            "key": tr.key,
+            "status": "ok",
+            "rows": tr.rows,
+            "summary": summary,
+            "message": "",
+            "seconds": time.perf_counter() - t_start,
+        }
     except Exception as exc:  # a failing unit is recorded, the others go on
         from harness.training.spec import unit_key
 
-        return {"key": unit_key(unit), "status": "failed", "rows": [], "summary": {},
-                "message": f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}",
-                "seconds": time.perf_counter() - t_start}  # fmt: skip
+        return {
+            "key": unit_key(unit),
+            "status": "failed",
+            "rows": [],
+            "summary": {},
+            "message": f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}",
+            "seconds": time.perf_counter() - t_start,
+        }
 
 
 def _se(v: np.ndarray) -> float:
@@ -260,10 +306,18 @@ def _curve_row(tr: Trainer, window: list[tuple[float, float]]) -> dict[str, Any]
     val = np.mean([tr.bound(tr.val, 1, 2 + 10 * i) for i in range(int(tr.unit["val_samples"]))], axis=0)
     var, msq = tr.grad_var() if tr.t else (math.nan, math.nan)
     objs, dts = zip(*window) if window else ((math.nan,), (math.nan,))
-    return {"step": tr.t, "train_objective": objs[-1], "train_objective_avg": float(np.mean(objs)),
-            "val_elbo": float(np.mean(val)), "val_elbo_se": _se(val),
-            "grad_var": var, "grad_mean_sq": msq, "step_time_s": dts[-1], "step_time_avg_s": float(np.mean(dts)),
-            "time_s": tr.elapsed}  # fmt: skip
+    return {
+        "step": tr.t,
+        "train_objective": objs[-1],
+        "train_objective_avg": float(np.mean(objs)),
+        "val_elbo": float(np.mean(val)),
+        "val_elbo_se": _se(val),
+        "grad_var": var,
+        "grad_mean_sq": msq,
+        "step_time_s": dts[-1],
+        "step_time_avg_s": float(np.mean(dts)),
+        "time_s": tr.elapsed,
+    }
 
 
 def _summary(tr: Trainer) -> dict[str, Any]:
@@ -273,9 +327,19 @@ def _summary(tr: Trainer) -> dict[str, Any]:
     test_elbo = tr.bound(tr.test, 1, 4)
     n = len(test)
     vals = [r["val_elbo"] for r in tr.rows]
-    return {"test_bound": float(test.mean()), "test_bound_se": _se(test),
-            "test_bound_k": K, "test_elbo": float(test_elbo.mean()), "test_size": n,
-            "final_val_elbo": vals[-1], "best_val_elbo": float(max(vals)), "final_train_objective":
-            tr.rows[-1]["train_objective_avg"], "train_time_s": tr.elapsed, "steps_per_s": tr.t / tr.elapsed,
-            "grad_var_final": tr.rows[-1]["grad_var"], "grad_var_mean": float(np.nanmean([r["grad_var"] for r in tr.rows[1:]])),
-            "eval_time_s": time.perf_counter() - t0, "steps": tr.t}  # fmt: skip
+    return {
+        "test_bound": float(test.mean()),
+        "test_bound_se": _se(test),
+        "test_bound_k": K,
+        "test_elbo": float(test_elbo.mean()),
+        "test_size": n,
+        "final_val_elbo": vals[-1],
+        "best_val_elbo": float(max(vals)),
+        "final_train_objective": tr.rows[-1]["train_objective_avg"],
+        "train_time_s": tr.elapsed,
+        "steps_per_s": tr.t / tr.elapsed,
+        "grad_var_final": tr.rows[-1]["grad_var"],
+        "grad_var_mean": float(np.nanmean([r["grad_var"] for r in tr.rows[1:]])),
+        "eval_time_s": time.perf_counter() - t0,
+        "steps": tr.t,
+    }

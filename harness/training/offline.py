@@ -2,7 +2,7 @@
 
 :func:`offline_encoder_grads` loads a unit's saved weights, builds the :class:`harness.workloads.WorkloadProblem`
 of its fixed training batch (``split = "train"``, ``batch_seed`` = the unit's seed: the batch a ``fixed_batch``
-unit trains on), estimates every example's η-gradient with :func:`harness.runner.estimate` (each example its
+unit trains on), estimates every example's η-gradient with :func:`harness.measure.runner.estimate` (each example its
 own f_b) and chains them to the encoder weights (:func:`harness.workloads.chain.encoder_grads`), divided by N
 as in a training step.  Its per-coordinate variance is what the online EMA variance estimates when the model
 does not move (lr → 0) and the batch is fixed.
@@ -27,8 +27,14 @@ def workload_problem(unit: dict[str, Any], state: dict[str, np.ndarray]) -> Any:
     checkpoints._MEMO[checkpoints.state_key(wl, cfg, OFFLINE_CHECKPOINT)] = {
         f"p/{k}": np.asarray(v, np.float64) for k, v in state.items()
     }
-    spec = WorkloadSpec(unit["workload"], unit["config"], checkpoint=OFFLINE_CHECKPOINT, split="train",
-                        batch_size=int(unit["batch_size"]), batch_seed=int(unit["seed"]))  # fmt: skip
+    spec = WorkloadSpec(
+        unit["workload"],
+        unit["config"],
+        checkpoint=OFFLINE_CHECKPOINT,
+        split="train",
+        batch_size=int(unit["batch_size"]),
+        batch_seed=int(unit["seed"]),
+    )
     return spec.build()
 
 
@@ -42,17 +48,18 @@ def saved_weights(state_path: str | Path) -> dict[str, np.ndarray]:
 
 
 def offline_encoder_grads(unit: dict[str, Any], state: dict[str, np.ndarray], R: int, seed: int) -> np.ndarray:
-    """[R, C]: R independent training-step encoder gradients (batch mean) at ``state``, via harness.runner."""
+    """[R, C]: R independent training-step encoder gradients (batch mean) at ``state``, via harness.measure.runner."""
+    from harness.measure.runner import MeasureRequest, estimate
     from harness.registry import get_estimator
-    from harness.runner import MeasureRequest, estimate
     from harness.workloads.chain import encoder_grads, flat
 
     problem = workload_problem(unit, state)
     spec = get_estimator(unit["estimator"], unit["backend"])
     parts = []
     for i, sub in enumerate(problem.examples()):
-        req = MeasureRequest(spec, sub, L=int(unit["n_samples"]), R=R, seed=seed * 7919 + i, hyper=unit["hyper"],
-                             dtype=unit["dtype"])  # fmt: skip
+        req = MeasureRequest(
+            spec, sub, L=int(unit["n_samples"]), R=R, seed=seed * 7919 + i, hyper=unit["hyper"], dtype=unit["dtype"]
+        )
         parts.append(estimate(req)[0])
     G = {k: np.concatenate([p[k] for p in parts], axis=1) for k in problem.param_names}
     enc = encoder_grads(problem, G, unit["backend"])

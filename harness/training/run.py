@@ -20,13 +20,25 @@ from typing import Any
 
 import pandas as pd
 
-from harness.store import atomic_write_json, atomic_write_parquet
+from harness.runs.store import atomic_write_json, atomic_write_parquet
 from harness.training.loop import train_unit
 from harness.training.spec import unit_key
 
 Runner = Callable[[Callable[[dict], dict], list[dict]], Iterable[dict]]
-CURVE_ID = ["suite", "unit_key", "workload", "estimator", "backend", "device", "dtype", "train_seed", "lr",
-            "objective", "n_samples", "batch_size"]  # fmt: skip
+CURVE_ID = [
+    "suite",
+    "unit_key",
+    "workload",
+    "estimator",
+    "backend",
+    "device",
+    "dtype",
+    "train_seed",
+    "lr",
+    "objective",
+    "n_samples",
+    "batch_size",
+]
 
 
 def sequential(fn: Callable[[dict], dict], units: list[dict]) -> Iterator[dict]:
@@ -36,7 +48,7 @@ def sequential(fn: Callable[[dict], dict], units: list[dict]) -> Iterator[dict]:
 
 
 def executor_runner(executor: Any) -> Runner:
-    """A runner that trains units through a :mod:`harness.executors` executor (in-process or Dask): units run in
+    """A runner that trains units through a :mod:`harness.runs.executors` executor (in-process or Dask): units run in
     parallel on workers, a unit that kills its worker or passes ``timeout`` comes back failed, the client writes."""
 
     def run(fn: Callable[[dict], dict], units: list[dict]) -> Iterator[dict]:
@@ -45,8 +57,14 @@ def executor_runner(executor: Any) -> Runner:
             if r.ok:
                 yield r.value
             else:
-                yield {"key": unit_key(r.item), "status": "failed", "rows": [], "summary": {},
-                       "message": f"{r.kind}: {r.error}", "seconds": 0.0}  # fmt: skip
+                yield {
+                    "key": unit_key(r.item),
+                    "status": "failed",
+                    "rows": [],
+                    "summary": {},
+                    "message": f"{r.kind}: {r.error}",
+                    "seconds": 0.0,
+                }
 
     return run
 
@@ -59,20 +77,38 @@ def identity(unit: dict[str, Any]) -> dict[str, Any]:
     decl = get_declaration(unit["estimator"])
     multi = "multi_sample_bound" in decl.requires
     wl = get_workload(unit["workload"])
-    return {"suite": unit["suite"], "unit_key": unit_key(unit), "workload": unit["workload"],
-            "workload_config": json.dumps(unit["config"], sort_keys=True), "estimator": unit["estimator"],
-            "family": decl.family, "unbiased": decl.is_unbiased(unit["hyper"]), "backend": unit["backend"],
-            "device": unit["device"], "dtype": unit["dtype"], "train_seed": unit["seed"], "lr": unit["lr"],
-            "objective": f"iwae{unit['n_samples']}" if multi else "elbo", "n_samples": unit["n_samples"],
-            "batch_size": unit["batch_size"], "distribution": wl.latent,
-            "dim": int(wl.latent_shape(wl.resolve(unit["config"]))[0]), "train_steps": unit["steps"],
-            **{f"h_{k}": v for k, v in unit["hyper"].items()}}  # fmt: skip
+    return {
+        "suite": unit["suite"],
+        "unit_key": unit_key(unit),
+        "workload": unit["workload"],
+        "workload_config": json.dumps(unit["config"], sort_keys=True),
+        "estimator": unit["estimator"],
+        "family": decl.family,
+        "unbiased": decl.is_unbiased(unit["hyper"]),
+        "backend": unit["backend"],
+        "device": unit["device"],
+        "dtype": unit["dtype"],
+        "train_seed": unit["seed"],
+        "lr": unit["lr"],
+        "objective": f"iwae{unit['n_samples']}" if multi else "elbo",
+        "n_samples": unit["n_samples"],
+        "batch_size": unit["batch_size"],
+        "distribution": wl.latent,
+        "dim": int(wl.latent_shape(wl.resolve(unit["config"]))[0]),
+        "train_steps": unit["steps"],
+        **{f"h_{k}": v for k, v in unit["hyper"].items()},
+    }
 
 
 def run_training(
-    suite: dict[str, Any], units: list[dict[str, Any]], out: Path, *, resume: bool = False,
-    runner: Runner | None = None, log: Callable[[str], None] = print,
-) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    suite: dict[str, Any],
+    units: list[dict[str, Any]],
+    out: Path,
+    *,
+    resume: bool = False,
+    runner: Runner | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train every unit not finished yet in ``out``; returns (curves, results)."""
     out = Path(out)
     if (out / "meta.json").exists() and not resume:
@@ -83,14 +119,22 @@ def run_training(
         k = unit_key(u)
         if not (resume and _outcome(udir / f"{k}.json", "ok")):
             todo.append({**u, "state_path": str(udir / f"{k}.npz")})
-    meta = {"kind": "training", "suite": suite, "run_id": out.name, "units": len(units),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "environment": _env()}  # fmt: skip
+    meta = {
+        "kind": "training",
+        "suite": suite,
+        "run_id": out.name,
+        "units": len(units),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "environment": _env(),
+    }
     atomic_write_json(out / "meta.json", meta)
     udir.mkdir(parents=True, exist_ok=True)
     for i, res in enumerate((runner or sequential)(train_unit, todo), 1):
         atomic_write_json(udir / f"{res['key']}.json", res)
-        log(f"[{i}/{len(todo)}] {res['key']} {res['status']} ({res['seconds']:.1f} s)"
-            + (f": {res['message'].splitlines()[0]}" if res["status"] != "ok" else ""))  # fmt: skip
+        log(
+            f"[{i}/{len(todo)}] {res['key']} {res['status']} ({res['seconds']:.1f} s)"
+            + (f": {res['message'].splitlines()[0]}" if res["status"] != "ok" else "")
+        )
     return write_tables(out, units)
 
 
@@ -104,7 +148,7 @@ def _outcome(path: Path, status: str | None = None) -> dict[str, Any] | None:
 
 def _env() -> dict[str, Any]:
     try:
-        from harness.envinfo import machine_info
+        from harness.runs.machine import machine_info
 
         return machine_info()
     except Exception as exc:  # environment details are informative, never fatal

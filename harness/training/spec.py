@@ -3,7 +3,7 @@
 A training suite is a TOML file with a ``[suite]`` table (``name``, ``description``, ``seed``) and one or more
 ``[[train]]`` tables (``stochgrad train SUITE``).  Every key of a ``[[train]]`` table with its default is in
 :data:`TRAIN_KEYS`; list-valued sweep keys (``estimators``, ``seeds``, ``lr``, ``backends``, ``devices``) are
-crossed.  Errors raise :class:`harness.suite.SuiteError` naming the file, the key and the valid choices (the CLI
+crossed.  Errors raise :class:`harness.suite.expand.SuiteError` naming the file, the key and the valid choices (the CLI
 prints them and exits 2 before anything is written).
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import tomllib
 
-from harness.suite import SuiteError, validate_hyper
+from harness.suite.expand import SuiteError, validate_hyper
 
 TRAIN_BACKENDS = ("torch",)
 TRAIN_KEYS: dict[str, Any] = {
@@ -199,9 +199,20 @@ def expand_table(path: str, w: str, table: Mapping[str, Any], suite: Mapping[str
             for est in names:
                 for lr in t["lr"]:
                     for seed in t["seeds"]:
-                        units.append({"suite": suite.get("name", Path(path).stem), "workload": wl.name,
-                                      "config": cfg, "estimator": est, "hyper": hyper.get(est, {}), "seed": seed,
-                                      "lr": float(lr), "backend": backend, "device": dev, **scalars})  # fmt: skip
+                        units.append(
+                            {
+                                "suite": suite.get("name", Path(path).stem),
+                                "workload": wl.name,
+                                "config": cfg,
+                                "estimator": est,
+                                "hyper": hyper.get(est, {}),
+                                "seed": seed,
+                                "lr": float(lr),
+                                "backend": backend,
+                                "device": dev,
+                                **scalars,
+                            }
+                        )
     return units
 
 

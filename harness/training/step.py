@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.context import Context
+from harness.measure.context import Context
 from harness.workloads.base import NegElbo, Workload
 
 
@@ -42,7 +42,7 @@ def per_example_f(wl: Workload, cfg: dict, dist: Any, B: Any, params: dict, x: d
 
 @dataclass
 class StepContext(Context):
-    """A :class:`harness.context.Context` with the N examples on the replicate axis (see the module docstring)."""
+    """A :class:`harness.measure.context.Context` with the N examples on the replicate axis (see the module docstring)."""
 
     eta: dict[str, Any] = field(default_factory=dict)  # [N, *latent], detached
     fb: Any = None  # f_b on [..., N, *latent] -> [..., N]
@@ -73,8 +73,11 @@ class PerExampleBackend:
         out = {}
         for k, v in params.items():
             v = v.detach()[:, 0]
-            out[k] = (v.repeat_interleave(R // self._n, 0) if self._B.name == "torch" else
-                      self._B.xp.repeat(v, R // self._n, axis=0))  # fmt: skip
+            out[k] = (
+                v.repeat_interleave(R // self._n, 0)
+                if self._B.name == "torch"
+                else self._B.xp.repeat(v, R // self._n, axis=0)
+            )
         return out
 
 
@@ -124,23 +127,58 @@ def iw_bound(B: Any, fz: Any, axis: int = 0) -> Any:
 
 
 def encoder_gradient(
-    spec: Any, B: Any, wl: Workload, cfg: dict, dist: Any, dec: dict, x: dict, eta: dict, rng: np.random.Generator,
-    L: int, hyper: dict, dtype: str, device: str, problem: StepProblem,
-) -> dict[str, Any]:  # fmt: skip
+    spec: Any,
+    B: Any,
+    wl: Workload,
+    cfg: dict,
+    dist: Any,
+    dec: dict,
+    x: dict,
+    eta: dict,
+    rng: np.random.Generator,
+    L: int,
+    hyper: dict,
+    dtype: str,
+    device: str,
+    problem: StepProblem,
+) -> dict[str, Any]:
     """g [N, *latent] = the estimator's per-example gradient (of E[f_b], or of the negative K-sample bound)."""
     fixed = {k: v.detach() for k, v in eta.items()}
     fb = per_example_f(wl, cfg, dist, B, dec, x, fixed)
     N = next(iter(fixed.values())).shape[0]
     noise = B.numpy_noise(rng, dtype, device)
-    ctx = StepContext(PerExampleBackend(B, N), problem, {k: v[:, None] for k, v in fixed.items()}, {}, noise, L, N,
-                      hyper, dtype, device, eta=fixed, fb=fb, n_latent=len(wl.latent_shape(cfg)))  # type: ignore[arg-type]  # fmt: skip
+    ctx = StepContext(
+        PerExampleBackend(B, N),
+        problem,
+        {k: v[:, None] for k, v in fixed.items()},
+        {},
+        noise,
+        L,
+        N,
+        hyper,
+        dtype,
+        device,
+        eta=fixed,
+        fb=fb,
+        n_latent=len(wl.latent_shape(cfg)),
+    )  # type: ignore[arg-type]
     return spec.fn(ctx)
 
 
 def decoder_objective(
-    B: Any, wl: Workload, cfg: dict, dist: Any, params: dict, x: dict, eta: dict, rng: np.random.Generator,
-    L: int, multi: bool, dtype: str, device: str,
-) -> Any:  # fmt: skip
+    B: Any,
+    wl: Workload,
+    cfg: dict,
+    dist: Any,
+    params: dict,
+    x: dict,
+    eta: dict,
+    rng: np.random.Generator,
+    L: int,
+    multi: bool,
+    dtype: str,
+    device: str,
+) -> Any:
     """Per-example training objective [N] (ELBO, or the L-sample bound when ``multi``), differentiable in the
     decoder weights only (z ~ q(·|η) drawn without gradient)."""
     fixed = {k: v.detach() for k, v in eta.items()}
@@ -150,9 +188,18 @@ def decoder_objective(
 
 
 def held_out_bound(
-    B: Any, wl: Workload, cfg: dict, dist: Any, params: dict, x: dict, K: int, seed: int, chunk: int,
-    dtype: str, device: str,
-) -> np.ndarray:  # fmt: skip
+    B: Any,
+    wl: Workload,
+    cfg: dict,
+    dist: Any,
+    params: dict,
+    x: dict,
+    K: int,
+    seed: int,
+    chunk: int,
+    dtype: str,
+    device: str,
+) -> np.ndarray:
     """Per-example K-sample bound [N] (K = 1: the ELBO) on a held-out batch, fixed noise ``seed``, no gradients."""
     import torch
 

@@ -44,8 +44,17 @@ class TinyBernoulliModel(Workload):
     name = "tiny_bernoulli"
     latent = "bernoulli"
     backends = ("torch",)
-    defaults = {"latent_dim": 5, "hidden": 16, "data_seed": 0, "init_seed": 0, "train_seed": 0, "lr": 3e-3,
-                "train_batch": 16, "train_samples": 1, "reference_samples": 4000}  # fmt: skip
+    defaults = {
+        "latent_dim": 5,
+        "hidden": 16,
+        "data_seed": 0,
+        "init_seed": 0,
+        "train_seed": 0,
+        "lr": 3e-3,
+        "train_batch": 16,
+        "train_samples": 1,
+        "reference_samples": 4000,
+    }
     train_estimator = "disarm"
     doc = "a user's PyTorch VAE (nn.Sequential encoder/decoder) on binarized digits"
 

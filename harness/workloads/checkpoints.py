@@ -43,8 +43,11 @@ def cache_dir() -> Path:
 def state_key(wl: Workload, cfg: Mapping[str, Any], step: int, kind: str = "state") -> str:
     """Hash of what the trained state depends on (measurement-only keys, e.g. reference_samples, excluded)."""
     cfg = {k: v for k, v in cfg.items() if k not in wl.eval_keys}
-    blob = json.dumps({"workload": wl.name, "config": dict(cfg), "step": step, "kind": kind, "format": FORMAT},
-                      sort_keys=True, default=str)  # fmt: skip
+    blob = json.dumps(
+        {"workload": wl.name, "config": dict(cfg), "step": step, "kind": kind, "format": FORMAT},
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

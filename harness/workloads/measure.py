@@ -59,7 +59,7 @@ def _seed(cell_seed: int, i: int) -> int:
 
 def estimate_eta(cell: Any, spec: Any, problem: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """R replicate η-gradients of the batch [R, *param shape], per example or as one problem."""
-    from harness.runner import estimate, request_for
+    from harness.measure.runner import estimate, request_for
 
     subs = problem.examples() if problem.spec.per_example else [problem]
     parts, seconds, chunks = [], 0.0, 0
@@ -77,8 +77,8 @@ def estimate_eta(cell: Any, spec: Any, problem: Any) -> tuple[dict[str, np.ndarr
 def time_eta(cell: Any, spec: Any, problem: Any) -> Any:
     """Per-call time (R = 1) of one batch gradient: the per-example calls in sequence."""
     from harness.backends import get_backend
-    from harness.runner import prepare, request_for
-    from harness.timing import TimingConfig, time_call
+    from harness.measure.runner import prepare, request_for
+    from harness.measure.timing import TimingConfig, time_call
 
     B = get_backend(spec.backend)
     subs = problem.examples() if problem.spec.per_example else [problem]
@@ -101,10 +101,10 @@ def _truth_columns(G: np.ndarray, exact: np.ndarray, truth_se: np.ndarray) -> di
 
 def workload_rows(cell: Any, spec: Any, problem: Any, G: dict[str, np.ndarray], info: dict, timing: Any) -> list[dict]:
     """Rows for params ``eta`` and ``encoder`` (see the module docstring)."""
+    from harness.measure.runner import identity_columns
+    from harness.measure.timing import Timing, TimingConfig, thread_settings, time_call
     from harness.problems.exact import ExactResult
     from harness.results import cell_rows
-    from harness.runner import identity_columns
-    from harness.timing import Timing, TimingConfig, thread_settings, time_call
 
     names, enc = problem.param_names, list(problem.encoder_params)
     ex = problem.exact
@@ -125,9 +125,16 @@ def workload_rows(cell: Any, spec: Any, problem: Any, G: dict[str, np.ndarray], 
             t_vjp = time_call(lambda: encoder_grads(problem, one, cell.backend), lambda _: None, cfg).time_median_s
             tm = dataclasses.replace(timing, time_median_s=timing.time_median_s + t_vjp)
         exact = ExactResult(ex.value, {name: e}, ex.method, ex.abs_err)
-        (row,) = cell_rows(ident, exact, {name: g}, info, tm.as_dict() if tm is not None else Timing.empty(),
-                           dtype=cell.dtype, n_samples=cell.n_samples,
-                           threads=int(thread_settings()["threads"]))  # fmt: skip
+        (row,) = cell_rows(
+            ident,
+            exact,
+            {name: g},
+            info,
+            tm.as_dict() if tm is not None else Timing.empty(),
+            dtype=cell.dtype,
+            n_samples=cell.n_samples,
+            threads=int(thread_settings()["threads"]),
+        )
         C = g.shape[1]
         row.update(
             workload=problem.workload.name,

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--param", default="encoder", choices=["encoder", "eta"])
     ap.add_argument("--backend", default=None)
     a = ap.parse_args(argv)
-    from harness.store import load_run
+    from harness.runs.store import load_run
 
     try:
         df, _ = load_run(a.run_dir)

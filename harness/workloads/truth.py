@@ -51,9 +51,10 @@ def method_for(wl: Any, shape: tuple[int, ...], want: str) -> str:
     has_quad = hasattr(wl, "quadrature_truth")
     if want == "enumeration" and m > MAX_ENUMERATION:
         raise WorkloadError(
-            "truth", f"enumeration needs <= {MAX_ENUMERATION} latent configurations per example; {wl.name} has "
-            f"{m:.3g} (latent {wl.latent} {tuple(shape)}); use truth = 'reference' or a smaller latent space"
-        )  # fmt: skip
+            "truth",
+            f"enumeration needs <= {MAX_ENUMERATION} latent configurations per example; {wl.name} has "
+            f"{m:.3g} (latent {wl.latent} {tuple(shape)}); use truth = 'reference' or a smaller latent space",
+        )
     if want == "quadrature" and not has_quad:
         raise WorkloadError("truth", f"{wl.name} has no quadrature truth; valid: ['auto', 'enumeration', 'reference']")
     if want != "auto":
@@ -77,9 +78,15 @@ def exact_for(problem: Any) -> ExactResult:
     got = load_npz(path)
     if got is None:
         res = {"enumeration": _enumerate, "reference": _reference, "quadrature": _quadrature}[method](problem)
-        save_npz(path, {"value": np.float64(res.value), "abs_err": np.float64(res.abs_err),
-                        **{f"g/{k}": v for k, v in res.grads.items()},
-                        **{f"se/{k}": v for k, v in res.extra.get("se", {}).items()}})  # fmt: skip
+        save_npz(
+            path,
+            {
+                "value": np.float64(res.value),
+                "abs_err": np.float64(res.abs_err),
+                **{f"g/{k}": v for k, v in res.grads.items()},
+                **{f"se/{k}": v for k, v in res.extra.get("se", {}).items()},
+            },
+        )
     else:
         res = ExactResult(
             float(got["value"]),

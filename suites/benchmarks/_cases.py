@@ -1,7 +1,7 @@
 """Benchmark cases for asv, generated from the estimator registry and a regression suite file.
 
 The suite (``suites/regression.toml``, or the file named by ``$STOCHGRAD_ASV_SUITE``) is expanded with
-:func:`harness.suite.expand`; every resulting cell becomes one combination of four asv parameters, all
+:func:`harness.suite.expand.expand`; every resulting cell becomes one combination of four asv parameters, all
 stable strings:
 
 * ``estimator`` — registered name, plus ``[k=v,...]`` when the suite sets hyperparameters;
@@ -43,12 +43,12 @@ from typing import Any
 import numpy as np
 
 from harness.backends import BACKEND_NAMES, get_backend
-from harness.cells import Cell
-from harness.metrics import BIAS_ALPHA, bias_test, summarize
+from harness.measure.cells import Cell
+from harness.measure.runner import estimate, prepare, request_for
 from harness.problems import ProblemSpec
 from harness.registry import ensure_loaded, get_estimator
-from harness.runner import estimate, prepare, request_for
-from harness.suite import expand
+from harness.stats.metrics import BIAS_ALPHA, bias_test, summarize
+from harness.suite.expand import expand
 
 SUITE_ENV = "STOCHGRAD_ASV_SUITE"
 PLUGINS_ENV = "STOCHGRAD_ASV_PLUGINS"

@@ -4,7 +4,7 @@
 ``python -m suites.benchmarks.asv_tools compare BASE``   export BASE and HEAD (``git archive``), benchmark both with
                                                the current benchmarks, print ``asv compare``
 ``python -m suites.benchmarks.asv_tools publish``        build the static dashboard (.asv/html; view: ``asv preview``),
-                                               its CDN assets bundled from suites/benchmarks/asv_vendor
+                                               its CDN assets bundled from docs/asv/vendor
 ``python -m suites.benchmarks.asv_tools demo``           scratch clone + a deliberately worse commit -> compare
 
 asv runs with ``--python=same`` (environment type ``existing``): nothing is installed or built, and the
@@ -220,8 +220,8 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
 
 # --- publish: the static dashboard, with its CDN assets bundled so it works offline -----------------------
-VENDOR_DIR = Path("suites") / "benchmarks" / "asv_vendor"  # relative to the repository root
-VENDOR_MAP = {  # CDN URL in asv's index.html -> vendored file (see suites/benchmarks/asv_vendor/README.md)
+VENDOR_DIR = Path("docs") / "asv" / "vendor"  # relative to the repository root
+VENDOR_MAP = {  # CDN URL in asv's index.html -> vendored file (see docs/asv/vendor/README.md)
     "https://code.jquery.com/jquery-3.3.1.min.js": "jquery-3.3.1.min.js",
     "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.min.js": "flot/jquery.flot.js",
     "https://cdnjs.cloudflare.com/ajax/libs/flot/0.8.3/jquery.flot.time.min.js": "flot/jquery.flot.time.js",
@@ -290,7 +290,17 @@ def cmd_demo(a: argparse.Namespace) -> int:
     with open(scratch / "estimators" / "score_function.py", "a") as fh:
         fh.write(DEMO_PATCH)
     _git(scratch, *g, "commit", "-q", "-am", "demo: RLOO baseline off + 2 ms sleep (deliberate regression)")
-    cmd = [sys.executable, "-m", "suites.benchmarks.asv_tools", "compare", "HEAD~1", "--head", "HEAD", "--bench", a.bench]
+    cmd = [
+        sys.executable,
+        "-m",
+        "suites.benchmarks.asv_tools",
+        "compare",
+        "HEAD~1",
+        "--head",
+        "HEAD",
+        "--bench",
+        a.bench,
+    ]
     cmd += ["--factor", str(a.factor), "--threads", str(a.threads)] + (["--machine", a.machine] if a.machine else [])
     print(f"asv demo: scratch clone {scratch}", flush=True)
     rc = subprocess.run(cmd, cwd=scratch, env={**os.environ, "PYTHONPATH": str(scratch)}).returncode

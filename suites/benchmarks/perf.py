@@ -2,7 +2,7 @@
 
 Prints markdown tables (nothing is asserted; numbers go to docs/notes/measurement.md):
 
-1. **timing validation** — stochgrad's per-call median (``harness.timing.time_call`` on the R = 1 callable
+1. **timing validation** — stochgrad's per-call median (``harness.measure.timing.time_call`` on the R = 1 callable
    the runner times) against ``torch.utils.benchmark.Timer.blocked_autorange`` on the *same* torch callable
    and a hand-written JAX loop (``block_until_ready`` after every call) on the same jitted callable.
    The two methods alternate ``--rounds`` times; the ratio of their medians should sit in 0.9–1.1.
@@ -15,7 +15,7 @@ Prints markdown tables (nothing is asserted; numbers go to docs/notes/measuremen
 3. **GPU** (only with a CUDA device): per-call time vs D, and pathwise at D = 1e7 as sample-array bytes/s
    against the card's measured device-to-device copy bandwidth.
 4. **CI study** (opt-in, ``--only ci``, ~5 min): coverage of four variance-interval methods on heavy- and
-   light-tailed per-sample gradient terms with exact variances (why ``harness.metrics`` uses Hall's).
+   light-tailed per-sample gradient terms with exact variances (why ``harness.stats.metrics`` uses Hall's).
 
 Run ``python -m suites.benchmarks.perf [--threads 1] [--rounds 3] [--json out.json]``.  Threads are pinned (default 1:
 on a shared machine OpenMP thread pools slow small torch ops severalfold; every backend gets the same).
@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.metrics import Z95
-from harness.timing import pin_threads
+from harness.measure.timing import pin_threads
+from harness.stats.metrics import Z95
 
 K, LOC, SCALE = 0.0, 0.5, 1.5
 C = 0.5 * math.log(2 * math.pi)
@@ -109,9 +109,9 @@ def timing_validation(rounds: int) -> tuple[str, list[dict]]:
     import torch.utils.benchmark as tb
 
     from harness.backends import get_backend
+    from harness.measure.runner import MeasureRequest, prepare
+    from harness.measure.timing import TimingConfig, time_call
     from harness.registry import get_estimator
-    from harness.runner import MeasureRequest, prepare
-    from harness.timing import TimingConfig, time_call
 
     short = TimingConfig(min_sample_s=5e-4, target_rel_iqr=0.0, max_time_s=1.0, max_repeats=10**6)
     rows, recs = [], []
@@ -136,11 +136,35 @@ def timing_validation(rounds: int) -> tuple[str, list[dict]]:
                     t["ref_min"].append(min(_blocks(ref_block, 5e-4, 1.0)))
                 m = {k: statistics.median(v) if k in ("ours", "ref") else min(v) for k, v in t.items()}
                 name = "torch.utils.benchmark.Timer" if backend == "torch" else "hand-timed JAX loop"
-                rows.append([backend, est, D, L, m["ours"] * 1e6, m["ref"] * 1e6, m["ours"] / m["ref"],
-                             m["ours_min"] * 1e6, m["ref_min"] * 1e6, m["ours_min"] / m["ref_min"], name])  # fmt: skip
+                rows.append(
+                    [
+                        backend,
+                        est,
+                        D,
+                        L,
+                        m["ours"] * 1e6,
+                        m["ref"] * 1e6,
+                        m["ours"] / m["ref"],
+                        m["ours_min"] * 1e6,
+                        m["ref_min"] * 1e6,
+                        m["ours_min"] / m["ref_min"],
+                        name,
+                    ]
+                )
                 recs.append(dict(backend=backend, estimator=est, D=D, L=L, **{f"{k}_s": v for k, v in m.items()}))
-    head = ["backend", "estimator", "D", "L", "stochgrad median µs", "reference median µs", "ratio",
-            "stochgrad min µs", "reference min µs", "ratio (min)", "reference"]  # fmt: skip
+    head = [
+        "backend",
+        "estimator",
+        "D",
+        "L",
+        "stochgrad median µs",
+        "reference median µs",
+        "ratio",
+        "stochgrad min µs",
+        "reference min µs",
+        "ratio (min)",
+        "reference",
+    ]
     return _table("Per-call time (R = 1): stochgrad vs reference timers", head, rows), recs
 
 
@@ -222,9 +246,9 @@ def _jax_fns(est: str, R: int, L: int, D: int, loop_reps: int) -> dict[str, Call
 
 
 def throughput(rounds: int, loop_reps: int) -> tuple[str, list[dict]]:
-    from harness.metrics import summarize
+    from harness.measure.runner import MeasureRequest, estimate
     from harness.registry import get_estimator
-    from harness.runner import MeasureRequest, estimate
+    from harness.stats.metrics import summarize
 
     rows, recs = [], []
     for D, L, R in ((1, 1, 200_000), (100, 16, 10_000)):
@@ -249,13 +273,47 @@ def throughput(rounds: int, loop_reps: int) -> tuple[str, list[dict]]:
                         t[k].append(_median_time(f, 1))  # interleaved: machine load hits every method alike
                 m = {k: statistics.median(v) for k, v in t.items()}
                 loop = _median_time(fns["loop"], 1) * R / min(loop_reps, R)
-                rec = dict(D=D, L=L, R=R, backend=backend, estimator=est, stochgrad_s=m["ours"], cold_s=cold,
-                           hand_s=m["hand"], noise_s=m["noise"], loop_s=loop)  # fmt: skip
+                rec = dict(
+                    D=D,
+                    L=L,
+                    R=R,
+                    backend=backend,
+                    estimator=est,
+                    stochgrad_s=m["ours"],
+                    cold_s=cold,
+                    hand_s=m["hand"],
+                    noise_s=m["noise"],
+                    loop_s=loop,
+                )
                 recs.append(rec)
-                rows.append([f"D={D} L={L} R={R:.0e}", backend, est, m["ours"], cold, m["hand"], m["noise"], loop,
-                             m["ours"] / m["hand"], m["ours"] / m["noise"], loop / m["ours"]])  # fmt: skip
-    head = ["cell", "backend", "estimator", "stochgrad s", "cold s", "(a) hand s", "(b) noise s",
-            "(c) loop s", "vs (a)", "vs (b)", "(c) / stochgrad"]  # fmt: skip
+                rows.append(
+                    [
+                        f"D={D} L={L} R={R:.0e}",
+                        backend,
+                        est,
+                        m["ours"],
+                        cold,
+                        m["hand"],
+                        m["noise"],
+                        loop,
+                        m["ours"] / m["hand"],
+                        m["ours"] / m["noise"],
+                        loop / m["ours"],
+                    ]
+                )
+    head = [
+        "cell",
+        "backend",
+        "estimator",
+        "stochgrad s",
+        "cold s",
+        "(a) hand s",
+        "(b) noise s",
+        "(c) loop s",
+        "vs (a)",
+        "vs (b)",
+        "(c) / stochgrad",
+    ]
     return _table("Time to measure a cell's variance (warm; cold = first call incl. compilation)", head, rows), recs
 
 
@@ -264,9 +322,9 @@ def gpu_tables(rounds: int) -> tuple[str, list[dict]]:
     import torch
 
     from harness.backends import get_backend
+    from harness.measure.runner import MeasureRequest, prepare
+    from harness.measure.timing import TimingConfig, time_call
     from harness.registry import get_estimator
-    from harness.runner import MeasureRequest, prepare
-    from harness.timing import TimingConfig, time_call
 
     n = 10**7
     x = torch.randn(n, dtype=torch.float64, device="cuda")
@@ -288,11 +346,28 @@ def gpu_tables(rounds: int) -> tuple[str, list[dict]]:
                 caller = prepare(req, cache=False)
                 tm = time_call(caller.timed, B.sync, TimingConfig(max_time_s=1.0))
                 bw = D * 8 / tm.time_median_s
-                rec = dict(backend=backend, device=device, estimator=est, D=D, time_s=tm.time_median_s,
-                           compile_s=tm.compile_time_s, sample_bytes_per_s=bw, copy_bytes_per_s=copy_bw)  # fmt: skip
+                rec = dict(
+                    backend=backend,
+                    device=device,
+                    estimator=est,
+                    D=D,
+                    time_s=tm.time_median_s,
+                    compile_s=tm.compile_time_s,
+                    sample_bytes_per_s=bw,
+                    copy_bytes_per_s=copy_bw,
+                )
                 recs.append(rec)
-                rows.append([backend, est, D, tm.time_median_s * 1e6, tm.time_iqr_s * 1e6, bw / 1e9,
-                             tm.time_median_s / (2 * D * 8 / copy_bw)])  # fmt: skip
+                rows.append(
+                    [
+                        backend,
+                        est,
+                        D,
+                        tm.time_median_s * 1e6,
+                        tm.time_iqr_s * 1e6,
+                        bw / 1e9,
+                        tm.time_median_s / (2 * D * 8 / copy_bw),
+                    ]
+                )
     head = ["backend", "estimator", "D", "per-call µs", "IQR µs", "sample GB/s", "time / copy of the sample"]
     title = f"GPU ({torch.cuda.get_device_name(0)}; copy bandwidth {copy_bw / 1e9:.0f} GB/s), L = 1, float64"
     return _table(title, head, rows), recs
@@ -305,7 +380,7 @@ def ci_study(sets: int) -> tuple[str, list[dict]]:
     from scipy import integrate, special
     from scipy import stats as st
 
-    from harness.metrics import mean_interval
+    from harness.stats.metrics import mean_interval
 
     rng = np.random.default_rng(2024)
     a, z = 0.3, Z95
@@ -328,11 +403,15 @@ def ci_study(sets: int) -> tuple[str, list[dict]]:
         "gamma(0.3), cos z, d/drate": gamma_case(np.cos, rate),
         "gamma(0.3), (z-1)^2, d/dconc": gamma_case(quad, conc),
         "gamma(0.3), (z-1)^2, d/drate": gamma_case(quad, rate),
-        "normal(0.5,1.5) pathwise, z^2, d/dscale": ((lambda n: (lambda e: 2 * (0.5 + 1.5 * e) * e)(rng.standard_normal(n))),
-                                                     4 * (0.25 + 2 * 2.25)),
-        "bernoulli(0.3) score fn, REBAR toy": ((lambda n: bern[(rng.random(n) < 0.3).astype(int)]),
-                                               0.7 * 0.3 * (bern[1] - bern[0]) ** 2),
-    }  # fmt: skip
+        "normal(0.5,1.5) pathwise, z^2, d/dscale": (
+            (lambda n: (lambda e: 2 * (0.5 + 1.5 * e) * e)(rng.standard_normal(n))),
+            4 * (0.25 + 2 * 2.25),
+        ),
+        "bernoulli(0.3) score fn, REBAR toy": (
+            (lambda n: bern[(rng.random(n) < 0.3).astype(int)]),
+            0.7 * 0.3 * (bern[1] - bern[0]) ** 2,
+        ),
+    }
     rows, recs = [], []
     for name, (draw, truth) in cases.items():
         for R in (300, 1000, 10000):
@@ -344,8 +423,12 @@ def ci_study(sets: int) -> tuple[str, list[dict]]:
             bv = G[: (R // nb) * nb].reshape(nb, R // nb, S).var(1, ddof=1)
             tq = st.t.ppf(0.975, nb - 1) * bv.std(0, ddof=1) / math.sqrt(nb)
             _, _, lo, hi = mean_interval(v, axis=0)
-            ivs = {"normal": (V - z * se, V + z * se), "log": (V * np.exp(-z * se / V), V * np.exp(z * se / V)),
-                   "batch means": (bv.mean(0) - tq, bv.mean(0) + tq), "Hall": (lo, hi)}  # fmt: skip
+            ivs = {
+                "normal": (V - z * se, V + z * se),
+                "log": (V * np.exp(-z * se / V), V * np.exp(z * se / V)),
+                "batch means": (bv.mean(0) - tq, bv.mean(0) + tq),
+                "Hall": (lo, hi),
+            }
             cov = {k: float(np.mean((lo_ <= truth) & (truth <= hi_))) for k, (lo_, hi_) in ivs.items()}
             recs.append(dict(case=name, R=R, sets=S, **cov))
             rows.append([name, R, S, *cov.values()])
@@ -358,13 +441,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="threads for every backend (default 1)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions per measurement")
     ap.add_argument("--loop-reps", type=int, default=2000, help="replicates timed in the per-replicate loop")
-    ap.add_argument("--only", default="timing,throughput,gpu",
-                    help="sections (comma-separated): timing, throughput, gpu, ci (CI coverage study, slow)")  # fmt: skip
+    ap.add_argument(
+        "--only",
+        default="timing,throughput,gpu",
+        help="sections (comma-separated): timing, throughput, gpu, ci (CI coverage study, slow)",
+    )
     ap.add_argument("--json", help="also write the raw numbers here")
     a = ap.parse_args(argv)
     settings = pin_threads(a.threads)
-    from harness.envinfo import cpu_model
     from harness.registry import ensure_loaded
+    from harness.runs.machine import cpu_model
 
     ensure_loaded()
     print(f"# stochgrad perf — {cpu_model()}, threads={settings['threads']}, float64", flush=True)

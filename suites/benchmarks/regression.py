@@ -4,13 +4,13 @@ Parameters (stable strings, see ``_cases.py``): ``estimator``, ``backend`` (``ba
 ``problem``, ``L``, generated at import time from the registry and ``suites/regression.toml``.
 
 * ``Time.time_estimator`` — seconds per estimator call at R = 1 (one L-sample gradient, as in training).
-  Setup builds the problem, prepares the call with :func:`harness.runner.prepare` and runs it three times
+  Setup builds the problem, prepares the call with :func:`harness.measure.runner.prepare` and runs it three times
   (jax.jit compilation and warm-up), so only the call itself is timed.  The call blocks on its output
   (``block_until_ready`` / CUDA synchronize) and the timer puts a device barrier before each clock read.
 * ``Accuracy.track_variance`` — variance of the L-sample estimate, in (gradient units)²: for each
   distribution parameter, the mean over its coordinates of the per-coordinate variance over R replicates
   (the results' ``variance`` column), summed over the parameters.  Lower is better.
-* ``Accuracy.track_bias`` — −log10 of the bias test's p-value (``harness.metrics.bias_test``, the ``bias_p``
+* ``Accuracy.track_bias`` — −log10 of the bias test's p-value (``harness.stats.metrics.bias_test``, the ``bias_p``
   column, Bonferroni over parameters), floored at −log10 0.05: the floor means no detectable bias,
   larger values mean stronger evidence of bias (one statistics authority: the report and check use it too).
   Both track_ values come from R = ``replicates`` estimates with a seed fixed per parameter combination,

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.execute import execute
-from harness.executors import DaskExecutor, Executor, InProcessExecutor
-from harness.suite import expand
+from harness.runs.executors import DaskExecutor, Executor, InProcessExecutor
+from harness.runs.suite_run import execute
+from harness.suite.expand import expand
 
 BIAS_SUITE = {
     "suite": {"name": "timing_bias", "seed": 1, "replicates": 500, "timing_max_s": 0.3},
@@ -53,8 +53,10 @@ def _ratio_line(name: str, r: pd.Series) -> str:
     n = len(r)
     lo = max(int(binom.ppf(0.025, n, 0.5)) - 1, 0)
     q1, med, q3 = np.percentile(r, [25, 50, 75])
-    return (f"{name}: median ratio {med:.3f} (95% CI {r[lo]:.3f}-{r[n - 1 - lo]:.3f}; IQR {q1:.3f}-{q3:.3f}; "
-            f"range {r[0]:.3f}-{r[-1]:.3f}; {n} cells)")  # fmt: skip
+    return (
+        f"{name}: median ratio {med:.3f} (95% CI {r[lo]:.3f}-{r[n - 1 - lo]:.3f}; IQR {q1:.3f}-{q3:.3f}; "
+        f"range {r[0]:.3f}-{r[-1]:.3f}; {n} cells)"
+    )
 
 
 def timing_bias(tmp: Path, reps: int = 2) -> None:
@@ -89,8 +91,11 @@ def wallclock(suite: Path, stride: int, tmp: Path, keep: Path | None) -> None:
         with make() as ex:
             df, run_s = run_with(ex, suite, out, stride)
         total = time.perf_counter() - t0
-        print(f"{suite} (stride {stride}) {name}: {df.cell_key.nunique()} cells, run {run_s:.1f} s, "
-              f"with cluster start/stop {total:.1f} s", flush=True)  # fmt: skip
+        print(
+            f"{suite} (stride {stride}) {name}: {df.cell_key.nunique()} cells, run {run_s:.1f} s, "
+            f"with cluster start/stop {total:.1f} s",
+            flush=True,
+        )
         eta([out])
 
 
@@ -101,17 +106,19 @@ def eta(run_dirs: list[Path]) -> None:
             print(f"{d}: no complete eta_check")
             continue
         real = c["real_remaining_s"]
-        print(f"{d}: at {c['at_cells']}/{c['of_cells']} cells ({c['elapsed_s']:.1f} s): real remaining {real:.1f} s; "
-              f"equal-cost ETA {c['eta_equal_cost_s']:.1f} s (error {c['eta_equal_cost_s'] / real - 1:+.0%}); "
-              f"cost-model ETA {c['eta_model_s'] or float('nan'):.1f} s "
-              f"(error {(c['eta_model_s'] or float('nan')) / real - 1:+.0%})")  # fmt: skip
+        print(
+            f"{d}: at {c['at_cells']}/{c['of_cells']} cells ({c['elapsed_s']:.1f} s): real remaining {real:.1f} s; "
+            f"equal-cost ETA {c['eta_equal_cost_s']:.1f} s (error {c['eta_equal_cost_s'] / real - 1:+.0%}); "
+            f"cost-model ETA {c['eta_model_s'] or float('nan'):.1f} s "
+            f"(error {(c['eta_model_s'] or float('nan')) / real - 1:+.0%})"
+        )
 
 
 def eta_replay(run_dir: Path, suite: Path, stride: int, fractions: tuple[float, ...] = (0.1, 0.25, 0.5)) -> None:
     """Replay a serial run's per-cell seconds: the ETA at each fraction of the cells against the real remainder, for the
     suite order and the interleaved order, with the equal-cost ETA and the cost model."""
-    from harness.progress import CostModel, interleave
-    from harness.store import RunStore
+    from harness.runs.progress import CostModel, interleave
+    from harness.runs.store import RunStore
 
     secs = {k: r["seconds"] for k, r in RunStore(run_dir).finished().items() if r["status"] == "ok"}
     cells = [c for c in expand(str(suite)).cells[::stride] if c.key() in secs]
@@ -125,8 +132,10 @@ def eta_replay(run_dir: Path, suite: Path, stride: int, fractions: tuple[float, 
             model.observe(c, secs[c.key()])
         predicted = sum(model.expected(c) for c in rest)  # type: ignore[misc]
         equal = elapsed / k * len(rest)
-        print(f"{order_name}: at {k}/{len(order)} cells: real remaining {real:.1f} s; equal-cost ETA {equal:.1f} s "
-              f"({equal / real - 1:+.0%}); cost-model ETA {predicted:.1f} s ({predicted / real - 1:+.0%})")  # fmt: skip
+        print(
+            f"{order_name}: at {k}/{len(order)} cells: real remaining {real:.1f} s; equal-cost ETA {equal:.1f} s "
+            f"({equal / real - 1:+.0%}); cost-model ETA {predicted:.1f} s ({predicted / real - 1:+.0%})"
+        )
 
 
 def main() -> None:

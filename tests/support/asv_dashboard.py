@@ -56,9 +56,14 @@ def published_dashboard(tmp: Path) -> Path:
     suite = tmp / "tiny.toml"
     suite.write_text(TINY_SUITE)
     env.update(
-        HOME=str(tmp), PYTHONPATH=str(ROOT), ASV_PYTHONPATH=str(ROOT), STOCHGRAD_ASV_CODE_ROOT=str(ROOT),
-        OMP_NUM_THREADS="1", STOCHGRAD_ASV_GPU="0", STOCHGRAD_ASV_SUITE=str(suite),
-    )  # fmt: skip
+        HOME=str(tmp),
+        PYTHONPATH=str(ROOT),
+        ASV_PYTHONPATH=str(ROOT),
+        STOCHGRAD_ASV_CODE_ROOT=str(ROOT),
+        OMP_NUM_THREADS="1",
+        STOCHGRAD_ASV_GPU="0",
+        STOCHGRAD_ASV_SUITE=str(suite),
+    )
     _run(["git", "init", "-q"], repo, env)
     shas = []
     for msg in ("base", "next"):
@@ -67,16 +72,34 @@ def published_dashboard(tmp: Path) -> Path:
     lines = (ROOT / "asv.conf.json").read_text().splitlines()
     conf = json.loads("\n".join(x for x in lines if not x.strip().startswith("//")))
     conf.update(
-        repo=str(repo), branches=["HEAD"], benchmark_dir=str(ROOT / "suites" / "benchmarks"),
-        results_dir=str(tmp / "results"), html_dir=str(tmp / "html"), env_dir=str(tmp / "env"),
-    )  # fmt: skip
+        repo=str(repo),
+        branches=["HEAD"],
+        benchmark_dir=str(ROOT / "suites" / "benchmarks"),
+        results_dir=str(tmp / "results"),
+        html_dir=str(tmp / "html"),
+        env_dir=str(tmp / "env"),
+    )
     cfg = tmp / "asv.conf.json"
     cfg.write_text(json.dumps(conf))
     asv = [sys.executable, "-m", "asv"]
     _run([*asv, "machine", "--yes", "--machine", "testbox", "--config", str(cfg)], tmp, env)
     for sha in shas:
-        _run([*asv, "run", "--config", str(cfg), "--python=same", "--machine", "testbox", "--quick",
-              "--set-commit-hash", sha], tmp, env)  # fmt: skip
+        _run(
+            [
+                *asv,
+                "run",
+                "--config",
+                str(cfg),
+                "--python=same",
+                "--machine",
+                "testbox",
+                "--quick",
+                "--set-commit-hash",
+                sha,
+            ],
+            tmp,
+            env,
+        )
     _run([*asv, "publish", "--config", str(cfg)], tmp, env)
     bundle_offline(tmp / "html", ROOT / VENDOR_DIR)
     return tmp / "html"

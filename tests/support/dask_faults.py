@@ -49,8 +49,14 @@ def _crash(ctx: Any) -> dict:
 def register() -> None:
     if "test_sleep" in estimator_names():
         return
-    slow = register_estimator("test_sleep", distributions=["normal"], unbiased=True, requires=["differentiable"],
-                              hyperparameters={"seconds": Hyper(0.5, low=0.0)}, reference="test only")  # fmt: skip
+    slow = register_estimator(
+        "test_sleep",
+        distributions=["normal"],
+        unbiased=True,
+        requires=["differentiable"],
+        hyperparameters={"seconds": Hyper(0.5, low=0.0)},
+        reference="test only",
+    )
     slow.implementation("numpy")(_slow)
     crash = register_estimator("test_crash", distributions=["normal"], unbiased=True, reference="test only")
     crash.implementation("numpy")(_crash)

@@ -98,8 +98,8 @@ def small_run(
     makes JAX cells the slowest), so the agreement table shows NumPy, PyTorch and JAX side by side.
     """
     from harness import registry
-    from harness.execute import execute
-    from harness.suite import expand
+    from harness.runs.suite_run import execute
+    from harness.suite.expand import expand
 
     out = Path(out)
     suite = out.parent / f"{out.name}-suite.toml"

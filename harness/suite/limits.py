@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 MIN_REPLICATES = 2
-DEFAULT_MAX_REPLICATES = 2**20  # as harness.runner's cap of the precision loop
+DEFAULT_MAX_REPLICATES = 2**20  # as harness.measure.runner's cap of the precision loop
 MAX_CELLS = 20_000  # 20x the largest shipped suite (continuous.toml, 944 cells)
 MAX_ESTIMATE_H = 24.0
 # time model of the estimate: a fixed cost per cell (truth, setup, timing: 0.03 s numpy, 0.2 s torch measured on
@@ -43,11 +43,11 @@ class SuiteError(ValueError):
         self.path, self.key, self.message = path, key, message
 
 
-def _list(v: Any) -> list[Any]:
+def as_list(v: Any) -> list[Any]:
     return list(v) if isinstance(v, list | tuple) else [v]
 
 
-def _check_keys(path: str, where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
+def check_keys(path: str, where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
     if not isinstance(table, Mapping):
         raise SuiteError(path, where, f"must be a table, got {type(table).__name__}")
     unknown = sorted(set(table) - allowed)
@@ -55,8 +55,8 @@ def _check_keys(path: str, where: str, table: Mapping[str, Any], allowed: set[st
         raise SuiteError(path, f"{where}.{unknown[0]}", f"unknown key; valid: {sorted(allowed)}")
 
 
-def _pos_ints(path: str, key: str, v: Any) -> list[int]:
-    vals = _list(v)
+def positive_ints(path: str, key: str, v: Any) -> list[int]:
+    vals = as_list(v)
     if not vals:
         raise SuiteError(path, key, "must not be empty")
     for x in vals:
@@ -65,14 +65,14 @@ def _pos_ints(path: str, key: str, v: Any) -> list[int]:
     return vals
 
 
-def _strings(path: str, key: str, v: Any) -> list[str]:
-    vals = _list(v)
+def strings(path: str, key: str, v: Any) -> list[str]:
+    vals = as_list(v)
     if not vals or not all(isinstance(x, str) for x in vals):
         raise SuiteError(path, key, f"must be a string or a non-empty list of strings, got {v!r}")
     return vals
 
 
-def _table(path: str, key: str, v: Any) -> dict[str, Any]:
+def table(path: str, key: str, v: Any) -> dict[str, Any]:
     if not isinstance(v, Mapping):
         raise SuiteError(path, key, f"must be a table, got {type(v).__name__} {v!r}")
     return dict(v)
@@ -147,28 +147,37 @@ def check_exclude(path: str, rules: Any, allowed: set[str], error: Any) -> list[
 
 
 def memory_budget(opts: Mapping[str, Any]) -> int:
-    from harness.runner import DEFAULT_MAX_MEMORY
+    from harness.measure.runner import DEFAULT_MAX_MEMORY
 
     mem = opts.get("max_memory")
     return int(float(mem) * 2**20) if mem else DEFAULT_MAX_MEMORY
 
 
-def check_param_size(path: str, key: str, dist: Any, dim: int, options: Mapping[str, Any], budget: int,
-                     error: Any) -> None:  # fmt: skip
+def check_param_size(
+    path: str, key: str, dist: Any, dim: int, options: Mapping[str, Any], budget: int, error: Any
+) -> None:
     """The distribution's parameter arrays at dimension ``dim`` fit in the memory budget (before allocating)."""
     opts = {**dist.options, **{k: v for k, v in options.items() if is_int(v)}}
     elements = sum(math.prod(dist.param_shape(n, dim, opts)) for n in dist.params)
     if elements * 8 > budget:
-        raise error(path, key, f"dim {dim}: the {dist.name} parameters alone need {_mib(elements * 8)}, over the "
-                    f"memory budget of {_mib(budget)} (suite.max_memory, MiB)")  # fmt: skip
+        raise error(
+            path,
+            key,
+            f"dim {dim}: the {dist.name} parameters alone need {_mib(elements * 8)}, over the "
+            f"memory budget of {_mib(budget)} (suite.max_memory, MiB)",
+        )
 
 
 def check_sample_size(path: str, key: str, L: int, event: int, itemsize: int, budget: int, error: Any) -> None:
     """One replicate's sample [L, *event] fits in the memory budget (an L-sample estimate cannot be split)."""
     need = L * event * itemsize
     if need > budget:
-        raise error(path, key, f"L = {L} with {event} elements per draw needs {_mib(need)} for one replicate, over "
-                    f"the memory budget of {_mib(budget)} (suite.max_memory, MiB)")  # fmt: skip
+        raise error(
+            path,
+            key,
+            f"L = {L} with {event} elements per draw needs {_mib(need)} for one replicate, over "
+            f"the memory budget of {_mib(budget)} (suite.max_memory, MiB)",
+        )
 
 
 def _mib(b: float) -> str:

@@ -32,7 +32,7 @@ def writing(flag: str, path: Path | None) -> Iterator[None]:
 
 
 def readable_run(run: Path) -> None:
-    from harness.store import load_run
+    from harness.runs.store import load_run
 
     try:
         load_run(run)

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from harness import registry
-from harness.cells import Cell
-from harness.envinfo import git_commit, machine_info
-from harness.executors import Executor, InProcessExecutor
-from harness.progress import Progress, interleave
+from harness.measure.cells import Cell
+from harness.measure.runner import run_cell
 from harness.results import CellOutcome
-from harness.runner import run_cell
-from harness.store import RunDirError, RunLockedError, RunStore
-from harness.suite import Expansion
+from harness.runs.executors import Executor, InProcessExecutor
+from harness.runs.machine import git_commit, machine_info
+from harness.runs.progress import Progress, interleave
+from harness.runs.store import RunDirError, RunLockedError, RunStore
+from harness.suite.expand import Expansion
 
 
 class RunError(ValueError):
@@ -60,7 +60,7 @@ class RunRequest:
     threads: int | None = None
     timing: bool = True
     resume: bool = False
-    confirm: bool = False  # --yes: run a suite over the size limits (harness.suite_limits)
+    confirm: bool = False  # --yes: run a suite over the size limits (harness.suite.limits)
     cli_args: dict[str, Any] = field(default_factory=dict)
     workers: int | None = None  # a LocalCluster of this many worker processes (else the suite's `workers`)
     scheduler: str | None = None  # an existing Dask scheduler (else the suite's `scheduler`)
@@ -74,7 +74,7 @@ class RunRequest:
 def plan(req: RunRequest) -> Expansion:
     """Validate and expand the request's suite (SuiteError on bad input; nothing is written)."""
     from harness.backends import BACKEND_NAMES
-    from harness.suite import expand
+    from harness.suite.expand import expand
 
     bad = [b for b in req.backends or [] if b not in BACKEND_NAMES]
     if bad:
@@ -82,9 +82,17 @@ def plan(req: RunRequest) -> Expansion:
     if req.resume and not req.out:
         raise RunError("--resume needs --out RUN_DIR (the run to continue)")
     data = req.suite if isinstance(req.suite, Mapping) else None
-    exp = expand(req.suite_label if data is not None else req.suite, data, backends=req.backends,
-                 devices=req.devices, replicates=req.replicates, seed=req.seed, dtype=req.dtype,
-                 options=req.options, confirmed=req.confirm)  # fmt: skip
+    exp = expand(
+        req.suite_label if data is not None else req.suite,
+        data,
+        backends=req.backends,
+        devices=req.devices,
+        replicates=req.replicates,
+        seed=req.seed,
+        dtype=req.dtype,
+        options=req.options,
+        confirmed=req.confirm,
+    )
     if not req.timing:
         exp.cells = [replace(c, timing=False) for c in exp.cells]
     return exp
@@ -106,7 +114,7 @@ def unavailable_notes(cells: list[Cell]) -> list[str]:
 
 def executor_for(req: RunRequest, exp: Expansion) -> Executor:
     """The executor of a run: request options first, then the suite's ``workers`` / ``scheduler`` keys."""
-    from harness.executors import ExecutorError, make_executor, registering_modules
+    from harness.runs.executors import ExecutorError, make_executor, registering_modules
 
     if req.workers is not None and req.scheduler is not None:
         raise RunError("--workers starts a local cluster and --scheduler connects to one: give only one")
@@ -130,7 +138,7 @@ def executor_for(req: RunRequest, exp: Expansion) -> Executor:
 def run_suite(req: RunRequest, stream: TextIO | None = None, exp: Expansion | None = None) -> Path:
     """Plan and execute a suite run (threads pinned first); returns the run directory."""
     stream = stream or sys.stderr
-    from harness.timing import available_cpus, pin_threads
+    from harness.measure.timing import available_cpus, pin_threads
 
     pin_threads(req.threads)  # before any backend runs: XLA reads the affinity mask when it starts
     exp = exp or plan(req)
@@ -142,11 +150,22 @@ def run_suite(req: RunRequest, stream: TextIO | None = None, exp: Expansion | No
     timeout = req.cell_timeout if req.cell_timeout is not None else exp.suite.get("cell_timeout")
     local = req.workers or (None if req.scheduler else exp.suite.get("workers"))
     if local and local > available_cpus() and any(c.timing for c in exp.cells):
-        stream.write(f"note: {local} workers on {available_cpus()} CPUs: per-call times are inflated by time-sharing "
-                     "(docs/notes/scale-out.md); use at most one worker per CPU for timing\n")  # fmt: skip
+        stream.write(
+            f"note: {local} workers on {available_cpus()} CPUs: per-call times are inflated by time-sharing "
+            "(docs/notes/scale-out.md); use at most one worker per CPU for timing\n"
+        )
     with executor_for(req, exp) as executor:
-        return execute(exp, req.suite, run_dir, resume=req.resume, cli_args=req.cli_args, stream=stream,
-                       executor=executor, cell_timeout=timeout, run_opts=run_options(exp.cells, req.threads))  # fmt: skip
+        return execute(
+            exp,
+            req.suite,
+            run_dir,
+            resume=req.resume,
+            cli_args=req.cli_args,
+            stream=stream,
+            executor=executor,
+            cell_timeout=timeout,
+            run_opts=run_options(exp.cells, req.threads),
+        )
 
 
 def cell_resources(cell: Cell) -> dict[str, float] | None:
@@ -175,11 +194,17 @@ def check_resume_options(run_dir: Path, recorded: Mapping[str, Any] | None, now:
     """RunError listing every option that differs from the run being resumed (older runs record none)."""
     if not recorded or not now:
         return
-    diffs = [f"{k}: {recorded.get(k)} -> {now.get(k)}" for k in sorted(set(recorded) | set(now))
-             if recorded.get(k) != now.get(k)]  # fmt: skip
+    diffs = [
+        f"{k}: {recorded.get(k)} -> {now.get(k)}"
+        for k in sorted(set(recorded) | set(now))
+        if recorded.get(k) != now.get(k)
+    ]
     if diffs:
-        raise RunError(f"--resume: {run_dir} was run with different options; differences (run -> now): "
-                       + "; ".join(diffs) + ". Resume with the original options or start a new run")  # fmt: skip
+        raise RunError(
+            f"--resume: {run_dir} was run with different options; differences (run -> now): "
+            + "; ".join(diffs)
+            + ". Resume with the original options or start a new run"
+        )
 
 
 def _lock(store: RunStore) -> None:
@@ -291,8 +316,11 @@ def execute(
             if res.item.key() in seen:  # never twice (a task retried after its worker died reports once)
                 continue
             seen.add(res.item.key())
-            outcome = res.value if res.ok else CellOutcome(
-                res.item, "skipped" if res.kind == "unavailable" else "failed", message=res.error)  # fmt: skip
+            outcome = (
+                res.value
+                if res.ok
+                else CellOutcome(res.item, "skipped" if res.kind == "unavailable" else "failed", message=res.error)
+            )
             store.save_cell(outcome)
             progress.update(outcome)
             if time.perf_counter() - last_ckpt > 30:
@@ -316,7 +344,7 @@ def execute(
         meta["finished"] = dt.datetime.now(dt.timezone.utc).isoformat() if complete else None
         meta["seeds"] = {
             "suite_seed": meta.get("seed"),
-            "derivation": "cell seed = sha256(suite seed, cell key) (harness.cells.Cell.cell_seed)",
+            "derivation": "cell seed = sha256(suite seed, cell key) (harness.measure.cells.Cell.cell_seed)",
         }
         store.write_results(meta["run_id"])
         store.write_meta(meta)

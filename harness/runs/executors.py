@@ -93,10 +93,16 @@ class InProcessExecutor(Executor):
     def describe(self) -> dict[str, Any]:
         import socket
 
-        from harness.timing import thread_settings
+        from harness.measure.timing import thread_settings
 
-        return {"kind": "in-process", "workers": 1, "threads_per_worker": {"main": thread_settings()["threads"]},
-                "resources": {}, "hosts": [socket.gethostname()], "pids": [os.getpid()]}  # fmt: skip
+        return {
+            "kind": "in-process",
+            "workers": 1,
+            "threads_per_worker": {"main": thread_settings()["threads"]},
+            "resources": {},
+            "hosts": [socket.gethostname()],
+            "pids": [os.getpid()],
+        }
 
 
 # -- the worker side --------------------------------------------------------------------------------------
@@ -110,8 +116,8 @@ def _worker_setup(exclusive_timing: bool) -> None:
 
     from distributed import Lock, get_worker
 
-    from harness import runner
-    from harness.timing import pin_threads
+    from harness.measure import runner
+    from harness.measure.timing import pin_threads
 
     if not _WORKER_READY.get("pinned"):
         pin_threads(get_worker().state.nthreads)
@@ -136,7 +142,7 @@ async def _die() -> None:  # a coroutine: client.run(..., wait=False) runs it in
 # -- the client side --------------------------------------------------------------------------------------
 def worker_env(threads: int = 1) -> dict[str, str]:
     """Environment of local worker processes: every thread pool at ``threads`` (XLA's too) before imports."""
-    from harness.timing import THREAD_ENV
+    from harness.measure.timing import THREAD_ENV
 
     env = {v: str(threads) for v in THREAD_ENV}
     if threads == 1:
@@ -191,11 +197,20 @@ class DaskExecutor(Executor):
                 ) from None
         else:
             # one task at a time per single-threaded worker: a killed worker takes down only the cell it ran
-            cfg = {"distributed.scheduler.allowed-failures": allowed_failures,
-                   "distributed.scheduler.worker-saturation": 1.0}  # fmt: skip
+            cfg = {
+                "distributed.scheduler.allowed-failures": allowed_failures,
+                "distributed.scheduler.worker-saturation": 1.0,
+            }
             with dask.config.set(cfg):
-                opts = dict(threads_per_worker=1, processes=True, env=worker_env(1), preload=list(preload),
-                            dashboard_address=":0", scheduler_kwargs={"dashboard": bool(dashboard)}, silence_logs=40)  # fmt: skip
+                opts = dict(
+                    threads_per_worker=1,
+                    processes=True,
+                    env=worker_env(1),
+                    preload=list(preload),
+                    dashboard_address=":0",
+                    scheduler_kwargs={"dashboard": bool(dashboard)},
+                    silence_logs=40,
+                )
                 n_gpu = min(gpu_workers, workers)
                 try:
                     self.cluster = LocalCluster(n_workers=workers - n_gpu, **opts)
@@ -242,16 +257,26 @@ class DaskExecutor(Executor):
             missing = [r for r, v in (res or {}).items() if offered.get(r, 0) < v]
             if missing:
                 need = ",".join(f"{r}={res[r]:g}" for r in missing)
-                yield TaskResult(item, error=f"no worker offers {need}; start one with `dask worker SCHEDULER "
-                                 f"--resources {need}`", kind="unavailable")  # fmt: skip
+                yield TaskResult(
+                    item,
+                    error=f"no worker offers {need}; start one with `dask worker SCHEDULER --resources {need}`",
+                    kind="unavailable",
+                )
                 continue
             k = f"stochgrad-{key(item)}-{token}"  # one task group "stochgrad": queued on the scheduler when large
             by_key[k] = item
             groups.setdefault(tuple(sorted((res or {}).items())), []).append(k)
         futures = []
         for res_items, keys in groups.items():
-            futures += self.client.map(_remote, [by_key[k] for k in keys], key=keys, resources=dict(res_items) or None,
-                                       pure=False, run=fn, exclusive=self.exclusive_timing)  # fmt: skip
+            futures += self.client.map(
+                _remote,
+                [by_key[k] for k in keys],
+                key=keys,
+                resources=dict(res_items) or None,
+                pure=False,
+                run=fn,
+                exclusive=self.exclusive_timing,
+            )
         pending = set(futures)
         lost_since: float | None = None
         try:
@@ -259,9 +284,11 @@ class DaskExecutor(Executor):
                 if self.client.status != "running":  # reconnecting to a lost scheduler
                     lost_since = lost_since or time.monotonic()
                     if time.monotonic() - lost_since > self.connect_timeout:
-                        raise ExecutorError(f"lost the Dask scheduler ({self.client.status} for more than "
-                                            f"{self.connect_timeout:g} s); finished cells are saved, continue with "
-                                            "--resume")  # fmt: skip
+                        raise ExecutorError(
+                            f"lost the Dask scheduler ({self.client.status} for more than "
+                            f"{self.connect_timeout:g} s); finished cells are saved, continue with "
+                            "--resume"
+                        )
                 else:
                     lost_since = None
                 try:
@@ -270,8 +297,10 @@ class DaskExecutor(Executor):
                 except (TimeoutError, OSError):  # nothing finished yet, or the connection dropped (checked above)
                     done = set()
                 except FuturesCancelledError as exc:  # the client gave up on the scheduler
-                    raise ExecutorError(f"lost the Dask scheduler ({str(exc).splitlines()[-1].strip()}); finished "
-                                        "cells are saved, continue with --resume") from None  # fmt: skip
+                    raise ExecutorError(
+                        f"lost the Dask scheduler ({str(exc).splitlines()[-1].strip()}); finished "
+                        "cells are saved, continue with --resume"
+                    ) from None
                 for f in done:
                     yield self._result(f, by_key[f.key])
                     f.release()
@@ -284,8 +313,12 @@ class DaskExecutor(Executor):
                             # kill the stuck process from its event loop (the task's thread cannot be interrupted);
                             # its nanny starts a fresh worker
                             self.client.run(_die, workers=[late], wait=False)
-                            yield TaskResult(by_key[f.key], error=f"time limit: still running after {timeout:g} s "
-                                             f"(cell_timeout); worker {late} restarted", kind="timeout")  # fmt: skip
+                            yield TaskResult(
+                                by_key[f.key],
+                                error=f"time limit: still running after {timeout:g} s "
+                                f"(cell_timeout); worker {late} restarted",
+                                kind="timeout",
+                            )
         finally:
             if pending and self.client.status == "running":
                 self.client.cancel(list(pending))
@@ -303,12 +336,16 @@ class DaskExecutor(Executor):
         if f.status == "error":
             exc = f.exception()
             if isinstance(exc, KilledWorker):
-                return TaskResult(item, error=f"its worker died {exc.allowed_failures + 1} times while running it "
-                                  "(killed, segfault or out of memory); gave up (distributed.scheduler.allowed-failures)",
-                                  kind="killed")  # fmt: skip
+                return TaskResult(
+                    item,
+                    error=f"its worker died {exc.allowed_failures + 1} times while running it "
+                    "(killed, segfault or out of memory); gave up (distributed.scheduler.allowed-failures)",
+                    kind="killed",
+                )
             return TaskResult(item, error=f"{type(exc).__name__}: {exc}", kind="exception")
-        raise ExecutorError(f"lost the Dask scheduler (task {f.key} is {f.status}); finished cells are saved, "
-                            "continue with --resume")  # fmt: skip
+        raise ExecutorError(
+            f"lost the Dask scheduler (task {f.key} is {f.status}); finished cells are saved, continue with --resume"
+        )
 
     def describe(self) -> dict[str, Any]:
         info = self.client.scheduler_info()

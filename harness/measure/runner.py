@@ -1,7 +1,7 @@
 """Run cells: R replicate estimates in vectorized chunks (memory-bounded), metrics, per-call timing.
 
 Data flow: Cell -> Problem (exact gradient) -> backend adapter -> estimator(ctx) -> [R, *shape] arrays
--> :func:`harness.metrics.summarize` -> tidy rows (one per parameter).  Timing calls use R = 1.
+-> :func:`harness.stats.metrics.summarize` -> tidy rows (one per parameter).  Timing calls use R = 1.
 
 Chunks: one estimator call computes ``chunk`` replicates at once; the chunk is sized so that about
 ``MEMORY_OVERHEAD`` live arrays of the sample's shape [chunk, L, *event] fit in ``max_memory`` bytes, and R
@@ -29,13 +29,13 @@ from typing import Any
 import numpy as np
 
 from harness.backends import Backend, get_backend
-from harness.cells import Cell
-from harness.context import make_context
-from harness.metrics import worst_rel_halfwidth
+from harness.measure.cells import Cell
+from harness.measure.context import make_context
+from harness.measure.timing import Timing, TimingConfig, thread_settings, time_call
 from harness.problems import Problem
 from harness.registry import Implementation, get_estimator
 from harness.results import CellOutcome, cell_rows, scalar_or_nan
-from harness.timing import Timing, TimingConfig, thread_settings, time_call
+from harness.stats.metrics import worst_rel_halfwidth
 
 DEFAULT_MAX_MEMORY = 256 * 2**20  # bytes per vectorized chunk (``--max-memory`` is in MiB); 256 MiB: see perf notes
 MEMORY_OVERHEAD = 48  # live arrays per sample element; measured peaks: 2-8 typical, 42 worst (arsm, torch)
@@ -102,9 +102,17 @@ def prepare(req: MeasureRequest, R: int | None = None, *, cache: bool = True) ->
     ``cache=False`` always builds a fresh one (so its first call includes compilation)."""
     R = req.R if R is None else R
     hyper = req.hyper_full
-    ident = {"est": [req.spec.name, req.spec.backend, id(req.spec.fn)], "problem": req.problem.spec.to_dict(),
-             "L": req.L, "R": R, "hyper": hyper, "dtype": req.dtype, "device": req.device, "jit": req.jit,
-             "cb": req.compile_backend}  # fmt: skip
+    ident = {
+        "est": [req.spec.name, req.spec.backend, id(req.spec.fn)],
+        "problem": req.problem.spec.to_dict(),
+        "L": req.L,
+        "R": R,
+        "hyper": hyper,
+        "dtype": req.dtype,
+        "device": req.device,
+        "jit": req.jit,
+        "cb": req.compile_backend,
+    }
     key = json.dumps(ident, sort_keys=True, default=str)
     if cache and key in _CALLERS:
         _CALLERS.move_to_end(key)
@@ -208,8 +216,13 @@ def estimate(req: MeasureRequest) -> tuple[dict[str, np.ndarray], dict[str, Any]
 
     for size in first:
         draw(size)
-    info: dict[str, Any] = {"chunk_replicates": first[0], "precision_target": precision or math.nan,
-                            "precision_achieved": math.nan, "precision_capped": False, "precision_cap_reason": ""}  # fmt: skip
+    info: dict[str, Any] = {
+        "chunk_replicates": first[0],
+        "precision_target": precision or math.nan,
+        "precision_achieved": math.nan,
+        "precision_capped": False,
+        "precision_cap_reason": "",
+    }
     if precision is not None:
         cap = max(req.max_replicates or DEFAULT_MAX_REPLICATES, n)
         start = time.perf_counter()  # max_seconds bounds the replicates beyond R (not R's compilation)
@@ -326,8 +339,16 @@ def run_cell(cell: Cell) -> CellOutcome:
             cfg = TimingConfig(max_time_s=float(cell.options.get("timing_max_s") or 0.5))
             with _TIMING_GUARD[0]():
                 timing = time_estimator(req, cfg).as_dict()
-        rows = cell_rows(identity_columns(cell, spec, problem), problem.exact, G, info, timing, dtype=cell.dtype,
-                         n_samples=cell.n_samples, threads=int(thread_settings()["threads"]))  # fmt: skip
+        rows = cell_rows(
+            identity_columns(cell, spec, problem),
+            problem.exact,
+            G,
+            info,
+            timing,
+            dtype=cell.dtype,
+            n_samples=cell.n_samples,
+            threads=int(thread_settings()["threads"]),
+        )
     except Exception as exc:  # one broken cell never stops a run
         msg = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return CellOutcome(cell, "failed", message=msg, seconds=time.perf_counter() - t0)

@@ -1,9 +1,9 @@
 """Statistical validation of an estimator against exact gradients (the registry-driven tests and ``stochgrad check``).
 
 Unbiasedness: every coordinate's t = (mean − exact) / SE must satisfy |t| <= t_crit, where SE comes from batch
-means (:func:`harness.metrics.batch_means`, honest for heavy-tailed estimators) and t_crit is the Student-t
+means (:func:`harness.stats.metrics.batch_means`, honest for heavy-tailed estimators) and t_crit is the Student-t
 quantile Bonferroni-corrected over all coordinates tested (family-wise false-alarm rate ``alpha``) — the same
-test as the results' ``bias_p`` (:mod:`harness.metrics` is the one statistics authority).
+test as the results' ``bias_p`` (:mod:`harness.stats.metrics` is the one statistics authority).
 Power: the test must be able to see a bias of ``detectable`` × the parameter's exact-gradient RMS (at least half
 the RMS over all parameters, so a parameter whose exact gradient is 0 still gets a scale; floor ``abs_floor``):
 the half-width t_crit·SE of every coordinate must be below that, else the verdict is ``underpowered``.  An
@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.metrics import batch_means, bonferroni_z, n_batches, t_critical
+from harness.measure.runner import MeasureRequest, estimate
 from harness.problems import Problem, ProblemSpec, example_problems
 from harness.registry import Implementation, get_estimator
-from harness.runner import MeasureRequest, estimate
+from harness.stats.metrics import batch_means, bonferroni_z, n_batches, t_critical
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ def _check_once(
 
 def applicable_problems(spec: Implementation) -> list[ProblemSpec]:
     """Shipped example problems this estimator declares it applies to."""
-    from harness.suite import estimator_applies
+    from harness.suite.expand import estimator_applies
 
     return [p for p in example_problems() if estimator_applies(spec, p)[0]]
 

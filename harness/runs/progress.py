@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from harness.cells import Cell
+from harness.measure.cells import Cell
 from harness.results import CellOutcome
 
 
@@ -85,8 +85,13 @@ class Progress:
         el = time.perf_counter() - self.t0
         eta = self.eta()
         if not self.eta_check and self.done >= 0.1 * self.total and self.done < self.total:
-            self.eta_check = {"at_cells": self.done, "of_cells": self.total, "elapsed_s": el, "eta_model_s": eta,
-                              "eta_equal_cost_s": el / self.done * (self.total - self.done)}  # fmt: skip
+            self.eta_check = {
+                "at_cells": self.done,
+                "of_cells": self.total,
+                "elapsed_s": el,
+                "eta_model_s": eta,
+                "eta_equal_cost_s": el / self.done * (self.total - self.done),
+            }
         if self.done == self.total and self.eta_check:
             self.eta_check["real_remaining_s"] = el - self.eta_check["elapsed_s"]
         pct = 100 * self.done / max(self.total, 1)

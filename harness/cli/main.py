@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli_paths import UsageError, check_output_file, readable_run, writing
+from harness.cli.paths import UsageError, check_output_file, readable_run, writing
 from harness.problems import ProblemError
 
 EXIT_BAD_INPUT = 2
@@ -62,27 +62,48 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=_nonneg_int, help="suite seed (overrides the suite)")
     r.add_argument("--dtype", choices=["float64", "float32"], help="measurement dtype (default float64)")
     r.add_argument(
-        "--precision", type=_precision, nargs="?", const=0.05, metavar="P",
+        "--precision",
+        type=_precision,
+        nargs="?",
+        const=0.05,
+        metavar="P",
         help="add replicates (R is the minimum) until every variance's 95%% CI half-width <= P x variance; "
         "--precision alone means 0.05, 0 forces a fixed R (default: the suite's `precision`, else fixed R)",
-    )  # fmt: skip
+    )
     r.add_argument("--max-replicates", type=_pos_int, help="cap on replicates per cell with --precision (default 2^20)")
     r.add_argument("--max-seconds", type=_pos_float, help="time cap per cell of the --precision loop (default 60)")
     r.add_argument("--max-memory", type=_pos_float, help="memory budget per vectorized chunk in MiB (default 256)")
-    r.add_argument("--threads", type=_pos_int,
-                   help="threads for every backend (torch, XLA via CPU affinity, BLAS); default: all available CPUs")  # fmt: skip
-    r.add_argument("--torch-compile", metavar="BACKEND",
-                   help="experimental: wrap torch estimators in torch.compile(backend=BACKEND), e.g. inductor")  # fmt: skip
+    r.add_argument(
+        "--threads",
+        type=_pos_int,
+        help="threads for every backend (torch, XLA via CPU affinity, BLAS); default: all available CPUs",
+    )
+    r.add_argument(
+        "--torch-compile",
+        metavar="BACKEND",
+        help="experimental: wrap torch estimators in torch.compile(backend=BACKEND), e.g. inductor",
+    )
     r.add_argument("--no-timing", action="store_true", help="skip per-call timing")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     r.add_argument("--dry-run", action="store_true", help="expand and print the cell count, run nothing")
-    r.add_argument("--workers", type=_pos_int, metavar="N",
-                   help="run cells on a local Dask cluster of N single-threaded worker processes")  # fmt: skip
+    r.add_argument(
+        "--workers",
+        type=_pos_int,
+        metavar="N",
+        help="run cells on a local Dask cluster of N single-threaded worker processes",
+    )
     r.add_argument("--scheduler", metavar="ADDRESS", help="run cells on an existing Dask cluster, e.g. tcp://host:8786")
-    r.add_argument("--cell-timeout", type=_pos_float, metavar="SECONDS",
-                   help="fail a cell that runs longer than this (needs --workers or --scheduler)")  # fmt: skip
-    r.add_argument("--yes", action="store_true",
-                   help="run a suite over the size limits (cells or estimated time; see docs/notes/hardening.md)")  # fmt: skip
+    r.add_argument(
+        "--cell-timeout",
+        type=_pos_float,
+        metavar="SECONDS",
+        help="fail a cell that runs longer than this (needs --workers or --scheduler)",
+    )
+    r.add_argument(
+        "--yes",
+        action="store_true",
+        help="run a suite over the size limits (cells or estimated time; see docs/notes/hardening.md)",
+    )
 
     ls = sub.add_parser("list", help="estimators, distributions, objectives, backends, devices, failed plugins")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
@@ -97,8 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("estimator")
     ck.add_argument("--backend", type=_csv, help="backends to check (default: all it is registered on)")
     ck.add_argument("--replicates", type=_pos_int, default=None, help="initial replicates R (default 20000)")
-    ck.add_argument("--max-replicates", type=_pos_int, default=None,
-                    help="cap of the power-driven escalation of R (default 1000000), as in the tests")  # fmt: skip
+    ck.add_argument(
+        "--max-replicates",
+        type=_pos_int,
+        default=None,
+        help="cap of the power-driven escalation of R (default 1000000), as in the tests",
+    )
     ck.add_argument("--samples", type=_pos_int, default=None, help="L per estimate (default 4)")
     ck.add_argument("--seed", type=_nonneg_int, default=0)
 
@@ -122,8 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from harness.execute import RunRequest, plan, run_suite
-    from harness.store import load_run
+    from harness.runs.store import load_run
+    from harness.runs.suite_run import RunRequest, plan, run_suite
 
     if a.precision is not None and not a.precision >= 0:
         raise UsageError(f"--precision: expected a number >= 0 (0 = fixed R), got {a.precision!r}")
@@ -156,7 +181,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     print(exp.summary(), file=sys.stderr)
     if a.dry_run:
         return 0
-    from harness.executors import ExecutorError
+    from harness.runs.executors import ExecutorError
 
     try:
         run_dir = run_suite(req, exp=exp)
@@ -176,14 +201,16 @@ def cmd_run(a: argparse.Namespace) -> int:
 def run_exit_code(meta: dict[str, Any]) -> int:
     """0: every cell measured or skipped; 1: some cells failed or the run is incomplete (2 is bad input)."""
     if meta["failed"]:
-        print(f"{len(meta['failed'])} of {meta.get('cells_total')} cells FAILED (see meta.json 'failed'): exit 1",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"{len(meta['failed'])} of {meta.get('cells_total')} cells FAILED (see meta.json 'failed'): exit 1",
+            file=sys.stderr,
+        )
         return 1
     return 0 if meta["status"] == "complete" else 1
 
 
 def cmd_list(a: argparse.Namespace) -> int:
-    from harness.listing import print_listing
+    from harness.cli.listing import print_listing
 
     return print_listing(a.pattern, a.json)
 
@@ -191,7 +218,7 @@ def cmd_list(a: argparse.Namespace) -> int:
 def cmd_show(a: argparse.Namespace) -> int:
     import pandas as pd
 
-    from harness.store import load_run
+    from harness.runs.store import load_run
 
     try:
         df, meta = load_run(a.run)
@@ -250,9 +277,9 @@ def cmd_show(a: argparse.Namespace) -> int:
 
 
 def cmd_check(a: argparse.Namespace) -> int:
+    from harness.measure.check import POLICY, applicable_problems, check_estimator, overall_verdict
     from harness.problems import DISTRIBUTIONS
     from harness.registry import get_declaration
-    from harness.validate import POLICY, applicable_problems, check_estimator, overall_verdict
 
     est = get_declaration(a.estimator)
     if a.backend:
@@ -326,7 +353,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     out = a.out or Path("results") / f"{suite.get('name', Path(a.suite).stem)}-{time.strftime('%Y%m%d-%H%M%S')}"
     if (out / "meta.json").exists() and not a.resume:
         raise UsageError(f"{out}: a run directory already exists; continue it with --resume")
-    from harness.executors import ExecutorError, make_executor, registering_modules
+    from harness.runs.executors import ExecutorError, make_executor, registering_modules
     from harness.training.run import executor_runner
 
     try:
@@ -352,10 +379,10 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.execute import RunError
     from harness.registry import RegistryError
-    from harness.store import RunDirError
-    from harness.suite import SuiteError
+    from harness.runs.store import RunDirError
+    from harness.runs.suite_run import RunError
+    from harness.suite.expand import SuiteError
 
     args = build_parser().parse_args(argv)
     try:

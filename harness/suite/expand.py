@@ -45,13 +45,13 @@ from typing import Any
 import numpy as np
 import tomllib
 
-from harness import suite_limits as lim
 from harness.backends import BACKEND_NAMES, DTYPES
-from harness.cells import Cell
+from harness.measure.cells import Cell
 from harness.problems import ProblemSpec, get_objective
 from harness.registry import Implementation, estimator_names, implementations
-from harness.suite_limits import SuiteError, _check_keys, _list, _pos_ints, _strings, _table
-from harness.suite_problems import _build_problems, _problem_tables, _RawProblem
+from harness.suite import limits as lim
+from harness.suite.limits import SuiteError, as_list, check_keys, positive_ints, strings, table
+from harness.suite.problems import RawProblem, build_problems, problem_tables
 
 SUITE_KEYS = {
     "name",
@@ -65,7 +65,7 @@ SUITE_KEYS = {
     "max_seconds",
     "max_memory",
     "timing_max_s",
-    "scheduler",  # where cells run (harness.executors): an existing Dask scheduler's address
+    "scheduler",  # where cells run (harness.runs.executors): an existing Dask scheduler's address
     "workers",  # ... or a local cluster of this many worker processes
     "cell_timeout",  # seconds per cell, enforced when cells run on workers
     "exclusive_timing",  # workers hold timing phases under one cluster-wide lock (docs/notes/scale-out.md)
@@ -156,9 +156,9 @@ def validate_hyper(spec: Implementation, hyper: Mapping[str, Any], where: str = 
 
 
 def _workloads(path: str, where: str, raw: Any) -> list[Any]:
-    """[[sweep.workloads]] tables -> WorkloadSpecs (harness.workloads.suite_keys)."""
+    """[[sweep.workloads]] tables -> WorkloadSpecs (harness.suite.workloads)."""
+    from harness.suite.workloads import parse_workloads
     from harness.workloads import WorkloadError
-    from harness.workloads.suite_keys import parse_workloads
 
     try:
         return parse_workloads(raw)
@@ -169,7 +169,7 @@ def _workloads(path: str, where: str, raw: Any) -> list[Any]:
 def _hyper_grid(path: str, where: str, spec: Implementation, hyper: Mapping[str, Any]) -> list[dict[str, Any]]:
     names = [k for k in hyper if k in spec.hyperparameters]
     grid = []
-    for combo in itertools.product(*[_list(hyper[k]) for k in names]):
+    for combo in itertools.product(*[as_list(hyper[k]) for k in names]):
         grid.append(validate_hyper(spec, dict(zip(names, combo)), f"{where}.hyper", path))
     return grid
 
@@ -188,7 +188,8 @@ def _excluded(cell: Cell, rules: list[Mapping[str, Any]]) -> bool:
     }
     for r in rules:
         if all(
-            (fnmatch.fnmatch(str(fields[k]), v) if isinstance(v, str) else fields[k] in _list(v)) for k, v in r.items()
+            (fnmatch.fnmatch(str(fields[k]), v) if isinstance(v, str) else fields[k] in as_list(v))
+            for k, v in r.items()
         ):
             return True
     return False
@@ -261,7 +262,7 @@ class _SweepPlan:
             devs = sum(1 for d in self.devs if map_device(spec.backend, d) is not None)
             Ls = [L for L in self.Ls if spec.min_samples <= L]
             for r in self.raws:
-                if isinstance(r, _RawProblem):
+                if isinstance(r, RawProblem):
                     probe = [(ProblemSpec(r.dist, o, 1), r.size() // len(r.objectives)) for o in r.objectives]
                     per_el = r.elements() / max(r.size(), 1)
                 else:
@@ -277,24 +278,27 @@ class _SweepPlan:
 
 def _plan_sweep(p: str, si: int, sw: Any, ctx: dict[str, Any]) -> _SweepPlan:
     w = f"sweep[{si}]"
-    _check_keys(p, w, sw, SWEEP_KEYS)
+    check_keys(p, w, sw, SWEEP_KEYS)
     known = ctx["known"]
-    pats = _strings(p, f"{w}.estimators", sw.get("estimators", "*"))
+    pats = strings(p, f"{w}.estimators", sw.get("estimators", "*"))
     for pat in pats:
         if not fnmatch.filter(known, pat):
             raise SuiteError(p, f"{w}.estimators", f"unknown estimator {pat!r}; valid: {known}")
-    bks = _strings(p, f"{w}.backends", sw.get("backends", list(BACKEND_NAMES)))
+    bks = strings(p, f"{w}.backends", sw.get("backends", list(BACKEND_NAMES)))
     for b in bks:
         if b not in BACKEND_NAMES:
             raise SuiteError(p, f"{w}.backends", f"unknown backend {b!r}; valid: {list(BACKEND_NAMES)}")
     if ctx["backends"]:
         bks = [b for b in bks if b in ctx["backends"]]
-    devs = ctx["devices"] or _strings(p, f"{w}.devices", sw.get("devices", ["cpu"]))
+    devs = ctx["devices"] or strings(p, f"{w}.devices", sw.get("devices", ["cpu"]))
     for d in devs:
         if not DEVICE_RE.match(d):
-            raise SuiteError(p, f"{w}.devices" if not ctx["devices"] else "--device",
-                             f"unknown device {d!r}; valid: cpu, cuda, cuda:N, gpu, gpu:N")  # fmt: skip
-    Ls = _pos_ints(p, f"{w}.n_samples", sw.get("n_samples", [1]))
+            raise SuiteError(
+                p,
+                f"{w}.devices" if not ctx["devices"] else "--device",
+                f"unknown device {d!r}; valid: cpu, cuda, cuda:N, gpu, gpu:N",
+            )
+    Ls = positive_ints(p, f"{w}.n_samples", sw.get("n_samples", [1]))
     if ctx["replicates"] is not None:
         R = ctx["replicates"]
     else:
@@ -303,11 +307,11 @@ def _plan_sweep(p: str, si: int, sw: Any, ctx: dict[str, Any]) -> _SweepPlan:
     if dt not in DTYPES:
         raise SuiteError(p, f"{w}.dtype", f"unknown dtype {dt!r}; valid: {list(DTYPES)}")
     hyper = sw.get("hyper", {})
-    _check_keys(p, f"{w}.hyper", hyper, {k for s in implementations() for k in s.hyperparameters})
+    check_keys(p, f"{w}.hyper", hyper, {k for s in implementations() for k in s.hyperparameters})
     raws: list[Any] = []
     if "workloads" not in sw or "problems" in sw:
         sizes = (Ls, np.dtype(dt).itemsize, ctx["budget"])
-        raws += _problem_tables(p, f"{w}.problems", sw.get("problems", "examples"), sizes)
+        raws += problem_tables(p, f"{w}.problems", sw.get("problems", "examples"), sizes)
     raws += _workloads(p, f"{w}.workloads", sw["workloads"]) if "workloads" in sw else []
     specs = [s for s in implementations() if s.backend in bks and any(fnmatch.fnmatch(s.name, q) for q in pats)]
     grids = {(s.name, s.backend): _hyper_grid(p, w, s, hyper) for s in specs}
@@ -328,15 +332,15 @@ def expand(
 ) -> Expansion:
     """Validate a suite and expand it into cells; CLI overrides take precedence over the file.
 
-    The sweeps are validated and counted first; a suite over the size limits (harness.suite_limits) stops with
+    The sweeps are validated and counted first; a suite over the size limits (harness.suite.limits) stops with
     its count and estimated run time before any problem is built, unless ``confirmed`` (``--yes``).
     """
     p = str(path)
     data = load_suite(path) if data is None else data
     if not isinstance(data, Mapping):
         raise SuiteError(p, "suite", f"a suite must be a table, got {type(data).__name__}")
-    meta = _table(p, "suite", data.get("suite", {}))
-    _check_keys(p, "suite", meta, SUITE_KEYS)
+    meta = table(p, "suite", data.get("suite", {}))
+    check_keys(p, "suite", meta, SUITE_KEYS)
     name = lim.check_name(p, meta["name"], SuiteError) if "name" in meta else lim.default_name(Path(p).stem)
     if not isinstance(meta.get("description", ""), str):
         raise SuiteError(p, "suite.description", f"must be a string, got {meta['description']!r}")
@@ -363,16 +367,24 @@ def expand(
     if not isinstance(sweeps, list) or not sweeps:
         raise SuiteError(p, "sweep", "at least one [[sweep]] table is required")
     rules = lim.check_exclude(p, data.get("exclude", []), EXCLUDE_KEYS, SuiteError)
-    ctx = {"known": estimator_names(), "backends": backends, "devices": devices, "replicates": replicates,
-           "R": R_default, "cap": cap, "dtype": dtype, "dtype_default": dtype_default,
-           "budget": lim.memory_budget(opts)}  # fmt: skip
+    ctx = {
+        "known": estimator_names(),
+        "backends": backends,
+        "devices": devices,
+        "replicates": replicates,
+        "R": R_default,
+        "cap": cap,
+        "dtype": dtype,
+        "dtype_default": dtype_default,
+        "budget": lim.memory_budget(opts),
+    }
     plans = [_plan_sweep(p, si, sw, ctx) for si, sw in enumerate(sweeps)]
     counts = [pl.count() for pl in plans]
     lim.check_size(p, sum(c for c, _ in counts), sum(e for _, e in counts), max_cells, confirmed, SuiteError)
     cells: list[Cell] = []
     dropped: Counter = Counter()
     for pl in plans:
-        problems = _build_problems(p, pl.raws)
+        problems = build_problems(p, pl.raws)
         for spec in pl.specs:
             grid = pl.grids[(spec.name, spec.backend)]
             for prob in problems:
@@ -390,8 +402,9 @@ def expand(
                             if spec.min_samples > L:
                                 dropped[f"{spec.name} needs L >= {spec.min_samples}"] += 1
                                 continue
-                            cell = Cell(spec.name, spec.backend, bdev, prob, L, pl.R, h, name, seed, pl.dtype,
-                                        timing, opts)  # fmt: skip
+                            cell = Cell(
+                                spec.name, spec.backend, bdev, prob, L, pl.R, h, name, seed, pl.dtype, timing, opts
+                            )
                             if _excluded(cell, rules):
                                 dropped["excluded by [[exclude]]"] += 1
                                 continue

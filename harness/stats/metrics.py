@@ -26,7 +26,7 @@ coordinates; the box of coordinate intervals then bounds the RMS bias.  Coverage
 tests/test_coverage.py; see docs/notes/measurement.md for simulated coverage of the alternatives.
 
 Heavy tails.  The interval above needs Var[v_r] < ∞, i.e. a finite fourth moment of the estimates.  Every
-summary carries a tail diagnostic (harness.tails.tail_diagnostics: Hill and moment estimates of the tail index
+summary carries a tail diagnostic (harness.stats.tails.tail_diagnostics: Hill and moment estimates of the tail index
 α of the estimates from the ⌈√R⌉ largest v_r, with Hill's 99% upper bound).  Where both put α below 4
 (``heavy_tail`` = "fourth_moment"; below 2: "variance") the fourth-moment interval is not reported: variance and
 MSE get the one-sided 95% lower bound of the mean of min(v_r, c), c the (k+1)-th largest v_r (a mean of
@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.tails import HEAVY_CODES, tail_diagnostics, tail_k, top_k
+from harness.stats.tails import HEAVY_CODES, tail_diagnostics, tail_k, top_k
 
 Z95 = 1.959963984540054
 CI_METHOD = "hall-studentized"
@@ -122,8 +122,9 @@ def bonferroni_z(n: int, level: float = 0.95) -> float:
     return NormalDist().inv_cdf(1 - (1 - level) / (2 * max(int(n), 1)))
 
 
-def _bias_parts(m: np.ndarray, m2: np.ndarray, m3: np.ndarray, e: np.ndarray, R: int, zb: float,
-                rel_eps: float) -> dict[str, np.ndarray]:  # fmt: skip
+def _bias_parts(
+    m: np.ndarray, m2: np.ndarray, m3: np.ndarray, e: np.ndarray, R: int, zb: float, rel_eps: float
+) -> dict[str, np.ndarray]:
     """Per-coordinate bias pieces from the coordinates' means and central moments, summed over coordinates."""
     se_c, lo_c, hi_c = _hall(m, m2, m3, R, zb)
     floor = 64 * rel_eps * (np.abs(e) + np.abs(m))
@@ -135,8 +136,14 @@ def _bias_parts(m: np.ndarray, m2: np.ndarray, m3: np.ndarray, e: np.ndarray, R:
     dlo, dhi = lo_c - e - floor, hi_c - e + floor  # interval of the true bias per coordinate
     near = np.where((dlo <= 0) & (dhi >= 0), 0.0, np.minimum(np.abs(dlo), np.abs(dhi)))
     far = np.maximum(np.abs(dlo), np.abs(dhi))
-    return dict(m=m.sum(-1), m2=(m * m).sum(-1), d2=(d * d).sum(-1), near2=(near * near).sum(-1),
-                far2=(far * far).sum(-1), zmax=zc.max(-1))  # fmt: skip
+    return dict(
+        m=m.sum(-1),
+        m2=(m * m).sum(-1),
+        d2=(d * d).sum(-1),
+        near2=(near * near).sum(-1),
+        far2=(far * far).sum(-1),
+        zmax=zc.max(-1),
+    )
 
 
 def _coordinate_block(g: np.ndarray, e: np.ndarray, R: int, zb: float, rel_eps: float) -> dict[str, np.ndarray]:
@@ -200,8 +207,10 @@ def _apply_tails(out: dict[str, np.ndarray], v: np.ndarray, u: np.ndarray, R: in
     if not heavy.any():
         return out
     nan = np.full(heavy.shape, np.nan)
-    for name, x, thr, s in (("variance", v, d["threshold"], R / ((R - 1) * C)),
-                            ("mse", u, top_k(u, tail_k(R))[1], 1 / C)):  # fmt: skip
+    for name, x, thr, s in (
+        ("variance", v, d["threshold"], R / ((R - 1) * C)),
+        ("mse", u, top_k(u, tail_k(R))[1], 1 / C),
+    ):
         out[f"{name}_ci_low"] = np.where(heavy, truncated_lower_bound(x, thr) * s, out[f"{name}_ci_low"])
         out[f"{name}_ci_high"] = np.where(heavy, nan, out[f"{name}_ci_high"])
     out["variance_rel_halfwidth"] = np.where(heavy, nan, out["variance_rel_halfwidth"])
@@ -287,8 +296,13 @@ def summarize(G: np.ndarray, exact: np.ndarray, z: float = Z95, rel_eps: float =
     if finite is not None:
         G = G[finite]
     if G.shape[0] < 2:
-        return {**out, **dict.fromkeys(METRIC_KEYS, math.nan), "heavy_tail": "", "variance_ci_valid": False,
-                "ci_method": CI_METHOD}  # fmt: skip
+        return {
+            **out,
+            **dict.fromkeys(METRIC_KEYS, math.nan),
+            "heavy_tail": "",
+            "variance_ci_valid": False,
+            "ci_method": CI_METHOD,
+        }
     res = _summary_one(G[:, 0], float(e[0]), z, rel_eps) if G.shape[1] == 1 else batch_summary(G, e, z, rel_eps)
     out.update({k: float(res[k]) for k in METRIC_KEYS})
     heavy = int(res["heavy"])
@@ -367,8 +381,9 @@ def batch_means(G: np.ndarray, batches: int = BIAS_BATCHES) -> tuple[np.ndarray,
     return G.mean(0), means.std(0, ddof=1) / math.sqrt(b), b - 1
 
 
-def bias_test(G: np.ndarray, exact: np.ndarray, rel_eps: float = 2.2e-16,
-              batches: int = BIAS_BATCHES) -> dict[str, float]:  # fmt: skip
+def bias_test(
+    G: np.ndarray, exact: np.ndarray, rel_eps: float = 2.2e-16, batches: int = BIAS_BATCHES
+) -> dict[str, float]:
     """The bias test used everywhere a bias verdict is made (results rows, ``check``, tests, asv, report).
 
     Per coordinate c: t_c = |m_c − e_c| / se_c with the batch-means SE (floored at rounding level of the dtype,
@@ -395,8 +410,9 @@ def time_se(median: Any, iqr: Any, n: Any) -> Any:
     return 1.2533141373155 * (np.asarray(iqr) / 1.3489795003921634) / np.sqrt(np.maximum(n, 1))
 
 
-def efficiency_interval(variance: Any, var_low: Any, var_high: Any, time_median: Any, time_iqr: Any,
-                        time_samples: Any, z: float = Z95) -> tuple[Any, Any, Any]:  # fmt: skip
+def efficiency_interval(
+    variance: Any, var_low: Any, var_high: Any, time_median: Any, time_iqr: Any, time_samples: Any, z: float = Z95
+) -> tuple[Any, Any, Any]:
     """(efficiency, low, high) of variance × time: the variance interval's relative half-widths combined in
     quadrature with the time's relative standard error (delta method).  The one efficiency interval."""
     v, t = np.asarray(variance, dtype=float), np.asarray(time_median, dtype=float)

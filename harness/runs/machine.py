@@ -82,7 +82,7 @@ def gpu_frameworks() -> dict[str, Any]:
 
 
 def machine_info() -> dict[str, Any]:
-    from harness.timing import thread_settings
+    from harness.measure.timing import thread_settings
 
     threads: dict[str, Any] = {"os_cpu_count": os.cpu_count(), **thread_settings()}
     devices: dict[str, Any] = {}

@@ -1,6 +1,6 @@
 """Tail index of replicate estimates: a Hill estimate with an exact upper confidence bound, and heavy-tail flags.
 
-Used by harness.metrics (which decides the intervals): the fourth-moment variance interval needs
+Used by harness.stats.metrics (which decides the intervals): the fourth-moment variance interval needs
 E[G⁴] < ∞, i.e. a tail index α > 4 of the estimates G (P(|G - m| > x) ~ x^-α; moments of order < α are
 finite).  The statistic is the per-replicate squared deviation v_r = Σ_c (G_rc - m_c)², whose tail index is
 α/2 and whose variance is exactly what the variance interval needs to be finite — so one partial sort of R
@@ -64,8 +64,13 @@ def tail_diagnostics(v: np.ndarray, level: float = TAIL_LEVEL) -> dict[str, np.n
     R, shape = v.shape[-1], v.shape[:-1]
     if R < TAIL_MIN_R:
         nan = np.full(shape, np.nan)
-        return {"tail_index": nan, "tail_index_ucb": nan, "tail_index_moment": nan, "heavy": np.zeros(shape, int),
-                "threshold": nan}  # fmt: skip
+        return {
+            "tail_index": nan,
+            "tail_index_ucb": nan,
+            "tail_index_moment": nan,
+            "heavy": np.zeros(shape, int),
+            "threshold": nan,
+        }
     k = tail_k(R)
     top, thr = top_k(v, k)
     srt = np.sort(np.concatenate([top, thr[..., None]], -1), -1)
@@ -79,5 +84,4 @@ def tail_diagnostics(v: np.ndarray, level: float = TAIL_LEVEL) -> dict[str, np.n
         alpha_m = np.where(gam_m > 0, 2.0 / np.maximum(gam_m, 1e-300), np.inf)
     ucb = alpha * (_gamma_ppf(level, k) / k)
     heavy = np.where((ucb < 2) & (alpha_m < 2), 2, np.where((ucb < 4) & (alpha_m < 4), 1, 0))
-    return {"tail_index": alpha, "tail_index_ucb": ucb, "tail_index_moment": alpha_m, "heavy": heavy,
-            "threshold": thr}  # fmt: skip
+    return {"tail_index": alpha, "tail_index_ucb": ucb, "tail_index_moment": alpha_m, "heavy": heavy, "threshold": thr}

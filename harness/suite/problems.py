@@ -9,15 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from harness import suite_limits as lim
 from harness.problems import DISTRIBUTIONS, OBJECTIVES, ProblemError, ProblemSpec, example_problems
-from harness.suite_limits import SuiteError, _check_keys, _list, _pos_ints, _strings, _table
+from harness.suite import limits as lim
+from harness.suite.limits import SuiteError, as_list, check_keys, positive_ints, strings, table
 
 PROBLEM_KEYS = {"distribution", "params", "sweep_params", "objective", "objective_params", "dims", "options"}
 
 
 @dataclass
-class _RawProblem:
+class RawProblem:
     """A validated [[sweep.problems]] table, not yet built (its size is known without building)."""
 
     where: str
@@ -41,7 +41,7 @@ class _RawProblem:
         return self.size() / len(self.dims) * sum(d * k for d in self.dims)
 
 
-def _problem_tables(path: str, where: str, raw: Any, sizes: tuple[list[int], int, int]) -> list[Any]:
+def problem_tables(path: str, where: str, raw: Any, sizes: tuple[list[int], int, int]) -> list[Any]:
     """Validated problem tables (not built); ``sizes`` = (n_samples, dtype itemsize, memory budget) for the
     memory rule, checked here so that a huge dim or L is refused before anything is allocated."""
     if raw == "examples":
@@ -51,38 +51,40 @@ def _problem_tables(path: str, where: str, raw: Any, sizes: tuple[list[int], int
         return examples
     if not isinstance(raw, list) or not raw:
         raise SuiteError(path, where, 'must be "examples" or a non-empty list of [[sweep.problems]] tables')
-    out: list[_RawProblem] = []
+    out: list[RawProblem] = []
     for i, t in enumerate(raw):
         w = f"{where}[{i}]"
-        _check_keys(path, w, t, PROBLEM_KEYS)
+        check_keys(path, w, t, PROBLEM_KEYS)
         dist = t.get("distribution")
         if not isinstance(dist, str) or dist not in DISTRIBUTIONS:
             raise SuiteError(
                 path, f"{w}.distribution", f"unknown distribution {dist!r}; valid: {sorted(DISTRIBUTIONS)}"
             )
-        objectives = _strings(path, f"{w}.objective", t.get("objective", "quadratic"))
+        objectives = strings(path, f"{w}.objective", t.get("objective", "quadratic"))
         for o in objectives:
             if o not in OBJECTIVES:
                 raise SuiteError(path, f"{w}.objective", f"unknown objective {o!r}; valid: {sorted(OBJECTIVES)}")
-        dims = _pos_ints(path, f"{w}.dims", t.get("dims", 1))
-        params = _table(path, f"{w}.params", t.get("params", {}))
-        sweeps = _table(path, f"{w}.sweep_params", t.get("sweep_params", {}))
-        _check_keys(
+        dims = positive_ints(path, f"{w}.dims", t.get("dims", 1))
+        params = table(path, f"{w}.params", t.get("params", {}))
+        sweeps = table(path, f"{w}.sweep_params", t.get("sweep_params", {}))
+        check_keys(
             path, f"{w}.sweep_params", sweeps, set(DISTRIBUTIONS[dist].params) | set(DISTRIBUTIONS[dist].aliases)
         )
         for n, v in sweeps.items():
-            if not _list(v):
+            if not as_list(v):
                 raise SuiteError(path, f"{w}.sweep_params.{n}", "must not be empty")
-        oparams = _table(path, f"{w}.objective_params", t.get("objective_params", {}))
-        options = _table(path, f"{w}.options", t.get("options", {}))
+        oparams = table(path, f"{w}.objective_params", t.get("objective_params", {}))
+        options = table(path, f"{w}.options", t.get("options", {}))
         _check_memory(path, w, DISTRIBUTIONS[dist], dims, options, sizes)
-        out.append(_RawProblem(w, dist, objectives, dims, params, {n: _list(v) for n, v in sweeps.items()},
-                               oparams, options))  # fmt: skip
+        out.append(
+            RawProblem(w, dist, objectives, dims, params, {n: as_list(v) for n, v in sweeps.items()}, oparams, options)
+        )
     return out
 
 
-def _check_memory(path: str, w: str, dist: Any, dims: list[int], options: dict[str, Any],
-                  sizes: tuple[list[int], int, int]) -> None:  # fmt: skip
+def _check_memory(
+    path: str, w: str, dist: Any, dims: list[int], options: dict[str, Any], sizes: tuple[list[int], int, int]
+) -> None:
     Ls, itemsize, budget = sizes
     opts = {**dist.options, **{k: v for k, v in options.items() if lim.is_int(v) and v > 0}}
     for dim in dims:
@@ -92,11 +94,11 @@ def _check_memory(path: str, w: str, dist: Any, dims: list[int], options: dict[s
         lim.check_sample_size(path, key, max(Ls), event, itemsize, budget, SuiteError)
 
 
-def _build_problems(path: str, raws: list[Any]) -> list[Any]:
+def build_problems(path: str, raws: list[Any]) -> list[Any]:
     """Build (and so validate) every problem instance of the validated tables; examples and workloads pass."""
     out: list[Any] = []
     for r in raws:
-        if not isinstance(r, _RawProblem):  # a shipped example or a model workload
+        if not isinstance(r, RawProblem):  # a shipped example or a model workload
             out.append(r)
             continue
         names = list(r.sweeps)

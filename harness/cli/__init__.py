@@ -1,0 +1,1 @@
+"""The ``stochgrad`` command line."""

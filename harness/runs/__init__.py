@@ -1,0 +1,1 @@
+"""Run machinery: suite runs into run directories, executors (in-process, Dask), the store, progress, machine facts."""

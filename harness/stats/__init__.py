@@ -1,0 +1,1 @@
+"""Statistics: the one authority for intervals, bias tests, tail diagnostics and efficiency."""
