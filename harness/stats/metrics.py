@@ -423,3 +423,50 @@ def efficiency_interval(
     rt = np.nan_to_num(rt, nan=0.0, posinf=0.0)
     eff = v * t
     return eff, eff * np.maximum(1 - np.hypot(rlo, rt), 0.0), eff * (1 + np.hypot(rhi, rt))
+
+
+# -- streaming consumers (the race of `stochgrad recommend`): variance from pooled per-replicate statistics -------
+def replicate_variances(G: np.ndarray) -> np.ndarray:
+    """v_r = R/(R−1) · mean_c (G_rc − m_c)² of one set G [R, C] (R >= 2): the per-replicate statistics whose mean is
+    the ``variance`` column and whose spread gives its interval (module docstring).  Each v_r has expectation the
+    variance, so the v of independent sets (rounds of a race) can be pooled by concatenation."""
+    G = np.asarray(G, dtype=np.float64).reshape(G.shape[0], -1)
+    R, C = G.shape
+    dev = G - G.mean(0)
+    return np.einsum("rc,rc->r", dev, dev) * (R / ((R - 1) * C))
+
+
+def variance_interval(v: np.ndarray, z: float = Z95, z_lower: float = Z_ONE_SIDED) -> dict[str, Any]:
+    """``variance`` = mean(v) and its interval from per-replicate statistics v [R] (:func:`replicate_variances`),
+    with :func:`summarize`'s rules: Hall's interval at ``z``; where the tail is heavy (:func:`tail_diagnostics`) the
+    truncated lower bound at ``z_lower``, upper limit NaN and ``valid`` False.  Returns variance, low, high,
+    heavy_tail ("" | "fourth_moment" | "variance"), valid, tail_index_ucb."""
+    v = np.asarray(v, dtype=np.float64)
+    mean, _, lo, hi = mean_interval(v, z)
+    d = tail_diagnostics(v)
+    heavy = int(d["heavy"])
+    low = float(truncated_lower_bound(v, d["threshold"], z_lower)) if heavy else max(float(lo), 0.0)
+    return {
+        "variance": float(mean),
+        "low": low,
+        "high": math.nan if heavy else float(hi),
+        "heavy_tail": HEAVY_CODES[heavy],
+        "valid": heavy == 0 and math.isfinite(float(hi)),
+        "tail_index_ucb": float(d["tail_index_ucb"]),
+    }
+
+
+def ratio_interval(a: Any, a_low: Any, a_high: Any, b: Any, b_low: Any, b_high: Any) -> tuple[Any, Any, Any]:
+    """(a/b, low, high): the factor between two independent estimates from their intervals, the log half-widths
+    combined in quadrature (low from a's lower and b's upper side; each side at the level of the given
+    intervals).  A lower limit a_low <= 0 gives low 0; b_low <= 0 gives high inf; NaN limits propagate."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = a / b
+        la = np.log(a / np.asarray(a_low, dtype=float))  # >= 0; inf where a_low <= 0
+        ua = np.log(np.asarray(a_high, dtype=float) / a)
+        lb = np.log(b / np.asarray(b_low, dtype=float))
+        ub = np.log(np.asarray(b_high, dtype=float) / b)
+        low = r * np.exp(-np.hypot(la, ub))
+        high = r * np.exp(np.hypot(ua, lb))
+    return r, low, high

@@ -1,0 +1,198 @@
+"""Benchmark (not an asv benchmark, not a test): wall time of the race (harness.stats.race) to its decision vs
+measuring the full grid at the default suite's precision, on a few problems (NumPy backend, CPU).
+
+    python -m suites.benchmarks.race_vs_grid [--problems NAME ...] [--budget 120] [--seed 0] [--json FILE]
+
+Arms: the applicable unbiased, non-oracle estimators of each problem at their default hyperparameters plus a small
+grid (``score_function_cv`` n_cv, ``measure_valued`` coupling, ``rsvi`` boost, ``rebar``/``relax`` temperature).
+Timing: every arm is timed once per call (R = 1, timing_max_s = 0.5 as the runner's default), first, and both
+approaches use these times (the time-per-call measurement is identical work in both, and sharing it makes
+"the same decision" compare like with like; it also runs every arm's first call, where REBAR/RELAX fit).
+Grid: every arm measured as ``stochgrad run suites/default.toml`` measures a cell (R = 2000 minimum, precision
+0.1, at most 200000 replicates or 60 s); its decision is the smallest variance × time per call among arms with a
+valid variance interval (variance: mean over all coordinates, as the race's).  Race: every arm draws through the
+same runner (``harness.measure.runner.estimate``, fresh seed per draw), raced at equal time with the default
+:class:`~harness.stats.race.RaceConfig` and a budget.  Results: docs/notes/recommend.md ("Race vs grid").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from harness.measure.runner import MeasureRequest, estimate, time_estimator
+from harness.measure.timing import TimingConfig
+from harness.problems import Problem, ProblemSpec
+from harness.registry import ensure_loaded, get_declaration, get_estimator
+from harness.stats.metrics import efficiency_interval, replicate_variances, variance_interval
+from harness.stats.race import Arm, Cost, Draw, RaceConfig, race
+
+GRID = {"R": 2000, "precision": 0.1, "max_replicates": 200_000, "max_seconds": 60.0}  # suites/default.toml
+TIMING = TimingConfig(max_time_s=0.5)  # the runner's default timing_max_s
+HYPER_GRID: dict[str, list[dict[str, Any]]] = {
+    "score_function_cv": [{}, {"n_cv": 100}],
+    "measure_valued": [{}, {"coupling": False}],
+    "rsvi": [{}, {"boost": 1}, {"boost": 8}],
+    "rebar": [{}, {"temperature": 0.1, "fit_temperature": False}],
+    "relax": [{}, {"temperature": 0.1, "fit_temperature": False}],
+}
+# name: (problem, L, estimators).  Bernoulli and categorical objectives are separable, so enumeration (and on the
+# Bernoulli toy measure_valued and the delta method) are exact: they would win at the pilot and make the decision
+# trivial, so they are left out to race the others.
+PROBLEMS: dict[str, tuple[ProblemSpec, int, list[str]]] = {
+    "bernoulli_toy-D100-L10": (
+        ProblemSpec("bernoulli", "bernoulli_toy", 100, {"probs": 0.3}),
+        10,
+        ["score_function", "score_function_rloo", "score_function_cv", "arm", "disarm", "rebar", "relax"],
+    ),
+    "categorical-K4-D20-L10": (
+        ProblemSpec("categorical", "categorical_target", 20, {"logits": [0.5, -0.5, 0.0, 1.0]}),
+        10,
+        ["score_function", "score_function_rloo", "score_function_cv", "arsm", "measure_valued", "rebar", "relax"],
+    ),
+    "normal-cos-D50-L10": (
+        ProblemSpec("normal", "cos", 50, {"loc": 0.5, "scale": 1.5}),
+        10,
+        ["pathwise", "score_function", "score_function_rloo", "score_function_cv", "measure_valued"],
+    ),
+    "gamma-cos-D10-L10": (
+        ProblemSpec("gamma", "cos", 10, {"concentration": 0.5, "rate": 1.0}),
+        10,
+        ["implicit_reparam", "rsvi", "grg", "score_function", "score_function_rloo", "score_function_cv"],
+    ),
+}
+
+
+def arm_points(names: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(label, estimator, hyper) of every arm: default hyperparameters plus the small grid, unbiased, non-oracle."""
+    out = []
+    for n in names:
+        d = get_declaration(n)
+        for h in HYPER_GRID.get(n, [{}]):
+            if d.oracle or not d.is_unbiased(h):
+                continue
+            label = n + ("[" + ",".join(f"{k}={v}" for k, v in h.items()) + "]" if h else "")
+            out.append((label, n, h))
+    return out
+
+
+def request(problem: Problem, L: int, name: str, hyper: dict[str, Any], R: int, seed: int, **kw: Any) -> MeasureRequest:
+    return MeasureRequest(get_estimator(name, "numpy"), problem, L=L, R=R, seed=seed, hyper=hyper, **kw)
+
+
+@dataclass
+class RunnerSampler:
+    """An arm drawing through the one runner with a fresh seed per draw, its cost measured beforehand."""
+
+    problem: Problem
+    L: int
+    name: str
+    hyper: dict[str, Any]
+    cost: Cost
+    seed: int
+    seeds: Any = field(default=None)
+
+    def draw(self, n: int) -> Draw:
+        if self.seeds is None:
+            self.seeds = np.random.SeedSequence(self.seed)
+        seed = int(self.seeds.spawn(1)[0].generate_state(1)[0])
+        G, _ = estimate(request(self.problem, self.L, self.name, self.hyper, n, seed))
+        return Draw(G, self.cost)
+
+
+def timing_one(problem: Problem, L: int, points: list) -> tuple[float, dict[str, Cost]]:
+    t0 = time.perf_counter()
+    costs = {}
+    for label, name, h in points:
+        t = time_estimator(request(problem, L, name, h, 1, 0), TIMING)
+        costs[label] = Cost(t.time_median_s, t.time_iqr_s, t.time_samples)
+    return time.perf_counter() - t0, costs
+
+
+def grid_one(problem: Problem, L: int, points: list, costs: dict[str, Cost], seed: int) -> dict[str, Any]:
+    """Measure every arm at the default suite's precision; pick the smallest variance × time (valid intervals)."""
+    t0 = time.perf_counter()
+    arms = {}
+    for i, (label, name, h) in enumerate(points):
+        req = request(problem, L, name, h, GRID["R"], seed * 1000 + i, precision=GRID["precision"])
+        G, info = estimate(req.with_(max_replicates=GRID["max_replicates"], max_seconds=GRID["max_seconds"]))
+        flat = np.concatenate([g.reshape(g.shape[0], -1) for g in G.values()], axis=1)
+        flat = flat[np.all(np.isfinite(flat), axis=1)]
+        vi = variance_interval(replicate_variances(flat))
+        c = costs[label]
+        eff = efficiency_interval(vi["variance"], vi["low"], vi["high"], c.seconds, c.seconds_iqr, c.seconds_samples)
+        arms[label] = {
+            "R": int(flat.shape[0]),
+            "variance": vi["variance"],
+            "valid": vi["valid"],
+            "efficiency": float(eff[0]),
+            "capped": info["precision_cap_reason"],
+        }
+    valid = {k: a["efficiency"] for k, a in arms.items() if a["valid"]}
+    pick = min(valid, key=valid.__getitem__) if valid else None
+    return {"seconds": time.perf_counter() - t0, "pick": pick, "arms": arms}
+
+
+def race_one(problem: Problem, L: int, points: list, costs: dict[str, Cost], seed: int, budget: float) -> dict:
+    t0 = time.perf_counter()
+    arms = [
+        Arm(label, RunnerSampler(problem, L, name, h, costs[label], seed * 1000 + 500 + i), info={"hyper": h})
+        for i, (label, name, h) in enumerate(points)
+    ]
+    res = race(arms, budget_s=budget, config=RaceConfig(rank_by="time"))
+    return {
+        "seconds": time.perf_counter() - t0,
+        "pick": res.pick,
+        "decided": res.decided,
+        "stop": res.stop_reason,
+        "rounds": len(res.rounds),
+        "eliminated": res.eliminated,
+        "ties": res.ties,
+        "replicates": {k: a["n_replicates"] for k, a in res.arms.items()},
+        "result": res.to_dict(),
+        "text": res.text(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--problems", nargs="*", default=list(PROBLEMS), choices=list(PROBLEMS))
+    ap.add_argument("--budget", type=float, default=120.0, help="race budget in seconds (default 120)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", help="write the results to this file")
+    a = ap.parse_args(argv)
+    ensure_loaded()
+    out = {}
+    for name in a.problems:
+        spec, L, names = PROBLEMS[name]
+        problem = spec.build()
+        points = arm_points(names)
+        t_time, costs = timing_one(problem, L, points)
+        g = grid_one(problem, L, points, costs, a.seed)
+        r = race_one(problem, L, points, costs, a.seed, a.budget)
+        same = g["pick"] == r["pick"] or g["pick"] in r["ties"]
+        total = (t_time + g["seconds"]) / (t_time + r["seconds"])
+        out[name] = {"timing_s": t_time, "grid": g, "race": r, "same_decision": same, "speedup_total": total}
+        out[name]["speedup_measure"] = g["seconds"] / r["seconds"] if r["seconds"] > 0 else math.inf
+        print(
+            f"{name} ({len(points)} arms): timing {t_time:.1f} s (both); grid {g['seconds']:.1f} s -> {g['pick']}; "
+            f"race {r['seconds']:.1f} s -> {r['pick']} ({r['stop']}, {r['rounds']} rounds); same decision: {same}; "
+            f"x{out[name]['speedup_measure']:.1f} less measuring, x{total:.1f} in total",
+            flush=True,
+        )
+        print("  grid:", {k: (v["R"], f"{v['efficiency']:.3g}", v["valid"], v["capped"]) for k, v in g["arms"].items()})
+        print("  race:", r["text"].replace("\n", "\n        "), flush=True)
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(out, fh, indent=1, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

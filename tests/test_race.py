@@ -1,0 +1,489 @@
+"""The race of ``stochgrad recommend`` (harness.stats.race): equal-cost allocation, elimination, ties, budget, biased,
+oracle, heavy-tailed and exact arms, and validation against exactly known cost-normalised variances.
+
+Validation (docs/notes/recommend.md): synthetic arms of exact variance and cost (normal, t5, skewed noise), and
+registered estimators on problems whose per-estimator variance is known exactly (Bernoulli toy by enumeration and
+piecewise quadrature over the ARM uniform; Gaussian quadratic by Gauss-Hermite quadrature, exact for its
+polynomial integrands), drawn through ``harness.measure.runner.estimate`` (the engine itself stays pure).  Every
+race runs on a fake clock (costs are given, time never measured): where the best θ beats the next by >= 25% the
+pick must be it in >= 19 of 20 seeds; over all races the fraction with a wrong elimination must stay within the
+stated family-wise error (5%); the budget must hold within 10% plus one round.  The fast run uses a few seeds;
+the 20-seed battery is marked slow.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from numpy.polynomial.hermite_e import hermegauss
+from numpy.polynomial.legendre import leggauss
+
+import harness.stats.race as race_mod
+from harness.problems import ProblemSpec
+from harness.stats.metrics import ratio_interval, replicate_variances, summarize, variance_interval
+from harness.stats.race import Arm, Cost, Draw, RaceConfig, RaceError, RaceResult, race
+from tests.support.race_arms import EstimatorSampler, FakeClock, SyntheticSampler, judge, synthetic_arms
+
+ALPHA = RaceConfig().alpha
+
+
+# -- metrics additions -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind,C", [("normal", 1), ("normal", 5), ("t3", 1), ("exp", 3)])
+def test_variance_interval_matches_summarize(kind: str, C: int) -> None:
+    from tests.support.race_arms import unit_noise
+
+    seed = 11
+    G = 2.0 + 1.5 * unit_noise(np.random.default_rng(seed), kind, (4000, C))
+    ref = summarize(G, np.zeros(C))
+    got = variance_interval(replicate_variances(G))
+    assert got["variance"] == pytest.approx(ref["variance"], rel=1e-12), f"seed={seed}"
+    assert got["low"] == pytest.approx(ref["variance_ci_low"], rel=1e-9), f"seed={seed}"
+    assert got["heavy_tail"] == ref["heavy_tail"] and got["valid"] == ref["variance_ci_valid"], f"seed={seed}"
+    if got["valid"]:
+        assert got["high"] == pytest.approx(ref["variance_ci_high"], rel=1e-9), f"seed={seed}"
+    else:
+        assert math.isnan(got["high"]) and math.isnan(ref["variance_ci_high"])
+
+
+def test_ratio_interval() -> None:
+    r, lo, hi = ratio_interval(2.0, 1.8, 2.2, 1.0, 0.9, 1.1)
+    assert r == 2.0 and lo < 2.0 < hi
+    # log half-widths in quadrature: low = r·exp(-hypot(ln(2/1.8), ln(1.1/1)))
+    assert lo == pytest.approx(2 * math.exp(-math.hypot(math.log(2 / 1.8), math.log(1.1))), rel=1e-12)
+    assert hi == pytest.approx(2 * math.exp(math.hypot(math.log(2.2 / 2), math.log(1 / 0.9))), rel=1e-12)
+    assert ratio_interval(1.0, 0.0, 2.0, 1.0, 0.5, 2.0)[1] == 0.0  # a lower limit of 0: factor may be 0
+    assert ratio_interval(1.0, 0.5, 2.0, 1.0, 0.0, 2.0)[2] == math.inf
+    assert math.isnan(ratio_interval(1.0, 0.5, math.nan, 1.0, 0.5, 2.0)[2])  # no upper limit (heavy tail)
+
+
+# -- configuration and arms --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("rank_by", "samples"),
+        ("correction", "none"),
+        ("alpha", 0.0),
+        ("pilot", 10),
+        ("growth", 1.0),
+        ("bias_batches", 7),
+    ],
+)
+def test_config_rejects_bad_values(key: str, value: object) -> None:
+    with pytest.raises(RaceError, match=f"{key} = .*valid: "):
+        RaceConfig(**{key: value})  # type: ignore[arg-type]
+
+
+def test_bad_arms_and_budget_are_refused() -> None:
+    clock = FakeClock()
+    arms, _ = synthetic_arms([dict(name="a", variance=1, seconds=1, evals=1)] * 2, clock, seed=0)
+    with pytest.raises(RaceError, match="duplicate names"):
+        race(arms, clock=clock)
+    with pytest.raises(RaceError, match="budget_s"):
+        race(arms[:1], budget_s=0, clock=clock)
+
+
+@pytest.mark.parametrize("rank_by", ["time", "evals"])
+def test_rounds_are_at_equal_cost(rank_by: str) -> None:
+    """After the pilot every survivor gets the same share of a round's cost: 4x the cost, 1/4 the replicates."""
+    clock = FakeClock()
+    specs = [
+        dict(name="cheap", variance=1.0, seconds=1e-4, evals=2),
+        dict(name="dear", variance=0.25, seconds=4e-4, evals=8),  # the same θ in both currencies
+    ]
+    arms, _ = synthetic_arms(specs, clock, seed=3)
+    res = race(arms, budget_s=5.0, clock=clock, config=RaceConfig(rank_by=rank_by))
+    assert len(res.rounds) >= 3, res.text()
+    for rec in res.rounds[1:]:
+        n = rec.replicates
+        assert n["cheap"] == pytest.approx(4 * n["dear"], abs=4), (rec, rank_by)
+    assert res.rounds[0].replicates == {"cheap": 128, "dear": 128}  # the pilot: equal replicates
+
+
+def test_oracle_is_not_raced_and_biased_arms_are_never_the_pick() -> None:
+    clock = FakeClock()
+    specs = [
+        dict(name="a", variance=1.0, seconds=1e-4, evals=2),
+        dict(name="b", variance=2.0, seconds=1e-4, evals=2),
+        dict(name="relaxed", variance=0.01, seconds=1e-4, evals=2, mean=1.5, unbiased=False),  # bias 0.5
+    ]
+    arms, _ = synthetic_arms(specs, clock, seed=5)
+    oracle = SyntheticSampler(1e-6, 1e-4, 2, clock, seed=9)
+    arms.append(Arm("oracle", oracle, oracle=True))
+    res = race(arms, budget_s=20.0, clock=clock, truth=np.array([1.0]))
+    assert res.pick == "a" and res.excluded == {"oracle": "oracle: uses the exact answer"}
+    assert oracle.calls == [] and "oracle" not in res.arms
+    rel = res.arms["relaxed"]
+    assert rel["status"] != "pick" and not rel["unbiased"] and res.biased_leader == "relaxed"
+    assert rel["bias_against"] == "truth" and rel["bias_detected"]
+    assert rel["bias"] == pytest.approx(0.5, abs=4 * math.sqrt(0.01 / rel["n_replicates"])), res.text()
+    assert res.arms["a"]["bias_against"] == "truth" and not res.arms["a"]["bias_detected"]
+    assert "biased (never the pick): relaxed" in res.text()
+
+
+def test_bias_without_truth_is_measured_against_the_pick() -> None:
+    clock = FakeClock()
+    specs = [
+        dict(name="a", variance=1.0, seconds=1e-4, evals=2),
+        dict(name="b", variance=3.0, seconds=1e-4, evals=2),
+        dict(name="st", variance=0.5, seconds=1e-4, evals=2, mean=1.3, unbiased=False),
+    ]
+    arms, _ = synthetic_arms(specs, clock, seed=6)
+    res = race(arms, budget_s=20.0, clock=clock)
+    st = res.arms["st"]
+    assert res.pick == "a" and st["bias_against"] == "a" and st["bias_detected"]
+    se = math.sqrt(0.5 / st["n_replicates"] + 1.0 / res.arms["a"]["n_replicates"])
+    assert st["bias"] == pytest.approx(0.3, abs=4 * se)
+
+
+def test_heavy_tailed_arm_is_never_picked() -> None:
+    """An arm flagged heavy-tailed (Pareto tail of index 1.2: infinite variance) with the smallest point estimate: it
+    has no valid interval, so it can neither eliminate, tie nor be picked (nor lead while flagged)."""
+    for seed in range(4):
+        clock = FakeClock()
+        specs = [
+            dict(name="heavy", variance=1e-6, seconds=1e-4, evals=2, kind="pareto1.2"),
+            dict(name="normal", variance=1.0, seconds=1e-4, evals=2),
+        ]
+        arms, _ = synthetic_arms(specs, clock, seed=seed)
+        res = race(arms, budget_s=10.0, clock=clock)
+        h = res.arms["heavy"]
+        assert res.pick == "normal", f"seed={seed}: {res.text()}"
+        assert h["heavy_tail"] and not h["valid"] and math.isnan(h["time"]["high"]), f"seed={seed}"
+        assert h["variance"] < res.arms["normal"]["variance"], f"seed={seed}: the point estimate is not the lowest"
+        assert not any(by == "heavy" for r in res.rounds for _, by in r.eliminated), f"seed={seed}"
+        assert res.leaders["time"] == "normal" and "heavy" in res.unresolved + list(res.eliminated), f"seed={seed}"
+
+
+def test_runner_up_may_be_heavy_tailed_with_a_lower_limit_only() -> None:
+    clock = FakeClock()
+    specs = [
+        dict(name="normal", variance=1.0, seconds=1e-4, evals=2),
+        dict(name="heavy", variance=0.5, seconds=1e-4, evals=2, kind="pareto1.2"),
+    ]
+    arms, _ = synthetic_arms(specs, clock, seed=0)
+    res = race(arms, budget_s=5.0, clock=clock)
+    f = res.factors["time"]
+    assert res.pick == "normal" and res.runner_up == "heavy" and f is not None, res.text()
+    assert f.low > 0 and math.isnan(f.high) and "[" in res.text() and "—]" in res.text()
+
+
+@pytest.mark.parametrize("correction", ["bonferroni", "spending"])
+def test_family_wise_level_per_round(correction: str) -> None:
+    """z of round k: Bonferroni over the intervals made (one per survivor + one factor per non-leader survivor) at
+    the α of the round (α / rounds planned, or α / (k (k + 1)))."""
+    from harness.stats.metrics import bonferroni_z
+
+    clock = FakeClock()
+    specs = [dict(name=f"a{i}", variance=v, seconds=1e-4, evals=2) for i, v in enumerate([1.0, 1.02, 9.0])]
+    arms, _ = synthetic_arms(specs, clock, seed=1)
+    res = race(arms, budget_s=3.0, clock=clock, config=RaceConfig(correction=correction))
+    alive = 3
+    for r in res.rounds:
+        a = 0.05 / res.rounds_planned if correction == "bonferroni" else 0.05 / (r.round * (r.round + 1))
+        assert r.alpha == pytest.approx(a) and r.z == pytest.approx(bonferroni_z(2 * alive - 1, 1 - a)), r
+        alive -= len(r.eliminated)
+    assert sum(r.alpha for r in res.rounds) <= 0.05 + 1e-12
+
+
+def test_exact_arms_win_and_tie_with_each_other() -> None:
+    clock = FakeClock()
+    specs = [
+        dict(name="noisy", variance=1e-6, seconds=1e-4, evals=2),
+        dict(name="exact_dear", variance=0.0, seconds=5e-4, evals=4),
+        dict(name="exact_cheap", variance=0.0, seconds=2e-4, evals=2),
+    ]
+    arms, _ = synthetic_arms(specs, clock, seed=1)
+    res = race(arms, budget_s=10.0, clock=clock)
+    assert res.stop_reason == "tied" and res.pick == "exact_cheap" and res.ties == ["exact_dear"], res.text()
+    assert res.eliminated == {"noisy": 1} and res.arms["exact_cheap"]["exact"]
+    assert res.factors["time"] is not None and res.factors["time"].factor == 1.0
+
+
+def test_progress_reports_the_live_leader_and_survivors() -> None:
+    clock = FakeClock()
+    specs = [dict(name=f"a{i}", variance=v, seconds=1e-4, evals=2) for i, v in enumerate([1.0, 1.6, 30.0])]
+    arms, _ = synthetic_arms(specs, clock, seed=2)
+    seen: list[race_mod.RoundRecord] = []
+    res = race(arms, budget_s=20.0, clock=clock, progress=seen.append)
+    assert seen == res.rounds and [r.round for r in seen] == list(range(1, len(seen) + 1))
+    before = ["a0", "a1", "a2"]
+    for r in seen:  # survivors = the previous ones less this round's eliminations, all by the leader
+        assert r.survivors == [a for a in before if a not in {e for e, _ in r.eliminated}], r
+        assert r.leader == "a0" and all(by == "a0" for _, by in r.eliminated), r
+        before = r.survivors
+    assert seen[-1].survivors == ["a0"] and res.eliminated["a2"] <= res.eliminated["a1"] == len(seen)
+    # no arm eliminates before it has ref_min = 512 replicates: not in the pilot (128) nor in round 2 (256)
+    assert seen[0].eliminated == seen[1].eliminated == [] and res.runner_up == "a1"
+
+
+def test_result_is_json_and_text() -> None:
+    clock = FakeClock()
+    specs = [dict(name="a", variance=1.0, seconds=1e-4, evals=2), dict(name="b", variance=1.5, seconds=1e-4, evals=1)]
+    arms, _ = synthetic_arms(specs, clock, seed=4)
+    res = race(arms, budget_s=10.0, clock=clock)
+    d = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+    assert d["pick"] == res.pick and d["rank_by"] == "time" and len(d["rounds"]) == len(res.rounds)
+    assert set(d["factors"]) == {"time", "evals"} and d["arms"]["a"]["cost"]["f_evals"] == 2
+    # b is worse at equal time but better at equal evaluations: both factors are reported, and the other leader
+    assert d["factors"]["evals"]["factor"] < 1 < d["factors"]["time"]["factor"]
+    assert d["leaders"]["evals"] == "b" and "lowest point estimate at equal evaluations: b" in res.text()
+
+
+def test_failing_nonfinite_and_malformed_arms_are_dropped() -> None:
+    clock = FakeClock()
+    arms, _ = synthetic_arms([dict(name="a", variance=1.0, seconds=1e-4, evals=2)], clock, seed=0)
+
+    def boom(n: int) -> Draw:
+        raise RuntimeError("CUDA out of memory")
+
+    def nans(n: int) -> Draw:
+        G = np.ones((n, 2))
+        G[::10] = np.nan
+        return Draw(G, Cost(1e-4, 0, 1, f_evals=1))
+
+    def short(n: int) -> Draw:
+        return Draw(np.ones((n - 1, 2)), Cost(1e-4, 0, 1, f_evals=1))
+
+    def no_time(n: int) -> Draw:
+        return Draw(np.random.default_rng(n).standard_normal((n, 2)), Cost(f_evals=1))
+
+    arms += [Arm("boom", boom), Arm("nans", nans), Arm("short", short), Arm("untimed", no_time)]
+    res = race(arms, budget_s=1.0, clock=clock)
+    reasons = {k: v["reason"] for k, v in res.arms.items() if v["status"] == "dropped"}
+    assert reasons["boom"] == "error: RuntimeError: CUDA out of memory"
+    assert reasons["nans"].startswith("non-finite estimates in 13 of 128")
+    assert "returned shape [127, 2]; expected [n, C] with n = 128" in reasons["short"]
+    assert "no cost to rank by 'time'" in reasons["untimed"]
+    assert res.pick == "a" and res.stop_reason == "one_left"
+
+
+@pytest.mark.parametrize("overhead,draw_factor", [(0.0, 1.0), (0.05, 1.0), (0.0, 0.3), (0.02, 3.0)])
+def test_budget_is_held(overhead: float, draw_factor: float) -> None:
+    """Arms that cannot be separated: the race runs until the budget, which it holds within 10% plus one round,
+    whatever the per-call overhead and the ratio of drawing cost to the declared per-call time."""
+    for budget in (0.5, 3.0, 40.0):
+        clock = FakeClock()
+        specs = [dict(name=f"a{i}", variance=1.0 + 0.02 * i, seconds=1e-4 * (i + 1), evals=2) for i in range(3)]
+        arms, _ = synthetic_arms(
+            [{**s, "variance": s["variance"] / (i + 1)} for i, s in enumerate(specs)],
+            clock,
+            seed=7,
+            overhead=overhead,
+            draw_factor=draw_factor,
+            kind="exp",
+        )
+        res = race(arms, budget_s=budget, clock=clock, config=RaceConfig(tolerance=0.0))
+        last = res.rounds[-1].wall_s
+        assert res.spent_s <= 1.1 * budget + last, (budget, res.spent_s, last, len(res.rounds))
+        assert len(res.rounds) <= res.rounds_planned <= RaceConfig().max_rounds
+        assert res.stop_reason in ("budget", "rounds") and not res.decided
+        if budget >= 3.0:  # enough for several rounds: most of the budget is used
+            assert res.spent_s >= 0.5 * budget, (budget, res.spent_s, [r.wall_s for r in res.rounds])
+
+
+# -- validation: synthetic arms of exact θ ----------------------------------------------------------------------
+SYNTHETIC: dict[str, list[dict]] = {
+    "gap25-normal": [
+        dict(name=f"a{i}", variance=t / s * 1e-4, seconds=s, evals=e, kind="normal")
+        for i, (t, s, e) in enumerate(zip([1.0, 1.25, 2.0, 10.0], [2e-4, 1e-4, 4e-4, 1e-4], [4, 1, 2, 8]))
+    ],
+    "gap25-t5": [
+        dict(name=f"a{i}", variance=t / s * 1e-4, seconds=s, evals=e, kind="t5")
+        for i, (t, s, e) in enumerate(zip([1.0, 1.25, 2.0, 10.0], [2e-4, 1e-4, 4e-4, 1e-4], [4, 1, 2, 8]))
+    ],
+    "gap25-skewed": [
+        dict(name=f"a{i}", variance=t / s * 1e-4, seconds=s, evals=e, kind="exp")
+        for i, (t, s, e) in enumerate(zip([1.0, 1.25, 2.0, 10.0], [2e-4, 1e-4, 4e-4, 1e-4], [4, 1, 2, 8]))
+    ],
+    "close": [dict(name=f"a{i}", variance=r, seconds=1e-4, evals=2) for i, r in enumerate([1, 1.05, 1.1, 1.3])],
+    "near8": [dict(name=f"a{i}", variance=1 + 0.02 * i, seconds=1e-4, evals=2, kind="exp") for i in range(8)],
+    "many-C10": [
+        dict(name=f"a{i}", variance=float(r), seconds=1e-4, evals=2, C=10, kind="t5")
+        for i, r in enumerate(np.geomspace(1, 50, 10))
+    ],
+    "cost-skew": [
+        dict(name="dear", variance=1 / 40, seconds=4e-3, evals=80),
+        dict(name="cheap", variance=1.5, seconds=1e-4, evals=2),
+        dict(name="mid", variance=0.2, seconds=1e-3, evals=20),
+    ],
+}
+
+
+def run_synthetic(name: str, seed: int, rank_by: str, budget: float = 60.0) -> tuple[RaceResult, dict[str, float]]:
+    clock = FakeClock()
+    arms, exact = synthetic_arms(SYNTHETIC[name], clock, seed=seed)
+    res = race(arms, budget_s=budget, clock=clock, config=RaceConfig(rank_by=rank_by))
+    return res, {k: v[rank_by] for k, v in exact.items()}
+
+
+# -- validation: registered estimators with exact per-estimator variance ----------------------------------------
+def bernoulli_toy_variances(p: float, t: float, L: int) -> dict[str, float]:
+    """Exact variance of the L-sample estimate on f(b) = (b − t)², D = 1: score function and RLOO by enumeration
+    over b ∈ {0,1}^L; ARM and DisARM (mean of L independent single-sample estimates) by Gauss-Legendre on the
+    pieces of u ∈ (0, 1) between the breakpoints p and 1 − p (their integrands are polynomial on each piece)."""
+    f = lambda b: (b - t) ** 2  # noqa: E731
+    out = {}
+    for name in ("score_function", "score_function_rloo"):
+        if name == "score_function_rloo" and L < 2:
+            continue
+        m1 = m2 = 0.0
+        for bs in itertools.product((0.0, 1.0), repeat=L):
+            b = np.array(bs)
+            pr = float(np.prod(np.where(b == 1, p, 1 - p)))
+            w = f(b) if name == "score_function" else (f(b) - f(b).mean()) * L / (L - 1)
+            g = float((w * (b - p)).mean())
+            m1, m2 = m1 + pr * g, m2 + pr * g * g
+        out[name] = m2 - m1 * m1
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    th = math.log(p / (1 - p))
+    x, wq = leggauss(8)
+    brk = sorted({0.0, p, 1 - p, 1.0})
+    for name in ("arm", "disarm"):
+        m1 = m2 = 0.0
+        for a, c in zip(brk[:-1], brk[1:]):
+            u, w = (c - a) / 2 * x + (a + c) / 2, wq * (c - a) / 2
+            b, bt = (u < sig(th)).astype(float), (u > sig(-th)).astype(float)
+            g = (f(bt) - f(b)) * (u - 0.5) if name == "arm" else 0.5 * (f(b) - f(bt)) * (b - bt) * sig(abs(th))
+            m1, m2 = m1 + float((w * g).sum()), m2 + float((w * g * g).sum())
+        out[name] = (m2 - m1 * m1) / L
+    return out
+
+
+def gaussian_quadratic_variances(mu: float, s: float, k: float, L: int, nodes: int = 20) -> dict[str, float]:
+    """Exact variance (mean over loc and scale) of the L-sample estimate on normal(μ, σ), f = (z − k)², by
+    L-dimensional Gauss-Hermite quadrature (exact: the integrands are polynomials of degree <= 12 in ε)."""
+    x, w = hermegauss(nodes)
+    w = w / w.sum()
+    eps = np.stack([g.ravel() for g in np.meshgrid(*([x] * L), indexing="ij")], -1)
+    W = np.prod(np.meshgrid(*([w] * L), indexing="ij"), axis=0).ravel()
+    z = mu + s * eps
+    fz = (z - k) ** 2
+    est = {"pathwise": ((2 * (z - k)).mean(1), (2 * (z - k) * eps).mean(1))}
+    for name in ("score_function", "score_function_rloo"):
+        if name == "score_function_rloo" and L < 2:
+            continue
+        wt = fz if name == "score_function" else (fz - fz.mean(1, keepdims=True)) * L / (L - 1)
+        est[name] = ((wt * eps / s).mean(1), (wt * (eps**2 - 1) / s).mean(1))
+    return {n: float(np.mean([(W * g * g).sum() - (W * g).sum() ** 2 for g in gs])) for n, gs in est.items()}
+
+
+# f_evals, grad_evals of one L-sample estimate (the docs' cost table: issue 19 A counts them through the Context)
+EVALS: dict[str, Callable[[int], tuple[int, int]]] = {
+    "score_function": lambda L: (L, 0),
+    "score_function_rloo": lambda L: (L, 0),
+    "arm": lambda L: (2 * L, 0),
+    "disarm": lambda L: (2 * L, 0),
+    "pathwise": lambda L: (0, L),
+}
+U = 1e-5  # fake seconds per evaluation
+BERN = ("bernoulli", "bernoulli_toy", {"probs": 0.3}, {})
+NORM = ("normal", "quadratic", {"loc": 0.5, "scale": 1.5}, {"k": 0.0})
+# name: (problem, L, estimators, rank_by, time factor per estimator: fake seconds = U × evals × factor)
+REAL: dict[str, tuple[tuple, int, list[str], str, dict[str, float]]] = {
+    "bern-all-evals": (BERN, 2, ["score_function", "score_function_rloo", "arm", "disarm"], "evals", {}),
+    "bern-all-time": (BERN, 2, ["score_function", "score_function_rloo", "arm", "disarm"], "time", {"disarm": 0.85}),
+    "bern-noDis-evals": (BERN, 2, ["score_function", "score_function_rloo", "arm"], "evals", {}),
+    "bern-L3-time": (BERN, 3, ["score_function", "score_function_rloo", "arm", "disarm"], "time", {"arm": 0.8}),
+    "gauss-evals": (NORM, 2, ["pathwise", "score_function", "score_function_rloo"], "evals", {}),
+    "gauss-time": (NORM, 2, ["pathwise", "score_function", "score_function_rloo"], "time", {"pathwise": 3.0}),
+    "gauss-sf-rloo-evals": (NORM, 3, ["score_function", "score_function_rloo"], "evals", {}),
+}
+
+
+def exact_variances(problem: tuple, L: int) -> dict[str, float]:
+    if problem is BERN:
+        return bernoulli_toy_variances(0.3, 0.499, L)
+    return gaussian_quadratic_variances(0.5, 1.5, 0.0, L)
+
+
+def run_real(name: str, seed: int, budget: float = 30.0) -> tuple[RaceResult, dict[str, float]]:
+    (dist, obj, params, oparams), L, names, rank_by, factor = REAL[name]
+    problem = ProblemSpec(dist, obj, 1, params, oparams).build()
+    var = exact_variances(REAL[name][0], L)
+    clock = FakeClock()
+    arms, theta = [], {}
+    for i, est in enumerate(names):
+        f, g = EVALS[est](L)
+        sec = U * (f + g) * factor.get(est, 1.0)
+        cost = Cost(sec, 0.02 * sec, 50, f_evals=f, grad_evals=g)
+        arms.append(Arm(est, EstimatorSampler(est, problem, L, cost, clock, seed=seed * 100 + i)))
+        theta[est] = var[est] * (sec if rank_by == "time" else f + g)
+    res = race(arms, budget_s=budget, clock=clock, config=RaceConfig(rank_by=rank_by), truth=problem.exact.grads)
+    return res, theta
+
+
+def check_battery(outcomes: dict[str, list[dict]], total_alpha: float = ALPHA) -> str:
+    """The validation criteria over a battery {config: [judge(...) per seed]}; returns the counts as text."""
+    lines, runs, wrong_runs = [], 0, 0
+    for name, outs in outcomes.items():
+        gap = outs[0]["gap"]
+        picked = sum(o["picked_best"] for o in outs)
+        wrong = sum(bool(o["wrong"]) for o in outs)
+        runs, wrong_runs = runs + len(outs), wrong_runs + wrong
+        lines.append(f"{name}: gap {gap:.3g}, picked best {picked}/{len(outs)}, runs with a wrong elimination {wrong}")
+        assert all(o["budget_held"] for o in outs), f"{name}: budget not held"
+        assert not any(o["bad_tie"] for o in outs), f"{name}: a tie declared outside the tolerance"
+        if gap >= 1.25:
+            need = math.ceil(0.95 * len(outs))  # 19 of 20
+            assert picked >= need, f"{name}: best picked in {picked}/{len(outs)} (< {need}); " + "; ".join(lines)
+    text = "; ".join(lines) + f"; overall: {wrong_runs}/{runs} runs with a wrong elimination"
+    assert wrong_runs <= total_alpha * runs, text
+    return text
+
+
+FAST_SYNTHETIC = ["gap25-normal", "gap25-skewed", "close", "cost-skew"]
+FAST_REAL = ["bern-all-time", "bern-noDis-evals", "gauss-evals"]
+
+
+def test_synthetic_battery_fast() -> None:
+    out = {
+        f"{n}/{rb}": [judge(*run_synthetic(n, seed, rb), ALPHA) for seed in range(4)]
+        for n in FAST_SYNTHETIC
+        for rb in ("time", "evals")
+    }
+    check_battery(out)
+
+
+def test_real_estimators_fast() -> None:
+    out = {n: [judge(*run_real(n, seed), ALPHA) for seed in range(3)] for n in FAST_REAL}
+    check_battery(out)
+
+
+def test_the_validation_can_fail() -> None:
+    """Power of the checks: an engine whose intervals are 10x too narrow eliminates wrongly and picks wrongly often
+    enough that :func:`check_battery` rejects it on the same fast configurations."""
+    real_vi = race_mod.variance_interval
+
+    def narrow(v: np.ndarray, z: float, z_lower: float) -> dict:
+        d = real_vi(v, z, z_lower)
+        m = d["variance"]
+        return {**d, "low": m - (m - d["low"]) / 10, "high": m + (d["high"] - m) / 10}
+
+    race_mod.variance_interval = narrow  # type: ignore[assignment]
+    try:
+        out = {n: [judge(*run_synthetic(n, seed, "time"), ALPHA) for seed in range(6)] for n in ("near8", "close")}
+        with pytest.raises(AssertionError, match="wrong elimination"):
+            check_battery(out)
+    finally:
+        race_mod.variance_interval = real_vi  # type: ignore[assignment]
+
+
+@pytest.mark.slow
+def test_synthetic_battery_20_seeds() -> None:
+    out = {
+        f"{n}/{rb}": [judge(*run_synthetic(n, seed, rb), ALPHA) for seed in range(20)]
+        for n in SYNTHETIC
+        for rb in ("time", "evals")
+    }
+    print(check_battery(out))
+
+
+@pytest.mark.slow
+def test_real_estimators_20_seeds() -> None:
+    out = {n: [judge(*run_real(n, seed), ALPHA) for seed in range(20)] for n in REAL}
+    print(check_battery(out))
