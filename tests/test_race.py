@@ -27,7 +27,7 @@ import harness.stats.race as race_mod
 from harness.problems import ProblemSpec
 from harness.stats.metrics import ratio_interval, replicate_variances, summarize, variance_interval
 from harness.stats.race import Arm, Cost, Draw, RaceConfig, RaceError, RaceResult, race
-from tests.support.race_arms import EstimatorSampler, FakeClock, SyntheticSampler, judge, synthetic_arms
+from tests.support.race_arms import SYNTHETIC, EstimatorSampler, FakeClock, SyntheticSampler, judge, synthetic_arms
 
 ALPHA = RaceConfig().alpha
 
@@ -59,6 +59,19 @@ def test_ratio_interval() -> None:
     assert ratio_interval(1.0, 0.0, 2.0, 1.0, 0.5, 2.0)[1] == 0.0  # a lower limit of 0: factor may be 0
     assert ratio_interval(1.0, 0.5, 2.0, 1.0, 0.0, 2.0)[2] == math.inf
     assert math.isnan(ratio_interval(1.0, 0.5, math.nan, 1.0, 0.5, 2.0)[2])  # no upper limit (heavy tail)
+
+
+def test_engine_is_pure() -> None:
+    """harness.stats.race imports numpy/scipy and harness.stats only (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = "import json, sys; import harness.stats.race; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    ours = {m for m in json.loads(out.stdout) if m.split(".")[0] in ("harness", "estimators", "stochgrad")}
+    assert ours <= {"harness", "harness.stats", "harness.stats.metrics", "harness.stats.tails", "harness.stats.race"}, (
+        ours
+    )
 
 
 # -- configuration and arms --------------------------------------------------------------------------------------
@@ -156,7 +169,10 @@ def test_heavy_tailed_arm_is_never_picked() -> None:
         assert h["heavy_tail"] and not h["valid"] and math.isnan(h["time"]["high"]), f"seed={seed}"
         assert h["variance"] < res.arms["normal"]["variance"], f"seed={seed}: the point estimate is not the lowest"
         assert not any(by == "heavy" for r in res.rounds for _, by in r.eliminated), f"seed={seed}"
-        assert res.leaders["time"] == "normal" and "heavy" in res.unresolved + list(res.eliminated), f"seed={seed}"
+        assert res.leaders["time"] == "normal" and "heavy" in res.not_comparable + list(res.eliminated), f"seed={seed}"
+        if "heavy" in res.not_comparable:  # flagged on >= 2 ref_min replicates: it does not hold the decision up
+            assert res.stop_reason == "one_valid_left" and res.decided, f"seed={seed}: {res.text()}"
+            assert ": no upper limit): heavy, point estimate ×" in res.text()
 
 
 def test_runner_up_may_be_heavy_tailed_with_a_lower_limit_only() -> None:
@@ -287,33 +303,6 @@ def test_budget_is_held(overhead: float, draw_factor: float) -> None:
 
 
 # -- validation: synthetic arms of exact θ ----------------------------------------------------------------------
-SYNTHETIC: dict[str, list[dict]] = {
-    "gap25-normal": [
-        dict(name=f"a{i}", variance=t / s * 1e-4, seconds=s, evals=e, kind="normal")
-        for i, (t, s, e) in enumerate(zip([1.0, 1.25, 2.0, 10.0], [2e-4, 1e-4, 4e-4, 1e-4], [4, 1, 2, 8]))
-    ],
-    "gap25-t5": [
-        dict(name=f"a{i}", variance=t / s * 1e-4, seconds=s, evals=e, kind="t5")
-        for i, (t, s, e) in enumerate(zip([1.0, 1.25, 2.0, 10.0], [2e-4, 1e-4, 4e-4, 1e-4], [4, 1, 2, 8]))
-    ],
-    "gap25-skewed": [
-        dict(name=f"a{i}", variance=t / s * 1e-4, seconds=s, evals=e, kind="exp")
-        for i, (t, s, e) in enumerate(zip([1.0, 1.25, 2.0, 10.0], [2e-4, 1e-4, 4e-4, 1e-4], [4, 1, 2, 8]))
-    ],
-    "close": [dict(name=f"a{i}", variance=r, seconds=1e-4, evals=2) for i, r in enumerate([1, 1.05, 1.1, 1.3])],
-    "near8": [dict(name=f"a{i}", variance=1 + 0.02 * i, seconds=1e-4, evals=2, kind="exp") for i in range(8)],
-    "many-C10": [
-        dict(name=f"a{i}", variance=float(r), seconds=1e-4, evals=2, C=10, kind="t5")
-        for i, r in enumerate(np.geomspace(1, 50, 10))
-    ],
-    "cost-skew": [
-        dict(name="dear", variance=1 / 40, seconds=4e-3, evals=80),
-        dict(name="cheap", variance=1.5, seconds=1e-4, evals=2),
-        dict(name="mid", variance=0.2, seconds=1e-3, evals=20),
-    ],
-}
-
-
 def run_synthetic(name: str, seed: int, rank_by: str, budget: float = 60.0) -> tuple[RaceResult, dict[str, float]]:
     clock = FakeClock()
     arms, exact = synthetic_arms(SYNTHETIC[name], clock, seed=seed)
@@ -418,21 +407,28 @@ def run_real(name: str, seed: int, budget: float = 30.0) -> tuple[RaceResult, di
 
 
 def check_battery(outcomes: dict[str, list[dict]], total_alpha: float = ALPHA) -> str:
-    """The validation criteria over a battery {config: [judge(...) per seed]}; returns the counts as text."""
-    lines, runs, wrong_runs = [], 0, 0
+    """The validation criteria over a battery {config: [judge(...) per seed]}; returns the counts as text.
+
+    Per configuration: the budget held in every run; where the best θ beats the next by >= 25%, the best picked
+    in >= 95% of the seeds (19 of 20).  Over all runs: the fraction of runs with an error (wrong elimination,
+    tie outside the tolerance, decided pick more than the tolerance worse than the best) <= the family-wise α."""
+    lines, runs, errors = [], 0, 0
     for name, outs in outcomes.items():
         gap = outs[0]["gap"]
         picked = sum(o["picked_best"] for o in outs)
-        wrong = sum(bool(o["wrong"]) for o in outs)
-        runs, wrong_runs = runs + len(outs), wrong_runs + wrong
-        lines.append(f"{name}: gap {gap:.3g}, picked best {picked}/{len(outs)}, runs with a wrong elimination {wrong}")
+        err = sum(o["error"] for o in outs)
+        runs, errors = runs + len(outs), errors + err
+        lines.append(
+            f"{name}: gap {gap:.3g}, picked best {picked}/{len(outs)}, decided {sum(o['decided'] for o in outs)}, "
+            f"runs with an error {err} (wrong elimination {sum(bool(o['wrong']) for o in outs)}, "
+            f"tie outside {sum(o['bad_tie'] for o in outs)}, pick outside {sum(o['bad_pick'] for o in outs)})"
+        )
         assert all(o["budget_held"] for o in outs), f"{name}: budget not held"
-        assert not any(o["bad_tie"] for o in outs), f"{name}: a tie declared outside the tolerance"
         if gap >= 1.25:
             need = math.ceil(0.95 * len(outs))  # 19 of 20
             assert picked >= need, f"{name}: best picked in {picked}/{len(outs)} (< {need}); " + "; ".join(lines)
-    text = "; ".join(lines) + f"; overall: {wrong_runs}/{runs} runs with a wrong elimination"
-    assert wrong_runs <= total_alpha * runs, text
+    text = "; ".join(lines) + f"; overall: {errors}/{runs} runs with an error"
+    assert errors <= total_alpha * runs, text
     return text
 
 
@@ -455,8 +451,8 @@ def test_real_estimators_fast() -> None:
 
 
 def test_the_validation_can_fail() -> None:
-    """Power of the checks: an engine whose intervals are 10x too narrow eliminates wrongly and picks wrongly often
-    enough that :func:`check_battery` rejects it on the same fast configurations."""
+    """Power of the checks: an engine whose intervals are 10x too narrow makes errors (wrong eliminations, ties
+    outside the tolerance) in far more than 5% of the runs on the same fast configurations, and is rejected."""
     real_vi = race_mod.variance_interval
 
     def narrow(v: np.ndarray, z: float, z_lower: float) -> dict:
@@ -467,10 +463,12 @@ def test_the_validation_can_fail() -> None:
     race_mod.variance_interval = narrow  # type: ignore[assignment]
     try:
         out = {n: [judge(*run_synthetic(n, seed, "time"), ALPHA) for seed in range(6)] for n in ("near8", "close")}
-        with pytest.raises(AssertionError, match="wrong elimination"):
-            check_battery(out)
     finally:
         race_mod.variance_interval = real_vi  # type: ignore[assignment]
+    wrong = sum(bool(o["wrong"]) for outs in out.values() for o in outs)
+    assert wrong >= 3, f"only {wrong} of 12 runs with a wrong elimination: the check has no power"
+    with pytest.raises(AssertionError, match="runs with an error"):
+        check_battery(out)
 
 
 @pytest.mark.slow

@@ -23,7 +23,11 @@ it, and a round that cannot fit in budget × (1 + ``budget_slack``) is not start
   ``ref_min`` replicates (``ref``): whenever every interval covers, an eliminated arm is truly worse than the arm
   that eliminated it (``ref_min`` guards against heavy tails the tail test has not yet had the power to flag);
 * it stops when one arm remains, when every survivor's factor to the leader has an interval inside
-  [1/(1+tol), 1+tol] (a tie), when the budget is spent, or after the planned rounds.
+  [1/(1+tol), 1+tol] (a tie), when no survivor's factor has a lower limit below 1/(1+tol) (none can be more than
+  the tolerance better: ``stop_within_tolerance``), when the budget is spent, or after the planned rounds.
+  Survivors flagged heavy-tailed on at least 2 × ``ref_min`` replicates whose point estimate is above the
+  leader's upper limit do not hold a decision up (they cannot be picked, and their missing upper limit can keep them in the
+  race for ever): they are reported as not comparable.
 
 Intervals: the variance's comes from :func:`harness.stats.metrics.variance_interval` on per-replicate statistics
 pooled over rounds (:func:`~harness.stats.metrics.replicate_variances`, centred per round), θ's from
@@ -63,7 +67,8 @@ from harness.stats.tails import TAIL_MIN_R
 
 RANK_BY = ("time", "evals")
 CORRECTIONS = ("bonferroni", "spending")
-STOP_REASONS = ("one_left", "tied", "budget", "rounds", "no_arms")
+STOP_REASONS = ("one_left", "one_valid_left", "tied", "within_tolerance", "budget", "rounds", "no_arms")
+DECIDED = ("one_left", "one_valid_left", "tied", "within_tolerance")
 
 
 class RaceError(ValueError):
@@ -129,6 +134,7 @@ class RaceConfig:
     rank_by: str = "time"
     alpha: float = 0.05  # family-wise error of all intervals made
     tolerance: float = 0.10  # survivors tied when every factor's interval lies in [1/(1+tol), 1+tol]
+    stop_within_tolerance: bool = True  # also stop when no survivor's factor lower limit is below 1/(1+tol)
     correction: str = "bonferroni"
     pilot: int = 128  # replicates of every arm in round 1 (>= TAIL_MIN_R: the tail is assessed from round 1)
     ref_min: int = 512  # fewest replicates of an arm before its upper limit may eliminate others (heavy tails)
@@ -339,6 +345,9 @@ class RaceResult:
     factors: dict[str, Factor | None]
     ties: list[str]
     unresolved: list[str]
+    close: list[str]
+    worse: list[str]
+    not_comparable: list[str]
     eliminated: dict[str, int]
     rounds: list[RoundRecord]
     rounds_planned: int
@@ -375,8 +384,22 @@ class RaceResult:
                 lines.append(f"  lowest point estimate at {label}: {who}")
         if self.ties:
             lines.append(f"tied with the pick (within {self.level['tolerance']:.0%}): {', '.join(self.ties)}")
-        if self.unresolved:
-            lines.append(f"not separated from the pick: {', '.join(self.unresolved)}")
+        if self.close:
+            tol = self.level["tolerance"]
+            lines.append(f"not separated, but none more than {tol:.0%} better than the pick: {', '.join(self.close)}")
+        far = [n for n in self.unresolved if n not in self.close]
+        if far:
+            lines.append(f"not separated from the pick: {', '.join(far)}")
+        if self.worse:
+            lines.append(f"worse than the pick (factor interval above 1), still in the race: {', '.join(self.worse)}")
+        for n in self.not_comparable:
+            a, f = self.arms[n], self.arms[self.pick][self.rank_by]["value"] if self.pick else math.nan
+            rel = a[self.rank_by]["value"] / f if f and math.isfinite(f) else math.nan
+            lo = a[self.rank_by]["low"] / f if f and math.isfinite(f) else math.nan
+            lines.append(
+                f"not comparable ({a['heavy_tail'] or 'no valid interval'}: no upper limit): {n}, point estimate "
+                f"×{_g(rel)} the pick's, lower limit ×{_g(lo)}"
+            )
         if self.eliminated:
             lines.append("eliminated: " + ", ".join(f"{n} (round {r})" for n, r in self.eliminated.items()))
         biased = [a for a in self.arms.values() if not a["unbiased"]]
@@ -391,7 +414,9 @@ class RaceResult:
 
 _STOP_TEXT = {
     "one_left": "one left",
+    "one_valid_left": "one left with a valid interval",
     "tied": "survivors tied",
+    "within_tolerance": "no survivor more than the tolerance better",
     "budget": "budget spent",
     "rounds": "planned rounds done",
     "no_arms": "no arm to race",
@@ -515,6 +540,9 @@ class Race:
         r, lo, hi = ratio_interval(*a.theta(measure), *b.theta(measure))
         return float(r), float(lo), float(hi)
 
+    def _by(self, name: str) -> ArmState:
+        return next(s for s in self.states if s.name == name)
+
     def _leader(self, group: list[ArmState]) -> ArmState | None:
         """The live leader: an exact arm (the cheapest), else the valid arm with the smallest θ."""
         rb = self.cfg.rank_by
@@ -524,8 +552,12 @@ class Race:
             return min(exact, key=lambda s: s.cost.unit(rb) if s.cost else math.inf)
         return min(valid, key=lambda s: s.theta(rb)[0]) if valid else None
 
-    def _decide(self, group: list[ArmState], k: int) -> tuple[list[tuple[str, str]], ArmState | None, bool]:
-        """Eliminations in one group at round k, then its leader and whether its survivors are tied."""
+    def _decide(self, group: list[ArmState], k: int) -> tuple[list[tuple[str, str]], ArmState | None, str]:
+        """Eliminations in one group at round k, then its leader and whether it is resolved: "tied" (every
+        survivor's factor interval inside [1/(1+tol), 1+tol]), "within_tolerance" (every lower limit >= 1/(1+tol))
+        or "one_valid_left".  Survivors flagged heavy-tailed on at least 2 × ref_min replicates whose point estimate
+        is above the leader's upper limit cannot be the pick nor be compared: they do not hold a resolution up
+        (reported as not comparable).  Resolutions need a leader trusted as a reference (ref_min replicates)."""
         rb = self.cfg.rank_by
         ready = [s for s in group if s.stats.get("ready")]
         valid = [s for s in ready if s.stats["valid"]]
@@ -540,11 +572,27 @@ class Race:
                     out.append((s.name, ref.name))
         alive = [s for s in group if s.alive]
         leader = self._leader(alive)
-        tied = False
-        if leader is not None and len(alive) > 1 and all(s.stats.get("ready") and s.stats["valid"] for s in alive):
+        # flagged arms whose point estimate (which heavy tails bias low) is above the leader's upper limit do not
+        # hold a resolution up; one that may be better does (the race goes on: its flag may be spurious)
+        top = leader.theta(rb)[2] if leader is not None else math.inf
+        heavy = [
+            s
+            for s in alive
+            if s.stats.get("ready") and not s.stats["valid"] and s.n >= 2 * self.cfg.ref_min and s.theta(rb)[0] > top
+        ]
+        comparable = [s for s in alive if s not in heavy]
+        resolved = ""
+        trusted = leader is not None and (leader.n >= self.cfg.ref_min or leader.stats["exact"])  # as a ref
+        if trusted and all(s.stats.get("ready") and s.stats["valid"] for s in comparable):
             lim = 1 + self.cfg.tolerance
-            tied = all(1 / lim <= self._ratio(s, leader, rb)[1] and self._ratio(s, leader, rb)[2] <= lim for s in alive)
-        return out, leader, tied
+            ratios = [self._ratio(s, leader, rb) for s in comparable if s is not leader]
+            if len(comparable) == 1 and heavy:
+                resolved = "one_valid_left"
+            elif ratios and all(1 / lim <= lo and hi <= lim for _, lo, hi in ratios):
+                resolved = "tied"
+            elif ratios and self.cfg.stop_within_tolerance and all(1 / lim <= lo for _, lo, _ in ratios):
+                resolved = "within_tolerance"  # no survivor can be more than tol better than the leader
+        return out, leader, resolved
 
     def run(self) -> RaceResult:
         cfg = self.cfg
@@ -567,9 +615,9 @@ class Race:
                     s.compute(z, self.truth)
             out: list[tuple[str, str]] = []
             leaders: dict[str, ArmState | None] = {}
-            tied: dict[str, bool] = {}
+            resolved: dict[str, str] = {}
             for g, members in groups.items():
-                o, leaders[g], tied[g] = self._decide(members, k)
+                o, leaders[g], resolved[g] = self._decide(members, k)
                 out += o
             survivors = [s.name for s in self._group(primary)]
             rec = RoundRecord(
@@ -593,8 +641,8 @@ class Race:
             if len(survivors) == 1:
                 stop = "one_left"
                 break
-            if tied[primary]:
-                stop = "tied"
+            if resolved[primary]:
+                stop = resolved[primary]
                 break
             if k >= self.rounds_planned:
                 stop = "rounds"
@@ -675,8 +723,16 @@ class Race:
             f = self._ratio(runner, pick_state, m)
             factors[m] = Factor(runner.name, pick_state.name, m, *f)
         alive_p = [s for s in self.states if s.alive and s.group == primary]
-        ties = [s.name for s in alive_p if s is not pick_state] if stop == "tied" else []
-        unresolved = [s.name for s in alive_p if s is not pick_state] if stop not in ("tied", "one_left") else []
+        others = [s for s in alive_p if s is not pick_state]
+        not_comparable = [s.name for s in others if not s.stats.get("valid")]
+        comparable = [s.name for s in others if s.stats.get("valid")]
+        lim = 1 + cfg.tolerance
+        ratio = {n: self._ratio(self._by(n), pick_state, rb) for n in comparable} if pick_state else {}
+        within = [n for n in ratio if stop in DECIDED and 1 / lim <= ratio[n][1]]
+        ties = [n for n in within if ratio[n][2] <= lim]
+        worse = [n for n in within if n not in ties and ratio[n][1] > 1]  # worse with confidence, not eliminated
+        close = [n for n in within if n not in ties and n not in worse]  # at most tol better than the pick
+        unresolved = [n for n in comparable if n not in ties and n not in worse]
         leaders: dict[str, str | None] = {}
         for m in (*RANK_BY, "samples"):
             val = {s.name: s.stats["variance"] if m == "samples" else s.theta(m)[0] for s in unb}
@@ -690,11 +746,14 @@ class Race:
             pick_note=note,
             rank_by=rb,
             stop_reason=stop,
-            decided=stop in ("one_left", "tied") and pick is not None,
+            decided=stop in DECIDED and pick is not None,
             runner_up=runner.name if runner else None,
             factors=factors,
             ties=ties,
             unresolved=unresolved,
+            close=close,
+            worse=worse,
+            not_comparable=not_comparable,
             eliminated={s.name: s.out_round for s in self.states if s.status == "eliminated" and s.out_round},
             rounds=self.records,
             rounds_planned=self.rounds_planned,

@@ -127,21 +127,88 @@ class EstimatorSampler:
 
 
 def judge(result: RaceResult, theta: dict[str, float], alpha: float) -> dict[str, Any]:
-    """Score one race against exact θ (in the raced currency): the best arm, its margin over the next, whether it
-    was picked, the wrong eliminations (an arm eliminated by one whose exact θ is not smaller), wrongly declared
-    ties, and whether the budget was held (spent <= budget × 1.1 + the last round's wall time)."""
+    """Score one race against exact θ (in the raced currency).  Errors the family-wise level covers: a wrong
+    elimination (an arm eliminated by one whose exact θ is not smaller), a tie declared outside the tolerance, a
+    decided pick more than the tolerance worse than the best.  Also: the best arm, its margin over the next,
+    whether it was picked, and whether the budget was held (spent <= budget × 1.1 + the last round's wall time,
+    rounds <= rounds planned)."""
     order = sorted(theta, key=theta.__getitem__)
-    gap = theta[order[1]] / theta[order[0]] if len(order) > 1 and theta[order[0]] > 0 else math.inf
-    wrong = [(a, by) for rec in result.rounds for a, by in rec.eliminated if theta[a] <= theta[by]]
+    best = theta[order[0]]
+    gap = theta[order[1]] / best if len(order) > 1 and best > 0 else math.inf
     lim = 1 + result.level["tolerance"]
-    bad_tie = result.pick is not None and any(not 1 / lim <= theta[t] / theta[result.pick] <= lim for t in result.ties)
+    wrong = [(a, by) for rec in result.rounds for a, by in rec.eliminated if theta[a] <= theta[by]]
+    pick = result.pick
+    bad_tie = pick is not None and any(not 1 / lim <= theta[t] / theta[pick] <= lim for t in result.ties)
+    bad_pick = result.decided and pick is not None and theta[pick] > lim * best
     held = result.budget_s is None or result.spent_s <= 1.1 * result.budget_s + result.rounds[-1].wall_s
     return {
         "best": order[0],
         "gap": gap,
-        "picked_best": result.pick == order[0],
+        "picked_best": pick == order[0],
         "wrong": wrong,
         "bad_tie": bad_tie,
+        "bad_pick": bad_pick,
+        "error": bool(wrong) or bad_tie or bad_pick,
         "budget_held": held and len(result.rounds) <= result.rounds_planned,
+        "decided": result.decided,
         "alpha": alpha,
     }
+
+
+# -- the validation configurations (tests/test_race.py, suites/benchmarks/race_calibration.py) ----------------
+# exact θ ratios (time) in list order; costs differ so that equal time and equal evaluations rank differently
+SYNTHETIC: dict[str, list[dict]] = {
+    "gap25-normal": [
+        dict(name=f"a{i}", variance=t / s * 1e-4, seconds=s, evals=e, kind="normal")
+        for i, (t, s, e) in enumerate(zip([1.0, 1.25, 2.0, 10.0], [2e-4, 1e-4, 4e-4, 1e-4], [4, 1, 2, 8]))
+    ],
+    "gap25-t5": [
+        dict(name=f"a{i}", variance=t / s * 1e-4, seconds=s, evals=e, kind="t5")
+        for i, (t, s, e) in enumerate(zip([1.0, 1.25, 2.0, 10.0], [2e-4, 1e-4, 4e-4, 1e-4], [4, 1, 2, 8]))
+    ],
+    "gap25-skewed": [
+        dict(name=f"a{i}", variance=t / s * 1e-4, seconds=s, evals=e, kind="exp")
+        for i, (t, s, e) in enumerate(zip([1.0, 1.25, 2.0, 10.0], [2e-4, 1e-4, 4e-4, 1e-4], [4, 1, 2, 8]))
+    ],
+    "close": [dict(name=f"a{i}", variance=r, seconds=1e-4, evals=2) for i, r in enumerate([1, 1.05, 1.1, 1.3])],
+    "near8": [dict(name=f"a{i}", variance=1 + 0.02 * i, seconds=1e-4, evals=2, kind="exp") for i in range(8)],
+    "many-C10": [
+        dict(name=f"a{i}", variance=float(r), seconds=1e-4, evals=2, C=10, kind="t5")
+        for i, r in enumerate(np.geomspace(1, 50, 10))
+    ],
+    "cost-skew": [
+        dict(name="dear", variance=1 / 40, seconds=4e-3, evals=80),
+        dict(name="cheap", variance=1.5, seconds=1e-4, evals=2),
+        dict(name="mid", variance=0.2, seconds=1e-3, evals=20),
+    ],
+}
+
+
+# a heavy-tailed arm (its tail flag has little power on few replicates) against a normal one: does the normal arm
+# get eliminated although it is not worse?
+HEAVY: dict[str, list[dict]] = {
+    "pareto1.5-lowpoint": [
+        dict(name="heavy", variance=1e-4, seconds=1e-4, evals=2, kind="pareto1.5"),  # infinite variance
+        dict(name="normal", variance=1.0, seconds=1e-4, evals=2),
+    ],
+    "pareto2.2-equal": [
+        dict(name="heavy", variance=1.0, seconds=1e-4, evals=2, kind="pareto2.2"),
+        dict(name="normal", variance=1.0, seconds=1e-4, evals=2),
+    ],
+    "pareto2.2-worse1.5": [
+        dict(name="heavy", variance=1.5, seconds=1e-4, evals=2, kind="pareto2.2"),
+        dict(name="normal", variance=1.0, seconds=1e-4, evals=2),
+    ],
+    "t3-equal": [
+        dict(name="heavy", variance=1.0, seconds=1e-4, evals=2, kind="t3"),
+        dict(name="normal", variance=1.0, seconds=1e-4, evals=2),
+    ],
+    "exp-best": [  # light but skewed tails, truly best: must still be picked
+        dict(name="heavy", variance=1.0, seconds=1e-4, evals=2, kind="exp"),
+        dict(name="normal", variance=1.3, seconds=1e-4, evals=2),
+    ],
+    "t5-best": [
+        dict(name="heavy", variance=1.0, seconds=1e-4, evals=2, kind="t5"),
+        dict(name="normal", variance=1.3, seconds=1e-4, evals=2),
+    ],
+}
