@@ -170,9 +170,27 @@ def test_heavy_tailed_arm_is_never_picked() -> None:
         assert h["variance"] < res.arms["normal"]["variance"], f"seed={seed}: the point estimate is not the lowest"
         assert not any(by == "heavy" for r in res.rounds for _, by in r.eliminated), f"seed={seed}"
         assert res.leaders["time"] == "normal" and "heavy" in res.not_comparable + list(res.eliminated), f"seed={seed}"
-        if "heavy" in res.not_comparable:  # flagged on >= 2 ref_min replicates: it does not hold the decision up
-            assert res.stop_reason == "one_valid_left" and res.decided, f"seed={seed}: {res.text()}"
+        if "heavy" in res.not_comparable:  # it may be better (lower point estimate): the race is not decided
+            assert res.stop_reason in ("budget", "rounds") and not res.decided, f"seed={seed}: {res.text()}"
             assert ": no upper limit): heavy, point estimate ×" in res.text()
+
+
+def test_a_flagged_arm_clearly_worse_does_not_hold_the_decision_up() -> None:
+    """Flagged on >= 2 ref_min replicates with a point estimate above the leader's upper limit: the race is decided
+    without it (its lower limit may never rise above the leader's upper limit) and it is reported not comparable."""
+    for seed in range(3):
+        clock = FakeClock()
+        specs = [  # the variance sits in rare jumps: the truncated lower bound stays far below the variance
+            dict(name="heavy", variance=3.0, seconds=1e-4, evals=2, kind="spike3"),
+            dict(name="normal", variance=1.0, seconds=1e-4, evals=2),
+        ]
+        arms, _ = synthetic_arms(specs, clock, seed=seed)
+        res = race(arms, budget_s=30.0, clock=clock)
+        assert res.pick == "normal" and res.decided and res.stop_reason == "one_valid_left", (
+            f"seed={seed}: {res.text()}"
+        )
+        assert res.not_comparable == ["heavy"] and res.arms["heavy"]["n_replicates"] >= 1024, f"seed={seed}"
+        assert "heavy" not in res.eliminated and res.spent_s < 1.0, f"seed={seed}: {res.text()}"
 
 
 def test_runner_up_may_be_heavy_tailed_with_a_lower_limit_only() -> None:

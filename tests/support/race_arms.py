@@ -4,7 +4,9 @@ Every draw advances the fake clock by what it would cost (per-call overhead + n 
 budgets and rounds are checked by counting, never against the wall clock.  Noise kinds have unit variance
 exactly: ``normal``; ``t5`` / ``t3`` (Student t scaled by sqrt((ν − 2)/ν): finite fourth moment for ν = 5,
 infinite for ν = 3); ``exp`` (Exp(1) − 1: skewness 2); ``lognormal`` (σ = 1, standardized: kurtosis ≈ 111); ``pareto<a>`` (symmetric
-Pareto tail of index a, e.g. ``pareto2.2``: unit variance for a > 2, infinite variance for a <= 2).
+Pareto tail of index a, e.g. ``pareto2.2``: unit variance for a > 2, infinite variance for a <= 2); ``spike<a>``
+(N(0, 0.1²) with probability 0.98, else a Pareto(a) jump; unit variance, a > 2: a small body, the variance in
+rare jumps).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from harness.stats.race import Arm, Cost, Draw, RaceResult
 
-KINDS = ("normal", "t5", "t3", "exp", "lognormal", "pareto<a>")
+KINDS = ("normal", "t5", "t3", "exp", "lognormal", "pareto<a>", "spike<a>")
 
 
 class FakeClock:
@@ -46,6 +48,12 @@ def unit_noise(rng: np.random.Generator, kind: str, shape: tuple[int, ...]) -> n
         a = float(kind[6:])
         scale = math.sqrt(a / (a - 2)) if a > 2 else 1.0
         return rng.choice([-1.0, 1.0], shape) * (1 + rng.pareto(a, shape)) / scale
+    if kind.startswith("spike"):  # N(0, 0.1²) w.p. 0.98, else a Pareto(a) jump: heavy tail, small body
+        a = float(kind[5:])
+        c = math.sqrt((1 - 0.98 * 0.01) / (0.02 * a / (a - 2)))
+        jump = rng.random(shape) < 0.02
+        tail = rng.choice([-1.0, 1.0], shape) * c * (1 + rng.pareto(a, shape))
+        return np.where(jump, tail, 0.1 * rng.standard_normal(shape))
     if kind == "lognormal":
         s2 = 1.0
         x = np.exp(rng.standard_normal(shape))
