@@ -268,6 +268,18 @@ def test_result_is_json_and_text() -> None:
     assert d["leaders"]["evals"] == "b" and "lowest point estimate at equal evaluations: b" in res.text()
 
 
+def test_only_oracle_or_biased_arms_give_no_pick() -> None:
+    clock = FakeClock()
+    res = race([Arm("oracle", SyntheticSampler(1.0, 1e-4, 2, clock, seed=0), oracle=True)], clock=clock)
+    assert res.pick is None and res.stop_reason == "no_arms" and res.rounds == [] and "oracle" in res.excluded
+    json.dumps(res.to_dict(), allow_nan=False)
+    specs = [dict(name=f"b{i}", variance=v, seconds=1e-4, evals=2, unbiased=False) for i, v in enumerate([1, 5])]
+    arms, _ = synthetic_arms(specs, clock, seed=1)
+    res = race(arms, budget_s=5.0, clock=clock, truth=np.ones(1))
+    assert res.pick is None and res.biased_leader == "b0" and "no unbiased estimator applies" in res.pick_note
+    assert res.eliminated == {"b1": res.eliminated["b1"]} and res.arms["b0"]["bias_against"] == "truth"
+
+
 def test_failing_nonfinite_and_malformed_arms_are_dropped() -> None:
     clock = FakeClock()
     arms, _ = synthetic_arms([dict(name="a", variance=1.0, seconds=1e-4, evals=2)], clock, seed=0)

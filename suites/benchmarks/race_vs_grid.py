@@ -5,17 +5,20 @@ measuring the full grid at the default suite's precision, on a few problems (Num
 
 Arms: the applicable unbiased, non-oracle estimators of each problem at their default hyperparameters plus a small
 grid (``score_function_cv`` n_cv, ``measure_valued`` coupling, ``rsvi`` boost, ``rebar``/``relax`` temperature).
-Timing: every arm is timed once per call (R = 1, timing_max_s = 0.5 as the runner's default), first, and both
-approaches use these times (the time-per-call measurement is identical work in both, and sharing it makes
-"the same decision" compare like with like; it also runs every arm's first call, where REBAR/RELAX fit).
-Grid: every arm measured as ``stochgrad run suites/default.toml`` measures a cell (R = 2000 minimum, precision
-0.1, at most 200000 replicates or 60 s); its decision is the smallest variance × time per call among arms with a
-valid variance interval (variance: mean over all coordinates, as the race's); that decision is a point estimate, so
-the grid's own 95% interval of its runner-up's factor is printed (does precision 0.1 support it?).  A grid that
-decides with the race's confidence must give every arm the cost the race gave its most sampled arm: its time is
-computed from each arm's draw rate measured in the grid run.  Race: every arm draws through the same runner
-(``harness.measure.runner.estimate``, fresh seed per draw), raced at equal time with the default
-:class:`~harness.stats.race.RaceConfig` and a budget.  Results: docs/notes/recommend.md ("Race vs grid").
+First calls: every arm's first call (REBAR/RELAX fit their hyperparameters there, cached in-process) runs before
+both approaches, timed apart ("first calls": paid by either).
+Grid: every arm timed per call (R = 1, timing_max_s = 0.5, the runner's default) and measured as
+``stochgrad run suites/default.toml`` measures a cell (R = 2000 minimum, precision 0.1, at most 200000 replicates
+or 60 s); its decision is the smallest variance × time per call among arms with a valid variance interval
+(variance: mean over all coordinates, as the race's).  That decision is a point estimate, so the grid's own 95%
+interval of its runner-up's factor is printed.  A grid that decides with the race's confidence must give every
+arm the cost the race gave its most sampled arm: that time (timing + draws) is computed from each arm's draw rate
+measured in the grid run.  Race: every arm draws through the same runner (``harness.measure.runner.estimate``,
+fresh seed per draw), timed quickly at its first draw (timing_max_s = 0.05) and as the grid times it when it
+survives to its fourth draw (the engine reads the cost of every draw), raced at equal time with the default
+:class:`~harness.stats.race.RaceConfig` and a budget; its time includes all of its timing.  Per-call times on a
+loaded machine drift between measurements, so the two approaches can disagree on arms within a few %.
+Results: docs/notes/recommend.md ("Race vs grid").
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from harness.stats.race import Arm, Cost, Draw, RaceConfig, race
 
 GRID = {"R": 2000, "precision": 0.1, "max_replicates": 200_000, "max_seconds": 60.0}  # suites/default.toml
 TIMING = TimingConfig(max_time_s=0.5)  # the runner's default timing_max_s
+QUICK = TimingConfig(max_time_s=0.05, min_sample_s=0.002)  # the race's first look at an arm's per-call time
+REFINE_AT = 4  # the race times an arm as the grid does at its 4th draw (arms out by round 3 never pay it)
 HYPER_GRID: dict[str, list[dict[str, Any]]] = {
     "score_function_cv": [{}, {"n_cv": 100}],
     "measure_valued": [{}, {"coupling": False}],
@@ -53,13 +58,18 @@ PROBLEMS: dict[str, tuple[ProblemSpec, int, list[str]]] = {
         10,
         ["score_function", "score_function_rloo", "score_function_cv", "arm", "disarm", "rebar", "relax"],
     ),
+    "bernoulli_toy-D1000-L100": (
+        ProblemSpec("bernoulli", "bernoulli_toy", 1000, {"probs": 0.3}),
+        100,
+        ["score_function", "score_function_rloo", "score_function_cv", "arm", "disarm", "rebar", "relax"],
+    ),
     "categorical-K4-D20-L10": (
         ProblemSpec("categorical", "categorical_target", 20, {"logits": [0.5, -0.5, 0.0, 1.0]}),
         10,
         ["score_function", "score_function_rloo", "score_function_cv", "arsm", "measure_valued", "rebar", "relax"],
     ),
-    "normal-cos-D50-L10": (
-        ProblemSpec("normal", "cos", 50, {"loc": 0.5, "scale": 1.5}),
+    "normal-cos-D200-L10": (
+        ProblemSpec("normal", "cos", 200, {"loc": 0.5, "scale": 1.5}),
         10,
         ["pathwise", "score_function", "score_function_rloo", "score_function_cv", "measure_valued"],
     ),
@@ -88,38 +98,48 @@ def request(problem: Problem, L: int, name: str, hyper: dict[str, Any], R: int, 
     return MeasureRequest(get_estimator(name, "numpy"), problem, L=L, R=R, seed=seed, hyper=hyper, **kw)
 
 
+def timed(problem: Problem, L: int, name: str, hyper: dict[str, Any], cfg: TimingConfig) -> Cost:
+    t = time_estimator(request(problem, L, name, hyper, 1, 0), cfg)
+    return Cost(t.time_median_s, t.time_iqr_s, t.time_samples)
+
+
 @dataclass
 class RunnerSampler:
-    """An arm drawing through the one runner with a fresh seed per draw, its cost measured beforehand."""
+    """An arm drawing through the one runner with a fresh seed per draw; timed quickly at its first draw and as
+    the grid times a cell at its REFINE_AT-th (only arms that survive that long pay the full timing)."""
 
     problem: Problem
     L: int
     name: str
     hyper: dict[str, Any]
-    cost: Cost
     seed: int
+    cost: Cost | None = None
+    calls: int = 0
     seeds: Any = field(default=None)
 
     def draw(self, n: int) -> Draw:
         if self.seeds is None:
             self.seeds = np.random.SeedSequence(self.seed)
+        self.calls += 1
+        if self.cost is None or self.calls == REFINE_AT:
+            self.cost = timed(self.problem, self.L, self.name, self.hyper, QUICK if self.calls == 1 else TIMING)
         seed = int(self.seeds.spawn(1)[0].generate_state(1)[0])
         G, _ = estimate(request(self.problem, self.L, self.name, self.hyper, n, seed))
         return Draw(G, self.cost)
 
 
-def timing_one(problem: Problem, L: int, points: list) -> tuple[float, dict[str, Cost]]:
+def first_calls(problem: Problem, L: int, points: list) -> float:
     t0 = time.perf_counter()
-    costs = {}
-    for label, name, h in points:
-        t = time_estimator(request(problem, L, name, h, 1, 0), TIMING)
-        costs[label] = Cost(t.time_median_s, t.time_iqr_s, t.time_samples)
-    return time.perf_counter() - t0, costs
+    for _, name, h in points:
+        estimate(request(problem, L, name, h, 1, 0))
+    return time.perf_counter() - t0
 
 
-def grid_one(problem: Problem, L: int, points: list, costs: dict[str, Cost], seed: int) -> dict[str, Any]:
-    """Measure every arm at the default suite's precision; pick the smallest variance × time (valid intervals)."""
+def grid_one(problem: Problem, L: int, points: list, seed: int) -> dict[str, Any]:
+    """Time and measure every arm at the default suite's precision; pick the smallest variance × time."""
     t0 = time.perf_counter()
+    costs = {label: timed(problem, L, name, h, TIMING) for label, name, h in points}
+    t_timing = time.perf_counter() - t0
     arms = {}
     for i, (label, name, h) in enumerate(points):
         req = request(problem, L, name, h, GRID["R"], seed * 1000 + i, precision=GRID["precision"])
@@ -139,28 +159,36 @@ def grid_one(problem: Problem, L: int, points: list, costs: dict[str, Cost], see
         }
     valid = {k: a["efficiency"][0] for k, a in arms.items() if a["valid"]}
     order = sorted(valid, key=valid.__getitem__)
-    pick = order[0] if order else None
     factor = None
     if len(order) > 1:  # the grid's own 95% interval of the runner-up's factor: is its decision supported?
         factor = [float(x) for x in ratio_interval(*arms[order[1]]["efficiency"], *arms[order[0]]["efficiency"])]
-    return {"seconds": time.perf_counter() - t0, "pick": pick, "runner_up": order[1:2], "factor": factor, "arms": arms}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "timing_s": t_timing,
+        "pick": order[0] if order else None,
+        "runner_up": order[1:2],
+        "factor": factor,
+        "arms": arms,
+        "costs": costs,
+    }
 
 
-def grid_same_precision(grid: dict[str, Any], race_out: dict[str, Any], costs: dict[str, Cost]) -> float:
-    """Seconds a grid needs to give every arm the cost (seconds per call × replicates) the race gave its most
-    sampled arm — the precision of the race's decision — at each arm's draw rate measured in the grid run."""
-    spent = {k: n * costs[k].seconds for k, n in race_out["replicates"].items()}
-    q = max(spent.values())
-    return sum(q / costs[k].seconds * a["draw_s_per_replicate"] for k, a in grid["arms"].items())
+def grid_same_precision(grid: dict[str, Any], race_out: dict[str, Any]) -> float:
+    """Seconds a grid needs to time every arm and give it the cost (seconds per call × replicates) the race gave
+    its most sampled arm — the precision of the race's decision — at each arm's draw rate measured in the grid."""
+    costs = grid["costs"]
+    q = max(n * costs[k].seconds for k, n in race_out["replicates"].items())
+    draws = sum(q / costs[k].seconds * a["draw_s_per_replicate"] for k, a in grid["arms"].items())
+    return grid["timing_s"] + draws
 
 
-def race_one(problem: Problem, L: int, points: list, costs: dict[str, Cost], seed: int, budget: float) -> dict:
+def race_one(problem: Problem, L: int, points: list, seed: int, budget: float, cfg: RaceConfig) -> dict:
     t0 = time.perf_counter()
     arms = [
-        Arm(label, RunnerSampler(problem, L, name, h, costs[label], seed * 1000 + 500 + i), info={"hyper": h})
+        Arm(label, RunnerSampler(problem, L, name, h, seed * 1000 + 500 + i), info={"hyper": h})
         for i, (label, name, h) in enumerate(points)
     ]
-    res = race(arms, budget_s=budget, config=RaceConfig(rank_by="time"))
+    res = race(arms, budget_s=budget, config=cfg)
     return {
         "seconds": time.perf_counter() - t0,
         "pick": res.pick,
@@ -169,6 +197,7 @@ def race_one(problem: Problem, L: int, points: list, costs: dict[str, Cost], see
         "rounds": len(res.rounds),
         "eliminated": res.eliminated,
         "ties": res.ties,
+        "close": res.close,
         "replicates": {k: a["n_replicates"] for k, a in res.arms.items()},
         "result": res.to_dict(),
         "text": res.text(),
@@ -180,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--problems", nargs="*", default=list(PROBLEMS), choices=list(PROBLEMS))
     ap.add_argument("--budget", type=float, default=120.0, help="race budget in seconds (default 120)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-within-tolerance", action="store_true", help="RaceConfig(stop_within_tolerance=False)")
     ap.add_argument("--json", help="write the results to this file")
     a = ap.parse_args(argv)
     ensure_loaded()
@@ -188,24 +218,24 @@ def main(argv: list[str] | None = None) -> int:
         spec, L, names = PROBLEMS[name]
         problem = spec.build()
         points = arm_points(names)
-        t_time, costs = timing_one(problem, L, points)
-        g = grid_one(problem, L, points, costs, a.seed)
-        r = race_one(problem, L, points, costs, a.seed, a.budget)
-        same = g["pick"] == r["pick"] or g["pick"] in r["ties"]
-        g_same = grid_same_precision(g, r, costs)
-        res = {"timing_s": t_time, "grid": g, "race": r, "same_decision": same, "grid_same_precision_s": g_same}
-        res["speedup_vs_default_grid"] = (t_time + g["seconds"]) / (t_time + r["seconds"])
-        res["speedup_vs_same_precision_grid"] = (t_time + g_same) / (t_time + r["seconds"])
+        t_first = first_calls(problem, L, points)
+        g = grid_one(problem, L, points, a.seed)
+        r = race_one(problem, L, points, a.seed, a.budget, RaceConfig(stop_within_tolerance=not a.no_within_tolerance))
+        same = g["pick"] == r["pick"] or g["pick"] in r["ties"] + r["close"]
+        g_same = grid_same_precision(g, r)
+        res = {"first_calls_s": t_first, "grid": g, "race": r, "same_decision": same, "grid_same_precision_s": g_same}
+        res["speedup_vs_default_grid"] = g["seconds"] / r["seconds"]
+        res["speedup_vs_same_precision_grid"] = g_same / r["seconds"]
         out[name] = res
         f = g["factor"]
         ftxt = f"runner-up {g['runner_up'][0]} ×{f[0]:.3g} [{f[1]:.3g}, {f[2]:.3g}] (95%)" if f else "no runner-up"
         print(
-            f"{name} ({len(points)} arms): timing {t_time:.1f} s (both)\n"
+            f"{name} ({len(points)} arms): first calls {t_first:.1f} s (either approach)\n"
             f"  race {r['seconds']:.1f} s -> {r['pick']} ({r['stop']}, {r['rounds']} rounds)\n"
-            f"  grid at precision {GRID['precision']}: {g['seconds']:.1f} s -> {g['pick']}, {ftxt}; "
-            f"same decision: {same}; total x{res['speedup_vs_default_grid']:.1f}\n"
-            f"  grid at the race's precision (computed from measured draw rates): {g_same:.1f} s; "
-            f"total x{res['speedup_vs_same_precision_grid']:.1f}",
+            f"  grid at precision {GRID['precision']}: {g['seconds']:.1f} s (timing {g['timing_s']:.1f} s) -> "
+            f"{g['pick']}, {ftxt}; same decision: {same}; race x{res['speedup_vs_default_grid']:.1f} faster\n"
+            f"  grid at the race's precision (draws computed from measured rates): {g_same:.1f} s; "
+            f"race x{res['speedup_vs_same_precision_grid']:.1f} faster",
             flush=True,
         )
         print("  grid arms:", {k: (v["R"], f"{v['efficiency'][0]:.3g}", v["valid"]) for k, v in g["arms"].items()})
