@@ -238,6 +238,22 @@ def test_exact_arms_win_and_tie_with_each_other() -> None:
     assert res.factors["time"] is not None and res.factors["time"].factor == 1.0
 
 
+def test_imprecise_per_call_times_stop_the_race_early() -> None:
+    """Equal θ, per-call times with a 50% relative IQR: the factor interval at equal time cannot shrink below the
+    times' uncertainty, so once the variance part is small the race stops (time_limited, not decided) instead of
+    spending its budget; ranked by evaluations (exact costs) the same race is decided."""
+    clock = FakeClock()
+    specs = [dict(name=f"a{i}", variance=1.0, seconds=1e-4, evals=2, rel_iqr=0.5) for i in range(2)]
+    arms, _ = synthetic_arms(specs, clock, seed=3)
+    res = race(arms, budget_s=60.0, clock=clock)
+    assert res.stop_reason == "time_limited" and not res.decided and res.spent_s < 6.0, res.text()
+    assert res.unresolved == [n for n in ("a0", "a1") if n != res.pick] and "too imprecise" in res.text()
+    clock = FakeClock()
+    arms, _ = synthetic_arms(specs, clock, seed=3)
+    res = race(arms, budget_s=60.0, clock=clock, config=RaceConfig(rank_by="evals"))
+    assert res.stop_reason in ("tied", "within_tolerance") and res.decided, res.text()
+
+
 def test_progress_reports_the_live_leader_and_survivors() -> None:
     clock = FakeClock()
     specs = [dict(name=f"a{i}", variance=v, seconds=1e-4, evals=2) for i, v in enumerate([1.0, 1.6, 30.0])]

@@ -25,6 +25,8 @@ it, and a round that cannot fit in budget × (1 + ``budget_slack``) is not start
 * it stops when one arm remains, when every survivor's factor to the leader has an interval inside
   [1/(1+tol), 1+tol] (a tie), when no survivor's factor has a lower limit below 1/(1+tol) (none can be more than
   the tolerance better: ``stop_within_tolerance``), when the budget is spent, or after the planned rounds.
+  At equal time it also stops (not decided) when every survivor's factor interval is dominated by the per-call
+  times' uncertainty, which more replicates do not shrink ("time_limited").
   Survivors flagged heavy-tailed on at least 2 × ``ref_min`` replicates whose point estimate is above the
   leader's upper limit do not hold a decision up (they cannot be picked, and their missing upper limit can keep them in the
   race for ever): they are reported as not comparable.
@@ -61,13 +63,14 @@ from harness.stats.metrics import (
     efficiency_interval,
     ratio_interval,
     replicate_variances,
+    time_se,
     variance_interval,
 )
 from harness.stats.tails import TAIL_MIN_R
 
 RANK_BY = ("time", "evals")
 CORRECTIONS = ("bonferroni", "spending")
-STOP_REASONS = ("one_left", "one_valid_left", "tied", "within_tolerance", "budget", "rounds", "no_arms")
+STOP_REASONS = ("one_left", "one_valid_left", "tied", "within_tolerance", "time_limited", "budget", "rounds", "no_arms")
 DECIDED = ("one_left", "one_valid_left", "tied", "within_tolerance")
 
 
@@ -417,6 +420,7 @@ _STOP_TEXT = {
     "one_valid_left": "one left with a valid interval",
     "tied": "survivors tied",
     "within_tolerance": "no survivor more than the tolerance better",
+    "time_limited": "per-call times too imprecise to separate the survivors (time them longer, or rank by evals)",
     "budget": "budget spent",
     "rounds": "planned rounds done",
     "no_arms": "no arm to race",
@@ -470,6 +474,7 @@ class Race:
         self.records: list[RoundRecord] = []
         self.rounds_planned = self.cfg.max_rounds
         self.t0 = 0.0
+        self.z_now = math.nan
 
     # -- drawing ---------------------------------------------------------------------------------------------------
     def _draw(self, s: ArmState, n: int, k: int) -> int:
@@ -594,7 +599,24 @@ class Race:
                 resolved = "tied"
             elif ratios and self.cfg.stop_within_tolerance and all(1 / lim <= lo for _, lo, _ in ratios):
                 resolved = "within_tolerance"  # no survivor can be more than tol better than the leader
+            elif rb == "time" and all(self._time_limited(s, leader) for s in comparable if s is not leader):
+                resolved = "time_limited"  # more replicates cannot resolve: the per-call times are too imprecise
         return out, leader, resolved
+
+    def _time_limited(self, s: ArmState, leader: ArmState) -> bool:
+        """Whether the factor interval of s to the leader at equal time is dominated by the per-call times'
+        uncertainty (which replicates do not shrink): the variance parts' relative half-widths combined are below
+        a quarter of the time parts' combined."""
+
+        def parts(a: ArmState) -> tuple[float, float]:
+            c, st = a.cost, a.stats
+            assert c is not None
+            rt = float(self.z_now * time_se(c.seconds, c.seconds_iqr, c.seconds_samples) / c.seconds)
+            rv = st["high"] / st["variance"] - 1 if st["variance"] > 0 else 0.0
+            return rv, rt
+
+        (vs, ts), (vl, tl) = parts(s), parts(leader)
+        return math.hypot(ts, tl) > 0 and math.hypot(vs, vl) < 0.25 * math.hypot(ts, tl)
 
     def run(self) -> RaceResult:
         cfg = self.cfg
@@ -612,6 +634,7 @@ class Race:
             groups = {g: self._group(g) for g in ("unbiased", "biased")}
             m = sum(len(g) + max(len(g) - 1, 0) for g in groups.values())
             alpha_k, z = cfg.z(k, self.rounds_planned, max(m, 1))
+            self.z_now = z
             for s in self.states:
                 if s.alive:
                     s.compute(z, self.truth)

@@ -15,7 +15,8 @@ interval of its runner-up's factor is printed.  A grid that decides with the rac
 arm the cost the race gave its most sampled arm: that time (timing + draws) is computed from each arm's draw rate
 measured in the grid run.  Race: every arm draws through the same runner (``harness.measure.runner.estimate``,
 fresh seed per draw), timed quickly at its first draw (timing_max_s = 0.05) and as the grid times it when it
-survives to its fourth draw (the engine reads the cost of every draw), raced at equal time with the default
+survives to its second draw (the engine reads the cost of every draw; refining only at the 4th draw saved time
+but, on a loaded machine, let a quick per-call time that drifted eliminate an arm within 6% of the best), raced at equal time with the default
 :class:`~harness.stats.race.RaceConfig` and a budget; its time includes all of its timing.  Per-call times on a
 loaded machine drift between measurements, so the two approaches can disagree on arms within a few %.
 Results: docs/notes/recommend.md ("Race vs grid").
@@ -41,7 +42,7 @@ from harness.stats.race import Arm, Cost, Draw, RaceConfig, race
 GRID = {"R": 2000, "precision": 0.1, "max_replicates": 200_000, "max_seconds": 60.0}  # suites/default.toml
 TIMING = TimingConfig(max_time_s=0.5)  # the runner's default timing_max_s
 QUICK = TimingConfig(max_time_s=0.05, min_sample_s=0.002)  # the race's first look at an arm's per-call time
-REFINE_AT = 4  # the race times an arm as the grid does at its 4th draw (arms out by round 3 never pay it)
+REFINE_AT = 2  # the race times an arm as the grid does at its 2nd draw (arms out in the pilot never pay it)
 HYPER_GRID: dict[str, list[dict[str, Any]]] = {
     "score_function_cv": [{}, {"n_cv": 100}],
     "measure_valued": [{}, {"coupling": False}],
