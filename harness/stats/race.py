@@ -378,7 +378,7 @@ class RaceResult:
             parts = [
                 f"×{_g(f.factor)} [{_g(f.low)}, {_g(f.high)}] at {cur[m]}"
                 for m, f in self.factors.items()
-                if f is not None
+                if f is not None and not math.isnan(f.factor)
             ]
             lines.append(f"runner-up: {self.runner_up}  " + ", ".join(parts))
         for m, who in self.leaders.items():
