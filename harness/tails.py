@@ -112,11 +112,11 @@ def _alpha(xi: np.ndarray) -> np.ndarray:
         return np.where(xi > 0, 1.0 / np.maximum(xi, 1e-300), np.inf)
 
 
-def fit_tail(s: np.ndarray, n: int) -> dict[str, np.ndarray]:
+def fit_tail(s: np.ndarray, n: int, srt: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """GPD fit to the n excesses of s [..., R] over its (n+1)-th largest value ``u``: shape ``xi`` (-inf where at
     most half of the n + 1 largest values are distinct — a discrete, bounded estimator — or there is no spread),
-    the mean excess ``ybar`` and ``u``."""
-    srt = top_sorted(s, n)
+    the mean excess ``ybar`` and ``u``.  ``srt``: the n + 1 largest values of s, ascending, if already known."""
+    srt = top_sorted(s, n) if srt is None else srt
     y = srt[..., 1:] - srt[..., :1]
     distinct = 1 + np.count_nonzero(np.diff(srt, axis=-1), axis=-1)
     xi, _ = gpd_fit(y)
@@ -139,16 +139,17 @@ def tail_diagnostics(v: np.ndarray, level: float = TAIL_LEVEL) -> dict[str, np.n
     moment, and a GPD fit to 9% of its values can read ξ ≈ 0.2 in its shoulder); else 1 (the fourth moment may be
     infinite), 2 where even ``tail_index_lcb`` <= 2 (the variance may be infinite).  Tied extremes (at most half of
     the largest values distinct: a discrete estimator, bounded) or v_(k+1) = 0: α = inf, heavy 0.  Also returned
-    for :func:`completion_factor`: ``tail`` (the fit) and ``n``.  R < TAIL_MIN_R: not assessed.
+    for :func:`completion_factor`: ``tail`` (the fit), ``top`` (the n + 1 largest v, ascending) and ``n``.  R < TAIL_MIN_R: not assessed.
     """
     v = np.asarray(v, dtype=np.float64)
     R, shape = v.shape[-1], v.shape[:-1]
     keys = ("tail_index", "tail_index_ucb", "tail_index_moment", "tail_index_gpd", "tail_index_lcb")
     if R < TAIL_MIN_R:
         out: dict[str, np.ndarray] = {key: np.full(shape, np.nan) for key in keys}
-        return {**out, "heavy": np.zeros(shape, int), "tail": {}, "n": 0}
+        return {**out, "heavy": np.zeros(shape, int), "tail": {}, "top": np.zeros((*shape, 0)), "n": 0}
     k, n = tail_k(R), gpd_n(R)
-    srt = top_sorted(v, k)  # [..., k + 1] ascending
+    big = top_sorted(v, max(k, n))  # [..., max(k, n) + 1] ascending: one partial sort for both
+    srt = big[..., -(k + 1) :]
     distinct = 1 + np.count_nonzero(np.diff(srt, axis=-1), axis=-1)
     top, thr = srt[..., 1:], srt[..., 0]
     posk = (thr > 0) & (2 * distinct > k + 1)
@@ -159,7 +160,7 @@ def tail_diagnostics(v: np.ndarray, level: float = TAIL_LEVEL) -> dict[str, np.n
         gam_m = np.where(posk, m1 + 1 - 0.5 / (1 - m1 * m1 / np.where(posk, m2, 1.0)), 0.0)
         alpha = np.where(m1 > 0, 2.0 / np.maximum(m1, 1e-300), np.inf)
     # the decision: a GPD fit of the tail of w = √v (w's tail index is the estimates' α)
-    tail = fit_tail(np.sqrt(v), n)
+    tail = fit_tail(v, n, np.sqrt(big[..., -(n + 1) :]))  # the largest w are the square roots of the largest v
     xi = np.where(posk, tail["xi"], -np.inf)
     lcb = _alpha(gpd_upper(xi, n, light_z(n)))
     fat = posk & (gam_m > 0)  # the moment estimator reads no bounded (γ < 0) or light-type tail
@@ -172,6 +173,7 @@ def tail_diagnostics(v: np.ndarray, level: float = TAIL_LEVEL) -> dict[str, np.n
         "tail_index_lcb": lcb,
         "heavy": heavy,
         "tail": tail,
+        "top": big[..., -(n + 1) :],
         "n": n,
     }
 
@@ -202,14 +204,14 @@ def completion_factor(v: np.ndarray, diag: dict[str, Any]) -> np.ndarray:
     if not np.any(fitted):
         return np.ones(v.shape[:-1])
     u = tail["u"]
-    c = u * u
-    t = np.minimum(v, c[..., None])
-    total = np.einsum("...r,...r->...", t, t) - n * c * c
+    s2 = np.einsum("...r,...r->...", v, v)
+    top = diag["top"][..., 1:]
+    total = s2 - np.einsum("...r,...r->...", top, top)  # Σ v² over v <= u² (light tails: no cancellation)
     xs = np.where(fitted, tail["xi"], 0.0)
     sigma = tail["ybar"] * (1.0 - xs)
     total = total + n * (u**4 + sum(math.comb(4, j) * u ** (4 - j) * _gpd_moment(xs, sigma, j) for j in range(1, 5)))
     mean = v.mean(-1)
-    m2 = np.einsum("...r,...r->...", v, v) / R - mean * mean
+    m2 = s2 / R - mean * mean
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         f = np.sqrt(np.maximum(total / R - mean * mean, m2) / m2)
     return np.where(fitted & (m2 > 0) & np.isfinite(f), f, 1.0)

@@ -242,6 +242,13 @@ def _cells(df: pd.DataFrame) -> pd.Series:
     return df[POOL_KEYS].astype(str).agg("|".join, axis=1)
 
 
+def unjudged(d: pd.DataFrame) -> pd.Series:
+    """Rows whose bias cannot be judged (False where a frame predates the column)."""
+    if "bias_unjudged" not in d.columns:
+        return pd.Series(False, index=d.index)
+    return d["bias_unjudged"].fillna(False).astype(bool)
+
+
 def bias_family(df: pd.DataFrame) -> int:
     """Number of distinct cells whose bias was judged (the multiple-testing family of the report's verdicts)."""
     if df.empty or "bias_verdict" not in df.columns:

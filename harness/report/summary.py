@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
-from harness.report.data import Z95
+from harness.report.data import Z95, unjudged
 from harness.report.sections import anchor
 from harness.report.tables import esc, fmt
 
@@ -65,7 +65,7 @@ def _eligible(d: pd.DataFrame, col: str) -> pd.Series:
     return (
         (d["unbiased"] != False)  # noqa: E712  (None: not recorded, counts as unbiased)
         & ~d["bias_detected"].astype(bool)
-        & ~d["bias_unjudged"].astype(bool)
+        & ~unjudged(d)
         & ~d["oracle"].astype(bool)
         & ~d["exact_est"].astype(bool)
         & ~d["unreliable"].astype(bool)
@@ -82,7 +82,7 @@ def ratios(d: pd.DataFrame, col: str, keys: list[str]) -> pd.DataFrame:
     d["_ok"] = _eligible(d, col)
     ref = d[d["_ok"]].groupby(keys, sort=False)[col].min().rename("_ref")
     d["biased"] = (d["unbiased"] == False) | d["bias_detected"].astype(bool)  # noqa: E712
-    d["unjudged"] = d["bias_unjudged"].astype(bool) & ~d["biased"]
+    d["unjudged"] = unjudged(d) & ~d["biased"]
     d["_v"] = d[col].where(~d["exact_est"].astype(bool), 0.0)
     g = d.groupby(keys + ["estimator"], sort=False).agg(
         v=("_v", "min"),
@@ -289,7 +289,7 @@ def verdicts(pooled: pd.DataFrame) -> list[Verdict]:
             if bool(g_all["oracle"].any()):
                 v.oracle = pick
                 continue
-            ok = (g_all["unbiased"] != False).all() and not (g_all["bias_detected"] | g_all["bias_unjudged"]).any()  # noqa: E712
+            ok = (g_all["unbiased"] != False).all() and not (g_all["bias_detected"] | unjudged(g_all)).any()  # noqa: E712
             if ok:
                 stats.append(pick)
         if stats:

@@ -20,6 +20,7 @@ from markupsafe import Markup, escape
 from pandas.io.formats.style import Styler
 
 from harness.metrics import Z95, efficiency_interval
+from harness.report.data import unjudged
 
 _uid = itertools.count()
 _EMPTY_STYLE = re.compile(r"<style type=\"text/css\">\s*</style>\s*")
@@ -292,7 +293,7 @@ def overview_table(pooled: pd.DataFrame, rows: pd.DataFrame, anchors: dict[tuple
     keys = ["group", "setting", "dim", "param", "n_samples"]
 
     def ok(d: pd.DataFrame) -> pd.Series:  # None = unknown counts as unbiased here
-        clean = ~d["bias_detected"] & ~d["bias_unjudged"]
+        clean = ~d["bias_detected"] & ~unjudged(d)
         return (d["unbiased"] != False) & ~d["oracle"] & ~d["unreliable"] & clean  # noqa: E712
 
     ub = pooled[ok(pooled)]

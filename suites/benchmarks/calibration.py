@@ -291,6 +291,11 @@ def bias_size(case: Case, R: int, S: int, levels: tuple[float, ...] = LEVELS, sa
 
 
 # -- tables --------------------------------------------------------------------------------------------------------
+def _cell(name: str) -> str:
+    """A case name inside a markdown table cell (|student-t(ν)| holds pipes)."""
+    return name.replace("|", "\\|")
+
+
 def coverage_table(rows: list[Coverage]) -> str:
     out = [
         "| case | R | sets | flagged | coverage (all sets) | two-sided coverage | two-sided width ÷ truth | "
@@ -300,7 +305,7 @@ def coverage_table(rows: list[Coverage]) -> str:
     f = lambda x, d=3: "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{d}f}"  # noqa: E731
     for r in rows:
         out.append(
-            f"| {r.case} | {r.R} | {r.S} | {f(r.flagged)} | {f(r.coverage)} | {f(r.coverage_unflagged)} | "
+            f"| {_cell(r.case)} | {r.R} | {r.S} | {f(r.flagged)} | {f(r.coverage)} | {f(r.coverage_unflagged)} | "
             f"{f(r.width)} | {f(r.widening)} | {f(r.bound_valid)} | {f(r.bound_median, 2)} |"
         )
     return "\n".join(out)
@@ -315,7 +320,7 @@ def size_table(rows: list[Size], levels: tuple[float, ...] = LEVELS) -> str:
             cells.append(
                 f"{r.ratio(lv, 'raw'):.2g} / {r.ratio(lv):.2g} (≤ {r.upper(lv):.2g}) / {r.ratio(lv, 'unjudged'):.2g}"
             )
-        out.append(f"| {r.case} | {r.R} | {r.S} | " + " | ".join(cells) + " |")
+        out.append(f"| {_cell(r.case)} | {r.R} | {r.S} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
