@@ -17,6 +17,8 @@ import numpy as np
 
 from harness.stats.metrics import METRIC_KEYS, bias_test, efficiency_interval, summarize
 
+BIAS_COLUMNS = ("bias_t", "bias_df", "bias_p", "bias_p_judged")
+
 
 @dataclass(frozen=True)
 class Column:
@@ -82,13 +84,24 @@ SCHEMA: list[Column] = [
             ("bias_t", "float", "max_c |m_c − e_c| / se_c with the batch-means SE (the bias test, heavy-tail robust)"),
             ("bias_df", "float", "degrees of freedom of the bias test (batches − 1)"),
             ("bias_p", "float", "p-value of the bias test, Bonferroni over the parameter's coordinates"),
+            (
+                "bias_p_judged",
+                "float",
+                "bias_p over the coordinates whose rejection the test can judge (the tail opposite to the deviation "
+                "shows evidence of lightness); bias_p < level <= bias_p_judged: the verdict is 'cannot judge'",
+            ),
             ("variance", "float", "mean_c Var_r[G_rc]: the variance of one L-sample estimate"),
-            ("variance_se", "float", "standard error of variance (fourth-moment method)"),
+            (
+                "variance_se",
+                "float",
+                "standard error of variance (fourth-moment method; the fourth moment completed by the fitted tail "
+                "where the sample shows less)",
+            ),
             (
                 "variance_ci_low",
                 "float",
                 "95% interval of variance (Hall's skewness-corrected): low; with heavy_tail set, a one-sided "
-                "95% lower bound (ci_method truncated-lower-bound)",
+                "95% lower bound valid whatever the tail (ci_method truncated-lower-bound)",
             ),
             ("variance_ci_high", "float", "95% interval of variance: high (NaN with heavy_tail set: no upper limit)"),
             (
@@ -108,7 +121,8 @@ SCHEMA: list[Column] = [
                 "ci_method",
                 "str",
                 "interval method of variance/mse/bias: hall-studentized | truncated-lower-bound (heavy tails: "
-                "variance and mse get the one-sided 95% lower bound mean(min(v_r, c)), c the (k+1)-th largest v_r)",
+                "variance and mse get the largest one-sided lower bound of mean(min(v_r, c_j)) over truncation "
+                "levels c_j, Bonferroni over the levels)",
             ),
             (
                 "tail_index",
@@ -125,10 +139,21 @@ SCHEMA: list[Column] = [
                 "(inf for exponential-type tails, which Hill reads as α ≈ log(R/k))",
             ),
             (
+                "tail_index_gpd",
+                "float",
+                "tail index 1/ξ of a generalized Pareto fit (Zhang-Stephens) to the 4⌈√R⌉ largest excesses of "
+                "√(Σ_c (G_rc − m_c)²); inf: bounded or tied extremes",
+            ),
+            (
+                "tail_index_lcb",
+                "float",
+                "80% lower confidence bound of tail_index_gpd (1/(ξ + 0.84(1 + ξ)/√n)): what decides heavy_tail",
+            ),
+            (
                 "heavy_tail",
                 "str",
-                "'' | fourth_moment (tail_index_ucb and tail_index_moment < 4: the fourth moment may be infinite) | variance "
-                "(both < 2: the variance may be infinite; bias intervals and the bias test assume it is not)",
+                "'' (tail_index_lcb > 4: evidence of a finite fourth moment) | fourth_moment (no such evidence: "
+                "the fourth moment may be infinite) | variance (tail_index_lcb <= 2: the variance may be infinite)",
             ),
             (
                 "variance_ci_valid",
@@ -328,11 +353,7 @@ def cell_rows(
     for name, m in metrics.items():
         g = np.asarray(G[name], dtype=np.float64).reshape(G[name].shape[0], -1)
         g = g[np.all(np.isfinite(g), axis=1)]
-        bt = (
-            bias_test(g, exact.grads[name], rel_eps=eps)
-            if g.shape[0] >= 4
-            else dict.fromkeys(("bias_t", "bias_df", "bias_p"), math.nan)
-        )
+        bt = bias_test(g, exact.grads[name], rel_eps=eps) if g.shape[0] >= 4 else dict.fromkeys(BIAS_COLUMNS, math.nan)
         row = {**base, "param": name, "n_replicates": int(G[name].shape[0]), **m, **bt, **timing, **run}
         eff, lo, hi = efficiency_interval(
             m["variance"],

@@ -90,7 +90,7 @@ def _normal_pathwise_truth(mu: float, s: float, k: float, L: int) -> dict[str, n
 
 @pytest.mark.parametrize("backend", ["numpy", "jax"])
 def test_coverage_pathwise_normal_quadratic(backend: str) -> None:
-    seed, S, R, L = 11, 1500, 400, 2
+    seed, S, R, L = 11, 600, 2000, 2
     spec = ProblemSpec("normal", "quadratic", 2, {"loc": 0.5, "scale": 1.5}, {"k": 0.0})
     G = _sets(backend, "pathwise", spec, L, S, R, seed)
     truth = _normal_pathwise_truth(0.5, 1.5, 0.0, L)
@@ -257,7 +257,7 @@ def test_heavy_tailed_student_t_is_flagged_and_reports_no_invalid_interval(backe
             assert rate >= DETECT - ZTOL * math.sqrt(DETECT * (1 - DETECT) / S), f"flagged {rate:.3f} {msg}"
         assert np.all(np.isnan(res["variance_ci_high"][flagged])), f"two-sided interval on a flagged set {msg}"
         assert np.all(np.isnan(res["variance_rel_halfwidth"][flagged])), msg
-        assert np.all(res["tail_index_ucb"][flagged] < 4), msg
+        assert np.all(res["tail_index_lcb"][flagged] <= 4), msg
         cov = float(np.mean(covered(res["variance_ci_low"], res["variance_ci_high"], truth[k])))
         assert cov >= 0.95 - tol, f"coverage {cov:.3f} {msg}"
         cov = float(np.mean(covered(res["mse_ci_low"], res["mse_ci_high"], truth[k])))  # unbiased: mse = variance

@@ -302,13 +302,15 @@ def cmd_check(a: argparse.Namespace) -> int:
             verdict = "biased (as declared)" if not unbiased and res.verdict == "biased" else res.verdict
             print("  " + res.line().replace(res.verdict, verdict, 1))
         verdicts.append(overall_verdict(results, unbiased))
-    final = "FAIL" if "FAIL" in verdicts else "UNDERPOWERED" if "UNDERPOWERED" in verdicts else "PASS"
+    final = next((v for v in ("FAIL", "CANNOT JUDGE", "UNDERPOWERED") if v in verdicts), "PASS")
     if final == "UNDERPOWERED":
         print(
             f"underpowered: raise --max-replicates (now {policy.max_R}) so a {policy.detectable:.0%} bias is detectable"
         )
+    if final == "CANNOT JUDGE":
+        print("cannot judge: a bias test was significant where the estimates' tails do not let it hold its level")
     print("verdict:", final)
-    return {"PASS": 0, "FAIL": 1, "UNDERPOWERED": 3}[final]
+    return {"PASS": 0, "FAIL": 1, "UNDERPOWERED": 3, "CANNOT JUDGE": 4}[final]
 
 
 def cmd_report(a: argparse.Namespace) -> int:

@@ -3,7 +3,10 @@
 Unbiasedness: every coordinate's t = (mean − exact) / SE must satisfy |t| <= t_crit, where SE comes from batch
 means (:func:`harness.stats.metrics.batch_means`, honest for heavy-tailed estimators) and t_crit is the Student-t
 quantile Bonferroni-corrected over all coordinates tested (family-wise false-alarm rate ``alpha``) — the same
-test as the results' ``bias_p`` (:mod:`harness.stats.metrics` is the one statistics authority).
+test as the results' ``bias_p`` (:mod:`harness.stats.metrics` is the one statistics authority).  A rejection is "biased"
+only where the tail opposite to the deviation shows evidence of lightness (:func:`harness.stats.metrics.judged_directions`);
+otherwise the verdict is "cannot judge": a sample that has not yet seen a heavy tail has a shifted mean and a small
+standard error, and no test holds its level there (docs/notes/measurement.md, "Bias verdicts").
 Power: the test must be able to see a bias of ``detectable`` × the parameter's exact-gradient RMS (at least half
 the RMS over all parameters, so a parameter whose exact gradient is 0 still gets a scale; floor ``abs_floor``):
 the half-width t_crit·SE of every coordinate must be below that, else the verdict is ``underpowered``.  An
@@ -23,7 +26,7 @@ import numpy as np
 from harness.measure.runner import MeasureRequest, estimate
 from harness.problems import Problem, ProblemSpec, example_problems
 from harness.registry import Implementation, get_estimator
-from harness.stats.metrics import batch_means, bonferroni_z, n_batches, t_critical
+from harness.stats.metrics import batch_means, bonferroni_z, judged_directions, n_batches, t_critical
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class CheckResult:
     problem: str
     L: int
     R: int
-    verdict: str  # pass | biased | underpowered | nan | error
+    verdict: str  # pass | biased | cannot judge | underpowered | nan | error
     max_abs_z: float
     z_crit: float
     halfwidth_ratio: float  # max over coords of t_crit*SE / detectable bias (must be <= 1)
@@ -146,6 +149,7 @@ def _check_once(
     zc = t_critical(pol.alpha, n_tests or coords, df=n_batches(R, pol.batches) - 1)
     all_rms = math.sqrt(np.mean(np.concatenate([ex[k].ravel() ** 2 for k in ex])))
     max_z, ratio, variance, bias = 0.0, 0.0, {}, {}
+    judged = False  # a rejection the tails let the test stand behind
     for k, e in ex.items():
         g = G[k].reshape(G[k].shape[0], -1)
         if not np.all(np.isfinite(g)):
@@ -153,12 +157,16 @@ def _check_once(
         m, se, _ = batch_means(g, pol.batches)
         d = m - e.ravel()
         se = np.maximum(se, 1e-13 * (np.abs(e.ravel()) + np.abs(m)) + 1e-300)  # rounding floor (exact estimators)
-        max_z = max(max_z, float((np.abs(d) / se).max()))
+        t = np.abs(d) / se
+        max_z = max(max_z, float(t.max()))
+        beyond = np.nonzero(t > zc)[0]
+        if beyond.size and not judged:
+            judged = bool(judged_directions(g[:, beyond].T, d[beyond]).any())
         tol = max(pol.detectable * max(math.sqrt(np.mean(e**2)), 0.5 * all_rms), pol.abs_floor)
         ratio = max(ratio, float((zc * se).max() / tol))
         variance[k] = float(g.var(0, ddof=1).mean())
         bias[k] = float(np.sqrt(np.mean(d**2)))
-    verdict = "biased" if max_z > zc else ("underpowered" if ratio > 1 else "pass")
+    verdict = ("biased" if judged else "cannot judge") if max_z > zc else ("underpowered" if ratio > 1 else "pass")
     return CheckResult(
         spec.name, spec.backend, problem.label(), L, R, verdict, max_z, zc, ratio, variance, bias, detail=f"seed={seed}"
     )
@@ -180,11 +188,13 @@ def check_estimator(name: str, backend: str, policy: CheckPolicy = POLICY, **kw:
 
 
 def overall_verdict(results: list[CheckResult], unbiased: bool) -> str:
-    """PASS, FAIL or UNDERPOWERED for one implementation's results (declared-biased estimators only fail on
-    errors and non-finite output; their measured bias is reported, as declared)."""
+    """PASS, FAIL, CANNOT JUDGE or UNDERPOWERED for one implementation's results (declared-biased estimators only
+    fail on errors and non-finite output; their measured bias is reported, as declared)."""
     verdicts = {r.verdict for r in results}
     if verdicts & {"error", "nan"} or (unbiased and "biased" in verdicts):
         return "FAIL"
+    if unbiased and "cannot judge" in verdicts:
+        return "CANNOT JUDGE"
     if unbiased and "underpowered" in verdicts:
         return "UNDERPOWERED"
     return "PASS"

@@ -19,7 +19,7 @@ from markupsafe import Markup
 from harness.report import render as R
 from harness.report import summary as S
 from harness.report import workloads as W
-from harness.report.data import load_runs
+from harness.report.data import bias_family, load_runs
 from harness.report.sections import build_sections, prepare
 from harness.report.tables import overview_table
 from harness.report.training import is_training_run, write_html
@@ -64,6 +64,7 @@ def build_report(
         heat, timed = S.heat_maps(df, pooled)
         ctx.update(
             summary_health=S.health_line(df, infos, agree),
+            bias_family=bias_family(df),
             heat=heat,
             timed=timed,
             verdicts=S.verdicts(pooled[~pooled["group"].isin(W.workload_groups(df))]),

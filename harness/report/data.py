@@ -26,7 +26,15 @@ import numpy as np
 import pandas as pd
 
 from harness.runs.store import load_run
-from harness.stats.metrics import METRIC_KEYS, Z95, bias_significant, bonferroni_z
+from harness.stats.metrics import (
+    METRIC_KEYS,
+    VERDICT_BIASED,
+    VERDICT_UNJUDGED,
+    Z95,
+    bias_verdict,
+    bonferroni_z,
+    family_levels,
+)
 
 NUMERIC_COLS = (
     "exact_grad",
@@ -44,6 +52,7 @@ NUMERIC_COLS = (
     "variance_rel_halfwidth",
     "tail_index",
     "bias_p",
+    "bias_p_judged",
 )
 STRING_DEFAULTS = {"device": "cpu", "dtype": "float64", "family": "", "exact_method": "", "param": "?"}
 INSTANCE_KEYS = ["group", "setting", "dim"]
@@ -194,12 +203,16 @@ def _flag(df: pd.DataFrame, col: str, default: bool) -> pd.Series:
 
 
 def _reliability(df: pd.DataFrame) -> pd.DataFrame:
-    """Derive ``unreliable``, ``capped``, ``oracle`` and ``bias_detected`` (columns newer runs may add).
+    """Derive ``unreliable``, ``capped``, ``oracle``, ``bias_verdict``, ``bias_detected`` and ``bias_unjudged``.
 
     A variance is unreliable when its interval is not valid (``variance_ci_valid`` False, e.g. heavy tails),
     a heavy tail was detected (``heavy_tail`` non-empty) or its 95% CI half-width is ≥ 100% of the value; an
-    unreliable variance is never called best.  ``bias_detected``: ``bias_significant`` where the run has it
-    (heavy-tail-robust test), otherwise ``bias_z`` above the Bonferroni threshold over the report's coordinates.
+    unreliable variance is never called best.  Bias: :func:`harness.stats.metrics.bias_verdict` at the per-row level
+    of :func:`harness.stats.metrics.family_levels` — the family is the distinct cells judged (``POOL_KEYS``, not platform
+    duplicates, not estimators declared biased); ``bias_detected`` ("biased") and ``bias_unjudged`` ("cannot
+    judge": a significant p-value the tails do not let the test stand behind).  Runs made before the bias test
+    existed: ``bias_z`` above the Bonferroni threshold over the report's coordinates; before ``bias_p_judged``
+    existed: ``bias_p`` alone.
     """
     miss = df["variance_rel_halfwidth"].isna() & (df["variance"] > 0)
     df.loc[miss, "variance_rel_halfwidth"] = Z95 * df.loc[miss, "variance_se"] / df.loc[miss, "variance"]
@@ -210,13 +223,38 @@ def _reliability(df: pd.DataFrame) -> pd.DataFrame:
     df["tail_flag"] = ~df["variance_ci_valid"] | (df["heavy_tail"] != "")
     df["unreliable"] = (df["tail_flag"] | wide) & ~df["exact_est"]
     df["oracle"] = df["estimator"].str.endswith(ORACLE_SUFFIX)
-    has_p = "bias_p" in df.columns and df["bias_p"].notna().any()
-    if has_p:  # the one bias verdict (harness.stats.metrics): bias_p below the Bonferroni level over the report's rows
-        p = pd.to_numeric(df["bias_p"], errors="coerce").fillna(1.0)
-        df["bias_detected"] = bias_significant(p.to_numpy(), int(df["bias_p"].notna().sum()))
+    df["bias_verdict"] = ""
+    if df["bias_p"].notna().any():  # the one bias verdict (harness.stats.metrics)
+        p = df["bias_p"]
+        judged = p.notna() & (df["unbiased"] != False)  # noqa: E712  (declared-biased estimators are not tested)
+        level = family_levels(_cells(df).to_numpy(), judged.to_numpy())
+        verdict = bias_verdict(p.to_numpy(), df["bias_p_judged"].fillna(p).to_numpy(), level)
+        df["bias_verdict"] = np.where(judged, verdict, "")
     else:  # runs made before the bias test existed
-        df["bias_detected"] = df["bias_z"].fillna(0.0) > bias_threshold(df)
+        df.loc[df["bias_z"].fillna(0.0) > bias_threshold(df), "bias_verdict"] = VERDICT_BIASED
+    df["bias_detected"] = df["bias_verdict"] == VERDICT_BIASED
+    df["bias_unjudged"] = df["bias_verdict"] == VERDICT_UNJUDGED
     return df
+
+
+def _cells(df: pd.DataFrame) -> pd.Series:
+    """Each row's cell without its platform (backend, device, dtype, run): the bias verdicts' family members."""
+    return df[POOL_KEYS].astype(str).agg("|".join, axis=1)
+
+
+def unjudged(d: pd.DataFrame) -> pd.Series:
+    """Rows whose bias cannot be judged (False where a frame predates the column)."""
+    if "bias_unjudged" not in d.columns:
+        return pd.Series(False, index=d.index)
+    return d["bias_unjudged"].fillna(False).astype(bool)
+
+
+def bias_family(df: pd.DataFrame) -> int:
+    """Number of distinct cells whose bias was judged (the multiple-testing family of the report's verdicts)."""
+    if df.empty or "bias_verdict" not in df.columns:
+        return 0
+    judged = df["bias_verdict"] != ""
+    return int(_cells(df[judged]).nunique()) if judged.any() else 0
 
 
 def pool_platforms(df: pd.DataFrame) -> pd.DataFrame:
@@ -247,6 +285,7 @@ def pool_platforms(df: pd.DataFrame) -> pd.DataFrame:
         capped=("capped", "any"),
         oracle=("oracle", "first"),
         bias_detected=("bias_detected", "any"),
+        bias_unjudged=("bias_unjudged", "any"),
     )
     agg["variance"] = agg["wv"] / agg["w"]
     agg["variance_se"] = np.sqrt(agg["w2se2"]) / agg["w"]
@@ -254,6 +293,7 @@ def pool_platforms(df: pd.DataFrame) -> pd.DataFrame:
     agg["variance_ci_high"] = agg["variance"] + Z95 * agg["variance_se"]
     wide = Z95 * agg["variance_se"] >= agg["variance"]  # the pooled interval is ±100% or wider
     agg["unreliable"] = (agg["tail_flag"] | wide) & ~agg["exact_est"]
+    agg["bias_unjudged"] &= ~agg["bias_detected"]  # one platform detected it: biased
     worst = d.loc[g["_bz"].idxmax().values, keys + ["bias", "bias_ci_low", "bias_ci_high", "bias_z"]]
     out = agg.reset_index().merge(worst, on=keys, how="left")
     return out.drop(columns=["w", "wv", "w2se2", "tail_flag"])

@@ -3,9 +3,10 @@
 Heat map cell (estimator, distribution × objective): the mean over the group's problems (setting, D, parameter,
 L — and device for efficiency) of log10(value / best value of an eligible estimator on that problem), where the
 estimator's best hyperparameter setting is taken.  Eligible for "best": declared unbiased, no detected bias,
-not an oracle baseline, not exact (zero variance), and a reliable variance (valid interval, no heavy tail,
-95% CI half-width below 100%).  Marks: ``b`` biased (declared or detected), ``u`` unreliable (see above),
-``c`` precision capped; ``0`` an exact (zero-variance) estimator.
+not an oracle baseline, not exact (zero variance), a bias verdict of "no bias detected" (not "cannot judge") and a
+reliable variance (valid interval, no heavy tail, 95% CI half-width below 100%).  Marks: ``b`` biased (declared or
+detected), ``b?`` bias cannot be judged (harness.stats.metrics.bias_verdict), ``u`` unreliable (see above), ``c`` precision
+capped; ``0`` an exact (zero-variance) estimator.
 
 Verdict per distribution: the eligible estimator with the largest variance reduction over plain REINFORCE
 (``score_function``), as a geometric mean over the problems both measured, with a 95% interval from the
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
-from harness.report.data import Z95
+from harness.report.data import Z95, unjudged
 from harness.report.sections import anchor
 from harness.report.tables import esc, fmt
 
@@ -32,7 +33,8 @@ REINFORCE = "score_function"
 KEYS = ["group", "setting", "dim", "param", "n_samples"]
 CLIP = (-1.0, 3.0)  # log10 ratio range of the colour scale: 10x better (biased) .. 1000x worse
 CMAP = "cividis"
-MARKS = {"biased": "b", "unreliable": "u", "capped": "c"}
+MARKS = {"biased": "b", "unjudged": "b?", "unreliable": "u", "capped": "c"}
+MARK_LABELS = {"biased": "biased", "unjudged": "bias: cannot judge", "unreliable": "unreliable", "capped": "capped"}
 LEVELS = 24  # colour classes of the scale
 
 
@@ -63,6 +65,7 @@ def _eligible(d: pd.DataFrame, col: str) -> pd.Series:
     return (
         (d["unbiased"] != False)  # noqa: E712  (None: not recorded, counts as unbiased)
         & ~d["bias_detected"].astype(bool)
+        & ~unjudged(d)
         & ~d["oracle"].astype(bool)
         & ~d["exact_est"].astype(bool)
         & ~d["unreliable"].astype(bool)
@@ -79,11 +82,13 @@ def ratios(d: pd.DataFrame, col: str, keys: list[str]) -> pd.DataFrame:
     d["_ok"] = _eligible(d, col)
     ref = d[d["_ok"]].groupby(keys, sort=False)[col].min().rename("_ref")
     d["biased"] = (d["unbiased"] == False) | d["bias_detected"].astype(bool)  # noqa: E712
+    d["unjudged"] = unjudged(d) & ~d["biased"]
     d["_v"] = d[col].where(~d["exact_est"].astype(bool), 0.0)
     g = d.groupby(keys + ["estimator"], sort=False).agg(
         v=("_v", "min"),
         exact=("exact_est", "any"),
         biased=("biased", "any"),
+        unjudged=("unjudged", "any"),
         unreliable=("unreliable", "any"),
         capped=("capped", "any"),
         oracle=("oracle", "first"),
@@ -118,6 +123,7 @@ def heat(r: pd.DataFrame, title: str, note: str, rows: list[str], cols: list[str
             "n_all": int(len(c)),
             "exact": bool(c["exact"].all()),
             "biased": bool(c["biased"].any()),
+            "unjudged": bool(c["unjudged"].any() and not c["biased"].any()),
             "unreliable": bool(c["unreliable"].any()),
             "capped": bool(c["capped"].any()),
         }
@@ -151,7 +157,7 @@ def _cell_html(hm: HeatMap, e: str, g: str) -> str:
     else:
         cls = f"h{_level(_pos(c['mean']))}"
         label, val = f"{10 ** c['mean']:.3g}× the best (geometric mean over {c['n']} problems)", ""
-    flags = ", ".join(k for k in MARKS if c[k])
+    flags = ", ".join(MARK_LABELS[k] for k in MARKS if c[k])
     tip = f"{e} on {g}: {label}" + (f"; {flags}" if flags else "")
     cls += " hm-u" if c["unreliable"] else ""
     return f'<td class="{cls}" title="{esc(tip)}"><a href="#{anchor(g)}" tabindex="-1">{esc(val + marks)}</a></td>'
@@ -283,7 +289,7 @@ def verdicts(pooled: pd.DataFrame) -> list[Verdict]:
             if bool(g_all["oracle"].any()):
                 v.oracle = pick
                 continue
-            ok = (g_all["unbiased"] != False).all() and not g_all["bias_detected"].any()  # noqa: E712
+            ok = (g_all["unbiased"] != False).all() and not (g_all["bias_detected"] | unjudged(g_all)).any()  # noqa: E712
             if ok:
                 stats.append(pick)
         if stats:
@@ -319,6 +325,7 @@ def health_line(df: pd.DataFrame, infos: list[Any], agree: pd.DataFrame) -> dict
         "significant": int(agree["significant"].sum()) if n_cmp else 0,
         "unreliable": int(df["unreliable"].sum()) if not df.empty else 0,
         "capped": int(df["capped"].sum()) if not df.empty else 0,
+        "unjudged": int(df["bias_unjudged"].sum()) if not df.empty else 0,
         "rows": len(df),
     }
 

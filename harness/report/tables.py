@@ -19,6 +19,7 @@ import pandas as pd
 from markupsafe import Markup, escape
 from pandas.io.formats.style import Styler
 
+from harness.report.data import unjudged
 from harness.stats.metrics import Z95, efficiency_interval
 
 _uid = itertools.count()
@@ -175,6 +176,11 @@ def _variance_cell(r: dict[str, Any], flagged: bool) -> str:
             f'<br><span class="biasval">bias {fmt(r["bias"], 2)} '
             f"[{fmt(r['bias_ci_low'], 2)}, {fmt(r['bias_ci_high'], 2)}] z={fmt(r['bias_z'], 2)}</span>"
         )
+    if r.get("bias_unjudged"):
+        cell += (
+            ' <span class="warn" title="bias: cannot judge (the bias test is significant, but the tail opposite to'
+            ' the deviation is heavy: the sample may not have seen it)">b?</span>'
+        )
     if r.get("unreliable"):
         cell += ' <span class="warn" title="unreliable variance: heavy tail, invalid interval or ±100% CI">u</span>'
     if r["nan_fraction"] > 0:
@@ -287,7 +293,8 @@ def overview_table(pooled: pd.DataFrame, rows: pd.DataFrame, anchors: dict[tuple
     keys = ["group", "setting", "dim", "param", "n_samples"]
 
     def ok(d: pd.DataFrame) -> pd.Series:  # None = unknown counts as unbiased here
-        return (d["unbiased"] != False) & ~d["oracle"] & ~d["unreliable"] & ~d["bias_detected"]  # noqa: E712
+        clean = ~d["bias_detected"] & ~unjudged(d)
+        return (d["unbiased"] != False) & ~d["oracle"] & ~d["unreliable"] & clean  # noqa: E712
 
     ub = pooled[ok(pooled)]
     ur = rows[ok(rows) & np.isfinite(rows["efficiency"])]

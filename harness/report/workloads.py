@@ -63,6 +63,8 @@ def relabel_groups(df: pd.DataFrame) -> pd.DataFrame:
     flags = bias_flags(workload_rows(df))
     df.loc[flags.index, "bias_detected"] = flags["biased_truth"].astype(bool)
     df["bias_detected"] = df["bias_detected"].astype(bool)
+    if "bias_unjudged" in df.columns:
+        df.loc[flags.index, "bias_unjudged"] = False
     return df
 
 

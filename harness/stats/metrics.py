@@ -25,13 +25,18 @@ bias interval applies the same correction to each coordinate's mean with a Bonfe
 coordinates; the box of coordinate intervals then bounds the RMS bias.  Coverage is tested in
 tests/test_coverage.py; see docs/notes/measurement.md for simulated coverage of the alternatives.
 
-Heavy tails.  The interval above needs Var[v_r] < ∞, i.e. a finite fourth moment of the estimates.  Every
-summary carries a tail diagnostic (harness.stats.tails.tail_diagnostics: Hill and moment estimates of the tail index
-α of the estimates from the ⌈√R⌉ largest v_r, with Hill's 99% upper bound).  Where both put α below 4
-(``heavy_tail`` = "fourth_moment"; below 2: "variance") the fourth-moment interval is not reported: variance and
-MSE get the one-sided 95% lower bound of the mean of min(v_r, c), c the (k+1)-th largest v_r (a mean of
-bounded values, below the variance whatever the tail; upper limit NaN; ``ci_method`` "truncated-lower-bound"),
-and ``variance_ci_valid`` is False.  Calibration and coverage: docs/notes/measurement.md ("Heavy tails").
+Heavy tails.  The interval above needs Var[v_r] < ∞, i.e. a finite fourth moment of the estimates, and it is
+kept only with evidence of one (harness.stats.tails.tail_diagnostics: a generalized Pareto fit to the 4⌈√R⌉ largest
+√v_r must put the tail index α above 4 with 80% confidence, ``tail_index_lcb`` > 4); its standard error then uses
+the fourth moment completed by the fitted tail where the sample shows less (harness.stats.tails.completion_factor).
+Without that evidence (``heavy_tail`` = "fourth_moment"; "variance" below 2) variance and MSE get a one-sided 95%
+lower bound valid whatever the tail (:func:`truncated_lower_bound`; upper limit NaN; ``ci_method``
+"truncated-lower-bound"), and ``variance_ci_valid`` is False.
+
+Bias verdicts (:func:`bias_tests`, :func:`bias_verdict`, :func:`family_levels`): the batch-means t test, judged
+only in directions the tails let it hold its level ("cannot judge" otherwise), at a Bonferroni level over the
+distinct cells judged.  Calibration on the grid of suites/benchmarks/calibration.py: docs/notes/measurement.md
+("Coverage whatever the tails", "Bias verdicts").
 
 Every function is vectorized over leading "replicate set" axes, so the coverage test evaluates thousands
 of independent sets in one call with exactly the code that measures a cell.
@@ -45,12 +50,11 @@ from typing import Any
 
 import numpy as np
 
-from harness.stats.tails import HEAVY_CODES, tail_diagnostics, tail_k, top_k
+from harness.stats.tails import HEAVY_CODES, completion_factor, side_light, tail_diagnostics, tail_k, top_sorted
 
 Z95 = 1.959963984540054
 CI_METHOD = "hall-studentized"
 CI_METHOD_HEAVY = "truncated-lower-bound"  # heavy tails: a one-sided 95% lower bound of variance and MSE
-Z_ONE_SIDED = 1.6448536269514722  # one-sided 95%
 METRIC_KEYS = (
     "grad_mean",
     "bias",
@@ -70,6 +74,8 @@ METRIC_KEYS = (
     "tail_index",
     "tail_index_ucb",
     "tail_index_moment",
+    "tail_index_gpd",
+    "tail_index_lcb",
 )
 
 
@@ -187,34 +193,71 @@ def _assemble(acc: dict[str, np.ndarray], mom: dict[str, tuple], R: int, C: int,
     return out
 
 
-# -- heavy tails: tail index of the estimates, flags, and intervals that do not assume a fourth moment ---------
-def truncated_lower_bound(x: np.ndarray, threshold: np.ndarray, z: float = Z_ONE_SIDED) -> np.ndarray:
-    """One-sided lower confidence bound (95% at the default z) of E[x] for x [..., R] >= 0 from the bounded
-    values min(x_r, threshold): E[min(x, c)] <= E[x] whatever the tail, and a mean of bounded values has a
-    valid (Hall-corrected) interval."""
-    t = np.minimum(x, np.asarray(threshold, dtype=np.float64)[..., None])
-    mean, _, m2, m3 = _moments(t, -1)
-    return np.maximum(_hall(mean, m2, m3, x.shape[-1], z)[1], 0.0)
+# -- heavy tails: tail index of the estimates, flags, and bounds that do not assume a fourth moment -------------
+BOUND_LEVEL = 0.95  # confidence of the one-sided lower bound reported where the tail is heavy
 
 
-def _apply_tails(out: dict[str, np.ndarray], v: np.ndarray, u: np.ndarray, R: int, C: int) -> dict[str, np.ndarray]:
-    """Add the tail columns to ``out``; where the tail is heavy, replace the variance and MSE intervals by
-    truncated lower bounds (upper limit NaN).  Bias intervals are kept: they need a finite variance only, and
-    the "variance" flag is often raised by finite-variance tails that are heavy before their asymptote."""
-    d = tail_diagnostics(v)
-    out.update({k: d[k] for k in ("tail_index", "tail_index_ucb", "tail_index_moment", "heavy")})
+def truncation_levels(R: int) -> tuple[int, ...]:
+    """Truncation ranks j of :func:`truncated_lower_bound`: 0 (none), 1, 2, 4, … below k = ⌈√R⌉, and k."""
+    k = min(tail_k(R), R - 1)
+    return (0, *(2**i for i in range(k.bit_length()) if 2**i < k), k)
+
+
+def truncated_lower_bound(x: np.ndarray, level: float = BOUND_LEVEL) -> np.ndarray:
+    """One-sided lower confidence bound of E[x] for x [..., R] >= 0, valid whatever the tail.
+
+    For a level c, E[min(x, c)] <= E[x], and min(x, c) is bounded, so the one-sided Hall bound of its mean is
+    honest.  The bound is the largest, over the truncation levels c_j = x_(j+1) (the (j+1)-th largest value;
+    j ∈ :func:`truncation_levels`, j = 0: no truncation), of the Hall bound of mean(min(x, c_j)) at level
+    1 - (1 - level)/J (Bonferroni over the J levels): the data choose how much of the tail to keep.  The sums of
+    min(x, c_j)^p come from one pass at the lowest level plus the k largest values (no cancellation)."""
+    x = np.asarray(x, dtype=np.float64)
+    R = x.shape[-1]
+    js = truncation_levels(R)
+    k = js[-1]
+    z = NormalDist().inv_cdf(1 - (1 - level) / len(js))
+    srt = top_sorted(x, k)  # [..., k + 1] ascending; srt[..., 0] = x_(k+1)
+    base = np.minimum(x, srt[..., :1])
+    sq = base * base
+    sums = [base.sum(-1), sq.sum(-1), np.einsum("...r,...r->...", sq, base)]
+    c0 = srt[..., 0]
+    best = np.full(x.shape[:-1], -np.inf)
+    for j in js:
+        c = srt[..., -(j + 1)] if j > 0 else np.full(c0.shape, np.inf)
+        t = np.minimum(srt[..., 1:], c[..., None])  # the k largest, truncated at c (>= c0)
+        s1, s2, s3 = (sums[p - 1] + (t**p - c0[..., None] ** p).sum(-1) for p in (1, 2, 3))
+        mean = s1 / R
+        m2 = np.maximum(s2 / R - mean * mean, 0.0)
+        m3 = s3 / R - 3 * mean * (s2 / R) + 2 * mean**3
+        best = np.maximum(best, _hall(mean, m2, m3, R, z)[1])
+    return np.maximum(best, 0.0)
+
+
+TAIL_KEYS = ("tail_index", "tail_index_ucb", "tail_index_moment", "tail_index_gpd", "tail_index_lcb", "heavy")
+
+
+def _apply_tails(
+    out: dict[str, np.ndarray], d: dict[str, np.ndarray], v: np.ndarray, u: np.ndarray, R: int, C: int
+) -> dict[str, np.ndarray]:
+    """Add the tail columns of diagnostics ``d`` to ``out``; where the tail is heavy (no evidence of a finite
+    fourth moment), replace the variance and MSE intervals by one-sided lower bounds (upper limit NaN).  Bias
+    intervals are kept: they need a finite variance only."""
+    out.update({k: d[k] for k in TAIL_KEYS})
     heavy = d["heavy"] > 0
     if not heavy.any():
         return out
     nan = np.full(heavy.shape, np.nan)
-    for name, x, thr, s in (
-        ("variance", v, d["threshold"], R / ((R - 1) * C)),
-        ("mse", u, top_k(u, tail_k(R))[1], 1 / C),
-    ):
-        out[f"{name}_ci_low"] = np.where(heavy, truncated_lower_bound(x, thr) * s, out[f"{name}_ci_low"])
+    for name, x, s in (("variance", v, R / ((R - 1) * C)), ("mse", u, 1 / C)):
+        out[f"{name}_ci_low"] = np.where(heavy, truncated_lower_bound(x) * s, out[f"{name}_ci_low"])
         out[f"{name}_ci_high"] = np.where(heavy, nan, out[f"{name}_ci_high"])
     out["variance_rel_halfwidth"] = np.where(heavy, nan, out["variance_rel_halfwidth"])
     return out
+
+
+def _completed(mom: tuple[np.ndarray, ...], f: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(mean, m2, m3) with the spread scaled by the tail-completion factor f (the skewness kept)."""
+    mean, m2, m3 = mom
+    return mean, m2 * f * f, m3 * f**3
 
 
 def batch_summary(
@@ -237,11 +280,13 @@ def batch_summary(
             acc[k] = val if k not in acc else (np.maximum(acc[k], val) if k == "zmax" else acc[k] + val)
     # variance and MSE: means of the per-replicate statistics v_r, u_r (each [..., R]); moments of x·s
     # are the moments of x scaled, so the arrays are not rescaled
+    d = tail_diagnostics(acc["v"])
+    f = completion_factor(acc["v"], d)
     mom = {}
     for name, x, s in (("variance", acc["v"], R / ((R - 1) * C)), ("mse", acc["u"], 1 / C)):
         mean, _, m2, m3 = _moments(x, -1)
-        mom[name] = (mean * s, m2 * s**2, m3 * s**3)
-    return _apply_tails(_assemble(acc, mom, R, C, z), acc["v"], acc["u"], R, C)
+        mom[name] = _completed((mean * s, m2 * s**2, m3 * s**3), f)
+    return _apply_tails(_assemble(acc, mom, R, C, z), d, acc["v"], acc["u"], R, C)
 
 
 def _summary_one(g: np.ndarray, e: float, z: float, rel_eps: float) -> dict[str, np.ndarray]:
@@ -260,15 +305,16 @@ def _summary_one(g: np.ndarray, e: float, z: float, rel_eps: float) -> dict[str,
     if tails["heavy"] > 0:  # rare: the truncated bounds need v_r and u_r, which the in-place algebra below loses
         return batch_summary(g[:, None], np.array([e]), z, rel_eps)
     acc = _bias_parts(np.atleast_1d(m), np.atleast_1d(m2), np.atleast_1d(m3), np.atleast_1d(e), R, z, rel_eps)
+    f = completion_factor(w, tails)
     w -= m2  # w = dev² - mean(dev²)
     s = R / (R - 1)
-    mom = {"variance": (m2 * s, ein("r,r->", w, w) / R * s**2, ein("r,r,r->", w, w, w) / R * s**3)}
+    mom = {"variance": _completed((m2 * s, ein("r,r->", w, w) / R * s**2, ein("r,r,r->", w, w, w) / R * s**3), f)}
     d = m - e
     dev *= 2 * d
     dev += w  # u_r - mean(u) = w + 2 d dev
-    mom["mse"] = (m2 + d * d, ein("r,r->", dev, dev) / R, ein("r,r,r->", dev, dev, dev) / R)
+    mom["mse"] = _completed((m2 + d * d, ein("r,r->", dev, dev) / R, ein("r,r,r->", dev, dev, dev) / R), f)
     out = _assemble(acc, mom, R, 1, z)
-    out.update({k: tails[k] for k in ("tail_index", "tail_index_ucb", "tail_index_moment", "heavy")})
+    out.update({k: tails[k] for k in TAIL_KEYS})
     return out
 
 
@@ -334,9 +380,11 @@ def worst_rel_halfwidth(G: dict[str, np.ndarray], exact: dict[str, np.ndarray] |
             ax = 1 if x is not blk else 0
             dev = x - x.mean(ax, keepdims=True)
             v += (dev * dev).sum(1 - ax)
-        if tail_diagnostics(v)["heavy"] > 0:
+        d = tail_diagnostics(v)
+        if d["heavy"] > 0:
             return math.nan
-        mean, _, lo, hi = mean_interval(v * (R / ((R - 1) * C)))
+        mean, _, m2, m3 = _moments(v * (R / ((R - 1) * C)), -1)
+        _, lo, hi = _hall(mean, *_completed((mean, m2, m3), completion_factor(v, d))[1:], R, Z95)
         var = float(mean)
         if var > 0:
             worst = max(worst, (float(hi) - max(float(lo), 0.0)) / (2 * var))
@@ -346,6 +394,8 @@ def worst_rel_halfwidth(G: dict[str, np.ndarray], exact: dict[str, np.ndarray] |
 # -- the statistics authority: one multiple-testing rule, one bias test, one efficiency interval ----------------
 BIAS_ALPHA = 0.05  # family-wise level of a report's or a check's bias verdicts
 BIAS_BATCHES = 30  # batch means of the bias test (t with BIAS_BATCHES - 1 degrees of freedom)
+BIAS_LIGHT_XI = 0.25  # a rejection is judged where the opposite tail's 95% GPD shape bound is below this:
+BIAS_LIGHT_Z = 1.6448536269514722  # evidence (one-sided 95%) of a finite fourth moment of that tail (calibrated)
 
 
 def bonferroni_alpha(alpha: float, n_tests: int) -> float:
@@ -366,43 +416,113 @@ def n_batches(R: int, batches: int = BIAS_BATCHES) -> int:
 
 
 def batch_means(G: np.ndarray, batches: int = BIAS_BATCHES) -> tuple[np.ndarray, np.ndarray, int]:
-    """(mean, batch-means standard error, degrees of freedom) per coordinate of G [R, C].
+    """(mean, batch-means standard error, degrees of freedom) per coordinate of G [..., R, C] (or [R]).
 
     The replicates are split into ``b`` equal consecutive batches (a remainder < b is left out of the SE); the
-    SE is the standard deviation of the batch means over √b.  Batch means are close to normal even when single
-    replicates are heavy-tailed (finite variance suffices), so t(b − 1) critical values stay valid where the
-    fourth-moment machinery does not.
+    SE is the standard deviation of the batch means over √b, with t(b − 1) critical values.
     """
-    G = np.asarray(G, dtype=np.float64).reshape(G.shape[0], -1)
-    R = G.shape[0]
+    G = np.asarray(G, dtype=np.float64)
+    if G.ndim == 1:
+        G = G[:, None]
+    R = G.shape[-2]
     b = n_batches(R, batches)
     n = (R // b) * b
-    means = G[:n].reshape(b, n // b, -1).mean(1)
-    return G.mean(0), means.std(0, ddof=1) / math.sqrt(b), b - 1
+    means = G[..., :n, :].reshape(*G.shape[:-2], b, n // b, G.shape[-1]).mean(-2)
+    return G.mean(-2), means.std(-2, ddof=1) / math.sqrt(b), b - 1
+
+
+def judged_directions(g: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Whether a bias-test rejection in the direction of ``d`` holds its level, for replicates g [..., R].
+
+    A mean above the truth is what a sample that has not yet seen a heavy *lower* tail shows (and its standard
+    error is small too), so a rejection upwards (d > 0) is judged only where the lower tail shows evidence of
+    lightness, a rejection downwards only where the upper tail does (:func:`harness.stats.tails.side_light`: the 95% upper
+    bound of the GPD shape of that tail below :data:`BIAS_LIGHT_XI`, i.e. a finite fourth moment).  A heavy tail on the side of the deviation only makes the test
+    conservative: big values inflate the standard error with the mean."""
+    upper, lower = side_light(g, BIAS_LIGHT_XI, BIAS_LIGHT_Z)
+    return np.where(np.asarray(d) > 0, lower, upper)
+
+
+def bias_tests(
+    G: np.ndarray, exact: np.ndarray, rel_eps: float = 2.2e-16, batches: int = BIAS_BATCHES
+) -> dict[str, np.ndarray]:
+    """The bias test used everywhere a bias verdict is made (results rows, ``check``, tests, asv, report).
+
+    G [..., R, C] (leading axes: independent replicate sets).  Per coordinate c: t_c = |m_c − e_c| / se_c with
+    the batch-means SE (floored at rounding level of the dtype, so exact estimators read 0), two-sided p-value
+    from t(b − 1); ``bias_p`` is the Bonferroni adjustment over the C coordinates, min(1, C · min_c p_c).
+    ``bias_p_judged`` is the same minimum over the coordinates whose rejection the test can judge
+    (:func:`judged_directions`; checked where C · p_c < BIAS_ALPHA, the only rejections any verdict can make),
+    so ``bias_p_judged`` >= ``bias_p`` and they differ only where a small p-value may come from unseen tail mass.
+    Returns bias_t (max_c t_c), bias_df, bias_p, bias_p_judged.
+    """
+    from scipy import stats
+
+    G = np.asarray(G, dtype=np.float64)
+    m, se, df = batch_means(G, batches)
+    e = np.asarray(exact, dtype=np.float64).reshape(-1)
+    se = np.maximum(se, 64 * rel_eps * (np.abs(e) + np.abs(m)) + 1e-300)
+    dev = m - e
+    t = np.abs(dev) / se
+    C = t.shape[-1]
+    if C == 0:
+        one = np.ones(t.shape[:-1])
+        return {"bias_t": 0 * one, "bias_df": df * one, "bias_p": one, "bias_p_judged": one}
+    adj = np.minimum(1.0, C * 2 * stats.t.sf(t, df))
+    cand = adj < BIAS_ALPHA
+    if cand.any():
+        idx = np.nonzero(cand)  # (leading..., coordinate) of the candidate rejections
+        g = np.moveaxis(G, -2, -1)[idx]  # [n_cand, R]
+        ok = np.ones_like(cand)
+        ok[idx] = judged_directions(g, dev[idx])
+        adj_judged = np.where(ok, adj, 1.0)
+    else:
+        adj_judged = adj
+    return {
+        "bias_t": t.max(-1),
+        "bias_df": np.full(t.shape[:-1], float(df)),
+        "bias_p": adj.min(-1),
+        "bias_p_judged": adj_judged.min(-1),
+    }
 
 
 def bias_test(
     G: np.ndarray, exact: np.ndarray, rel_eps: float = 2.2e-16, batches: int = BIAS_BATCHES
 ) -> dict[str, float]:
-    """The bias test used everywhere a bias verdict is made (results rows, ``check``, tests, asv, report).
-
-    Per coordinate c: t_c = |m_c − e_c| / se_c with the batch-means SE (floored at rounding level of the dtype,
-    so exact estimators read 0), two-sided p-value from t(b − 1); the parameter's ``bias_p`` is the Bonferroni
-    adjustment over its C coordinates, min(1, C · min_c p_c).  Returns bias_t (max_c t_c), bias_df, bias_p.
-    """
-    from scipy import stats
-
-    m, se, df = batch_means(G, batches)
-    e = np.asarray(exact, dtype=np.float64).reshape(-1)
-    se = np.maximum(se, 64 * rel_eps * (np.abs(e) + np.abs(m)) + 1e-300)
-    t = np.abs(m - e) / se
-    p = float(min(1.0, t.size * float(np.min(2 * stats.t.sf(t, df))))) if t.size else 1.0
-    return {"bias_t": float(t.max()) if t.size else 0.0, "bias_df": float(df), "bias_p": p}
+    """:func:`bias_tests` of one parameter's replicates G [R, *shape] as floats."""
+    G = np.asarray(G, dtype=np.float64).reshape(G.shape[0], -1)
+    return {k: float(v) for k, v in bias_tests(G, exact, rel_eps, batches).items()}
 
 
-def bias_significant(p: float | np.ndarray, n_family: int, alpha: float = BIAS_ALPHA) -> Any:
-    """The one bias verdict: a row's ``bias_p`` below the Bonferroni level of the family it is judged in."""
-    return np.asarray(p) < bonferroni_alpha(alpha, n_family)
+VERDICT_BIASED, VERDICT_UNJUDGED, VERDICT_CLEAN = "biased", "cannot judge", "no bias detected"
+
+
+def bias_verdict(p: Any, p_judged: Any, level: Any) -> np.ndarray:
+    """The one bias verdict of rows judged at per-row ``level``: "biased" where ``bias_p_judged`` < level;
+    "cannot judge" where only ``bias_p`` is (the small p-value may come from tail mass the sample has not seen:
+    neither biased nor clean); "no bias detected" otherwise.  NaN p-values read as 1 (nothing to judge)."""
+    p = np.nan_to_num(np.asarray(p, dtype=float), nan=1.0)
+    pj = np.nan_to_num(np.asarray(p_judged, dtype=float), nan=1.0)
+    pj = np.maximum(pj, p)
+    level = np.asarray(level, dtype=float)
+    return np.where(pj < level, VERDICT_BIASED, np.where(p < level, VERDICT_UNJUDGED, VERDICT_CLEAN))
+
+
+def family_levels(cells: Any, judged: Any, alpha: float = BIAS_ALPHA) -> np.ndarray:
+    """Per-row level of a report's bias verdicts (NaN for rows not judged).
+
+    The family is the distinct cells judged — identities without the platform (backend, device, run), rows of
+    declared-unbiased estimators with a p-value — so n tests, not one per platform duplicate and none for an
+    estimator declared biased.  A cell measured on k platforms is one test: its rows are combined by Bonferroni
+    (any platform below α/(n·k)), so the family-wise level stays α."""
+    cells = np.asarray(cells, dtype=object)
+    judged = np.asarray(judged, dtype=bool)
+    out = np.full(cells.shape, np.nan)
+    if not judged.any():
+        return out
+    keys, inv, counts = np.unique(cells[judged].astype(str), return_inverse=True, return_counts=True)
+    out[judged] = alpha / (len(keys) * counts[inv])
+    return out
 
 
 def time_se(median: Any, iqr: Any, n: Any) -> Any:
@@ -436,16 +556,19 @@ def replicate_variances(G: np.ndarray) -> np.ndarray:
     return np.einsum("rc,rc->r", dev, dev) * (R / ((R - 1) * C))
 
 
-def variance_interval(v: np.ndarray, z: float = Z95, z_lower: float = Z_ONE_SIDED) -> dict[str, Any]:
+def variance_interval(v: np.ndarray, z: float = Z95, level: float = BOUND_LEVEL) -> dict[str, Any]:
     """``variance`` = mean(v) and its interval from per-replicate statistics v [R] (:func:`replicate_variances`),
-    with :func:`summarize`'s rules: Hall's interval at ``z``; where the tail is heavy (:func:`tail_diagnostics`) the
-    truncated lower bound at ``z_lower``, upper limit NaN and ``valid`` False.  Returns variance, low, high,
-    heavy_tail ("" | "fourth_moment" | "variance"), valid, tail_index_ucb."""
+    with :func:`summarize`'s rules: Hall's interval at ``z`` on the tail-completed moments; where the tail is heavy
+    (:func:`tail_diagnostics`) the one-sided lower bound at ``level`` (:func:`truncated_lower_bound`), upper limit
+    NaN and ``valid`` False.  Returns variance, low, high, heavy_tail ("" | "fourth_moment" | "variance"), valid,
+    tail_index_ucb, tail_index_lcb."""
     v = np.asarray(v, dtype=np.float64)
-    mean, _, lo, hi = mean_interval(v, z)
+    R = v.shape[-1]
     d = tail_diagnostics(v)
+    mean, _, m2, m3 = _moments(v, -1)
+    _, lo, hi = _hall(*_completed((mean, m2, m3), completion_factor(v, d)), R, z)
     heavy = int(d["heavy"])
-    low = float(truncated_lower_bound(v, d["threshold"], z_lower)) if heavy else max(float(lo), 0.0)
+    low = float(truncated_lower_bound(v, level)) if heavy else max(float(lo), 0.0)
     return {
         "variance": float(mean),
         "low": low,
@@ -453,6 +576,7 @@ def variance_interval(v: np.ndarray, z: float = Z95, z_lower: float = Z_ONE_SIDE
         "heavy_tail": HEAVY_CODES[heavy],
         "valid": heavy == 0 and math.isfinite(float(hi)),
         "tail_index_ucb": float(d["tail_index_ucb"]),
+        "tail_index_lcb": float(d["tail_index_lcb"]),
     }
 
 

@@ -51,14 +51,17 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Any, Protocol
 
 import numpy as np
 
 from harness.stats.metrics import (
     BIAS_ALPHA,
-    bias_significant,
+    VERDICT_BIASED,
     bias_test,
+    bias_verdict,
+    bonferroni_alpha,
     bonferroni_z,
     efficiency_interval,
     ratio_interval,
@@ -284,7 +287,7 @@ class ArmState:
         if self.n < 2 or self.cost is None:
             self.stats = {"ready": False, "valid": False, "exact": False}
             return self.stats
-        vi = variance_interval(self.v(), z, z)
+        vi = variance_interval(self.v(), z, NormalDist().cdf(z))  # the one-sided bound at the same level
         c = self.cost
         var, lo, hi = vi["variance"], vi["low"], vi["high"]
         t = efficiency_interval(var, lo, hi, c.seconds, c.seconds_iqr, c.seconds_samples, z)
@@ -682,7 +685,7 @@ class Race:
     # -- the result -----------------------------------------------------------------------------------------------
     def _bias(self, s: ArmState, ref: ArmState | None, n_family: int) -> dict[str, Any]:
         """Measured bias (RMS over coordinates) against the truth, else against ``ref``'s mean (the pick's)."""
-        none = {"bias": math.nan, "bias_p": math.nan, "bias_detected": False, "bias_against": ""}
+        none = {"bias": math.nan, "bias_p": math.nan, "bias_verdict": "", "bias_detected": False, "bias_against": ""}
         bm = s.batch_means()
         if bm is None:
             return none
@@ -696,10 +699,16 @@ class Race:
             d, against = s.mean() - ref.mean(), ref.name
         else:
             return none
+        # the batch means hide the replicates' tails, so the test is judged on the arm's own tail evidence: a valid
+        # (two-sided) variance interval means evidence of a finite fourth moment on both sides, where the test
+        # holds its level (harness.stats.metrics.judged_directions); otherwise a rejection reads "cannot judge"
+        judged = t["bias_p"] if s.stats.get("valid") else 1.0
+        verdict = str(bias_verdict(t["bias_p"], judged, bonferroni_alpha(BIAS_ALPHA, n_family)))
         return {
             "bias": float(np.sqrt(np.mean(d * d))),
             "bias_p": t["bias_p"],
-            "bias_detected": bool(bias_significant(t["bias_p"], n_family)),
+            "bias_verdict": verdict,
+            "bias_detected": verdict == VERDICT_BIASED,
             "bias_against": against,
         }
 
