@@ -133,7 +133,8 @@ def fit_coefficients(ctx: Any, name: str, terms: Terms, ignore: tuple[str, ...] 
     c, var, base = _least_squares(g0, C)
     out = CoefficientFit(tuple(float(v) for v in c), var, base, N, seed, time.perf_counter() - t0)
     _CACHE[key] = out
-    _LOG.append({"estimator": name, "problem": ctx.problem.label(), "L": ctx.L, **asdict(out)})
+    hyper = {k: v for k, v in ctx.hyper.items() if k not in ignore}
+    _LOG.append({"estimator": name, "problem": ctx.problem.label(), "L": ctx.L, "hyper": hyper, **asdict(out)})
     return out
 
 
@@ -146,5 +147,5 @@ def coefficients(ctx: Any, name: str, terms: Terms, fixed: dict[str, float]) -> 
 
 
 def fit_log() -> list[dict[str, Any]]:
-    """One record per fit done in this process: estimator, problem, L, constants, variances, N, seed, seconds."""
+    """One record per fit done in this process: estimator, problem, L, hyper, constants, variances, N, seed, seconds."""
     return list(_LOG)

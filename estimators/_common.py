@@ -57,3 +57,21 @@ def scan(B: Any, step: Callable[[Any, Any], tuple[Any, Any]], carry: Any, xs: An
     for i in reversed(range(n)) if reverse else range(n):
         carry, ys[i] = step(carry, tuple(x[i] for x in xs))
     return carry, tuple(B.stack([y[j] for y in ys], 0) for j in range(len(ys[0])))
+
+
+def take_along(B: Any, a: Any, idx: Any) -> Any:
+    """``a[..., idx]`` along the last axis, row by row (``numpy.take_along_axis`` on every backend)."""
+    if B.name == "torch":
+        import torch
+
+        return torch.take_along_dim(a, idx, dim=-1)
+    return B.xp.take_along_axis(a, idx, axis=-1)
+
+
+def index_array(B: Any, values: Any, device: str) -> Any:
+    """An integer array of ``values`` (NumPy) on the backend and device (``B.asarray`` makes floats)."""
+    if B.name == "torch":
+        import torch
+
+        return torch.as_tensor(values, device=device)
+    return B.xp.asarray(values)

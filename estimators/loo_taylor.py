@@ -29,8 +29,11 @@ neighbours that change one site i to another value v and κ the kernel of a q-re
 :math:`\mathbb E_q[\mathcal A h] = 0` for every h.  Kernels (hyperparameter ``kernel``): ``gibbs``
 :math:`\kappa = q_i(v)`, ``barker`` :math:`\kappa = q_i(v)/(q_i(v)+q_i(x_i))` (equal to gibbs for Bernoulli),
 ``mpf`` :math:`\kappa = \sqrt{q_i(v)/q_i(x_i)}` (minimum probability flow).  With the linear surrogate
-:math:`\ell_k(y) = \frac1{K-1}\sum_{j\ne k} G_j\cdot(y - x_j)` (the other samples' first-order expansions of f,
-up to a constant that :math:`\mathcal A` removes):
+:math:`\ell_k(y) = \bar G_{-k}\cdot(y - \mu)` (``center = "mean"``, default: f's first-order expansion at
+μ = E[x] = p with the other samples' slopes, as in double CV) or
+:math:`\ell_k(y) = \frac1{K-1}\sum_{j\ne k} G_j\cdot(y - x_j)` (``center = "samples"``: each other sample's own
+expansion, the reference code's input), both without f's value, a constant that :math:`\mathcal A` removes from h
+but not from H:
 
 .. math::
     \hat g = \frac1K \sum_k \Big[\big(f_k - b_k\big)\, s(x_k) + \beta\, (\mathcal A H_k)(x_k)\Big],\qquad
@@ -43,11 +46,17 @@ RLOO.  α, β are fitted once per problem to minimize the variance (default) or 
 
 What differs from the paper (precisely):
 
-* the paper passes the surrogate through a learned network (``control_nn``: inputs the linear term ℓ and the
-  leave-one-out mean of f, two outputs, the first for h, the second multiplying the score in H) and learns it and
-  α, β online by gradient steps on the estimator's variance; here the network is the identity on its linear input
-  (h = ℓ, H = ℓ·s) and α, β are the variance-minimizing constants for the problem at hand, fitted on an independent
-  batch (the value online learning tends to at a fixed θ, without its lag), or given;
+* the paper passes the surrogate through a learned network (``control_nn``: inputs the linear term ℓ expanded at
+  the other samples and the leave-one-out mean of f, two outputs, the first for h, the second multiplying the
+  score in H) and learns it and α, β online by gradient steps on the estimator's variance; here the network is
+  the identity on its linear input (h = ℓ, H = ℓ·s) and α, β are the variance-minimizing constants for the problem
+  at hand, fitted on an independent batch (the value online learning tends to at a fixed θ, without its lag), or
+  given;
+* without the network, the expansion point matters for H: expanded at the other samples, ℓ_k(μ) is a zero-mean
+  random offset and H = ℓ·s carries it as a noisy baseline (measured: about twice the variance of
+  ``center = "mean"`` on the textbook problems of docs/notes/discrete.md), so the default expands at μ (the
+  reference code's ``mu`` variant does too, with ∇f(μ), an extra evaluation; here the slopes stay the other
+  samples', so no evaluation is added);
 * the reference code averages the Gibbs operator over the D sites (a random-scan chain, κ/D) and sums the MPF
   operator; here every kernel is summed over sites (the scale is absorbed by α, β in the paper, which learns them);
   its MPF weight adds 1e-3 to a denominator, here the ratio is exact;
@@ -88,6 +97,9 @@ ALPHA = sg.Hyper(
 DCV_HYPER = {**FIT_HYPER, "alpha": ALPHA}
 RODEO_HYPER = {
     "kernel": sg.Hyper("gibbs", choices=KERNELS, doc="Stein operator's Markov kernel: gibbs, barker or mpf"),
+    "center": sg.Hyper(
+        "mean", choices=("mean", "samples"), doc="expansion point of the surrogate: E[x], or the other samples"
+    ),
     **FIT_HYPER,
     "alpha": ALPHA,
     "beta": sg.Hyper(
@@ -160,7 +172,8 @@ def rodeo_terms(ctx: Any, P: dict[str, Any]) -> tuple[Grad, list[Grad]]:
     cat, x, s, G = d["cat"], d["x"], d["s"], d["G"]
     Gm = loo_mean(G)  # slope of ℓ_k
     # ℓ_k(x_k) and the change Δ of ℓ_k from x_k to each neighbour x_k^{i<-v}
-    lx = event_sum(Gm * x, cat) - loo_mean(event_sum(G * x, cat))  # [R, K]
+    at = event_sum(Gm * d["p"], cat) if ctx.hyper["center"] == "mean" else loo_mean(event_sum(G * x, cat))
+    lx = event_sum(Gm * x, cat) - at  # [R, K]
     delta = Gm - (Gm * x).sum(-1, keepdims=True) if cat else Gm * (1 - 2 * x)
     kap = kernel_weights(B, d, str(ctx.hyper["kernel"]))
     a = event_sum(kap * delta, cat)  # (A ℓ_k)(x_k) [R, K]

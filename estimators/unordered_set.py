@@ -20,14 +20,15 @@ probabilities come from the paper's integral: for T ⊆ S,
     p^{D\setminus(S\setminus T)}(T) = \int_0^1 \prod_{t\in T}\big(1 - u^{p(t)/p_{\bar S}}\big)\,du,\qquad
     p_{\bar S} = 1 - \sum_{s\in S} p(s),
 
-computed here after the substitution :math:`u = \exp(-e^y)` by the trapezoid rule on y ∈ [−32, 5], step 0.2
-(186 points, in log space): the integrand :math:`e^{y - e^y}\prod_t (1 - e^{-a_t e^y})` is smooth with O(1)
+computed here after the substitution :math:`u = \exp(-e^y)` by the trapezoid rule on y ∈ [−32, 5], step 0.25
+(149 points, in log space): the integrand :math:`e^{y - e^y}\prod_t (1 - e^{-a_t e^y})` is smooth with O(1)
 features in y, so the rule converges geometrically; the tests compare it with the sum over all orderings (agreement
 to 1e-10 relative).  When k equals the domain size, S is the whole domain and every ratio is 1 (the estimator is
 then the exact gradient).  The reference implementations sum over all orderings (Kool et al.'s VAE code) or use a
 1000-point trapezoid rule in u (storchastic); the estimator is the same.
 
 L is the set size k: per L-sample estimate min(L, C^D) evaluations of f (f only, no derivative), at distinct points.
+The baseline's pair ratios cost O(k²·149) arithmetic per estimate (one batched matrix product).
 Sampling costs D sequential beam steps (a scan over sites, vectorized over replicates).  One backend-generic
 formula with the analytic score :math:`\nabla_\theta\log p(x) = x - p` serves NumPy, PyTorch and JAX.
 """
@@ -40,14 +41,14 @@ from typing import Any
 import numpy as np
 
 import stochgrad as sg
-from estimators._common import scan
+from estimators._common import index_array, scan, take_along
 
 REF_US = (
     "Kool, van Hoof & Welling 2020 (ICLR, arXiv:2002.06043), estimating gradients for discrete random variables by "
     "sampling without replacement (unordered set estimator)"
 )
 HYPER = {"baseline": sg.Hyper(True, doc="subtract the paper's built-in baseline (needs L >= 2)")}
-Y_LOW, Y_HIGH, Y_STEP = -32.0, 5.0, 0.2
+Y_LOW, Y_HIGH, Y_STEP = -32.0, 5.0, 0.25
 Y_GRID = np.arange(Y_LOW, Y_HIGH + Y_STEP / 2, Y_STEP)
 LOG_SMALL, LOG_LARGE = -30.0, 50.0  # below: log(1 − e^{−x}) = log x to 1e-13; above: 0
 
@@ -102,24 +103,24 @@ def beam_search(ctx: Any, logp: Any, k: int) -> tuple[Any, Any]:
         Gc = B.where(top, G[:, :, None] + 0 * gt, G[:, :, None] - B.softplus(v))
         cvalid = valid[:, :, None] + 0 * gt
         score = B.where(cvalid > 0.5, Gc, 0 * Gc - math.inf).reshape(R, k * C)
-        order = xp.argsort(-score, -1)[:, :k]
-        sel = B.one_hot(order, k * C, score)  # [R, k, k·C]
+        order = xp.argsort(-score, -1)[:, :k]  # the k best children [R, k] (index parent·C + choice)
 
         def pick(a: Any) -> Any:
-            return (sel * a.reshape(R, 1, k * C)).sum(-1)
+            return take_along(B, a.reshape(R, k * C), order)
 
-        sel4 = sel.reshape(R, k, k, C)
-        return (pick(cphi), pick(Gc), pick(cvalid)), (sel4.sum(-1), sel4.sum(-2))  # parent, choice one-hots
+        return (pick(cphi), pick(Gc), pick(cvalid)), (order // C, order % C)  # parent beam, choice
 
     (phi, _, _), (parent, choice) = scan(B, step, (zeros, zeros, valid0), (xp.moveaxis(logp, 1, 0), g))
 
     def back(beam: Any, xs: tuple) -> tuple:
-        par, cho = xs  # [R, k, k], [R, k, C]
-        return xp.einsum("rjb,rba->rja", beam, par), (xp.einsum("rjb,rbc->rjc", beam, cho),)
+        par, cho = xs  # [R, k] each: the beam each beam came from, and its category at this site
+        return take_along(B, par, beam), (take_along(B, cho, beam),)
 
-    eye = B.asarray(np.broadcast_to(np.eye(k), (R, k, k)), ctx.dtype, ctx.device)
-    _, xs = scan(B, back, eye, (parent, choice), reverse=True)
-    return xp.moveaxis(xs[0], 0, 2), phi  # [R, k, D, C], [R, k]
+    _, (cats,) = scan(
+        B, back, parent[-1] * 0 + index_array(B, np.arange(k), ctx.device), (parent, choice), reverse=True
+    )
+    x = B.one_hot(xp.moveaxis(cats, 0, 2), C, phi)  # [R, k, D, C]
+    return x, phi  # [R, k, D, C], [R, k]
 
 
 def set_integrals(ctx: Any, logp_S: Any, pairs: bool) -> tuple[Any, Any, Any]:
@@ -139,11 +140,14 @@ def set_integrals(ctx: Any, logp_S: Any, pairs: bool) -> tuple[Any, Any, Any]:
     one = B.logsumexp(base + tot[:, None, :] - term, -1)  # [R, k]
     if not pairs:
         return full, one, None
-    rows = []
-    for s in range(k):
-        r = B.logsumexp(base + tot[:, None, :] - term[:, s : s + 1, :] - term, -1)  # [R, k]
-        rows.append(B.where(B.asarray(np.arange(k) == s, ctx.dtype, ctx.device) > 0.5, one, r))
-    return full, one, B.stack(rows, 1)
+    # S∖{s, s'}: Σ_m exp(Q_sm + Q_s'm), Q = (base + tot)/2 − term, as a matrix product of row-scaled exponentials
+    # (a sum of positive terms: no cancellation; each row scaled by its maximum, so nothing overflows)
+    Q = (base + tot)[:, None, :] / 2 - term  # [R, k, M]
+    q = xp.amax(Q, -1)  # [R, k]
+    P = B.exp(Q - q[:, :, None])
+    two = B.log(P @ xp.swapaxes(P, 1, 2)) + q[:, :, None] + q[:, None, :]
+    diag = B.asarray(np.eye(k), ctx.dtype, ctx.device) > 0.5
+    return full, one, B.where(diag, one[:, :, None] + 0 * two, two)
 
 
 def unordered_set(ctx: Any) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 - declared capabilities;
 - per-sample formulas on fixed noise against a hand computation with explicit loops over samples, sites and
   neighbours (the Stein operator applied to the surrogate as a Python function, κ from the kernel's definition,
-  the double-CV correction by finite differences of E_q[c]), every kernel, Bernoulli and categorical, 3 backends;
+  the double-CV correction by finite differences of E_q[c]), every kernel and both expansion points, Bernoulli and
+  categorical, 3 backends;
 - exact identities: α = β = 0 is RLOO draw for draw; on a linear f double CV (α = 1) is the exact gradient and
   RODEO's Gibbs baseline (α = 1, β = 0) is E[f], so RODEO equals the oracle-baseline estimator draw for draw;
   every kernel's operator has mean zero under q, by enumeration (E_q[A h] = 0 for an arbitrary h);
@@ -83,14 +84,15 @@ def _neighbours(x: np.ndarray, p: np.ndarray, cat: bool, kernel: str) -> list[tu
     return out
 
 
-def _hand_rodeo(problem, L: int, R: int, seed: int, kernel: str, alpha: float, beta: float) -> np.ndarray:
+def _hand_rodeo(problem, L: int, R: int, seed: int, kernel: str, alpha: float, beta: float, center: str) -> np.ndarray:
     xs, p, cat = _samples(problem, L, R, seed)
     out = np.zeros((R, *p.shape))
     for r in range(R):
         fg = [_fgrad(problem, xs[r, k]) for k in range(L)]
         f = np.array([v for v, _ in fg])
-        ell = [  # ℓ_k(y) = mean_{j≠k} G_j·(y − x_j)
-            (lambda y, k=k: np.mean([(fg[j][1] * (y - xs[r, j])).sum() for j in range(L) if j != k])) for k in range(L)
+        at = [p if center == "mean" else xs[r, j] for j in range(L)]  # expansion points
+        ell = [  # ℓ_k(y) = mean_{j≠k} G_j·(y − a_j), a_j = μ or x_j
+            (lambda y, k=k: np.mean([(fg[j][1] * (y - at[j])).sum() for j in range(L) if j != k])) for k in range(L)
         ]
         nb = [_neighbours(xs[r, k], p, cat, kernel) for k in range(L)]
         a = np.array([sum(kap * (ell[k](y) - ell[k](xs[r, k])) for y, kap in nb[k]) for k in range(L)])
@@ -125,11 +127,11 @@ def _hand_dcv(problem, L: int, R: int, seed: int, alpha: float) -> np.ndarray:
 
 
 @pytest.mark.parametrize("problem", [BERN, CAT], ids=["bernoulli", "categorical"])
-@pytest.mark.parametrize("kernel", KERNELS)
-def test_rodeo_per_sample_formula(problem, kernel: str) -> None:
+@pytest.mark.parametrize(("kernel", "center"), [(k, "mean") for k in KERNELS] + [("gibbs", "samples")])
+def test_rodeo_per_sample_formula(problem, kernel: str, center: str) -> None:
     L, R, seed, alpha, beta = 3, 4, 21, 0.7, -1.3
-    hand = _hand_rodeo(problem, L, R, seed, kernel, alpha, beta)
-    hyper = {"kernel": kernel, "coefficients": "fixed", "alpha": alpha, "beta": beta}
+    hand = _hand_rodeo(problem, L, R, seed, kernel, alpha, beta, center)
+    hyper = {"kernel": kernel, "center": center, "coefficients": "fixed", "alpha": alpha, "beta": beta}
     for b in BACKENDS:
         out = run_fixed("rodeo", b, problem, L, R, seed, hyper)["logits"]
         np.testing.assert_allclose(out, hand, rtol=1e-10, atol=1e-13, err_msg=f"rodeo {kernel} {b} seed={seed}")
@@ -192,11 +194,15 @@ def test_stein_operator_has_mean_zero(problem, kernel: str) -> None:
 
 
 # -- unbiasedness of non-default settings ---------------------------------------------------------------------
-SETTINGS = [("double_cv", {"coefficients": "fixed", "alpha": 0.7}, 2), ("double_cv", {}, 5)] + [
-    ("rodeo", {"kernel": k, **h}, L)
-    for k in KERNELS
-    for h, L in (({"coefficients": "fixed", "alpha": 0.7, "beta": -0.4}, 2), ({}, 5))
-]
+SETTINGS = (
+    [("double_cv", {"coefficients": "fixed", "alpha": 0.7}, 2), ("double_cv", {}, 5)]
+    + [
+        ("rodeo", {"kernel": k, **h}, L)
+        for k in KERNELS
+        for h, L in (({"coefficients": "fixed", "alpha": 0.7, "beta": -0.4}, 2), ({}, 5))
+    ]
+    + [("rodeo", {"center": "samples"}, 3)]
+)
 UNBIASED = [(n, h, L, p) for n, h, L in SETTINGS for p in (BERN, CAT)]
 N_COORDS = sum(int(np.prod(p.params_np["logits"].shape)) for *_, p in UNBIASED)
 
@@ -234,7 +240,8 @@ def test_fit_is_deterministic_cached_and_the_same_on_every_backend(name: str) ->
     outs = {b: run_fixed(name, b, CAT, L, R, seed)["logits"] for b in BACKENDS}
     for b in BACKENDS[1:]:
         np.testing.assert_allclose(outs[b], outs["numpy"], rtol=1e-9, atol=1e-12, err_msg=f"{name} {b}")
-    recs = [r for r in fit_log() if r["estimator"] == name and r["problem"] == CAT.label() and r["L"] == L]
+    hyper = {k: v for k, v in get_estimator(name, "numpy").defaults().items() if k not in ("alpha", "beta")}
+    recs = [r for r in fit_log() if (r["estimator"], r["problem"], r["L"], r["hyper"]) == (name, CAT.label(), L, hyper)]
     assert len(recs) == 1, f"{name}: fitted {len(recs)} times (cached fits are reused across backends)"
     assert recs[0]["variance"] <= recs[0]["base_variance"]
     fixed = {"coefficients": "fixed", **dict(zip(("alpha", "beta"), recs[0]["coefficients"]))}
