@@ -20,15 +20,17 @@ probabilities come from the paper's integral: for T ⊆ S,
     p^{D\setminus(S\setminus T)}(T) = \int_0^1 \prod_{t\in T}\big(1 - u^{p(t)/p_{\bar S}}\big)\,du,\qquad
     p_{\bar S} = 1 - \sum_{s\in S} p(s),
 
-computed here after the substitution :math:`u = \exp(-e^y)` by the trapezoid rule on y ∈ [−32, 5], step 0.25
-(149 points, in log space): the integrand :math:`e^{y - e^y}\prod_t (1 - e^{-a_t e^y})` is smooth with O(1)
-features in y, so the rule converges geometrically; the tests compare it with the sum over all orderings (agreement
-to 1e-10 relative).  When k equals the domain size, S is the whole domain and every ratio is 1 (the estimator is
+computed here after the substitution :math:`u = \exp(-e^y)` by the trapezoid rule in log space on
+y ∈ [−32, log(k+1) + 4] with step min(0.2, 0.7/√(k+1)) (186 to 193 points for k <= 11, 400 for k = 48): the integrand
+:math:`e^{y - e^y}\prod_t (1 - e^{-a_t e^y})` is smooth, its peak at most log(k+1) with width at least
+1/√(k+1), so the rule converges geometrically; the tests compare it with the sum over all orderings (k <= 6) and
+with adaptive quadrature (k = 48), agreement to 1e-10 relative.  (A fixed step of 0.25 on [−32, 5] was off by 3e-3
+at k = 48: the step must follow k.)  When k equals the domain size, S is the whole domain and every ratio is 1 (the estimator is
 then the exact gradient).  The reference implementations sum over all orderings (Kool et al.'s VAE code) or use a
 1000-point trapezoid rule in u (storchastic); the estimator is the same.
 
 L is the set size k: per L-sample estimate min(L, C^D) evaluations of f (f only, no derivative), at distinct points.
-The baseline's pair ratios cost O(k²·149) arithmetic per estimate (one batched matrix product).
+The baseline's pair ratios cost O(k²·M) arithmetic per estimate, M the number of nodes (one batched matrix product).
 Sampling costs D sequential beam steps (a scan over sites, vectorized over replicates).  One backend-generic
 formula with the analytic score :math:`\nabla_\theta\log p(x) = x - p` serves NumPy, PyTorch and JAX.
 """
@@ -48,8 +50,19 @@ REF_US = (
     "sampling without replacement (unordered set estimator)"
 )
 HYPER = {"baseline": sg.Hyper(True, doc="subtract the paper's built-in baseline (needs L >= 2)")}
-Y_LOW, Y_HIGH, Y_STEP = -32.0, 5.0, 0.25
-Y_GRID = np.arange(Y_LOW, Y_HIGH + Y_STEP / 2, Y_STEP)
+Y_LOW, Y_STEP, Y_WIDTH = -32.0, 0.2, 0.7  # grid: [−32, log(k + 1) + 4], step min(0.2, 0.7 / sqrt(k + 1))
+
+
+def y_grid(k: int) -> tuple[np.ndarray, float]:
+    """Trapezoid nodes in y and their step for a set of k elements.
+
+    The integrand behaves like exp((n + 1) y − e^y) where n factors have small a_t: a peak at log(n + 1) of width
+    1/sqrt(n + 1), so the upper end and the step follow k (the rule's error is about exp(−2π²/((k + 1) h²))).
+    """
+    h = min(Y_STEP, Y_WIDTH / math.sqrt(k + 1))
+    return np.arange(Y_LOW, math.log(k + 1) + 4 + h / 2, h), h
+
+
 LOG_SMALL, LOG_LARGE = -30.0, 50.0  # below: log(1 − e^{−x}) = log x to 1e-13; above: 0
 
 
@@ -130,11 +143,12 @@ def set_integrals(ctx: Any, logp_S: Any, pairs: bool) -> tuple[Any, Any, Any]:
     tiny = float(np.finfo(ctx.dtype).tiny)
     lse = B.logsumexp(logp_S, 1)
     log_rest = log1mexp(B, xp.minimum(lse, 0 * lse - tiny))  # log(1 − Σ_S p)
-    y = B.asarray(Y_GRID, ctx.dtype, ctx.device)
+    grid, step = y_grid(k)
+    y = B.asarray(grid, ctx.dtype, ctx.device)
     logx = (logp_S - log_rest[:, None])[:, :, None] + y  # log(a_t e^y) [R, k, M]
     clipped = xp.clip(logx, LOG_SMALL, LOG_LARGE)
     term = B.where(logx < LOG_SMALL, logx, B.log(-xp.expm1(-B.exp(clipped))))  # log(1 − e^{−a_t e^y})
-    base = y - B.exp(y) + math.log(Y_STEP)
+    base = y - B.exp(y) + math.log(step)
     tot = term.sum(1)  # [R, M]
     full = B.logsumexp(base + tot, -1)
     one = B.logsumexp(base + tot[:, None, :] - term, -1)  # [R, k]
