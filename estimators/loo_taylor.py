@@ -53,7 +53,7 @@ What differs from the paper (precisely):
   at hand, fitted on an independent batch (the value online learning tends to at a fixed θ, without its lag), or
   given;
 * without the network, the expansion point matters for H: expanded at the other samples, ℓ_k(μ) is a zero-mean
-  random offset and H = ℓ·s carries it as a noisy baseline (measured: about twice the variance of
+  random offset and H = ℓ·s carries it as a noisy baseline (measured: 1.8–6.5× the variance of
   ``center = "mean"`` on the textbook problems of docs/notes/discrete.md), so the default expands at μ (the
   reference code's ``mu`` variant does too, with ∇f(μ), an extra evaluation; here the slopes stay the other
   samples', so no evaluation is added);
