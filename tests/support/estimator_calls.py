@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from harness.backends import get_backend
-from harness.context import make_context
+from harness.measure.check import check_problem, draw
+from harness.measure.context import make_context
 from harness.registry import get_estimator
-from harness.validate import check_problem, draw
 
 BACKENDS = ("numpy", "torch", "jax")
 
@@ -49,5 +49,5 @@ def estimates(
 
 
 def check(name: str, backend: str, problem: Any, **kw: Any) -> Any:
-    """``harness.validate.check_problem`` (Bonferroni t-test with a power check) for one implementation."""
+    """``harness.measure.check.check_problem`` (Bonferroni t-test with a power check) for one implementation."""
     return check_problem(get_estimator(name, backend), problem, **kw)
