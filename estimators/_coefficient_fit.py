@@ -86,7 +86,18 @@ def fitting_context(ctx: Any, N: int, seed: int) -> Any:
     params = {k: B.asarray(v, "float64", dev) for k, v in ctx.problem.params_np.items()}
     op = {k: (B.asarray(v, "float64", dev) if isinstance(v, np.ndarray) else v) for k, v in ctx.problem.op.items()}
     noise = B.numpy_noise(np.random.default_rng(seed), "float64", dev)
-    return sg.Context(B, ctx.problem, params, op, noise, ctx.L, N, dict(ctx.hyper), "float64", dev)
+    return sg.Context(
+        B=B,
+        problem=ctx.problem,
+        params=params,
+        op=op,
+        noise=noise,
+        L=ctx.L,
+        R=N,
+        hyper=dict(ctx.hyper),
+        dtype="float64",
+        device=dev,
+    )
 
 
 def replicated(ctx: Any) -> dict[str, Any]:
