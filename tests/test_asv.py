@@ -220,3 +220,24 @@ def test_demo_script_flags_variance_and_time(tmp_path):
     for backend in ("numpy:cpu", "torch:cpu"):
         for name in ("track_variance", "time_estimator"):
             assert any(name in n and backend in n for n in worse), (name, backend, r.stdout[-4000:])
+
+
+ASV_PREFIXES = ("time_", "timeraw_", "track_", "peakmem_", "mem_")
+
+
+@pytest.mark.parametrize("path", sorted(BENCH_DIR.glob("*.py")), ids=lambda p: p.name)
+def test_benchmark_dir_modules_expose_only_their_own_benchmarks(path):
+    """asv collects every module-level name with a benchmark prefix in ``suites/benchmarks``, imported or not:
+    a script that imports ``time_estimator`` makes asv time it with no arguments, and `asv run` fails. Scripts
+    living there import such functions through their module."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    imported = [
+        alias.asname or alias.name
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+        if (alias.asname or alias.name).startswith(ASV_PREFIXES)
+    ]
+    assert not imported, f"{path.name} imports {imported} at module level; asv would run them as benchmarks"

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.measure.runner import MeasureRequest, estimate, time_estimator
+from harness.measure import runner
+from harness.measure.runner import MeasureRequest, estimate
 from harness.measure.timing import TimingConfig
 from harness.problems import Problem, ProblemSpec
 from harness.registry import ensure_loaded, get_declaration, get_estimator
@@ -100,7 +101,7 @@ def request(problem: Problem, L: int, name: str, hyper: dict[str, Any], R: int, 
 
 
 def timed(problem: Problem, L: int, name: str, hyper: dict[str, Any], cfg: TimingConfig) -> Cost:
-    t = time_estimator(request(problem, L, name, hyper, 1, 0), cfg)
+    t = runner.time_estimator(request(problem, L, name, hyper, 1, 0), cfg)
     return Cost(t.time_median_s, t.time_iqr_s, t.time_samples)
 
 
