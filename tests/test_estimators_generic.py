@@ -22,7 +22,7 @@ import pytest
 
 from harness.backends import get_backend
 from harness.measure.check import applicable_problems, check_problem, draw, z_critical
-from harness.measure.context import make_context
+from harness.registry.context import make_context
 from harness.measure.runner import MeasureRequest, prepare
 from harness.registry import implementations
 

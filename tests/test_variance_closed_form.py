@@ -14,7 +14,7 @@ import pytest
 
 from harness.backends import get_backend
 from harness.measure.check import draw, z_critical
-from harness.measure.context import make_context
+from harness.registry.context import make_context
 from harness.problems import ProblemSpec
 from harness.registry import get_estimator
 

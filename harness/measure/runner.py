@@ -30,7 +30,7 @@ import numpy as np
 
 from harness.backends import Backend, get_backend
 from harness.measure.cells import Cell
-from harness.measure.context import make_context
+from harness.registry.context import make_context
 from harness.measure.timing import Timing, TimingConfig, thread_settings, time_call
 from harness.problems import Problem
 from harness.registry import Implementation, get_estimator

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.measure.context import Context
+from harness.registry.context import Context
 from harness.workloads.base import NegElbo, Workload
 
 
@@ -42,7 +42,7 @@ def per_example_f(wl: Workload, cfg: dict, dist: Any, B: Any, params: dict, x: d
 
 @dataclass
 class StepContext(Context):
-    """A :class:`harness.measure.context.Context` with the N examples on the replicate axis (see the module docstring)."""
+    """A :class:`harness.registry.context.Context` with the N examples on the replicate axis (see the module docstring)."""
 
     eta: dict[str, Any] = field(default_factory=dict)  # [N, *latent], detached
     fb: Any = None  # f_b on [..., N, *latent] -> [..., N]
