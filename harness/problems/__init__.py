@@ -262,7 +262,7 @@ class Problem(ProblemShape):
         (G,) = estimates
         return G
 
-    def readouts(self, G: dict[str, np.ndarray]) -> list[Readout]:
+    def readouts(self, G: dict[str, np.ndarray], backend: str) -> list[Readout]:
         return [Readout(G, self.exact)]
 
 

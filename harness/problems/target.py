@@ -113,8 +113,9 @@ class Built(Protocol):
         """The target's estimates ``{param: [R, *shape]}`` from its parts' (in :meth:`parts` order)."""
         ...
 
-    def readouts(self, G: dict[str, np.ndarray]) -> list[Readout]:
-        """The rows' gradients and truths from the gathered estimates."""
+    def readouts(self, G: dict[str, np.ndarray], backend: str) -> list[Readout]:
+        """The rows' gradients and truths from the gathered estimates (made on ``backend``, where any
+        post-processing runs)."""
         ...
 
 

@@ -46,5 +46,5 @@ def applies(est: Estimator | Implementation, traits: Traits, *, n_samples: int |
     if est.oracle and not traits.exact_value:
         return False, f"{name} is an oracle baseline: it uses the exact E[f], which {traits.name} does not know"
     if n_samples is not None and est.min_samples > n_samples:
-        return False, f"{name} needs L >= {est.min_samples}"
+        return False, f"{name} needs n_samples L >= {est.min_samples}"
     return True, ""

@@ -11,6 +11,10 @@ numbers, then compare the dumps::
 workload checkpoints are trained by the checkout under test).  ``compare`` requires the same set of
 (cell_key, param) rows and bit-identical ``variance``, ``grad_mean``, ``bias`` and ``exact_grad``; it prints
 the count and every difference, and exits 1 on any.
+
+``expand SUITE... OUT`` dumps what each suite expands into without running it (cell keys and the counted drop
+reasons); ``compare`` on two such dumps requires identical cell keys and total drop counts per suite (reason texts,
+and counts per reason, are printed where they differ but not required to match).
 """
 
 from __future__ import annotations
@@ -49,6 +53,41 @@ def dump(suite: str, out: str) -> int:
     return 0
 
 
+def expand_dump(suites: list[str], out: str) -> int:
+    """{suite: {"cells": sorted cell keys, "dropped": {reason: count}}} for each suite file, nothing run."""
+    from harness.suite.expand import expand
+
+    got = {}
+    for suite in suites:
+        exp = expand(suite, confirmed=True)
+        got[suite] = {"cells": sorted(c.key() for c in exp.cells), "dropped": dict(exp.dropped)}
+        print(f"{suite}: {len(exp.cells)} cells, {sum(exp.dropped.values())} dropped")
+    Path(out).write_text(json.dumps({"expansions": got}, indent=1, sort_keys=True))
+    return 0
+
+
+def compare_expansions(a: dict[str, Any], b: dict[str, Any]) -> int:
+    bad = 0
+    for suite in sorted(set(a) | set(b)):
+        ea, eb = a.get(suite), b.get(suite)
+        if ea is None or eb is None:
+            print(f"{suite}: expanded on one side only")
+            bad += 1
+            continue
+        ca, cb = set(ea["cells"]), set(eb["cells"])
+        same_counts = sorted(ea["dropped"].values()) == sorted(eb["dropped"].values())
+        print(
+            f"{suite}: {len(ca & cb)} cell keys in common, {len(ca - cb)} only before, {len(cb - ca)} only after; "
+            f"dropped {sum(ea['dropped'].values())} / {sum(eb['dropped'].values())}"
+            + ("" if same_counts else " (drop counts per reason differ)")
+        )
+        for why in sorted(set(ea["dropped"]) ^ set(eb["dropped"])):
+            print(f"    reason text {'before' if why in ea['dropped'] else 'after'}: {why!r}")
+        bad += (ca != cb) + (sum(ea["dropped"].values()) != sum(eb["dropped"].values()))
+    print(f"{len(set(a) | set(b))} suites, {bad} differences")
+    return 1 if bad else 0
+
+
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
@@ -58,6 +97,8 @@ def _same(a: Any, b: Any) -> bool:
 def compare(a_path: str, b_path: str) -> int:
     """Print matched rows and every difference; 0 when keys and numbers are identical."""
     a, b = (json.loads(Path(p).read_text()) for p in (a_path, b_path))
+    if "expansions" in a:
+        return compare_expansions(a["expansions"], b["expansions"])
     ka, kb = set(a["rows"]), set(b["rows"])
     bad = 0
     for k in sorted(ka - kb):
@@ -85,10 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("dump", help="run a suite and dump its rows' numbers")
     d.add_argument("suite")
     d.add_argument("out")
+    e = sub.add_parser("expand", help="dump suites' expansions (cell keys, drop counts), nothing run")
+    e.add_argument("suites", nargs="+")
+    e.add_argument("out")
     c = sub.add_parser("compare", help="compare two dumps")
     c.add_argument("a")
     c.add_argument("b")
     args = ap.parse_args(argv)
+    if args.cmd == "expand":
+        return expand_dump(args.suites, args.out)
     return dump(args.suite, args.out) if args.cmd == "dump" else compare(args.a, args.b)
 
 

@@ -27,7 +27,7 @@ RUNNER = "harness.measure.runner"
 
 def _module(frame: Any) -> str | None:
     name = frame.f_globals.get("__name__", "")
-    if frame.f_code.co_name == "<module>" or not name.split(".")[0] in PROJECT:
+    if frame.f_code.co_name == "<module>" or name.split(".")[0] not in PROJECT:
         return None
     return name
 

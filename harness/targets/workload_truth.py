@@ -1,4 +1,4 @@
-"""Ground truth ∇η E_q[f] per example: enumeration, a workload's quadrature, or a long unbiased reference.
+"""The truth of a workload target: ∇η E_q[f] per example by enumeration, a workload's quadrature, or a reference.
 
 - ``enumeration`` (exact): every latent configuration of one example (Bernoulli: 2^D, categorical: K^G),
   at most ``MAX_ENUMERATION`` per example; ∇η E[f] = Σ_z f(z) q(z) ∂η log q(z).
@@ -24,10 +24,12 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from harness.backends import get_backend
 from harness.problems.exact import ExactResult
 from harness.workloads.base import WorkloadError
 from harness.workloads.checkpoints import FORMAT, cache_dir, load_npz, save_npz
 
+TRUTHS = ("auto", "enumeration", "reference", "quadrature")
 MAX_ENUMERATION = 2**12  # configurations per example
 CHUNK = 512  # samples per vectorized reference chunk
 _MEMO: dict[str, ExactResult] = {}
@@ -100,15 +102,19 @@ def exact_for(problem: Any) -> ExactResult:
 
 
 def _key(problem: Any, method: str) -> str:
-    d = {**problem.spec.to_dict(), "config": problem.cfg, "method": method, "format": FORMAT}
+    """What the truth depends on: the batch, the configuration, the method and the weights themselves (a digest,
+    so a target built at weights its checkpoint number does not determine never reads or writes another's)."""
+    h = hashlib.sha256()
+    for k in sorted(problem.state):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(problem.state[k], dtype=np.float64).tobytes())
+    d = {**problem.spec.to_dict(), "config": problem.cfg, "method": method, "format": FORMAT, "weights": h.hexdigest()}
     d.pop("per_example", None)
     d.pop("truth", None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def _np() -> Any:
-    from harness.backends import get_backend
-
     return get_backend("numpy")
 
 
@@ -197,8 +203,6 @@ def _reparam(problem: Any, rng: np.random.Generator, n: int) -> tuple[dict, np.n
         f = problem.f_np(z[:, None])[:, 0]
     else:
         import torch
-
-        from harness.backends import get_backend
 
         T = get_backend("torch")
         zt = torch.tensor(z[:, None], dtype=torch.float64, requires_grad=True)
