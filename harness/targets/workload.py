@@ -42,7 +42,7 @@ from harness.problems import DISTRIBUTIONS, jsonable
 from harness.problems.base import ProblemShape
 from harness.problems.exact import ExactResult
 from harness.problems.target import Part, Readout, Traits, part_seed
-from harness.targets.workload_truth import TRUTHS, exact_for, method_for
+from harness.targets.workload_truth import TRUTHS, choose_method, example_truth, joined, method_for
 from harness.workloads import get_workload
 from harness.workloads.base import SPLITS, NegElbo, Workload, WorkloadError
 from harness.workloads.chain import encoder_grads, flat, jacobian
@@ -228,7 +228,9 @@ class WorkloadProblem(ProblemShape):
     @cached_property
     def exact(self) -> ExactResult:
         """The truth: per example, exact by enumeration, a workload's quadrature or a long reference estimate."""
-        return exact_for(self)
+        if self.spec.example is not None:
+            return example_truth(self)
+        return joined([ex.exact for ex in self.examples()], choose_method(self))
 
     # -- what the runner measures (harness.problems.target.Built) -----------------------------
     def describe(self) -> dict[str, Any]:

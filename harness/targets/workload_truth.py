@@ -64,15 +64,16 @@ def method_for(wl: Any, shape: tuple[int, ...], want: str) -> str:
     return "enumeration" if m <= MAX_ENUMERATION else "quadrature" if has_quad else "reference"
 
 
-def exact_for(problem: Any) -> ExactResult:
+def joined(parts: list[ExactResult], method: str) -> ExactResult:
+    """A batch's truth from its examples' (in batch order): gradients and standard errors concatenated."""
+    grads = {k: np.concatenate([p.grads[k] for p in parts]) for k in parts[0].grads}
+    se = {k: np.concatenate([p.extra.get("se", {}).get(k, np.zeros_like(p.grads[k])) for p in parts]) for k in grads}
+    return ExactResult(float(sum(p.value for p in parts)), grads, method, max(p.abs_err for p in parts), {"se": se})
+
+
+def example_truth(problem: Any) -> ExactResult:
+    """The truth of a one-example workload problem (memoized, cached on disk next to the checkpoints)."""
     method = choose_method(problem)
-    if problem.spec.example is None:
-        parts = [ex.exact for ex in problem.examples()]
-        grads = {k: np.concatenate([p.grads[k] for p in parts]) for k in parts[0].grads}
-        se = {
-            k: np.concatenate([p.extra.get("se", {}).get(k, np.zeros_like(p.grads[k])) for p in parts]) for k in grads
-        }
-        return ExactResult(float(sum(p.value for p in parts)), grads, method, max(p.abs_err for p in parts), {"se": se})
     key = _key(problem, method)
     if key in _MEMO:
         return _MEMO[key]
