@@ -10,8 +10,8 @@ import pytest
 
 from harness.backends import get_backend
 from harness.cli.main import main
+from harness.files.atomic import atomic_write_parquet
 from harness.measure.runner import run_cell
-from harness.results import atomic_write_parquet
 from harness.runs import suite_run as execute_mod
 from harness.runs.store import RunStore, load_run
 from harness.suite.expand import expand

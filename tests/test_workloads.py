@@ -360,9 +360,16 @@ def test_workload_suite_runs_and_resumes(tmp_path: Path) -> None:
 
 def test_byo_workload_registered_through_the_api() -> None:
     """A user's model (docs/notes/workloads.md) runs every applicable estimator with no estimator code."""
+    import importlib.util
+
     from harness.registry import get_estimator
     from harness.workloads import register_workload, unregister_workload
-    from tests.support.byo_workload import TinyBernoulliModel
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "examples" / "byo_workload.py"
+    spec = importlib.util.spec_from_file_location("byo_workload", path)
+    byo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(byo)
+    TinyBernoulliModel = byo.TinyBernoulliModel
 
     register_workload(TinyBernoulliModel)
     try:

@@ -1,8 +1,7 @@
-"""The results contract (a leaf: imports only harness.stats): column schema, row assembly, atomic file writes.
+"""The results contract (a leaf: imports only harness.stats): column schema and row assembly.
 
 * :mod:`~harness.results.schema` — the columns of ``results.parquet`` (name, dtype, meaning);
-* :mod:`~harness.results.rows` — a cell's outcome and its tidy rows;
-* :mod:`~harness.results.files` — atomic writes of every file the harness produces.
+* :mod:`~harness.results.rows` — a cell's outcome and its tidy rows.
 
 The run store and the report depend on this package, never on the runner.  ``python -m harness.results`` prints
 the column table of results/README.md.
@@ -10,7 +9,6 @@ the column table of results/README.md.
 
 from __future__ import annotations
 
-from harness.results.files import TMP_SUFFIX, atomic_write_bytes, atomic_write_json, atomic_write_parquet, file_mode
 from harness.results.rows import CellLike, CellOutcome, cell_rows, scalar_or_nan
 from harness.results.schema import (
     COLUMN_ORDER,
@@ -30,15 +28,10 @@ __all__ = [
     "PREFIX_COLUMNS",
     "SCHEMA",
     "SORT_KEYS",
-    "TMP_SUFFIX",
     "CellLike",
     "CellOutcome",
     "Column",
-    "atomic_write_bytes",
-    "atomic_write_json",
-    "atomic_write_parquet",
     "cell_rows",
-    "file_mode",
     "register_columns",
     "scalar_or_nan",
     "schema_markdown",

@@ -1,7 +1,7 @@
 """Results store: ``<run>/results.parquet`` + ``meta.json`` (+ ``cells/`` for resume), written atomically.
 
-Every file is written through :mod:`harness.results.files` (a temporary name in the same directory, fsync'ed
-and renamed over the target), so an interrupted run never leaves a truncated file.  Each finished cell is saved as
+Every file is written through :mod:`harness.files.atomic` (a temporary name in the same directory, fsync'ed and
+renamed over the target), so an interrupted run never leaves a truncated file.  Each finished cell is saved as
 ``cells/<key>.json`` the moment it ends; ``--resume`` reads those and skips the cells already done;
 ``results.parquet`` is rebuilt from them at checkpoints and at the end.
 
@@ -20,15 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from harness.results import (
-    COLUMN_ORDER,
-    SORT_KEYS,
-    TMP_SUFFIX,
-    CellOutcome,
-    atomic_write_json,
-    atomic_write_parquet,
-    file_mode,
-)
+from harness.files.atomic import TMP_SUFFIX, atomic_write_json, atomic_write_parquet, file_mode
+from harness.results import COLUMN_ORDER, SORT_KEYS, CellOutcome
 
 LOCK_NAME = ".lock"
 

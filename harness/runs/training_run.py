@@ -20,8 +20,8 @@ from typing import Any
 
 import pandas as pd
 
+from harness.files.atomic import atomic_write_json, atomic_write_parquet
 from harness.registry import get_declaration
-from harness.results import atomic_write_json, atomic_write_parquet
 from harness.runs.machine import machine_info
 from harness.training.loop import train_unit
 from harness.training.spec import unit_key

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.results import atomic_write_bytes
+from harness.files.atomic import atomic_write_bytes
 from harness.training.spec import unit_key
 from harness.training.step import StepProblem, decoder_objective, encoder_gradient, held_out_bound
 
