@@ -5,7 +5,8 @@ its first numpy cell (or cell ``I``), runs it once untraced (caches, truth, chec
 after its first cell) and once under :func:`sys.setprofile`, recording every call between project modules
 (``harness``, ``estimators``, ``stochgrad``; module-level import code excluded).  It prints:
 
-* rooms entered: the project modules whose functions the cell calls;
+* rooms entered: the project modules whose functions the cell calls (and the parts: packages such as
+  ``harness.measure`` or ``estimators``);
 * crossings: calls whose caller is in another module (distinct caller -> callee edges, and in total);
 * returns to the runner: calls into ``harness.measure.runner`` made from another module while a runner frame is
   already on the stack (the runner handing work out and being called back);
@@ -100,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     assert first.status == "ok", first.message
     walk = trace(lambda: run_cell(cell))
     print(f"cell: {cell.label()}")
+    parts = sorted({".".join(m.split(".")[:2]) if m.startswith("harness.") else m.split(".")[0] for m in walk["rooms"]})
+    print(f"parts entered ({len(parts)}): {', '.join(parts)}")
     print(f"rooms entered ({len(walk['rooms'])}):")
     for m, n in sorted(walk["rooms"].items()):
         print(f"  {m:40s} {n:6d} calls")
