@@ -47,19 +47,22 @@ bench-parallel: venv  ## wall-clock in-process vs --workers 2 (docs/notes/scale-
 smoke: venv
 	$(BIN)/stochgrad run suites/smoke.toml --out results/smoke-$(shell date +%Y%m%d-%H%M%S)
 
-test: venv  ## lint + the test suite (what CI runs); slow batteries: make test-all
+test: venv  ## lint + import contracts + the test suite (what CI runs); slow batteries: make test-all
 	$(BIN)/ruff check stochgrad harness estimators tests suites
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
 	$(MAKE) docs-check
 	$(BIN)/pytest -q -p no:cacheprovider --nbmake docs/tutorial.ipynb
 
 test-all: venv
 	$(BIN)/ruff check stochgrad harness estimators tests suites
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q -n 2 $(PYTEST_ARGS)
 
-lint: venv
+lint: venv  ## ruff, ruff format and the import-linter contracts of pyproject.toml (docs/architecture.md)
 	$(BIN)/ruff check stochgrad harness estimators tests suites
 	$(BIN)/ruff format --check stochgrad harness estimators tests suites
+	$(BIN)/lint-imports
 
 format: venv
 	$(BIN)/ruff check --fix stochgrad harness estimators tests suites

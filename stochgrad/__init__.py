@@ -15,9 +15,9 @@ internal.
 
 from __future__ import annotations
 
-from harness.measure.context import Context
 from harness.problems import Problem
 from harness.registry import Estimator, Hyper, RegistryError, register_estimator
+from harness.registry.context import Context
 from stochgrad.api import (
     MeasureError,
     Run,

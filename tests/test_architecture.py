@@ -1,36 +1,47 @@
-"""The layout's one-way data flow: the results contract, the store and the report never import the runner, the
-registry or the suite expander (checked in a fresh interpreter), and the public package is typed."""
+"""The layout's one-way data flow: the import-linter contracts of pyproject.toml (layers, no cycles, a report and a
+results package that never reach the machinery) hold, every module sits in a layer, and the public package is
+typed.  The contracts are the checkable form of docs/architecture.md; ``make test`` and ``make lint`` run them too."""
 
 from __future__ import annotations
 
-import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
-UPWARD = (
-    "harness.measure.runner",
-    "harness.registry",
-    "harness.suite.expand",
-    "harness.runs.suite_run",
-    "harness.measure.timing",
-)
 
 
-def _modules_after_import(module: str) -> set[str]:
-    code = f"import json, sys; import {module}; print(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
-    return set(json.loads(out.stdout))
+def _lint_imports() -> list[str]:
+    exe = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+    if not Path(exe).exists():
+        pytest.skip("import-linter is not installed (pip install -e '.[test]')")
+    return [exe, "--no-cache"]
 
 
-@pytest.mark.parametrize("module", ["harness.results", "harness.runs.store", "harness.stats.metrics", "harness.report"])
-def test_leaf_modules_do_not_import_upward(module: str) -> None:
-    loaded = _modules_after_import(module)
-    assert not loaded & set(UPWARD), f"{module} imports {sorted(loaded & set(UPWARD))}"
-    assert "harness.problems" not in loaded or module == "harness.report", f"{module} loads the distributions"
+def test_import_contracts_hold() -> None:
+    """lint-imports: the layers of docs/architecture.md, no cycles, the report and results packages' purity."""
+    out = subprocess.run(
+        _lint_imports(), capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert "0 broken" in out.stdout, out.stdout[-4000:]
+
+
+def test_every_part_of_the_harness_is_in_a_layer() -> None:
+    """A new package under harness/ must be placed in the layers contract (and in docs/architecture.md)."""
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (layers,) = [c for c in cfg["contracts"] if c["type"] == "layers"]
+    named = {m.strip() for layer in layers["layers"] for m in layer.split("|")}
+    parts = {f"harness.{p.name}" for p in (ROOT / "harness").iterdir() if (p / "__init__.py").exists()}
+    parts |= {f"harness.{p.stem}" for p in (ROOT / "harness").glob("*.py") if p.stem != "__init__"}
+    assert parts <= named, f"not in any layer: {sorted(parts - named)}"
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    assert all(p in doc for p in parts), f"not described in docs/architecture.md: {[p for p in parts if p not in doc]}"
 
 
 def test_public_package_is_typed() -> None:

@@ -20,9 +20,9 @@ from scipy import special
 
 from harness.backends import get_backend
 from harness.measure.check import check_problem, draw
-from harness.measure.context import make_context
 from harness.problems import ProblemSpec, example_problems
 from harness.registry import get_estimator
+from harness.registry.context import make_context
 
 BACKENDS = ("numpy", "torch", "jax")
 NAMES = {"arm": "bernoulli", "disarm": "bernoulli", "arsm": "categorical"}

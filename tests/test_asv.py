@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from harness.problems import ProblemSpec
-from harness.registry import implementations
-from harness.suite.expand import estimator_applies, load_suite
+from harness.registry import applies, implementations
+from harness.suite.expand import load_suite
 from suites.benchmarks.asv_tools import DEMO_PATCH, flagged
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +79,7 @@ def test_catalog_covers_every_applicable_registered_estimator():
                 continue
             for prob in probs:
                 for L in sw["n_samples"]:
-                    if estimator_applies(spec, prob)[0] and spec.min_samples <= L:
+                    if applies(spec, prob.traits(), n_samples=L)[0]:
                         expected.add((spec.name, f"{spec.backend}:cpu", cases.problem_id(prob), str(L)))
     assert expected, "the regression suite selects nothing"
     missing = expected - set(cat.cases)

@@ -10,9 +10,10 @@ import pytest
 
 from harness.backends import get_backend
 from harness.cli.main import main
+from harness.files.atomic import atomic_write_parquet
 from harness.measure.runner import run_cell
 from harness.runs import suite_run as execute_mod
-from harness.runs.store import RunStore, atomic_write_parquet, load_run
+from harness.runs.store import RunStore, load_run
 from harness.suite.expand import expand
 
 ROOT = Path(__file__).resolve().parents[1]

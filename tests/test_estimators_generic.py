@@ -22,9 +22,9 @@ import pytest
 
 from harness.backends import get_backend
 from harness.measure.check import applicable_problems, check_problem, draw, z_critical
-from harness.measure.context import make_context
 from harness.measure.runner import MeasureRequest, prepare
 from harness.registry import implementations
+from harness.registry.context import make_context
 
 ALPHA = 1e-3  # family-wise false-alarm rate of the whole unbiasedness battery
 DETECTABLE = 0.15  # power: a bias of 15% of the gradient's scale must exceed the critical half-width

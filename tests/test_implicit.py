@@ -23,10 +23,10 @@ from estimators import _implicit_cdf as ic
 from estimators import implicit
 from harness.backends import get_backend
 from harness.measure.check import check_problem
-from harness.measure.context import make_context
 from harness.measure.runner import MeasureRequest, estimate
 from harness.problems import ProblemSpec, example_problems
 from harness.registry import get_estimator
+from harness.registry.context import make_context
 
 BACKENDS = ("numpy", "torch", "jax")
 BAR = 5e-4

@@ -14,9 +14,9 @@ import pytest
 from estimators.measure_valued import PARTS, gamma_rate_parts, measure_valued, site_values
 from harness.backends import get_backend
 from harness.measure.check import applicable_problems, check_problem, draw, z_critical
-from harness.measure.context import make_context
 from harness.problems import Objective, ProblemSpec, example_problems
 from harness.registry import get_estimator
+from harness.registry.context import make_context
 
 ALPHA = 1e-3
 BACKENDS = ("numpy", "torch", "jax")

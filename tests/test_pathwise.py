@@ -21,9 +21,9 @@ from scipy import special
 from estimators.pathwise import NUMPY_GRADS, RSAMPLE
 from harness.backends import get_backend
 from harness.measure.check import check_problem
-from harness.measure.context import make_context
 from harness.problems import ProblemSpec, example_problems
 from harness.registry import get_estimator
+from harness.registry.context import make_context
 
 DISTS = tuple(NUMPY_GRADS)
 NP = get_backend("numpy")

@@ -6,7 +6,7 @@ import pytest
 
 import stochgrad as sg
 from harness import registry
-from harness.registry import Hyper, RegistryError, get_estimator, implementations, register_estimator
+from harness.registry import Hyper, RegistryError, applies, get_estimator, implementations, register_estimator
 
 
 def test_builtins_cover_three_backends() -> None:
@@ -131,3 +131,80 @@ def test_capabilities_are_declared() -> None:
         assert isinstance(s.unbiased, bool)
         assert s.reference, f"{s.name}[{s.backend}] declares no reference"
         assert s.doc, f"{s.name}[{s.backend}] has no docstring"
+
+
+# -- the one capability matcher ---------------------------------------------------------------------------------------
+def _decl(name: str, **kw) -> registry.Estimator:
+    est = register_estimator(name, **{"distributions": ("normal",), "unbiased": True, **kw})
+    est.implementation("numpy", "torch")(lambda ctx: {})
+    return est
+
+
+def test_matcher_reads_declarations_against_traits_in_order() -> None:
+    """Every rule of harness.registry.applies, each the first to fail in turn, with its reason."""
+    from harness.problems.target import Traits
+
+    base = Traits(name="f", latent="normal")
+    try:
+        est = _decl("matcher_test", requires=("differentiable",), min_samples=2)
+        numpy, torch = est.impls["numpy"], est.impls["torch"]
+        assert applies(torch, base, n_samples=2) == (True, "")
+        cases = [
+            (Traits(name="f", latent="normal", backends=("torch",)), numpy, "f runs on ['torch'] only"),
+            (Traits(name="f", latent="gamma"), numpy, "does not apply to gamma"),
+            (Traits(name="f", latent="normal", differentiable=False), numpy, "differentiable objective (f is not)"),
+            (Traits(name="f", latent="normal", grad_backends=("torch", "jax")), numpy, "on numpy needs an analytic"),
+        ]
+        for traits, impl, why in cases:
+            ok, reason = applies(impl, traits, n_samples=2)
+            assert not ok and why in reason, (traits, reason)
+        assert applies(torch, Traits(name="f", latent="normal", grad_backends=("torch",)), n_samples=2)[0]
+        assert applies(numpy, base, n_samples=1) == (False, "matcher_test needs n_samples L >= 2")
+        # a declaration (no backend): only the backend-independent rules
+        assert applies(est, Traits(name="f", latent="normal", backends=("jax",), grad_backends=()))[0]
+    finally:
+        registry.unregister("matcher_test")
+
+
+def test_matcher_decides_nothing_from_a_name() -> None:
+    """Names mean nothing: "enumeration" without ``separable`` applies to a non-separable target; an oracle under an
+    ordinary name does not apply where E[f] is unknown; an "_oracle" name without the declaration does."""
+    from harness.problems.target import Traits
+
+    opaque = Traits(name="f", latent="normal", separable=False, exact_value=False)
+    try:
+        plain = _decl("enumeration_matcher_test")
+        hidden = _decl("ordinary_matcher_test", oracle=True)
+        suffixed = _decl("x_oracle_matcher_test")
+        assert applies(plain.impls["numpy"], opaque)[0]
+        ok, why = applies(hidden.impls["numpy"], opaque)
+        assert not ok and "oracle" in why
+        assert applies(hidden.impls["numpy"], Traits(name="f", latent="normal"))[0]
+        assert applies(suffixed.impls["numpy"], opaque)[0]
+        sep = _decl("separable_matcher_test", requires=("separable",))
+        assert "needs a separable objective (f is not)" in applies(sep.impls["numpy"], opaque)[1]
+    finally:
+        for n in (
+            "enumeration_matcher_test",
+            "ordinary_matcher_test",
+            "x_oracle_matcher_test",
+            "separable_matcher_test",
+        ):
+            registry.unregister(n)
+
+
+def test_targets_declare_their_traits() -> None:
+    """Problems read their objective's declaration; workloads their model's; a training step adds the K-sample bound
+    and has no exact value."""
+    from harness.problems import ProblemSpec
+    from harness.targets.workload import WorkloadSpec
+    from harness.training import step_traits
+    from harness.workloads import get_workload
+
+    t = ProblemSpec("bernoulli", "bernoulli_toy", 2).traits()
+    assert (t.latent, t.separable, t.multi_sample_bound, t.exact_value) == ("bernoulli", True, False, True)
+    w = WorkloadSpec("vae_bernoulli", {"latent_dim": 3}).traits()
+    assert (w.name, w.latent, w.separable, w.exact_value) == ("vae_bernoulli", "bernoulli", False, True)
+    assert set(w.backends) == {"numpy", "torch", "jax"} and "numpy" in w.grad_backends
+    s = step_traits(get_workload("vae_bernoulli"))
+    assert s.multi_sample_bound and not s.exact_value and s.latent == "bernoulli"

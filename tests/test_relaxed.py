@@ -18,9 +18,9 @@ from scipy import integrate, special
 
 from harness.backends import get_backend
 from harness.measure.check import draw
-from harness.measure.context import make_context
 from harness.problems import ProblemSpec, example_problems
 from harness.registry import get_estimator
+from harness.registry.context import make_context
 
 NAMES = ("gumbel_softmax", "straight_through", "st_gumbel")
 BACKENDS = ("numpy", "torch", "jax")

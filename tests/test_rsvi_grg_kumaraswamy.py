@@ -32,9 +32,9 @@ import estimators.kumaraswamy as kum
 import estimators.rsvi as rsvi
 from harness.backends import get_backend
 from harness.measure.check import check_problem, draw, z_critical
-from harness.measure.context import make_context
 from harness.problems import ProblemSpec
 from harness.registry import get_estimator
+from harness.registry.context import make_context
 
 NP = get_backend("numpy")
 KS_ALPHA = 1e-4

@@ -1,12 +1,15 @@
-"""Oracle baselines are never recommended by ``harness.workloads.summary.which_estimator`` (best, runner-up,
-most efficient), with the ``oracle`` column and, for runs made before it existed, from the registry."""
+"""Oracle baselines are never recommended by ``harness.report.which_estimator`` (best, runner-up, most efficient):
+the flag comes from the declaration as the run recorded it (the ``oracle`` column, or for runs made before it
+existed the run's catalog in meta.json), never from the estimator's name."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from harness.workloads.summary import which_estimator
+from harness.report.which_estimator import which_estimator
+
+ORACLE = "lowvar"  # an ordinary name: only the declaration says it is an oracle
 
 
 def _rows(with_column: bool) -> pd.DataFrame:
@@ -22,9 +25,9 @@ def _rows(with_column: bool) -> pd.DataFrame:
     )
     rows = []
     for name, var, oracle in (
-        ("score_function_oracle", 1.0, True),
+        (ORACLE, 1.0, True),
         ("score_function_rloo", 2.0, False),
-        ("score_function", 3.0, False),
+        ("score_function_oracle", 3.0, False),  # the suffix is just a name: declared ordinary, it competes
     ):
         r = dict(
             base,
@@ -40,10 +43,23 @@ def _rows(with_column: bool) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+CATALOG = [
+    {"name": ORACLE, "backend": "numpy", "oracle": True},
+    {"name": "score_function_rloo", "backend": "numpy", "oracle": False},
+    {"name": "score_function_oracle", "backend": "numpy", "oracle": False},
+]
+
+
 @pytest.mark.parametrize("with_column", [True, False])
-def test_oracle_is_never_named(with_column: bool) -> None:
-    (row,) = which_estimator(_rows(with_column)).to_dict("records")
+def test_declared_oracle_is_never_named(with_column: bool) -> None:
+    (row,) = which_estimator(_rows(with_column), catalog=CATALOG).to_dict("records")
     assert row["best"] == "score_function_rloo[numpy]"
-    assert row["second"] == "score_function[numpy]"
+    assert row["second"] == "score_function_oracle[numpy]"
     assert row["most_efficient"].startswith("score_function_rloo[numpy]")
-    assert "oracle" not in " ".join(str(v) for v in row.values())
+    assert ORACLE not in " ".join(str(v) for v in row.values())
+
+
+def test_undeclared_estimator_is_named_whatever_its_name() -> None:
+    """Power: without the declaration (no column, no catalog entry) the lowest-variance estimator is named best."""
+    (row,) = which_estimator(_rows(with_column=False)).to_dict("records")
+    assert row["best"] == f"{ORACLE}[numpy]"

@@ -14,9 +14,9 @@ import pytest
 
 from harness.backends import get_backend
 from harness.measure.check import draw, z_critical
-from harness.measure.context import make_context
 from harness.problems import ProblemSpec
 from harness.registry import get_estimator
+from harness.registry.context import make_context
 
 PROB = ProblemSpec("normal", "quadratic", 1, {"loc": 0.5, "scale": 1.5}, {"k": 0.0})
 ZC = z_critical(1e-3, 6 + 6)  # 3 backends × 2 params, two tests

@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 
 from harness.measure.check import check_problem, z_critical
-from harness.registry import implementations
-from harness.workloads import WorkloadError, WorkloadSpec, checkpoints, truth
+from harness.measure.runner import estimate_target, request_for
+from harness.registry import applies, implementations
+from harness.targets import workload_truth as truth
+from harness.targets.workload import WorkloadSpec
+from harness.workloads import WorkloadError, checkpoints
 from harness.workloads.chain import encoder_grads
-from harness.workloads.measure import applies, estimate_eta
 
 CK = 50  # a trained checkpoint that is cheap to make
 SMALL = {  # enumerable: 2^6 and 3^3 configurations per example
@@ -42,7 +44,7 @@ def _cases(backends: tuple[str, ...]) -> list:
     out = []
     for wname, ws in SMALL.items():
         for s in implementations():
-            if s.backend in backends and s.unbiased and applies(s, ws)[0]:
+            if s.backend in backends and s.unbiased and applies(s, ws.traits())[0]:
                 slow = s.name in SLOW or s.backend != "numpy"
                 marks = [pytest.mark.slow] if slow else []
                 out.append(pytest.param(wname, s.name, s.backend, marks=marks, id=f"{wname}-{s.name}-{s.backend}"))
@@ -72,7 +74,7 @@ def test_per_example_estimates_match_enumeration() -> None:
     ws = SMALL["vae_bernoulli"]
     cell = Cell("disarm", "numpy", "cpu", ws, n_samples=2, n_replicates=40000, seed=11, timing=False)
     problem = ws.build()
-    G, _ = estimate_eta(cell, get_estimator("disarm", "numpy"), problem)
+    G, _ = estimate_target(request_for(cell, get_estimator("disarm", "numpy"), problem), problem)
     g = G["logits"]
     assert g.shape == (40000, problem.dim)
     m, se = g.mean(0), g.std(0, ddof=1) / math.sqrt(g.shape[0])
@@ -346,7 +348,7 @@ def test_workload_suite_runs_and_resumes(tmp_path: Path) -> None:
     from harness.results import undeclared
 
     assert not undeclared(list(df.columns)), undeclared(list(df.columns))
-    from harness.workloads.summary import which_estimator
+    from harness.report.which_estimator import which_estimator
 
     table = which_estimator(df, "encoder")
     assert list(table["checkpoint"]) == [0, 5]
@@ -358,17 +360,24 @@ def test_workload_suite_runs_and_resumes(tmp_path: Path) -> None:
 
 def test_byo_workload_registered_through_the_api() -> None:
     """A user's model (docs/notes/workloads.md) runs every applicable estimator with no estimator code."""
+    import importlib.util
+
     from harness.registry import get_estimator
     from harness.workloads import register_workload, unregister_workload
-    from harness.workloads.byo_example import TinyBernoulliModel
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "examples" / "byo_workload.py"
+    spec = importlib.util.spec_from_file_location("byo_workload", path)
+    byo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(byo)
+    TinyBernoulliModel = byo.TinyBernoulliModel
 
     register_workload(TinyBernoulliModel)
     try:
         ws = WorkloadSpec("tiny_bernoulli", {}, checkpoint=20, batch_size=2)
         problem = ws.build()
         assert problem.exact.method == "enumeration"
-        assert not applies(get_estimator("gumbel_softmax", "numpy"), ws)[0]  # no analytic ∂f/∂z in numpy
-        assert applies(get_estimator("gumbel_softmax", "torch"), ws)[0]
+        assert not applies(get_estimator("gumbel_softmax", "numpy"), ws.traits())[0]  # a torch-only model
+        assert applies(get_estimator("gumbel_softmax", "torch"), ws.traits())[0]
         r = check_problem(get_estimator("disarm", "torch"), problem, L=2, R=20000, max_R=100000, seed=9)
         assert r.verdict == "pass", r.line()
         g = encoder_grads(problem, {"logits": np.ones((2, problem.dim))}, "torch")
@@ -396,7 +405,7 @@ def test_broken_workload_plugin_is_reported(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_batch_objective_adds_other_examples_noise() -> None:
     """per_example = false is unbiased too, but DisARM then carries the other examples' f noise: the
-    variance CIs separate (the design choice of measure.py)."""
+    variance CIs separate (the design choice of harness.targets.workload)."""
     from dataclasses import replace
 
     from harness.measure.cells import Cell
@@ -409,7 +418,7 @@ def test_batch_objective_adds_other_examples_noise() -> None:
         ws = replace(SMALL["vae_bernoulli"], per_example=per_example)
         problem = ws.build()
         cell = Cell("disarm", "numpy", "cpu", ws, n_samples=1, n_replicates=20000, seed=13, timing=False)
-        G, _ = estimate_eta(cell, spec, problem)
+        G, _ = estimate_target(request_for(cell, spec, problem), problem)
         out[per_example] = summarize(G["logits"], problem.exact.grads["logits"])
         zc = z_critical(1e-3, 2 * problem.dim)  # bias_z is the max over coordinates
         assert out[per_example]["bias_z"] < zc, (per_example, out[per_example], "seed=13")
@@ -433,12 +442,12 @@ def test_dynamic_binarization_is_fixed_per_batch_seed() -> None:
 def test_shipped_workload_suites_expand(path: str) -> None:
     """Every shipped workload at >= 2 checkpoints; the CPU suite includes enumerable VAEs; GPU: D = 200, N = 100."""
     from harness.suite.expand import expand
-    from harness.workloads.base import check_spec
-    from harness.workloads.truth import method_for
+    from harness.targets.workload import check_spec
+    from harness.targets.workload_truth import method_for
 
     root = Path(__file__).resolve().parents[1]
     exp = expand(root / path)
-    specs = list({c.problem.key(): c.problem for c in exp.cells}.values())
+    specs = list({c.target.key(): c.target for c in exp.cells}.values())
     by_model: dict[str, set[int]] = {}
     methods = set()
     for s in specs:

@@ -7,6 +7,7 @@ from functools import cache
 from harness.backends.base import DTYPES, Backend, Noise, NumpySourcedNoise
 
 BACKEND_NAMES = ("numpy", "torch", "jax")
+AUTODIFF_BACKENDS = ("torch", "jax")  # differentiate f by autodiff; the others need an analytic ∂f/∂z
 
 
 @cache
@@ -36,4 +37,13 @@ def backend_status() -> dict[str, dict]:
     return out
 
 
-__all__ = ["BACKEND_NAMES", "DTYPES", "Backend", "Noise", "NumpySourcedNoise", "backend_status", "get_backend"]
+__all__ = [
+    "AUTODIFF_BACKENDS",
+    "BACKEND_NAMES",
+    "DTYPES",
+    "Backend",
+    "Noise",
+    "NumpySourcedNoise",
+    "backend_status",
+    "get_backend",
+]

@@ -344,7 +344,8 @@ def cmd_compare(a: argparse.Namespace) -> int:
 def cmd_train(a: argparse.Namespace) -> int:
     import time
 
-    from harness.training import load_train_suite, run_training
+    from harness.runs.training_run import run_training
+    from harness.suite.training import load_train_suite
 
     suite, units = load_train_suite(a.suite)
     if a.dry_run:
@@ -356,7 +357,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     if (out / "meta.json").exists() and not a.resume:
         raise UsageError(f"{out}: a run directory already exists; continue it with --resume")
     from harness.runs.executors import ExecutorError, make_executor, registering_modules
-    from harness.training.run import executor_runner
+    from harness.runs.training_run import executor_runner
 
     try:
         kw = {"preload": registering_modules(), "exclusive_timing": False} if a.workers else {}

@@ -1,1 +1,1 @@
-"""Measuring one cell: the estimator's Context, cells, the runner, timing, and the statistical check."""
+"""Measuring: cells, the one runner (any target), timing, the statistical check, offline measurement at a training state."""

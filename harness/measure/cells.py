@@ -1,7 +1,9 @@
-"""A Cell is one measurement: estimator × backend × device × problem × L (× hyperparameters).
+"""A Cell is one measurement: estimator × backend × device × target × L (× hyperparameters).
 
 Cells are frozen, JSON-serializable and independent: ``run_cell(Cell.from_dict(c.to_dict()))`` on any
-worker gives the same result (the seed is derived from the cell's identity, not its position).
+worker gives the same result (the seed is derived from the cell's identity, not its position).  The target (a
+problem or a workload at a checkpoint, :mod:`harness.targets`) is serialized under the key ``problem``, as it
+always was, so cell keys and seeds are stable across versions.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.problems import ProblemSpec
+from harness.problems.target import Target
+from harness.targets import target_from_dict
 
 
 @dataclass(frozen=True)
@@ -19,7 +22,7 @@ class Cell:
     estimator: str
     backend: str
     device: str
-    problem: ProblemSpec  # or a harness.workloads.WorkloadSpec (a model workload cell)
+    target: Target  # a ProblemSpec, a WorkloadSpec, ... (harness.targets)
     n_samples: int
     n_replicates: int
     hyper: dict[str, Any] = field(default_factory=dict)
@@ -35,7 +38,7 @@ class Cell:
             "estimator": self.estimator,
             "backend": self.backend,
             "device": self.device,
-            "problem": self.problem.to_dict(),
+            "problem": self.target.to_dict(),
             "n_samples": self.n_samples,
             "hyper": dict(sorted(self.hyper.items())),
             "dtype": self.dtype,
@@ -66,7 +69,7 @@ class Cell:
             estimator=d["estimator"],
             backend=d["backend"],
             device=d["device"],
-            problem=_problem_from_dict(d["problem"]),
+            target=target_from_dict(d["problem"]),
             n_samples=int(d["n_samples"]),
             n_replicates=int(d["n_replicates"]),
             hyper=dict(d.get("hyper", {})),
@@ -79,13 +82,4 @@ class Cell:
 
     def label(self) -> str:
         hp = "".join(f" {k}={v}" for k, v in sorted(self.hyper.items()))
-        return f"{self.estimator}[{self.backend}:{self.device}{hp}] {self.problem.label()} L={self.n_samples}"
-
-
-def _problem_from_dict(d: dict[str, Any]) -> Any:
-    """A ProblemSpec, or a WorkloadSpec when the dict names a workload (hook for harness.workloads)."""
-    if "workload" in d:
-        from harness.workloads import WorkloadSpec
-
-        return WorkloadSpec.from_dict(d)
-    return ProblemSpec.from_dict(d)
+        return f"{self.estimator}[{self.backend}:{self.device}{hp}] {self.target.label()} L={self.n_samples}"

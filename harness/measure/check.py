@@ -25,7 +25,7 @@ import numpy as np
 
 from harness.measure.runner import MeasureRequest, estimate
 from harness.problems import Problem, ProblemSpec, example_problems
-from harness.registry import Implementation, get_estimator
+from harness.registry import Implementation, applies, get_estimator
 from harness.stats.metrics import batch_means, bonferroni_z, judged_directions, n_batches, t_critical
 
 
@@ -173,10 +173,8 @@ def _check_once(
 
 
 def applicable_problems(spec: Implementation) -> list[ProblemSpec]:
-    """Shipped example problems this estimator declares it applies to."""
-    from harness.suite.expand import estimator_applies
-
-    return [p for p in example_problems() if estimator_applies(spec, p)[0]]
+    """Shipped example problems this estimator applies to (the registry's matcher on each problem's traits)."""
+    return [p for p in example_problems() if applies(spec, p.traits())[0]]
 
 
 def check_estimator(name: str, backend: str, policy: CheckPolicy = POLICY, **kw: Any) -> list[CheckResult]:

@@ -1,7 +1,12 @@
-"""Run cells: R replicate estimates in vectorized chunks (memory-bounded), metrics, per-call timing.
+"""The one runner: any target's cell -> R replicate estimates in vectorized chunks (memory-bounded), metrics, timing.
 
-Data flow: Cell -> Problem (exact gradient) -> backend adapter -> estimator(ctx) -> [R, *shape] arrays
--> :func:`harness.stats.metrics.summarize` -> tidy rows (one per parameter).  Timing calls use R = 1.
+Data flow of a cell: Cell -> ``cell.target.build()`` (a :class:`harness.problems.target.Built`: a problem, a
+workload at a checkpoint, ...) -> its parts (the estimator calls one estimate makes: one for a problem, one per
+example for a workload) -> backend adapter -> estimator(ctx) -> [R, *shape] arrays per part -> the target gathers
+them and reads out the rows' gradients with their truth (a workload chains η-gradients to its encoder weights) ->
+:func:`harness.results.cell_rows` (metrics by :mod:`harness.stats.metrics`) -> tidy rows.  The runner asks the
+target these questions and gets answers back; the target never calls the runner.  Timing calls use R = 1: one
+estimate's estimator calls in sequence, plus a readout's post-processing on one replicate.
 
 Chunks: one estimator call computes ``chunk`` replicates at once; the chunk is sized so that about
 ``MEMORY_OVERHEAD`` live arrays of the sample's shape [chunk, L, *event] fit in ``max_memory`` bytes, and R
@@ -30,10 +35,9 @@ import numpy as np
 
 from harness.backends import Backend, get_backend
 from harness.measure.cells import Cell
-from harness.measure.context import make_context
 from harness.measure.timing import Timing, TimingConfig, thread_settings, time_call
-from harness.problems import Problem
-from harness.registry import Implementation, get_estimator
+from harness.problems.target import Built, Part
+from harness.registry import Implementation, get_estimator, make_context
 from harness.results import CellOutcome, cell_rows, scalar_or_nan
 from harness.stats.metrics import worst_rel_halfwidth
 
@@ -51,13 +55,16 @@ _CACHE_SIZE = 32
 class MeasureRequest:
     """What to measure and how: one estimator implementation on one problem (the runner's single argument).
 
+    ``problem`` is what the estimator's Context is built from: a :class:`harness.problems.Problem`, or one part of
+    a target (e.g. one example of a workload batch).
+
     ``precision`` (0/None: a fixed R) makes R a minimum: replicates are added until every variance's 95% CI
     half-width is <= precision × variance, or ``max_replicates`` / ``max_seconds`` is reached.  ``jit=False`` runs
     JAX eagerly (tests: nothing to compile); ``compile_backend`` wraps torch estimators in torch.compile.
     """
 
     spec: Implementation
-    problem: Problem
+    problem: Any
     L: int
     R: int
     seed: int = 0
@@ -128,7 +135,7 @@ def prepare(req: MeasureRequest, R: int | None = None, *, cache: bool = True) ->
     return caller
 
 
-def chunk_size(problem: Problem, L: int, R: int, dtype: str, max_memory: int) -> int:
+def chunk_size(problem: Any, L: int, R: int, dtype: str, max_memory: int) -> int:
     """Largest replicate count (<= R, >= 1) whose estimated working set fits in ``max_memory`` bytes.
 
     A single replicate larger than the budget still runs (chunk 1): an L-sample estimate cannot be split.
@@ -147,7 +154,7 @@ class EstimatorOutputError(ValueError):
     """An estimator returned something other than {param: real float array [R, *param_shape]}."""
 
 
-def check_output(spec: Implementation, problem: Problem, R: int, grads: Any) -> dict[str, np.ndarray]:
+def check_output(spec: Implementation, problem: Any, R: int, grads: Any) -> dict[str, np.ndarray]:
     """The estimator's output as float64 NumPy arrays, validated: a dict with every parameter, each exactly
     [R, *param_shape] with a real floating dtype (no broadcasting of scalars, no casts of complex/int/str)."""
     who = f"estimator {spec.name!r} [{spec.backend}]"
@@ -252,6 +259,34 @@ def estimate(req: MeasureRequest) -> tuple[dict[str, np.ndarray], dict[str, Any]
     return {k: (v[:total] if v.shape[0] - total < 0.25 * total else v[:total].copy()) for k, v in store.items()}, info
 
 
+def _merged(infos: list[dict[str, Any]]) -> dict[str, Any]:
+    """One estimate's facts from its parts' (the first part's chunking; counts and seconds summed)."""
+    if len(infos) == 1:
+        return infos[0]
+    return {
+        "chunk_replicates": infos[0]["chunk_replicates"],
+        "n_chunks": sum(i["n_chunks"] for i in infos),
+        "estimate_seconds": sum(i["estimate_seconds"] for i in infos),
+        "precision_target": infos[0]["precision_target"],
+        "precision_achieved": math.nan,
+        "precision_capped": any(i["precision_capped"] for i in infos),
+        "precision_cap_reason": next((i["precision_cap_reason"] for i in infos if i["precision_cap_reason"]), ""),
+    }
+
+
+def estimate_target(
+    req: MeasureRequest, target: Built, parts: list[Part] | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The target's R replicate estimates {param: [R, *shape]}: one :func:`estimate` per part, gathered.
+
+    ``parts`` default to ``target.parts(req.seed)``; the precision loop runs only on an ``adaptive`` target.
+    """
+    parts = target.parts(req.seed) if parts is None else parts
+    precision = req.precision if target.adaptive else None
+    got = [estimate(req.with_(problem=p.problem, seed=p.seed, precision=precision)) for p in parts]
+    return target.gather([G for G, _ in got]), _merged([info for _, info in got])
+
+
 def time_estimator(req: MeasureRequest, cfg: TimingConfig | None = None) -> Timing:
     """Per-call time at R = 1 (as in training): compilation separated, warm-up, device synchronized.
 
@@ -261,7 +296,15 @@ def time_estimator(req: MeasureRequest, cfg: TimingConfig | None = None) -> Timi
     return time_call(caller.timed, caller.B.sync, cfg)
 
 
-def request_for(cell: Cell, spec: Implementation, problem: Problem) -> MeasureRequest:
+def time_parts(req: MeasureRequest, parts: list[Part], cfg: TimingConfig | None = None) -> Timing:
+    """Per-call time at R = 1 of one estimate: its parts' estimator calls in sequence (fresh callables)."""
+    if len(parts) == 1:
+        return time_estimator(req.with_(problem=parts[0].problem), cfg)
+    callers = [prepare(req.with_(problem=p.problem), 1, cache=False) for p in parts]
+    return time_call(lambda: [c.timed() for c in callers], callers[0].B.sync, cfg)
+
+
+def request_for(cell: Cell, spec: Implementation, problem: Any) -> MeasureRequest:
     """The measurement request of a cell (runner options from ``cell.options``: precision, max_replicates,
     max_seconds, max_memory (MiB), compile_backend)."""
     opts = cell.options
@@ -283,34 +326,34 @@ def request_for(cell: Cell, spec: Implementation, problem: Problem) -> MeasureRe
     )
 
 
-def identity_columns(cell: Cell, spec: Implementation, problem: Problem) -> dict[str, Any]:
+def identity_columns(cell: Cell, spec: Implementation, target: Built) -> dict[str, Any]:
     """The identity and parameter columns of a cell's rows."""
     hyper = {**spec.defaults(), **cell.hyper}
+    what = target.describe()
     base: dict[str, Any] = {
         "suite": cell.suite,
         "estimator": cell.estimator,
         "backend": cell.backend,
         "device": cell.device,
-        "distribution": problem.dist.name,
-        "objective": problem.objective.name,
-        "dim": problem.dim,
+        "distribution": what["distribution"],
+        "objective": what["objective"],
+        "dim": what["dim"],
         "n_samples": cell.n_samples,
         "dtype": cell.dtype,
         "family": spec.family,
         "unbiased": spec.estimator.is_unbiased(hyper),
         "oracle": bool(spec.oracle),
-        "problem": problem.label(),
+        "problem": what["problem"],
         "cell_key": cell.key(),
         "seed": cell.cell_seed(),
     }
-    base.update({f"p_{k}": scalar_or_nan(v) for k, v in problem.params_np.items()})
-    base.update({f"o_{k}": scalar_or_nan(v) for k, v in problem.op.items()})
+    base.update({k: scalar_or_nan(v) for k, v in target.parameter_columns().items()})
     base.update({f"h_{k}": (v if isinstance(v, str) else float(v)) for k, v in hyper.items()})
     return base
 
 
 def run_cell(cell: Cell) -> CellOutcome:
-    """Measure one cell.  Never raises for estimator errors: they become a ``failed`` outcome.
+    """Measure one cell of any target.  Never raises for estimator errors: they become a ``failed`` outcome.
 
     A cell whose replicates are all non-finite, or whose estimator returns malformed output, is failed.
     """
@@ -321,35 +364,50 @@ def run_cell(cell: Cell) -> CellOutcome:
         return CellOutcome(cell, "skipped", message=reason)
     try:
         spec = get_estimator(cell.estimator, cell.backend)
-        if hasattr(cell.problem, "workload"):  # a model workload cell: harness.workloads.measure does it all
-            from harness.workloads.measure import run_workload_cell
-
-            rows = run_workload_cell(cell, spec)
-            return CellOutcome(cell, "ok", rows=rows, seconds=time.perf_counter() - t0)
-        problem = cell.problem.build()
-        req = request_for(cell, spec, problem)
-        G, info = estimate(req)
+        target = cell.target.build()
+        req = request_for(cell, spec, target)
+        parts = target.parts(req.seed)
+        G, info = estimate_target(req, target, parts)
         bad = [k for k, g in G.items() if not np.isfinite(g).all(axis=tuple(range(1, g.ndim))).any()]
         if bad:
             raise EstimatorOutputError(
                 f"estimator {spec.name!r} [{spec.backend}]: every replicate of {bad} is non-finite"
             )
-        timing = Timing.empty()
+        readouts = target.readouts(G, cell.backend)
+        timing = [Timing.empty()] * len(readouts)
         if cell.timing:
             cfg = TimingConfig(max_time_s=float(cell.options.get("timing_max_s") or 0.5))
             with _TIMING_GUARD[0]():
-                timing = time_estimator(req, cfg).as_dict()
-        rows = cell_rows(
-            identity_columns(cell, spec, problem),
-            problem.exact,
-            G,
-            info,
-            timing,
-            dtype=cell.dtype,
-            n_samples=cell.n_samples,
-            threads=int(thread_settings()["threads"]),
-        )
+                per_call = time_parts(req, parts, cfg).as_dict()
+                timing = [
+                    per_call
+                    if ro.post is None
+                    else {
+                        **per_call,
+                        "time_median_s": per_call["time_median_s"] + time_call(ro.post, _no_sync, cfg).time_median_s,
+                    }
+                    for ro in readouts
+                ]
+        ident = identity_columns(cell, spec, target)
+        threads = int(thread_settings()["threads"])
+        rows = []
+        for ro, tm in zip(readouts, timing, strict=True):
+            rows += cell_rows(
+                {**ident, **ro.columns},
+                ro.exact,
+                ro.G,
+                info,
+                tm,
+                dtype=cell.dtype,
+                n_samples=cell.n_samples,
+                threads=threads,
+                totals=ro.totals,
+            )
     except Exception as exc:  # one broken cell never stops a run
         msg = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return CellOutcome(cell, "failed", message=msg, seconds=time.perf_counter() - t0)
     return CellOutcome(cell, "ok", rows=rows, seconds=time.perf_counter() - t0)
+
+
+def _no_sync(_: Any) -> None:
+    """Post-processing runs on the host (NumPy out): nothing to synchronize."""

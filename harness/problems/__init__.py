@@ -1,4 +1,8 @@
-"""Problems = distribution (with parameter values) × objective × dimension, with exact ground truth."""
+"""Problems = distribution (with parameter values) × objective × dimension, with exact ground truth.
+
+:class:`ProblemSpec` is a target (:class:`harness.problems.target.Target`) and :class:`Problem` the object the
+runner measures: one estimator call per estimate, one row per distribution parameter.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from harness.backends import AUTODIFF_BACKENDS, BACKEND_NAMES
 from harness.problems.base import CONSTRAINTS, Distribution, Objective, ParamSpec, ProblemShape
 from harness.problems.dists import discover
 from harness.problems.exact import ExactResult, compute_exact
 from harness.problems.objectives import OBJECTIVES, resolve_objective_params
+from harness.problems.target import Part, Readout, Traits
 
 DISTRIBUTIONS: dict[str, Distribution] = discover()
 _EXACT_CACHE: dict[str, ExactResult] = {}
@@ -88,6 +94,23 @@ class ProblemSpec:
     def label(self) -> str:
         ps = ",".join(f"{k}={_short(v)}" for k, v in self.params.items())
         return f"{self.distribution}({ps})/{self.objective}/D={self.dim}"
+
+    def traits(self) -> Traits:
+        """The objective's declared traits on this distribution (analytic ∂f/∂z: numpy differentiates too)."""
+        obj = get_objective(self.objective)
+        return Traits(
+            name=self.objective,
+            latent=self.distribution,
+            differentiable=obj.differentiable,
+            separable=obj.separable,
+            multi_sample_bound=obj.multi_sample_bound,
+            exact_value=True,
+            backends=BACKEND_NAMES,
+            grad_backends=BACKEND_NAMES if obj.grad_np is not None else AUTODIFF_BACKENDS,
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {"distribution": self.distribution, "objective": self.objective, "dim": self.dim}
 
 
 def _short(v: Any) -> str:
@@ -217,6 +240,30 @@ class Problem(ProblemShape):
 
     def label(self) -> str:
         return self.spec.label()
+
+    # -- what the runner measures (harness.problems.target.Built) -----------------------------
+    adaptive = True  # one estimator call per estimate: replicates may be added for a precision target
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "distribution": self.dist.name,
+            "objective": self.objective.name,
+            "dim": self.dim,
+            "problem": self.label(),
+        }
+
+    def parameter_columns(self) -> dict[str, Any]:
+        return {**{f"p_{k}": v for k, v in self.params_np.items()}, **{f"o_{k}": v for k, v in self.op.items()}}
+
+    def parts(self, seed: int) -> list[Part]:
+        return [Part(self, seed)]
+
+    def gather(self, estimates: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        (G,) = estimates
+        return G
+
+    def readouts(self, G: dict[str, np.ndarray], backend: str) -> list[Readout]:
+        return [Readout(G, self.exact)]
 
 
 __all__ = [

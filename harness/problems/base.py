@@ -136,6 +136,7 @@ class Objective:
     hess_np: Callable[..., np.ndarray] | None = None  # d² g / d z² elementwise (NumPy)
     separable: bool = True
     differentiable: bool = True
+    multi_sample_bound: bool = False  # f's estimate is a K-sample importance-weighted bound (K = L)
     doc: str = ""
 
     def per_site(self, B: Any, z: Array, op: Mapping[str, Any]) -> Array:
@@ -152,6 +153,9 @@ class ProblemShape:
     dist: Distribution
     dim: int
     options: dict[str, Any]
+    objective: Any  # an Objective, or a workload's objective (same interface)
+    params_np: dict[str, np.ndarray]
+    op: dict[str, Any]
 
     @property
     def param_names(self) -> list[str]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy import integrate
 
-if TYPE_CHECKING:
-    from harness.problems import Problem
+from harness.backends import get_backend
+from harness.problems.base import ProblemShape
 
 QUAD_OPTS = {"epsabs": 1e-12, "epsrel": 1e-10, "limit": 400}
 
@@ -29,7 +29,7 @@ class ExactResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _sites(problem: Problem) -> list[dict[str, np.ndarray]]:
+def _sites(problem: ProblemShape) -> list[dict[str, np.ndarray]]:
     P = problem.params_np
     return [{k: v[d] for k, v in P.items()} for d in range(problem.dim)]
 
@@ -38,15 +38,13 @@ def _site_key(p: dict[str, np.ndarray]) -> bytes:
     return b"|".join(np.ascontiguousarray(v, dtype=np.float64).tobytes() for _, v in sorted(p.items()))
 
 
-def _assemble(problem: Problem, per_site: list[tuple[float, dict[str, np.ndarray]]]) -> tuple[float, dict]:
+def _assemble(problem: ProblemShape, per_site: list[tuple[float, dict[str, np.ndarray]]]) -> tuple[float, dict]:
     value = float(sum(v for v, _ in per_site))
     grads = {k: np.stack([np.asarray(g[k], dtype=np.float64) for _, g in per_site]) for k in problem.param_names}
     return value, grads
 
 
-def _enumeration(problem: Problem) -> ExactResult:
-    from harness.backends import get_backend
-
+def _enumeration(problem: ProblemShape) -> ExactResult:
     B = get_backend("numpy")
     cache: dict[bytes, tuple[float, dict]] = {}
     out = []
@@ -65,9 +63,7 @@ def _enumeration(problem: Problem) -> ExactResult:
     return ExactResult(value, grads, "enumeration")
 
 
-def _quadrature(problem: Problem) -> ExactResult:
-    from harness.backends import get_backend
-
+def _quadrature(problem: ProblemShape) -> ExactResult:
     B = get_backend("numpy")
     dist, obj, op = problem.dist, problem.objective, problem.op
     cache: dict[bytes, tuple[float, dict]] = {}
@@ -105,7 +101,7 @@ def _quadrature(problem: Problem) -> ExactResult:
     return ExactResult(value, grads, "quadrature", abs_err=err)
 
 
-def compute_exact(problem: Problem, method: str = "auto") -> ExactResult:
+def compute_exact(problem: ProblemShape, method: str = "auto") -> ExactResult:
     """The exact gradient of E[f(z)] for ``problem``; ``method`` forces one route (for tests)."""
     dist = problem.dist
     closed = dist.closed_form(problem.objective.name)

@@ -12,13 +12,6 @@ from typing import Any
 
 import pandas as pd
 
-from harness.report.data import ORACLE_SUFFIX
-
-
-def is_oracle(name: Any) -> bool:
-    """Oracle baselines use the exact E[f] (not implementable): shown as references, never recommended."""
-    return str(name).endswith(ORACLE_SUFFIX)
-
 
 def _hyper_text(hyper: Any) -> str:
     """``{name: default}`` or ``{name: {default, low, high, choices, doc}}`` as ``k=default ∈ range — doc``."""
@@ -63,7 +56,7 @@ def catalog(df: pd.DataFrame, metas: list[dict[str, Any]]) -> pd.DataFrame:
                 {
                     "estimator": name,
                     "family": s0.get("family", ""),
-                    "unbiased": unb + (" — oracle baseline, not implementable" if is_oracle(name) else ""),
+                    "unbiased": unb + (" — oracle baseline, not implementable" if s0.get("oracle") else ""),
                     "backends (registered at run)": ", ".join(sorted(str(s.get("backend")) for s in specs)),
                     "backends (in run)": in_run,
                     "distributions": ", ".join(s0.get("distributions") or []),
@@ -76,11 +69,12 @@ def catalog(df: pd.DataFrame, metas: list[dict[str, Any]]) -> pd.DataFrame:
             )
         else:
             ub = g["unbiased"].dropna()
+            oracle = " — oracle baseline, not implementable" if "oracle" in g and g["oracle"].astype(bool).any() else ""
             rows.append(
                 {
                     "estimator": name,
                     "family": str(g["family"].iloc[0]),
-                    "unbiased": "?" if ub.empty else ("yes" if bool(ub.iloc[0]) else "no (biased)"),
+                    "unbiased": ("?" if ub.empty else ("yes" if bool(ub.iloc[0]) else "no (biased)")) + oracle,
                     "backends (registered at run)": "not recorded in meta.json",
                     "backends (in run)": in_run,
                     "distributions": ", ".join(sorted(g["distribution"].unique())),

@@ -26,7 +26,9 @@ import pandas as pd
 
 from harness.report import render as R
 from harness.report.data import load_runs
+from harness.report.plots_compare import ratio_scatter
 from harness.report.tables import esc, fmt, simple_table
+from harness.report.training import compare_text, is_training_run
 from harness.stats.metrics import Z95, bonferroni_z, time_se
 
 TERMINAL_ROWS = 40
@@ -239,7 +241,6 @@ def terminal_table(res: pd.DataFrame, width: int = 60) -> list[str]:
 
 def compare_runs(run_a: Path, run_b: Path, out: Path | None = None) -> tuple[str, Path | None]:
     """Terminal text of the comparison and, when ``out`` is given, the HTML page written there."""
-    from harness.report.training import compare_text, is_training_run
 
     if is_training_run(run_a) and is_training_run(run_b):
         return compare_text(run_a, run_b), None
@@ -291,6 +292,5 @@ def html_table(res: pd.DataFrame) -> Any:
 
 
 def ratio_figure(res: pd.DataFrame) -> Any:
-    from harness.report.plots_compare import ratio_scatter
 
     return ratio_scatter(res)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,6 @@ NUMERIC_COLS = (
 STRING_DEFAULTS = {"device": "cpu", "dtype": "float64", "family": "", "exact_method": "", "param": "?"}
 INSTANCE_KEYS = ["group", "setting", "dim"]
 POOL_KEYS = ["group", "setting", "dim", "param", "config", "n_samples"]
-ORACLE_SUFFIX = "_oracle"  # oracle baselines (exact E[f], not implementable): references, never recommended
 
 
 @dataclass
@@ -98,11 +98,30 @@ def load_runs(run_dirs: list[Path]) -> tuple[pd.DataFrame, list[RunInfo]]:
     for rid, (path, df, meta) in zip(ids, metas):
         df = df.copy()
         df["run_id"] = rid
+        if not df.empty:
+            df["oracle"] = oracle_flags(df, meta.get("estimators") or ())
         frames.append(df)
         infos.append(RunInfo(run_dir=path, run_id=rid, meta=meta, n_rows=len(df)))
     nonempty = [f for f in frames if not f.empty]
     df = pd.concat(nonempty, ignore_index=True, sort=False) if nonempty else pd.DataFrame()
     return normalize(df, multi_run=len(infos) > 1), infos
+
+
+def declared_oracles(catalog: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Names a run's catalog (``meta.json`` ``estimators``: one declaration summary per name × backend) declares
+    ``oracle``: baselines that use the exact answer, shown as references and never recommended."""
+    return {str(e.get("name")) for e in catalog if isinstance(e, Mapping) and e.get("oracle") is True}
+
+
+def oracle_flags(df: pd.DataFrame, catalog: Iterable[Mapping[str, Any]] = ()) -> pd.Series:
+    """The rows' declared ``oracle`` flags: the rows' column where the run recorded it, else the run's catalog, else
+    False — never the estimator's name."""
+    named = declared_oracles(catalog)
+    from_catalog = df["estimator"].map(lambda n: n in named).astype(bool)
+    if "oracle" not in df.columns:
+        return from_catalog
+    col = df["oracle"].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else bool(v))
+    return col.where(col.notna(), from_catalog).astype(bool)
 
 
 def hyper_cols(df: pd.DataFrame) -> list[str]:
@@ -222,7 +241,7 @@ def _reliability(df: pd.DataFrame) -> pd.DataFrame:
     wide = df["variance_rel_halfwidth"] >= 1.0
     df["tail_flag"] = ~df["variance_ci_valid"] | (df["heavy_tail"] != "")
     df["unreliable"] = (df["tail_flag"] | wide) & ~df["exact_est"]
-    df["oracle"] = df["estimator"].str.endswith(ORACLE_SUFFIX)
+    df["oracle"] = _flag(df, "oracle", False)  # declared (load_runs fills older runs from their catalog)
     df["bias_verdict"] = ""
     if df["bias_p"].notna().any():  # the one bias verdict (harness.stats.metrics)
         p = df["bias_p"]

@@ -108,11 +108,14 @@ class HeatMap:
     rows: list[str]
     cols: list[str]
     cells: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    oracles: set[str] = field(default_factory=set)  # estimators declared oracle baselines (labelled as references)
 
 
-def heat(r: pd.DataFrame, title: str, note: str, rows: list[str], cols: list[str]) -> HeatMap:
+def heat(
+    r: pd.DataFrame, title: str, note: str, rows: list[str], cols: list[str], oracles: set[str] | None = None
+) -> HeatMap:
     """Aggregate per-problem ratios into (estimator, group) cells: mean log10, exactness, marks."""
-    hm = HeatMap(title, note, rows, cols)
+    hm = HeatMap(title, note, rows, cols, oracles=set(oracles or ()))
     if r.empty:
         return hm
     for (e, g), c in r.groupby(["estimator", "group"], sort=False):
@@ -178,7 +181,7 @@ def heat_table(maps: list[HeatMap]) -> Markup:
         for e in hm.rows:
             if not any((e, g) in hm.cells for g in cols):
                 continue
-            label = esc(e) + (' <span class="ref">(oracle, reference)</span>' if e.endswith("_oracle") else "")
+            label = esc(e) + (' <span class="ref">(oracle, reference)</span>' if e in hm.oracles else "")
             body.append(f'<tr><th scope="row">{label}</th>{"".join(_cell_html(hm, e, g) for g in cols)}</tr>')
     cap = "Heat maps: estimators (rows) by distribution × objective (columns); colour = log10 of the ratio to the best."
     return Markup(
@@ -197,18 +200,22 @@ def _order(df: pd.DataFrame) -> list[str]:
 def heat_maps(df: pd.DataFrame, pooled: pd.DataFrame) -> tuple[Markup, bool]:
     """The variance and efficiency heat maps as one HTML table; second value: whether timing was on."""
     rows, cols = _order(df), sorted(df["group"].unique())
+    oracles = set(df.loc[df["oracle"].astype(bool), "estimator"])
     var = heat(
         ratios(pooled, "variance", KEYS),
         "Variance ÷ best unbiased",
         "(pooled over backends, best hyperparameters)",
         rows,
         cols,
+        oracles,
     )
     timed = bool(np.isfinite(df["efficiency"]).any())
     maps = [var]
     if timed:
         eff = ratios(df, "efficiency", KEYS + ["device_key"])
-        maps.append(heat(eff, "Efficiency (variance × time) ÷ best unbiased", "(best backend per device)", rows, cols))
+        maps.append(
+            heat(eff, "Efficiency (variance × time) ÷ best unbiased", "(best backend per device)", rows, cols, oracles)
+        )
     return heat_table(maps), timed
 
 

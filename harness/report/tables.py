@@ -64,13 +64,21 @@ def rel(hw: float, v: float) -> str:
     return f"±{r:.2g}%" if r < 100 else f"±{r:.0f}%"
 
 
+def _oracles(df: pd.DataFrame) -> set[str]:
+    """Configs whose estimator is declared an oracle baseline (the rows' ``oracle`` column)."""
+    if "oracle" not in df.columns:
+        return set()
+    return set(df.loc[df["oracle"].astype(bool), "config"])
+
+
 def _rankable(r: dict[str, Any]) -> bool:
     """May be called best: not an oracle baseline and a reliable variance interval."""
     return not r.get("oracle", False) and not r.get("unreliable", False)
 
 
-def badge(unbiased: Any, config: str = "") -> str:
-    if config.split(" (")[0].endswith("_oracle"):
+def badge(unbiased: Any, oracle: bool = False) -> str:
+    """A config's mark: oracle baseline (declared), declared biased, or bias status unknown."""
+    if oracle:
         return (
             ' <span class="badge unknown" title="oracle baseline: uses the exact E[f], not implementable">oracle</span>'
         )
@@ -212,10 +220,11 @@ def variance_table(
             vals[(c, col)] = _variance_cell(r, (c, L) in flagged)
             cls[(c, col)] = marks.get(c, "")
     cols = [f"L={L}" for L in Ls]
+    oracle = _oracles(pooled)
     return styled(
         _frame(vals, idx, cols, '<span class="na">—</span>'),
         _frame(cls, idx, cols),
-        index_fmt=lambda c: esc(c) + badge(unbiased.get(c), c),
+        index_fmt=lambda c: esc(c) + badge(unbiased.get(c), c in oracle),
     )
 
 
@@ -279,10 +288,11 @@ def efficiency_table(
                 vals[(c, (f"L={L}", p))] = _efficiency_cell(r)
                 cls[(c, (f"L={L}", p))] = marks.get((c, p), "")
     cols = [(f"L={L}", p) for L in Ls for p in platforms]
+    oracle = _oracles(rows)
     return styled(
         _frame(vals, idx, cols, '<span class="na">—</span>'),
         _frame(cls, idx, cols),
-        index_fmt=lambda c: esc(c) + badge(unbiased.get(c), c),
+        index_fmt=lambda c: esc(c) + badge(unbiased.get(c), c in oracle),
     )
 
 

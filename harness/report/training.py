@@ -19,11 +19,15 @@ from __future__ import annotations
 import base64
 import io
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from harness.report import render as R
+from harness.report.tables import simple_table
 
 CONFIG = ["workload", "estimator", "objective", "lr", "n_samples", "batch_size", "backend", "device", "dtype"]
 
@@ -238,8 +242,6 @@ def compare_training(A: pd.DataFrame, B: pd.DataFrame) -> pd.DataFrame:
 
 def load_training_runs(run_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Concatenated (curves, results) of training run directories (``run_id`` column added to curves)."""
-    from pathlib import Path
-
     curves, results = [], []
     for d in map(Path, run_dirs):
         for name in ("curves.parquet", "results.parquet"):
@@ -253,7 +255,6 @@ def load_training_runs(run_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]
 def is_training_run(run_dir: str | Any) -> bool:
     """True when ``run_dir``'s meta.json says ``kind = "training"`` (written by ``stochgrad train``)."""
     import json
-    from pathlib import Path
 
     try:
         return json.loads((Path(run_dir) / "meta.json").read_text()).get("kind") == "training"
@@ -264,11 +265,6 @@ def is_training_run(run_dir: str | Any) -> bool:
 def write_html(run_dirs: list[str], out: str) -> str:
     """The report of training runs: :func:`training_section` rendered with the report's style and scripts
     (sortable, filterable tables), written atomically; ``stochgrad report`` calls it for training runs."""
-    from pathlib import Path
-
-    from harness.report import render as R
-    from harness.report.tables import simple_table
-
     sec = training_section(*load_training_runs(run_dirs))
     ctx = {
         "title": "stochgrad training report — " + ", ".join(Path(d).name for d in run_dirs),

@@ -15,14 +15,21 @@ run directory); the executor never touches files.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
 import signal
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from harness import registry
+from harness.measure import runner
+from harness.measure.timing import THREAD_ENV, pin_threads, thread_settings
 
 TOPIC = "stochgrad-task-start"
 TIMING_LOCK = "stochgrad-timing"
@@ -91,10 +98,6 @@ class InProcessExecutor(Executor):
                 yield TaskResult(item, error=f"{type(exc).__name__}: {exc}", kind="exception")
 
     def describe(self) -> dict[str, Any]:
-        import socket
-
-        from harness.measure.timing import thread_settings
-
         return {
             "kind": "in-process",
             "workers": 1,
@@ -112,12 +115,7 @@ _WORKER_READY: dict[str, Any] = {}
 def _worker_setup(exclusive_timing: bool) -> None:
     """Pin threads to the worker's thread count (once per process); hold timing phases under the cluster-wide
     lock or not, as this run asks (set for every task: several runs may share workers)."""
-    import contextlib
-
     from distributed import Lock, get_worker
-
-    from harness.measure import runner
-    from harness.measure.timing import pin_threads
 
     if not _WORKER_READY.get("pinned"):
         pin_threads(get_worker().state.nthreads)
@@ -142,8 +140,6 @@ async def _die() -> None:  # a coroutine: client.run(..., wait=False) runs it in
 # -- the client side --------------------------------------------------------------------------------------
 def worker_env(threads: int = 1) -> dict[str, str]:
     """Environment of local worker processes: every thread pool at ``threads`` (XLA's too) before imports."""
-    from harness.measure.timing import THREAD_ENV
-
     env = {v: str(threads) for v in THREAD_ENV}
     if threads == 1:
         env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -350,8 +346,6 @@ class DaskExecutor(Executor):
     def describe(self) -> dict[str, Any]:
         info = self.client.scheduler_info()
         ws = info["workers"].values()
-        import socket
-
         names = self.client.run(socket.gethostname)  # host names as the workers see them
         return {
             "kind": "dask-local" if self.cluster is not None else "dask",
@@ -384,10 +378,6 @@ class DaskExecutor(Executor):
 def registering_modules() -> list[str]:
     """Importable modules (besides the built-in ``estimators`` package) that registered estimators in this process:
     local workers preload them, so an estimator registered by an imported module runs on workers too."""
-    import importlib.util
-
-    from harness import registry
-
     out = []
     for mod in sorted({e.source for e in registry.declarations()}):
         if mod == "__main__" or mod.startswith(f"{registry.BUILTIN_PACKAGE}."):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends import BACKEND_NAMES, backend_status, get_backend
+from harness.measure.timing import thread_settings
 
 PACKAGES = ("stochgrad", "numpy", "scipy", "pandas", "pyarrow", "matplotlib", "jinja2", "torch", "jax", "jaxlib", "asv")
 
@@ -82,8 +83,6 @@ def gpu_frameworks() -> dict[str, Any]:
 
 
 def machine_info() -> dict[str, Any]:
-    from harness.measure.timing import thread_settings
-
     threads: dict[str, Any] = {"os_cpu_count": os.cpu_count(), **thread_settings()}
     devices: dict[str, Any] = {}
     for b in BACKEND_NAMES:

@@ -26,7 +26,7 @@ class CostModel:
 
     @staticmethod
     def groups(cell: Cell) -> list[tuple]:
-        size = cell.n_samples * int(getattr(cell.problem, "dim", 1) or 1)
+        size = cell.n_samples * int(cell.target.fields().get("dim", 1) or 1)
         return [(cell.estimator, cell.backend, size), (cell.estimator, cell.backend), (cell.backend,), ()]
 
     def observe(self, cell: Cell, seconds: float) -> None:

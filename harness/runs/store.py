@@ -1,7 +1,7 @@
 """Results store: ``<run>/results.parquet`` + ``meta.json`` (+ ``cells/`` for resume), written atomically.
 
-Every file is written to a temporary name in the same directory, fsync'ed and renamed over the target
-(``os.replace``), so an interrupted run never leaves a truncated file.  Each finished cell is saved as
+Every file is written through :mod:`harness.files.atomic` (a temporary name in the same directory, fsync'ed and
+renamed over the target), so an interrupted run never leaves a truncated file.  Each finished cell is saved as
 ``cells/<key>.json`` the moment it ends; ``--resume`` reads those and skips the cells already done;
 ``results.parquet`` is rebuilt from them at checkpoints and at the end.
 
@@ -15,16 +15,15 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from harness.files.atomic import TMP_SUFFIX, atomic_write_json, atomic_write_parquet, file_mode
 from harness.results import COLUMN_ORDER, SORT_KEYS, CellOutcome
 
 LOCK_NAME = ".lock"
-TMP_SUFFIX = ".tmp"
 
 
 class RunDirError(ValueError):
@@ -33,46 +32,6 @@ class RunDirError(ValueError):
 
 class RunLockedError(RuntimeError):
     """Another process holds the run directory's lock."""
-
-
-def _file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    try:
-        os.fchmod(fd, _file_mode())
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
-
-
-def atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    os.fchmod(fd, _file_mode())
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class RunStore:
@@ -113,7 +72,7 @@ class RunStore:
     def acquire_lock(self) -> int:
         """Take the run directory's exclusive lock (held until :meth:`release_lock` or process exit)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, _file_mode())
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, file_mode())
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

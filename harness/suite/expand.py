@@ -27,8 +27,9 @@ Format (docs/suites.md)::
     estimator = "score_function"
     dim = 1000
 
-Capabilities decide what is expanded: an estimator that does not apply to a distribution, needs more
-samples than L, or needs a differentiable objective is dropped and the drop is counted with its reason.
+Capabilities decide what is expanded: the registry's one matcher (:func:`harness.registry.applies`) reads each
+estimator's declaration against each target's traits; an estimator that does not apply to a distribution, needs
+more samples than L, or needs a differentiable objective is dropped and the drop is counted with its reason.
 """
 
 from __future__ import annotations
@@ -47,11 +48,13 @@ import tomllib
 
 from harness.backends import BACKEND_NAMES, DTYPES
 from harness.measure.cells import Cell
-from harness.problems import ProblemSpec, get_objective
-from harness.registry import Implementation, estimator_names, implementations
+from harness.problems import ProblemSpec
+from harness.registry import Implementation, applies, estimator_names, implementations
 from harness.suite import limits as lim
 from harness.suite.limits import SuiteError, as_list, check_keys, positive_ints, strings, table
 from harness.suite.problems import RawProblem, build_problems, problem_tables
+from harness.suite.workloads import parse_workloads
+from harness.workloads import WorkloadError
 
 SUITE_KEYS = {
     "name",
@@ -114,23 +117,6 @@ class Expansion:
         return "\n".join(lines)
 
 
-def estimator_applies(spec: Implementation, problem: ProblemSpec) -> tuple[bool, str]:
-    if hasattr(problem, "workload"):  # a model workload (harness.workloads)
-        from harness.workloads.measure import applies
-
-        return applies(spec, problem)
-    if not spec.applies_to(problem.distribution):
-        return False, f"{spec.name} does not apply to {problem.distribution}"
-    obj = get_objective(problem.objective)
-    if "differentiable" in spec.requires and not obj.differentiable:
-        return False, f"{spec.name} needs a differentiable objective ({problem.objective} is not)"
-    if "separable" in spec.requires and not obj.separable:
-        return False, f"{spec.name} needs a separable objective"
-    if "multi_sample_bound" in spec.requires and not getattr(obj, "multi_sample_bound", False):
-        return False, f"{spec.name} estimates a multi-sample bound's gradient ({problem.objective} has none)"
-    return True, ""
-
-
 def map_device(backend: str, device: str) -> str | None:
     """Suite device names -> the backend's own (cuda and gpu are synonyms); None: not for this backend."""
     plat, _, idx = device.partition(":")
@@ -157,9 +143,6 @@ def validate_hyper(spec: Implementation, hyper: Mapping[str, Any], where: str = 
 
 def _workloads(path: str, where: str, raw: Any) -> list[Any]:
     """[[sweep.workloads]] tables -> WorkloadSpecs (harness.suite.workloads)."""
-    from harness.suite.workloads import parse_workloads
-    from harness.workloads import WorkloadError
-
     try:
         return parse_workloads(raw)
     except WorkloadError as exc:
@@ -176,15 +159,12 @@ def _hyper_grid(path: str, where: str, spec: Implementation, hyper: Mapping[str,
 
 def _excluded(cell: Cell, rules: list[Mapping[str, Any]]) -> bool:
     fields = {
+        **dict.fromkeys(EXCLUDE_KEYS, ""),  # a key the target does not have matches nothing but "*"
+        **cell.target.fields(),
         "estimator": cell.estimator,
         "backend": cell.backend,
         "device": cell.device,
-        "distribution": cell.problem.distribution,
-        "objective": cell.problem.objective,
-        "dim": cell.problem.dim,
         "n_samples": cell.n_samples,
-        "workload": getattr(cell.problem, "workload", ""),
-        "checkpoint": getattr(cell.problem, "checkpoint", ""),
     }
     for r in rules:
         if all(
@@ -268,7 +248,7 @@ class _SweepPlan:
                 else:
                     probe, per_el = [(r, 1)], float(getattr(r, "dim", 1))
                 for ps, n in probe:
-                    if isinstance(ps, ProblemSpec) and not estimator_applies(spec, ps)[0]:
+                    if isinstance(ps, ProblemSpec) and not applies(spec, ps.traits())[0]:
                         continue
                     k = n * g * devs * len(Ls)
                     cells += k
@@ -388,10 +368,12 @@ def expand(
         for spec in pl.specs:
             grid = pl.grids[(spec.name, spec.backend)]
             for prob in problems:
-                ok, why = estimator_applies(spec, prob)
+                traits = prob.traits()
+                ok, why = applies(spec, traits)
                 for dev in pl.devs:
                     bdev = map_device(spec.backend, dev)
                     for L in pl.Ls:
+                        ok_L, why_L = applies(spec, traits, n_samples=L) if ok else (ok, why)
                         for h in grid:
                             if not ok:
                                 dropped[why] += 1
@@ -399,8 +381,8 @@ def expand(
                             if bdev is None:
                                 dropped[f"{spec.backend} runs on cpu only (device {dev})"] += 1
                                 continue
-                            if spec.min_samples > L:
-                                dropped[f"{spec.name} needs L >= {spec.min_samples}"] += 1
+                            if not ok_L:
+                                dropped[why_L] += 1
                                 continue
                             cell = Cell(
                                 spec.name, spec.backend, bdev, prob, L, pl.R, h, name, seed, pl.dtype, timing, opts

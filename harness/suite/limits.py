@@ -22,6 +22,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from harness.measure.runner import DEFAULT_MAX_MEMORY
+
 MIN_REPLICATES = 2
 DEFAULT_MAX_REPLICATES = 2**20  # as harness.measure.runner's cap of the precision loop
 MAX_CELLS = 20_000  # 20x the largest shipped suite (continuous.toml, 944 cells)
@@ -147,8 +149,6 @@ def check_exclude(path: str, rules: Any, allowed: set[str], error: Any) -> list[
 
 
 def memory_budget(opts: Mapping[str, Any]) -> int:
-    from harness.measure.runner import DEFAULT_MAX_MEMORY
-
     mem = opts.get("max_memory")
     return int(float(mem) * 2**20) if mem else DEFAULT_MAX_MEMORY
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.workloads.base import WorkloadError, WorkloadSpec, check_spec
+from harness.targets.workload import WorkloadSpec, check_spec
+from harness.workloads.base import WorkloadError
 
 KEYS = {"name", "config", "checkpoints", "batch_size", "batch_seed", "split", "truth", "per_example"}
 

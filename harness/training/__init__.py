@@ -1,17 +1,16 @@
-"""Training runs: workload × encoder-gradient estimator × seed × lr × backend × device, with curves and summaries.
+"""Training: one workload × encoder-gradient estimator × seed × lr × backend × device unit, stepped to completion.
 
-``stochgrad train SUITE --out DIR`` (see docs/notes/training.md).  Modules: :mod:`~harness.training.spec`
-(suite ``[[train]]`` tables → JSON-able units), :mod:`~harness.training.step` (one step: the encoder by a
-registered estimator with the examples as replicates, the decoder by exact autograd),
-:mod:`~harness.training.loop` (``train_unit``: Adam, online variance, logging, resumable state),
-:mod:`~harness.training.run` (the run directory, a pluggable ``runner``, ``curves.parquet`` /
-``results.parquet``), :mod:`~harness.training.offline` (offline variance at a saved state).
+Modules: :mod:`~harness.training.spec` (what a unit is: its keys, identity hash, and what a step offers an
+estimator), :mod:`~harness.training.step` (one step: the encoder by a registered estimator with the examples as
+replicates, the decoder by exact autograd), :mod:`~harness.training.loop` (``train_unit``: Adam, online variance,
+logging, resumable state).  Training suites are parsed by :mod:`harness.suite.training`; a training run directory
+is written by :mod:`harness.runs.training_run`; offline variance at a unit's saved state is measured by
+:mod:`harness.measure.offline` (see docs/notes/training.md).
 """
 
 from __future__ import annotations
 
 from harness.training.loop import train_unit
-from harness.training.run import run_training, sequential, write_tables
-from harness.training.spec import load_train_suite, unit_key
+from harness.training.spec import TRAIN_KEYS, step_traits, unit_key
 
-__all__ = ["load_train_suite", "run_training", "sequential", "train_unit", "unit_key", "write_tables"]
+__all__ = ["TRAIN_KEYS", "step_traits", "train_unit", "unit_key"]

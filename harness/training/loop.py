@@ -1,7 +1,7 @@
 """Run one training unit (a JSON-able dict) to completion, resumably: Adam, online gradient variance, curves.
 
 :func:`train_unit` is a module-level function of a unit description (see :mod:`harness.training.spec`)
-returning an outcome dict, so any executor can run it (in-process by default; see :func:`harness.training.run`).
+returning an outcome dict, so any executor can run it (in-process by default; see :mod:`harness.runs.training_run`).
 Every ``log_every`` steps it appends a curves row and saves the unit's whole state — weights, Adam moments and
 step, the online-variance EMAs, the curves so far, fitted control variates — as ONE ``.npz`` file
 (``unit["state_path"]``, atomic write).  Randomness is a function of (seed, step) — minibatch, binarization and
@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.runs.store import atomic_write_bytes
+from harness.files.atomic import atomic_write_bytes
+from harness.training.spec import unit_key
 from harness.training.step import StepProblem, decoder_objective, encoder_gradient, held_out_bound
 
 FORMAT = 1
@@ -63,7 +64,6 @@ class Trainer:
         from harness.backends import get_backend
         from harness.problems import DISTRIBUTIONS
         from harness.registry import get_declaration, get_estimator
-        from harness.training.spec import unit_key
         from harness.workloads import get_workload
 
         self.unit, self.key = unit, unit_key(unit)
@@ -285,8 +285,6 @@ def train_unit(unit: dict[str, Any]) -> dict[str, Any]:
             "seconds": time.perf_counter() - t_start,
         }
     except Exception as exc:  # a failing unit is recorded, the others go on
-        from harness.training.spec import unit_key
-
         return {
             "key": unit_key(unit),
             "status": "failed",

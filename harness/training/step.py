@@ -2,7 +2,7 @@ r"""One training step on a workload: the encoder by a registered estimator (exam
 
 Layout ("examples as replicates").  An estimator returns R independent estimates [R, *param shape]; a training
 step needs one gradient per example b of the minibatch, each with its own f_b (the published comparisons do
-not let example b's score pick up the other examples' noise, see :mod:`harness.workloads.measure`).  So the
+not let example b's score pick up the other examples' noise, see :mod:`harness.targets.workload`).  So the
 step calls the estimator ONCE with R = N: :class:`StepContext` gives ``batched()`` = η [N, *latent] (example b's
 parameters on replicate b) and ``f(z)`` [N, L, *latent] → [N, L] with row b evaluated by f_b.  The result
 g [N, *latent] is ∇_η of Σ_b E[f_b]; the encoder gets Jᵀ g / N by one backward pass through η = encoder(x)
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.measure.context import Context
+from harness.registry.context import Context
 from harness.workloads.base import NegElbo, Workload
 
 
@@ -42,7 +42,7 @@ def per_example_f(wl: Workload, cfg: dict, dist: Any, B: Any, params: dict, x: d
 
 @dataclass
 class StepContext(Context):
-    """A :class:`harness.measure.context.Context` with the N examples on the replicate axis (see the module docstring)."""
+    """A :class:`harness.registry.context.Context` with the N examples on the replicate axis (see the module docstring)."""
 
     eta: dict[str, Any] = field(default_factory=dict)  # [N, *latent], detached
     fb: Any = None  # f_b on [..., N, *latent] -> [..., N]

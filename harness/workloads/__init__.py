@@ -12,7 +12,7 @@ import importlib
 import traceback
 from importlib import metadata
 
-from harness.workloads.base import Workload, WorkloadError, WorkloadProblem, WorkloadSpec
+from harness.workloads.base import Workload, WorkloadError
 
 ENTRY_POINT_GROUP = "stochgrad.workloads"
 BUILTIN_MODULES = ("harness.workloads.vae", "harness.workloads.blr")
@@ -72,8 +72,6 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "Workload",
     "WorkloadError",
-    "WorkloadProblem",
-    "WorkloadSpec",
     "get_workload",
     "load_plugins",
     "register_workload",

@@ -1,11 +1,10 @@
 r"""Workloads: a model with one stochastic node, data → η = encoder(x) → z ~ q(z|η) → f(z; x, θ).
 
-A :class:`Workload` describes a model (data, encoder, log joint); a :class:`WorkloadSpec` (frozen,
-JSON-serializable) names one measurement point — workload, configuration, training checkpoint and the
-evaluation batch — and ``.build()`` gives a :class:`WorkloadProblem` that quacks like
-:class:`harness.problems.Problem`, so every registered estimator runs on it unchanged.
+A :class:`Workload` describes a model (data, encoder, log joint) and declares its :class:`Traits`; a workload
+*target* — the model at a training checkpoint on an evaluation batch — is built by
+:mod:`harness.targets.workload`, so every registered estimator runs on it unchanged.
 
-The objective is the negative ELBO integrand with η *held fixed* inside log q:
+The objective is the negative ELBO integrand with η *held fixed* inside log q (:class:`NegElbo`):
 
 .. math::
     f(z; \eta_0) = -\log p(x, z) + \log q(z; \eta_0), \qquad
@@ -19,27 +18,21 @@ landing" form); for score-function ones nothing changes in expectation.
 
 The batch objective is a sum over the N examples of the batch, f(z) = Σ_b f_b(z_b).  Shapes: the N examples'
 latents are flattened into the distribution's sites (Bernoulli logits [N·D], categorical [N·G, K], normal
-[N·D]); ``WorkloadProblem.examples()`` gives the one-example problems used for per-example measurement
-(see :mod:`harness.workloads.measure`).
+[N·D]).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import numpy as np
 from scipy import special
 
-from harness.problems import jsonable
-from harness.problems.base import ProblemShape
+from harness.backends import AUTODIFF_BACKENDS
+from harness.problems.target import Traits
 
 Array = Any
-TRUTHS = ("auto", "enumeration", "reference", "quadrature")
 SPLITS = ("train", "val", "test")
 
 
@@ -62,8 +55,8 @@ class Workload:
     name: str = ""
     latent: str = "bernoulli"  # distribution of z: bernoulli | categorical | normal
     defaults: Mapping[str, Any] = {}  # every configuration key with its default
-    default_split: str = "val"
-    default_batch: int = 4  # examples in an evaluation batch when a WorkloadSpec names none  # split a WorkloadSpec evaluates on when it names none
+    default_split: str = "val"  # the split a workload target evaluates on when it names none
+    default_batch: int = 4  # examples in an evaluation batch when a workload target names none
     train_estimator: str = ""  # declared reference estimator used for training (see checkpoints.py)
     backends: tuple[str, ...] = ("numpy", "torch", "jax")  # where encode/log_joint run (a torch model: torch)
     eval_keys: tuple[str, ...] = ("reference_samples",)  # config keys that do not change the trained model
@@ -146,84 +139,24 @@ class Workload:
     def numpy_vjp(self) -> bool:
         return type(self).encoder_vjp_np is not Workload.encoder_vjp_np
 
-
-@dataclass(frozen=True)
-class WorkloadSpec:
-    """One measurement point: workload × config × checkpoint × evaluation batch (what a Cell carries)."""
-
-    workload: str
-    config: Mapping[str, Any] = field(default_factory=dict)
-    checkpoint: int = 0
-    split: str = ""  # "" -> the workload's default_split
-    batch_size: int = 0  # 0 -> the workload's default_batch
-    batch_seed: int = 0
-    truth: str = "auto"  # auto | enumeration | reference | quadrature
-    per_example: bool = True  # estimate each example's gradient with its own f_b (see measure.py)
-    example: int | None = None  # a one-example sub-problem of the batch
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {
-            "workload": self.workload,
-            "config": jsonable(dict(sorted(self.config.items()))),
-            "checkpoint": self.checkpoint,
-            "split": self.split,
-            "batch_size": self.batch_size,
-            "batch_seed": self.batch_seed,
-            "truth": self.truth,
-            "per_example": self.per_example,
-        }
-        if self.example is not None:
-            d["example"] = self.example
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> WorkloadSpec:
-        keys = (
-            "workload",
-            "config",
-            "checkpoint",
-            "split",
-            "batch_size",
-            "batch_seed",
-            "truth",
-            "per_example",
-            "example",
+    def traits(self) -> Traits:
+        """What the model offers an estimator: its latent, a differentiable (not separable) negative ELBO, the
+        backends it runs on (numpy needs the encoder chain rule ``encoder_vjp_np``) and where ∂f/∂z exists."""
+        notes = {}
+        if "numpy" in self.backends and not self.numpy_vjp:
+            notes["numpy"] = f"numpy has no encoder chain rule for {self.name}"
+        backends = tuple(b for b in self.backends if b not in notes)
+        return Traits(
+            name=self.name,
+            latent=self.latent,
+            differentiable=self.differentiable,
+            separable=False,
+            multi_sample_bound=False,
+            exact_value=True,
+            backends=backends,
+            grad_backends=tuple(b for b in backends if b in AUTODIFF_BACKENDS or self.numpy_grad),
+            backend_notes=notes,
         )
-        return cls(**{k: d[k] for k in keys if k in d})
-
-    def build(self) -> WorkloadProblem:
-        return WorkloadProblem(self)
-
-    # the fields a suite's [[exclude]] and capability checks read from a ProblemSpec
-    @property
-    def distribution(self) -> str:
-        from harness.workloads import get_workload
-
-        return get_workload(self.workload).latent
-
-    @property
-    def objective(self) -> str:
-        return "neg_elbo"
-
-    @property
-    def dim(self) -> int:
-        from harness.workloads import get_workload
-
-        wl = get_workload(self.workload)
-        shape = wl.latent_shape(wl.resolve(self.config))
-        return (1 if self.example is not None else (self.batch_size or wl.default_batch)) * shape[0]
-
-    def label(self) -> str:
-        from harness.workloads import get_workload
-
-        wl = get_workload(self.workload)
-        cfg = ",".join(f"{k}={v}" for k, v in sorted(self.config.items()))
-        ex = f"#{self.example}" if self.example is not None else ""
-        split, bs = self.split or wl.default_split, self.batch_size or wl.default_batch
-        return f"{self.workload}({cfg})@{self.checkpoint}/{split}[{bs}]{ex}"
-
-    def key(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 class NegElbo:
@@ -280,102 +213,3 @@ class NegElbo:
         else:
             glq = -(zz - eta["loc"]) / eta["scale"] ** 2
         return (glq - glj).reshape(np.shape(z))
-
-
-def check_spec(spec: WorkloadSpec) -> tuple[Workload, dict[str, Any], str, int]:
-    """Validate a spec without training anything: (workload, resolved config, split, batch size)."""
-    from harness.workloads import get_workload
-    from harness.workloads.truth import method_for
-
-    wl = get_workload(spec.workload)
-    if not isinstance(spec.config, Mapping):
-        raise WorkloadError("config", f"must be a table, got {spec.config!r}")
-    cfg = wl.resolve(spec.config)
-    if spec.truth not in TRUTHS:
-        raise WorkloadError("truth", f"unknown truth {spec.truth!r}; valid: {list(TRUTHS)}")
-    split = spec.split or wl.default_split
-    if split not in SPLITS:
-        raise WorkloadError("split", f"unknown split {spec.split!r}; valid: {list(SPLITS)}")
-    for k in ("checkpoint", "batch_seed"):
-        v = getattr(spec, k)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise WorkloadError(k, f"must be a non-negative integer, got {v!r}")
-    n_avail = len(next(iter(wl.dataset(cfg)[split].values())))
-    bs = spec.batch_size or wl.default_batch
-    if not isinstance(bs, int) or isinstance(bs, bool) or not 1 <= bs <= n_avail:
-        raise WorkloadError("batch_size", f"must be an integer in [1, {n_avail}] ({split} split), got {bs!r}")
-    if spec.example is not None and (not isinstance(spec.example, int) or not 0 <= spec.example < bs):
-        raise WorkloadError("example", f"must be in [0, {bs}), got {spec.example!r}")
-    method_for(wl, tuple(wl.latent_shape(cfg)), spec.truth)
-    return wl, cfg, split, bs
-
-
-class WorkloadProblem(ProblemShape):
-    """A workload at a checkpoint on a batch, quacking like :class:`harness.problems.Problem`."""
-
-    def __init__(self, spec: WorkloadSpec) -> None:
-        from harness.backends import get_backend
-        from harness.problems import DISTRIBUTIONS
-        from harness.workloads.checkpoints import load_state
-
-        self.spec = spec
-        wl, cfg, split, bs = check_spec(spec)
-        self.workload, self.cfg = wl, cfg
-        data = wl.dataset(cfg)[split]
-        idx = np.random.default_rng(spec.batch_seed).choice(len(next(iter(data.values()))), size=bs, replace=False)
-        raw = {k: np.asarray(v[idx], dtype=np.float64) for k, v in data.items()}
-        x = wl.prepare_batch(raw, np.random.default_rng([spec.batch_seed, 1]), cfg)  # whole batch: same draws
-        if spec.example is not None:
-            idx = idx[[spec.example]]
-            x = {k: v[[spec.example]] for k, v in x.items()}
-        self.x = x
-        self.state = load_state(wl, cfg, spec.checkpoint)
-        self.n = len(idx)
-        self.latent = tuple(wl.latent_shape(cfg))
-        self.dist = DISTRIBUTIONS[wl.latent]
-        self.eval_backend = get_backend("numpy" if "numpy" in wl.backends else wl.backends[0])
-        self.eta = {k: v for k, v in self._np_call(wl.encode, self.state, self.x, cfg).items()}
-        self.dim = self.n * self.latent[0]
-        self.options = {"categories": self.latent[1]} if len(self.latent) > 1 else {}
-        self.params_np = {k: v.reshape(self.dim, *self.latent[1:]) for k, v in self.eta.items()}
-        enc = set(wl.encoder_keys(cfg))
-        self.encoder_params = {k: v for k, v in self.state.items() if k in enc}
-        self.op: dict[str, Any] = {f"w:{k}": v for k, v in self.state.items() if k not in enc}
-        self.op.update({f"x:{k}": v for k, v in self.x.items()})
-        self.op.update({f"eta:{k}": v for k, v in self.eta.items()})
-        self.objective = NegElbo(wl, cfg, self.n, self.latent, self.dist)
-
-    def _np_call(self, fn: Any, *args: Any) -> Any:
-        """``fn(B, *args)`` on the workload's evaluation backend in float64, NumPy in and out."""
-        B = self.eval_backend
-        conv = lambda a: (
-            {k: conv(v) for k, v in a.items()}
-            if isinstance(a, Mapping)
-            # noqa: E731
-            else (B.asarray(a, "float64", "cpu") if isinstance(a, np.ndarray) else a)
-        )
-        out = fn(B, *[conv(a) for a in args])
-        if isinstance(out, Mapping):
-            return {k: np.asarray(B.to_numpy(v), dtype=np.float64) for k, v in out.items()}
-        return np.asarray(B.to_numpy(out), dtype=np.float64)
-
-    def f_np(self, z: np.ndarray) -> np.ndarray:
-        """f(z) [R, L] for z [R, L, *event] as float64 NumPy (truth computations)."""
-        return self._np_call(self.objective, z, self.op)
-
-    def label(self) -> str:
-        return self.spec.label()
-
-    def examples(self) -> list[WorkloadProblem]:
-        """One-example problems (each example's own f_b), in batch order."""
-        if self.spec.example is not None:
-            return [self]
-        from dataclasses import replace
-
-        return [replace(self.spec, example=i).build() for i in range(self.n)]
-
-    @cached_property
-    def exact(self) -> Any:
-        from harness.workloads.truth import exact_for
-
-        return exact_for(self)

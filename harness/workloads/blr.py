@@ -4,7 +4,7 @@ p(w) = N(0, prior_scale² I) over the 30 standardized features and an intercept;
 logits Xw; q(w) = N(loc, scale²) with scale = softplus(raw).  The "encoder" is just the variational
 parameters (loc, raw), and the "batch" is one example: the whole split (the ELBO's data term sums over it).
 The training split is the default evaluation split (the ELBO being optimized).  Truth: 1-D quadrature per
-data point (``harness.workloads.truth``).
+data point (``harness.targets.workload_truth``).
 """
 
 from __future__ import annotations

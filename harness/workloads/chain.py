@@ -4,7 +4,7 @@ Given R replicate η-gradients G {param: [R, *param shape]} of a :class:`Workloa
 gradients {weight: [R, *weight shape]}.  Backends: ``torch`` (``torch.func.vjp`` + ``vmap``), ``jax``
 (``jax.vjp`` + ``vmap``), ``numpy`` (the workload's explicit ``encoder_vjp_np``; the shipped MLP encoders
 and blr have one).  The map is linear and deterministic, so it is applied on the CPU in float64 to the
-estimates (post-processing; its time is added to the encoder rows' time, see measure.py).
+estimates (post-processing; its time is added to the encoder rows' time, see :mod:`harness.targets.workload`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.backends import get_backend
 from harness.workloads.base import WorkloadError
 
 
@@ -44,8 +45,6 @@ def _torch(problem: Any, Gx: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     import torch
     from torch.func import vjp, vmap
 
-    from harness.backends import get_backend
-
     T = get_backend("torch")
     t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
     fixed = {k: t(v) for k, v in problem.state.items() if k not in problem.encoder_params}
@@ -60,8 +59,6 @@ def _torch(problem: Any, Gx: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _jax(problem: Any, Gx: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     import jax
     import jax.numpy as jnp
-
-    from harness.backends import get_backend
 
     J = get_backend("jax")
     t = lambda a: jnp.asarray(np.asarray(a), dtype=jnp.float64)  # noqa: E731

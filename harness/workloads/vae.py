@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from harness.backends import get_backend
 from harness.workloads import data, nets
 from harness.workloads.base import Workload, WorkloadError
 
@@ -181,13 +182,7 @@ class VaeGaussian(_LatentDim, DigitsVAE):
         return np.concatenate([G["loc"], G["scale"] * special.expit(out[..., D:])], axis=-1)
 
 
-def _numpy_backend() -> Any:
-    from harness.backends import get_backend
-
-    return get_backend("numpy")
-
-
-_NP = _numpy_backend()
+_NP = get_backend("numpy")
 
 
 def _register() -> None:

@@ -83,7 +83,7 @@ def estimator_id(cell: Cell) -> str:
 
 
 def case_key(cell: Cell) -> Key:
-    return (estimator_id(cell), f"{cell.backend}:{cell.device}", problem_id(cell.problem), str(cell.n_samples))
+    return (estimator_id(cell), f"{cell.backend}:{cell.device}", problem_id(cell.target), str(cell.n_samples))
 
 
 def load_plugins(spec: str | None = None) -> list[str]:
@@ -220,7 +220,7 @@ def timed_call(catalog: Catalog, key: Key) -> tuple[Callable[[], None], Callable
         cell = catalog.cell(*key)
         spec = get_estimator(cell.estimator, cell.backend)
         B = get_backend(cell.backend)
-        caller = prepare(request_for(cell, spec, cell.problem.build()), 1)
+        caller = prepare(request_for(cell, spec, cell.target.build()), 1)
         fn = caller.timed
 
         def call() -> None:
@@ -247,7 +247,7 @@ def accuracy(catalog: Catalog, key: Key) -> dict[str, float]:
         _ACCURACY[key] = json.loads(memo.read_text())
     if key not in _ACCURACY:
         cell = catalog.cell(*key)
-        problem = cell.problem.build()
+        problem = cell.target.build()
         t0 = time.perf_counter()
         G = _estimate_cell(catalog, key, problem)
         eps = float(np.finfo(cell.dtype).eps)
@@ -268,7 +268,7 @@ def accuracy(catalog: Catalog, key: Key) -> dict[str, float]:
 
 def run_estimate(catalog: Catalog, key: Key) -> Callable[[], None]:
     """A callable running one vectorized R-replicate estimate (for peakmem_)."""
-    problem = catalog.cell(*key).problem.build()
+    problem = catalog.cell(*key).target.build()
     problem.exact  # noqa: B018  (ground truth computed outside the measured call)
 
     def run() -> None:

@@ -147,12 +147,14 @@ def synthetic_run(
     backends: tuple[str, ...] = ("numpy", "torch", "jax"),
     n_problems: int = 5,
     seed: int = 0,
+    oracle: str = ORACLE,
 ) -> Path:
     """A run directory (results.parquet + meta.json) with n_problems × n_estimators × backends × dims × Ls cells.
 
     Plausible numbers without running anything: variance ∝ 1/L, time ∝ a + bLD.  ``score_function`` has the
-    largest variance (10-100× the others), ``score_function_oracle`` the smallest (a reference that must never
-    be recommended); every 5th estimator is biased; every 7th is heavy-tailed (``variance_ci_valid`` False,
+    largest variance (10-100× the others), the estimator named by ``oracle`` (default ``score_function_oracle``)
+    the smallest and is declared an oracle baseline (rows' ``oracle`` column and the catalog: a reference that must
+    never be recommended); every 5th estimator is biased; every 7th is heavy-tailed (``variance_ci_valid`` False,
     ``heavy_tail`` "variance", its variance looks lowest); some cells are precision-capped.  meta.json
     records the catalog (``estimators``), one failed and one skipped cell.
     """
@@ -164,7 +166,7 @@ def synthetic_run(
             biased = e % 5 == 4
             heavy = e % 7 == 6
             base_var = 10 ** rng.uniform(2.5, 3) if name == REINFORCE else 10 ** rng.uniform(-1, 1.5)
-            if name == ORACLE or heavy:
+            if name == oracle or heavy:
                 base_var = 10 ** rng.uniform(-3, -2.5)
             cost = 10 ** rng.uniform(-5.5, -4)
             for b in backends:
@@ -190,6 +192,7 @@ def synthetic_run(
                                     "dtype": "float64",
                                     "family": f"fam{e % 4}",
                                     "unbiased": not biased,
+                                    "oracle": name == oracle,
                                     "cell_key": key,
                                     "problem": f"{dist}(a=1)/{obj}/D={D}",
                                     "param": p,
@@ -234,6 +237,7 @@ def synthetic_run(
             "family": f"fam{e % 4}",
             "distributions": sorted(df["distribution"].unique()),
             "unbiased": e % 5 != 4,
+            "oracle": n == oracle,
             "hyperparameters": {"temperature": 0.5} if e % 5 == 4 else {},
             "min_samples": 1,
             "requires": [],

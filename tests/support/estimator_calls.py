@@ -12,8 +12,8 @@ import numpy as np
 
 from harness.backends import get_backend
 from harness.measure.check import check_problem, draw
-from harness.measure.context import make_context
 from harness.registry import get_estimator
+from harness.registry.context import make_context
 
 BACKENDS = ("numpy", "torch", "jax")
 

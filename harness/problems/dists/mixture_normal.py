@@ -18,6 +18,7 @@ import math
 import numpy as np
 from scipy import special
 
+from harness.backends import get_backend
 from harness.problems.base import Distribution, ParamSpec
 from harness.problems.dists.normal import DISTRIBUTION as NORMAL
 
@@ -85,8 +86,6 @@ class MixtureNormal(Distribution):
         return B.logsumexp(self.component_logpdf(B, z, Pa), -1)
 
     def score_np(self, z, Pa):
-        from harness.backends import get_backend
-
         lc = self.component_logpdf(get_backend("numpy"), np.asarray(z, dtype=np.float64), Pa)
         r = special.softmax(lc, axis=-1)  # responsibilities
         mu, s = Pa["locs"], Pa["scales"]

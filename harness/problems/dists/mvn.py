@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from harness.backends import get_backend
 from harness.problems.base import Distribution, ParamSpec
 from harness.problems.dists.normal import DISTRIBUTION as NORMAL
 
@@ -97,8 +98,6 @@ class MVN(Distribution):
         return -0.5 * w * w - logdiag - LOG_SQRT_2PI
 
     def score_np(self, z, Pa):
-        from harness.backends import get_backend
-
         B = get_backend("numpy")
         Lm = Pa["scale_tril"]
         w = forward_solve(B, Lm, z - Pa["loc"])

@@ -1,34 +1,25 @@
-"""Estimator registry: one declaration per estimator name, implementations attached per backend.
+"""Estimator declarations: one per name (capabilities as data), implementations attached per backend.
 
 An estimator is declared once with :func:`register_estimator` (its capabilities: distributions, unbiasedness,
-hyperparameters with ranges, minimum L, requirements, reference), which validates the declaration and returns an
-:class:`Estimator`; implementations attach with ``@est.implementation("numpy")`` or
-``@est.implementation("torch", "jax")``.  Built-in modules in the ``estimators`` package are discovered (every
-module not starting with ``_``); third-party modules in the entry-point group ``stochgrad.estimators`` are imported
-by :func:`load_plugins`.  A plugin that fails in any way (an exception, ``SystemExit``, an invalid declaration, a
-name already taken) is recorded in :func:`failed_plugins` with the reason, everything it registered is rolled back,
-and everything else keeps working.  Duplicate names: the first registration wins (built-ins load first); a second
-source registering the same name fails with an error naming both sources.
+hyperparameters with ranges, minimum L, requirements, oracle, reference), which validates the declaration and
+returns an :class:`Estimator`; implementations attach with ``@est.implementation("numpy")`` or
+``@est.implementation("torch", "jax")``.  The declarations live in one table; every registration is journalled
+so that :mod:`harness.registry.loading` can roll back a plugin that fails half-way.  Duplicate names: the first
+registration wins; a second source registering the same name fails with an error naming both sources.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import importlib
 import inspect
-import pkgutil
 import sys
-import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
-from harness.hyper import Hyper
+from harness.problems import DISTRIBUTIONS
+from harness.registry.hyper import Hyper
 
-ENTRY_POINT_GROUP = "stochgrad.estimators"
 BACKENDS = ("numpy", "torch", "jax")
-BUILTIN_PACKAGE = "estimators"
 REQUIREMENTS = {
     "differentiable": "the objective must be differentiable in z",
     "separable": "the objective must be a sum over sites",
@@ -157,9 +148,45 @@ class Implementation:
 
 
 _DECLS: dict[str, Estimator] = {}
-_FAILED_PLUGINS: dict[str, str] = {}
-_LOADED = {"builtins": False, "plugins": False}
 _journal: list[tuple[str, str, str]] = []  # registrations in order (rolled back for a failing plugin)
+
+
+def table() -> dict[str, Estimator]:
+    """The declarations by name (the live table: lookups read it, :func:`unregister` edits it)."""
+    return _DECLS
+
+
+def journal_mark() -> int:
+    """A position in the registration journal (to roll back what was registered after it)."""
+    return len(_journal)
+
+
+def declared_since(mark: int) -> list[str]:
+    """Names declared since ``mark``."""
+    return [name for kind, name, _ in _journal[mark:] if kind == "decl"]
+
+
+def rollback(mark: int) -> None:
+    """Undo every declaration and implementation registered since ``mark``."""
+    for kind, name, backend in reversed(_journal[mark:]):
+        if kind == "impl" and name in _DECLS:
+            _DECLS[name].impls.pop(backend, None)
+        elif kind == "decl":
+            _DECLS.pop(name, None)
+    del _journal[mark:]
+
+
+def unregister(name: str, backend: str | None = None) -> None:
+    """Remove a registration (tests that register throw-away estimators)."""
+    est = _DECLS.get(name)
+    if est is None:
+        return
+    if backend is None:
+        _DECLS.pop(name)
+    else:
+        est.impls.pop(backend, None)
+        if not est.impls:
+            _DECLS.pop(name)
 
 
 def _source_of(fn: Callable[..., Any]) -> str:
@@ -182,17 +209,11 @@ def _caller_module() -> str:
         del frame
 
 
-def _known_distributions() -> list[str]:
-    from harness.problems import DISTRIBUTIONS
-
-    return sorted(DISTRIBUTIONS)
-
-
 def _validate(est: Estimator) -> None:
     where = f"estimator {est.name!r} (declared in {est.source})"
     if not isinstance(est.name, str) or not est.name or any(c in est.name for c in "*?[] \t\n"):
         raise RegistryError(f"{where}: name must be a non-empty string without wildcards or whitespace")
-    known = _known_distributions()
+    known = sorted(DISTRIBUTIONS)
     if not est.distributions:
         raise RegistryError(f"{where}: distributions must not be empty; valid: {known + ['*']}")
     for d in est.distributions:
@@ -260,123 +281,3 @@ def register_estimator(
     _DECLS[name] = est
     _journal.append(("decl", name, ""))
     return est
-
-
-def load_builtins() -> None:
-    """Import every module of the built-in ``estimators`` package (names starting with ``_`` are helpers)."""
-    if _LOADED["builtins"]:
-        return
-    _LOADED["builtins"] = True
-    pkg = importlib.import_module(BUILTIN_PACKAGE)
-    if getattr(pkg, "__file__", None) is None:  # a bare directory named "estimators" earlier on sys.path
-        raise RegistryError(
-            f"the built-in {BUILTIN_PACKAGE!r} package resolved to a namespace package at {list(pkg.__path__)}: a "
-            f"directory named {BUILTIN_PACKAGE!r} in the working directory shadows it; run from elsewhere"
-        )
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{BUILTIN_PACKAGE}.{info.name}")
-
-
-def _rollback(mark: int) -> None:
-    for kind, name, backend in reversed(_journal[mark:]):
-        if kind == "impl" and name in _DECLS:
-            _DECLS[name].impls.pop(backend, None)
-        elif kind == "decl":
-            _DECLS.pop(name, None)
-    del _journal[mark:]
-
-
-def load_plugins() -> dict[str, str]:
-    """Import every module in the ``stochgrad.estimators`` entry-point group; failures are recorded, not raised."""
-    if _LOADED["plugins"]:
-        return dict(_FAILED_PLUGINS)
-    _LOADED["plugins"] = True
-    try:
-        eps = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
-    except Exception as exc:  # a broken installation's metadata must not stop anything
-        _FAILED_PLUGINS["<entry points>"] = f"{type(exc).__name__}: {exc}"
-        return dict(_FAILED_PLUGINS)
-    for ep in eps:
-        mark = len(_journal)
-        try:
-            ep.load()
-            empty = [n for kind, n, _ in _journal[mark:] if kind == "decl" and not _DECLS[n].impls]
-            if empty:
-                raise RegistryError(f"estimator {empty[0]!r} declared without any implementation")
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # SystemExit, RegistryError, ImportError, ...: reported, never fatal
-            _rollback(mark)
-            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            if isinstance(exc, SystemExit):
-                last = f"SystemExit({exc.code!r}) raised while importing the plugin"
-            _FAILED_PLUGINS[f"{ep.name} ({ep.value})"] = last
-    return dict(_FAILED_PLUGINS)
-
-
-def ensure_loaded() -> None:
-    load_builtins()
-    load_plugins()
-
-
-def failed_plugins() -> dict[str, str]:
-    ensure_loaded()
-    return dict(_FAILED_PLUGINS)
-
-
-def declarations(pattern: str = "*", backend: str | None = None) -> list[Estimator]:
-    """Declared estimators matching the fnmatch ``pattern`` (with an implementation on ``backend``)."""
-    ensure_loaded()
-    return [
-        e
-        for n, e in sorted(_DECLS.items())
-        if e.impls
-        and fnmatch.fnmatch(n, pattern)
-        and (backend is None or any(fnmatch.fnmatch(b, backend) for b in e.impls))
-    ]
-
-
-def implementations(
-    pattern: str = "*", backend: str | None = None, distribution: str | None = None
-) -> list[Implementation]:
-    """Registered (estimator, backend) implementations matching ``pattern`` (and backend / distribution)."""
-    return [
-        e.impls[b]
-        for e in declarations(pattern)
-        for b in e.backends
-        if (backend is None or fnmatch.fnmatch(b, backend)) and (distribution is None or e.applies_to(distribution))
-    ]
-
-
-def estimator_names() -> list[str]:
-    return [e.name for e in declarations()]
-
-
-def get_declaration(name: str) -> Estimator:
-    ensure_loaded()
-    est = _DECLS.get(name)
-    if est is None or not est.impls:
-        hint = f"; failed plugins: {_FAILED_PLUGINS}" if _FAILED_PLUGINS else ""
-        raise RegistryError(f"unknown estimator {name!r}; valid: {estimator_names()}{hint}")
-    return est
-
-
-def get_estimator(name: str, backend: str) -> Implementation:
-    est = get_declaration(name)
-    if backend not in est.impls:
-        raise RegistryError(f"estimator {name!r} has no {backend!r} implementation; available: {est.backends}")
-    return est.impls[backend]
-
-
-def unregister(name: str, backend: str | None = None) -> None:
-    """Remove a registration (tests that register throw-away estimators)."""
-    est = _DECLS.get(name)
-    if est is None:
-        return
-    if backend is None:
-        _DECLS.pop(name)
-    else:
-        est.impls.pop(backend, None)
-        if not est.impls:
-            _DECLS.pop(name)

@@ -1,4 +1,4 @@
-"""Ground truth ∇η E_q[f] per example: enumeration, a workload's quadrature, or a long unbiased reference.
+"""The truth of a workload target: ∇η E_q[f] per example by enumeration, a workload's quadrature, or a reference.
 
 - ``enumeration`` (exact): every latent configuration of one example (Bernoulli: 2^D, categorical: K^G),
   at most ``MAX_ENUMERATION`` per example; ∇η E[f] = Σ_z f(z) q(z) ∂η log q(z).
@@ -24,10 +24,12 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from harness.backends import get_backend
 from harness.problems.exact import ExactResult
 from harness.workloads.base import WorkloadError
 from harness.workloads.checkpoints import FORMAT, cache_dir, load_npz, save_npz
 
+TRUTHS = ("auto", "enumeration", "reference", "quadrature")
 MAX_ENUMERATION = 2**12  # configurations per example
 CHUNK = 512  # samples per vectorized reference chunk
 _MEMO: dict[str, ExactResult] = {}
@@ -62,15 +64,16 @@ def method_for(wl: Any, shape: tuple[int, ...], want: str) -> str:
     return "enumeration" if m <= MAX_ENUMERATION else "quadrature" if has_quad else "reference"
 
 
-def exact_for(problem: Any) -> ExactResult:
+def joined(parts: list[ExactResult], method: str) -> ExactResult:
+    """A batch's truth from its examples' (in batch order): gradients and standard errors concatenated."""
+    grads = {k: np.concatenate([p.grads[k] for p in parts]) for k in parts[0].grads}
+    se = {k: np.concatenate([p.extra.get("se", {}).get(k, np.zeros_like(p.grads[k])) for p in parts]) for k in grads}
+    return ExactResult(float(sum(p.value for p in parts)), grads, method, max(p.abs_err for p in parts), {"se": se})
+
+
+def example_truth(problem: Any) -> ExactResult:
+    """The truth of a one-example workload problem (memoized, cached on disk next to the checkpoints)."""
     method = choose_method(problem)
-    if problem.spec.example is None:
-        parts = [ex.exact for ex in problem.examples()]
-        grads = {k: np.concatenate([p.grads[k] for p in parts]) for k in parts[0].grads}
-        se = {
-            k: np.concatenate([p.extra.get("se", {}).get(k, np.zeros_like(p.grads[k])) for p in parts]) for k in grads
-        }
-        return ExactResult(float(sum(p.value for p in parts)), grads, method, max(p.abs_err for p in parts), {"se": se})
     key = _key(problem, method)
     if key in _MEMO:
         return _MEMO[key]
@@ -100,15 +103,19 @@ def exact_for(problem: Any) -> ExactResult:
 
 
 def _key(problem: Any, method: str) -> str:
-    d = {**problem.spec.to_dict(), "config": problem.cfg, "method": method, "format": FORMAT}
+    """What the truth depends on: the batch, the configuration, the method and the weights themselves (a digest,
+    so a target built at weights its checkpoint number does not determine never reads or writes another's)."""
+    h = hashlib.sha256()
+    for k in sorted(problem.state):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(problem.state[k], dtype=np.float64).tobytes())
+    d = {**problem.spec.to_dict(), "config": problem.cfg, "method": method, "format": FORMAT, "weights": h.hexdigest()}
     d.pop("per_example", None)
     d.pop("truth", None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def _np() -> Any:
-    from harness.backends import get_backend
-
     return get_backend("numpy")
 
 
@@ -197,8 +204,6 @@ def _reparam(problem: Any, rng: np.random.Generator, n: int) -> tuple[dict, np.n
         f = problem.f_np(z[:, None])[:, 0]
     else:
         import torch
-
-        from harness.backends import get_backend
 
         T = get_backend("torch")
         zt = torch.tensor(z[:, None], dtype=torch.float64, requires_grad=True)

@@ -1,42 +1,36 @@
 """Which estimator? Per workload, checkpoint and gradient (eta / encoder), the lowest total variance, with CIs.
 
-``python -m harness.workloads.summary RUN_DIR [--param encoder] [--backend torch]`` prints, for every
+``python -m harness.report.which_estimator RUN_DIR [--param encoder] [--backend torch]`` prints, for every
 (workload, configuration, checkpoint), the unbiased estimator with the lowest ``variance_total`` and the
 runner-up with their 95% CIs; ``clear`` says whether the intervals separate them; ``most_efficient`` is the
 unbiased one with the lowest variance × time per call.  The best biased estimator
 is listed with its ``bias_z_truth`` (bias over the combined estimate and truth standard errors).  Oracle
-baselines (column ``oracle``: they use the exact answer) are never named: they are reference lines only.
+baselines are never named: they are reference lines only.  Whether an estimator is an oracle comes from its
+declaration, as the run recorded it: the rows' ``oracle`` column, or for runs made before the column existed the
+run's catalog (``meta.json`` ``estimators``) — never from its name.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+import pandas as pd
 
-def _is_oracle(df: Any) -> Any:
-    """The rows' ``oracle`` flags; runs made before the column existed ask the registry (unknown names: False)."""
-    if "oracle" in df.columns:
-        return df["oracle"].fillna(False).astype(bool)
-    from harness.registry import RegistryError, get_declaration
-
-    def flag(name: str) -> bool:
-        try:
-            return bool(get_declaration(name).oracle)
-        except (RegistryError, KeyError):
-            return False
-
-    return df["estimator"].map(flag).astype(bool)
+from harness.report.data import oracle_flags
+from harness.runs.store import load_run
 
 
-def which_estimator(df: Any, param: str = "encoder", backend: str | None = None) -> Any:
+def which_estimator(
+    df: pd.DataFrame, param: str = "encoder", backend: str | None = None, catalog: Iterable[Mapping[str, Any]] = ()
+) -> pd.DataFrame:
     """One row per (workload, workload_config, checkpoint): best and runner-up unbiased, best biased (oracle
-    baselines excluded: never a recommendation)."""
-    import pandas as pd
-
+    baselines, as declared, excluded: never a recommendation).  ``catalog``: the run's ``meta.json``
+    ``estimators`` (read for runs whose rows lack the ``oracle`` column)."""
     d = df[(df["param"] == param) & df["workload"].notna()].copy()
-    d = d[~_is_oracle(d)]
+    d = d[~oracle_flags(d, catalog)]
     if "workload_config" not in d.columns:  # runs made before the column existed: the label without "@step"
         d["workload_config"] = d["problem"].str.replace(r"@\d+", "", regex=True)
     if backend:
@@ -68,25 +62,21 @@ def which_estimator(df: Any, param: str = "encoder", backend: str | None = None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.workloads.summary", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m harness.report.which_estimator", description=__doc__.splitlines()[0])
     ap.add_argument("run_dir")
     ap.add_argument("--param", default="encoder", choices=["encoder", "eta"])
     ap.add_argument("--backend", default=None)
     a = ap.parse_args(argv)
-    from harness.runs.store import load_run
-
     try:
-        df, _ = load_run(a.run_dir)
+        df, meta = load_run(a.run_dir)
     except Exception as exc:  # not a run directory
         print(f"error: {a.run_dir}: {exc}", file=sys.stderr)
         return 2
     if "workload" not in df.columns:
         print(f"error: {a.run_dir}: no workload rows", file=sys.stderr)
         return 2
-    import pandas as pd
-
     with pd.option_context("display.width", 250, "display.max_columns", 20, "display.max_colwidth", 60):
-        print(which_estimator(df, a.param, a.backend).to_string(index=False))
+        print(which_estimator(df, a.param, a.backend, meta.get("estimators") or ()).to_string(index=False))
     return 0
 
 

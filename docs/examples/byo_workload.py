@@ -1,6 +1,7 @@
 """Bring your own model: a small PyTorch VAE (``torch.nn`` modules) registered as a workload.
 
-The end-to-end example of docs/notes/workloads.md (and tests/test_workloads.py).  The model is ordinary
+The end-to-end example of docs/notes/workloads.md (and tests/test_workloads.py, which runs it as written); an
+example in the docs, not a built-in workload (nothing discovers it).  The model is ordinary
 PyTorch: two ``nn.Sequential`` networks whose weights live in the workload state as NumPy arrays and are
 applied with ``torch.func.functional_call``, so the harness can swap in its own tensors (checkpoints, the
 estimators' dtype and device, vmap+vjp for the encoder chain rule).  It declares ``backends = ("torch",)``:
@@ -9,7 +10,7 @@ its cells run on torch (cpu and cuda) and are not expanded for numpy or jax.
 Use::
 
     from harness.workloads import register_workload
-    from harness.workloads.byo_example import TinyBernoulliModel
+    from byo_workload import TinyBernoulliModel  # this file, importable from docs/examples
     register_workload(TinyBernoulliModel)          # or an entry point in group "stochgrad.workloads"
 """
 

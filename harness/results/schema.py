@@ -1,21 +1,14 @@
-"""The results contract: column schema, cell outcomes and row assembly (a leaf: imports only harness.stats.metrics).
+"""The columns of ``results.parquet``: name, dtype and meaning of each, in one list (:data:`SCHEMA`).
 
-``SCHEMA`` is the single source of the columns of ``results.parquet`` (name, dtype, meaning): results/README.md's
-column table is generated from it (``python -m harness.results``; a test keeps them equal) and the report reads
-its column list from here.  The store and the report depend on this module, never on the runner.
+``SCHEMA`` is the single source of the columns: results/README.md's column table is generated from it
+(``python -m harness.results``; a test keeps them equal) and the report reads its column list from here.
 """
 
 from __future__ import annotations
 
-import math
-import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
 
-import numpy as np
-
-from harness.stats.metrics import METRIC_KEYS, bias_test, efficiency_interval, summarize
+from harness.stats.metrics import METRIC_KEYS
 
 BIAS_COLUMNS = ("bias_t", "bias_df", "bias_p", "bias_p_judged")
 
@@ -288,89 +281,5 @@ def schema_markdown() -> str:
     return "\n".join(out).strip() + "\n"
 
 
-class CellLike(Protocol):
-    def key(self) -> str: ...
-    def label(self) -> str: ...
-    def to_dict(self) -> dict[str, Any]: ...
-
-
-@dataclass
-class CellOutcome:
-    """What measuring one cell produced: status ok | skipped | failed, its rows or the reason."""
-
-    cell: CellLike
-    status: str
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    message: str = ""
-    seconds: float = 0.0
-
-
-def scalar_or_nan(v: Any) -> float:
-    """The value when it is one scalar (or constant across coordinates), else NaN."""
-    try:
-        a = np.asarray(v, dtype=np.float64)
-    except (TypeError, ValueError):
-        return math.nan
-    return float(a.ravel()[0]) if a.size and np.all(a == a.ravel()[0]) else math.nan
-
-
-def cell_rows(
-    identity: Mapping[str, Any],
-    exact: Any,
-    G: Mapping[str, np.ndarray],
-    info: Mapping[str, Any],
-    timing: Mapping[str, Any],
-    *,
-    dtype: str,
-    n_samples: int,
-    threads: int,
-) -> list[dict[str, Any]]:
-    """Tidy rows, one per parameter: ``identity`` columns, metrics with CIs, bias test, timing, efficiency.
-
-    ``exact`` has ``grads`` (per parameter), ``method``, ``abs_err``, ``value``; ``G`` holds the replicate
-    estimates [R, *shape]; ``info`` the precision loop's facts; ``timing`` the timing columns (NaN when untimed).
-    """
-    eps = float(np.finfo(dtype).eps)
-    base = {
-        **identity,
-        "exact_method": exact.method,
-        "exact_abs_err": float(exact.abs_err),
-        "exact_value": float(exact.value),
-    }
-    metrics = {name: summarize(G[name], exact.grads[name], rel_eps=eps) for name in G}
-    rel = [m["variance_rel_halfwidth"] for m in metrics.values()]
-    run = {
-        "precision_target": info.get("precision_target", math.nan),
-        "precision_achieved": math.nan if any(not math.isfinite(r) for r in rel) else max(rel, default=math.nan),
-        "precision_capped": bool(info.get("precision_capped", False)),
-        "precision_cap_reason": info.get("precision_cap_reason", ""),
-        "n_chunks": int(info.get("n_chunks", 0)),
-        "chunk_replicates": int(info.get("chunk_replicates", 0)),
-        "estimate_seconds": info.get("estimate_seconds", math.nan),
-        "threads": int(threads),
-    }
-    rows = []
-    for name, m in metrics.items():
-        g = np.asarray(G[name], dtype=np.float64).reshape(G[name].shape[0], -1)
-        g = g[np.all(np.isfinite(g), axis=1)]
-        bt = bias_test(g, exact.grads[name], rel_eps=eps) if g.shape[0] >= 4 else dict.fromkeys(BIAS_COLUMNS, math.nan)
-        row = {**base, "param": name, "n_replicates": int(G[name].shape[0]), **m, **bt, **timing, **run}
-        eff, lo, hi = efficiency_interval(
-            m["variance"],
-            m["variance_ci_low"],
-            m["variance_ci_high"],
-            timing.get("time_median_s", math.nan),
-            timing.get("time_iqr_s", math.nan),
-            timing.get("time_samples", math.nan),
-        )
-        row["efficiency"], row["efficiency_ci_low"], row["efficiency_ci_high"] = float(eff), float(lo), float(hi)
-        snr = m.get("snr", math.nan)
-        row["samples_to_snr1"] = n_samples / snr**2 if snr and snr > 0 and math.isfinite(snr) else math.nan
-        rows.append(row)
-    return rows
-
-
 assert set(METRIC_KEYS) <= set(COLUMNS), "every metric has a schema entry"
 
-if __name__ == "__main__":  # python -m harness.results  -> the column table of results/README.md
-    sys.stdout.write(schema_markdown())

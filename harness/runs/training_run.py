@@ -20,9 +20,12 @@ from typing import Any
 
 import pandas as pd
 
-from harness.runs.store import atomic_write_json, atomic_write_parquet
+from harness.files.atomic import atomic_write_json, atomic_write_parquet
+from harness.registry import get_declaration
+from harness.runs.machine import machine_info
 from harness.training.loop import train_unit
 from harness.training.spec import unit_key
+from harness.workloads import get_workload
 
 Runner = Callable[[Callable[[dict], dict], list[dict]], Iterable[dict]]
 CURVE_ID = [
@@ -71,9 +74,6 @@ def executor_runner(executor: Any) -> Runner:
 
 def identity(unit: dict[str, Any]) -> dict[str, Any]:
     """The identity columns shared by a unit's curves rows and its summary row."""
-    from harness.registry import get_declaration
-    from harness.workloads import get_workload
-
     decl = get_declaration(unit["estimator"])
     multi = "multi_sample_bound" in decl.requires
     wl = get_workload(unit["workload"])
@@ -148,8 +148,6 @@ def _outcome(path: Path, status: str | None = None) -> dict[str, Any] | None:
 
 def _env() -> dict[str, Any]:
     try:
-        from harness.runs.machine import machine_info
-
         return machine_info()
     except Exception as exc:  # environment details are informative, never fatal
         return {"error": str(exc)}
