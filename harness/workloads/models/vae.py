@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from harness.workloads import data, nets
+from harness.backends import get_backend
+from harness.workloads import data, nets, register_workload
 from harness.workloads.base import Workload, WorkloadError
 
 COMMON = {
@@ -181,18 +182,10 @@ class VaeGaussian(_LatentDim, DigitsVAE):
         return np.concatenate([G["loc"], G["scale"] * special.expit(out[..., D:])], axis=-1)
 
 
-def _numpy_backend() -> Any:
-    from harness.backends import get_backend
-
-    return get_backend("numpy")
-
-
-_NP = _numpy_backend()
+_NP = get_backend("numpy")
 
 
 def _register() -> None:
-    from harness.workloads import register_workload
-
     for cls in (VaeBernoulli, VaeCategorical, VaeGaussian):
         register_workload(cls)
 
