@@ -30,7 +30,7 @@ SHAPES = {"gamma": ("concentration",), "beta": ("concentration1", "concentration
 @dataclass(frozen=True)
 class GammaPath:
     draw: Callable[[Any, Any], dict]  # (ctx, shape param [*pshape] unbatched) -> noise dict for [R, L, *event]
-    numpy: Callable[[np.ndarray, dict, dict], tuple]  # (α aligned, noise, hyper) -> (G, ∂αG, ∂α log π)
+    numpy: Callable[[Any, np.ndarray, dict, dict], tuple]  # (B, α aligned, noise, hyper) -> (G, ∂αG, ∂α log π)
     autodiff: Callable[[Any, Any, dict, dict], tuple]  # (B, α aligned, noise, hyper) -> (G(α), log π(ν; α))
 
 
@@ -51,9 +51,9 @@ def estimate_numpy(ctx: Any, path: GammaPath, correction: bool) -> dict[str, np.
     """Per sample f'(z)ᵀ ∂z/∂θ (+ f(z) ∂θ log π with ``correction``), chain rule written out, mean over L."""
     name = ctx.dist.name
     Pa = ctx.dist.align(ctx.batched())
-    gam = [path.numpy(Pa[k], nz, ctx.hyper) for k, nz in zip(SHAPES[name], draw_all(ctx, path))]
+    gam = [path.numpy(ctx.B, Pa[k], nz, ctx.hyper) for k, nz in zip(SHAPES[name], draw_all(ctx, path))]
     z = compose(ctx.B, name, Pa, [g[0] for g in gam])
-    fp = ctx.problem.objective.grad_np(z, ctx.op)
+    fp = ctx.f_grad(z)
     if name == "gamma":
         rate = Pa["rate"]
         out = {"concentration": fp * gam[0][1] / rate, "rate": fp * (-z / rate)}
@@ -86,4 +86,4 @@ def estimate_autodiff(ctx: Any, path: GammaPath, correction: bool) -> dict[str, 
         lp = sum(B.sum(g[1].reshape(R, L, -1), -1) for g in gam)
         return (fz + B.stop_gradient(fz) * lp).mean(1)
 
-    return B.grad_batched(surrogate, ctx.batched())
+    return ctx.grad(surrogate)
