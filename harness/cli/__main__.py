@@ -1,5 +1,5 @@
-"""``python -m harness.cli.main``: the ``stochgrad`` command line."""
+"""``python -m harness.cli``: the ``stochgrad`` command line."""
 
-from harness.cli.main.main import main
+from harness.cli.main import main
 
 raise SystemExit(main())
