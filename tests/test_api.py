@@ -463,3 +463,25 @@ def test_cli_imports_only_the_public_api() -> None:
         for mod in _imports(path):
             if mod.startswith("harness"):
                 assert mod.startswith("harness.cli"), f"{path.name} imports {mod}"
+
+
+def test_a_user_workload_cannot_take_a_builtin_name_before_the_builtins_load() -> None:
+    """In a fresh process, registering a workload named like a built-in (before anything else is loaded) is refused
+    with the names of both classes, and the built-ins all load."""
+    import subprocess
+    import sys
+
+    code = (
+        "import stochgrad as sg\n"
+        "class Mine(sg.Workload):\n    name = 'vae_bernoulli'\n"
+        "try:\n    sg.register_workload(Mine)\nexcept sg.WorkloadError as exc:\n    print('refused:', exc)\n"
+        "print(sorted(sg.list_workloads()), type(sg.get_workload('vae_bernoulli')).__module__)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (
+        "refused: workload: workload 'vae_bernoulli' registered twice: first by harness.workloads.models.vae"
+        in r.stdout
+    )
+    assert "'blr', 'vae_bernoulli', 'vae_categorical', 'vae_gaussian'" in r.stdout
+    assert r.stdout.strip().endswith("harness.workloads.models.vae")

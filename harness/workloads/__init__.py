@@ -32,7 +32,9 @@ def register_workload(wl: Workload | type[Workload]) -> Workload:
     """Register a workload (an instance, or a class instantiated without arguments) and return the instance.
 
     A second workload of another class under the same name is an error naming both (the same class registering
-    again, e.g. a reloaded module, replaces the first)."""
+    again, e.g. a reloaded module, replaces the first).  The built-ins are loaded first, so a user's workload can
+    never take a built-in's name and leave the registry half-loaded."""
+    load_builtins()
     inst = wl() if isinstance(wl, type) and issubclass(wl, Workload) else wl
     if not isinstance(inst, Workload) or not isinstance(inst.name, str) or not inst.name:
         raise WorkloadError("workload", f"{wl!r} is not a named stochgrad.Workload (subclass or instance)")
