@@ -30,7 +30,7 @@ SHAPES = {"gamma": ("concentration",), "beta": ("concentration1", "concentration
 @dataclass(frozen=True)
 class GammaPath:
     draw: Callable[[Any, Any], dict]  # (ctx, shape param [*pshape] unbatched) -> noise dict for [R, L, *event]
-    numpy: Callable[[Any, np.ndarray, dict, dict], tuple]  # (B, α aligned, noise, hyper) -> (G, ∂αG, ∂α log π)
+    numpy: Callable[[np.ndarray, dict, dict], tuple]  # (α aligned, noise, hyper) -> (G, ∂αG, ∂α log π)
     autodiff: Callable[[Any, Any, dict, dict], tuple]  # (B, α aligned, noise, hyper) -> (G(α), log π(ν; α))
 
 
@@ -51,7 +51,7 @@ def estimate_numpy(ctx: Any, path: GammaPath, correction: bool) -> dict[str, np.
     """Per sample f'(z)ᵀ ∂z/∂θ (+ f(z) ∂θ log π with ``correction``), chain rule written out, mean over L."""
     name = ctx.dist.name
     Pa = ctx.dist.align(ctx.batched())
-    gam = [path.numpy(ctx.B, Pa[k], nz, ctx.hyper) for k, nz in zip(SHAPES[name], draw_all(ctx, path))]
+    gam = [path.numpy(Pa[k], nz, ctx.hyper) for k, nz in zip(SHAPES[name], draw_all(ctx, path))]
     z = compose(ctx.B, name, Pa, [g[0] for g in gam])
     fp = ctx.f_grad(z)
     if name == "gamma":

@@ -78,7 +78,7 @@ def grg_terms_np(a: np.ndarray, nz: dict) -> dict[str, np.ndarray]:
     return {"G": G, "dG": G * ya, "score": (y - special.digamma(a)) + (a - G) * ya + dsig / sig, "eps": eps}
 
 
-def _numpy_path(B: Any, a: np.ndarray, nz: dict, hyper: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _numpy_path(a: np.ndarray, nz: dict, hyper: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     t = grg_terms_np(a, nz)
     return t["G"], t["dG"], t["score"]
 

@@ -41,7 +41,7 @@ from scipy import special
 
 from estimators._common import AUTODIFF
 from estimators._gamma_compose import GammaPath, estimate_autodiff, estimate_numpy
-from stochgrad import Hyper, register_estimator
+from stochgrad import Hyper, get_backend, register_estimator
 
 REFERENCE = "Naesseth, Ruiz, Linderman & Blei 2017 (AISTATS, arXiv:1610.05683), RSVI"
 DISTRIBUTIONS = ("gamma", "beta", "dirichlet")
@@ -49,6 +49,7 @@ HYPERS = {
     "correction": Hyper(True, choices=(True, False), doc="add g_cor = f · ∂α log π(ε; α+B); False is biased"),
     "boost": Hyper(4, low=1, high=64, doc="shape augmentation steps B (α+B ≥ 1 keeps Marsaglia–Tsang valid)"),
 }
+NP = get_backend("numpy")
 
 
 # -- Marsaglia–Tsang proposal, its inverse and the accepted-noise density (backend-generic) -----------------
@@ -107,11 +108,11 @@ def boosted_gamma(B: Any, a: Any, nz: dict, hyper: dict) -> tuple[Any, Any]:
     return mt_h(B, eps, a + boost) * B.exp(logu), log_pi(B, eps, a + boost)
 
 
-def boosted_gamma_np(B: Any, a: np.ndarray, nz: dict, hyper: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """NumPy (z, dz/da, ∂a log π(ε; a+B)) for the boosted gamma at fixed (ε, u); ``B`` is the NumPy backend."""
+def boosted_gamma_np(a: np.ndarray, nz: dict, hyper: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NumPy (z, dz/da, ∂a log π(ε; a+B)) for the boosted gamma at fixed (ε, u)."""
     boost = _boost(hyper)
-    eps = mt_h_inv(B, nz["G"], a + boost)
-    h = mt_h(B, eps, a + boost)
+    eps = mt_h_inv(NP, nz["G"], a + boost)
+    h = mt_h(NP, eps, a + boost)
     logu = [np.log(nz["u"][i]) for i in range(boost)]
     z = h * np.exp(sum(lu / (a + i) for i, lu in enumerate(logu)))
     dz = z * (mt_dh_da(eps, a + boost) / h - sum(lu / (a + i) ** 2 for i, lu in enumerate(logu)))

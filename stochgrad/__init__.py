@@ -20,6 +20,7 @@ that plugins, notebooks, the docs, the built-in estimators and the command line 
 
 from __future__ import annotations
 
+from harness.backends import get_backend
 from harness.measure.context import Context
 from harness.problems import Problem, ProblemError
 from harness.registry import BACKENDS, Estimator, Hyper, RegistryError, register_estimator
@@ -93,6 +94,7 @@ __all__ = [
     "compare_summary",
     "datasets",
     "failed_plugins",
+    "get_backend",
     "get_estimator",
     "get_workload",
     "list_distributions",

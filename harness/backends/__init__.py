@@ -11,6 +11,8 @@ BACKEND_NAMES = ("numpy", "torch", "jax")
 
 @cache
 def get_backend(name: str) -> Backend:
+    """The backend adapter ``name`` (``numpy``, ``torch`` or ``jax``), one per process.  Getting one never fails for a
+    missing library: ``unavailable_reason()`` says why it cannot run."""
     if name == "numpy":
         from harness.backends.numpy_backend import NumpyBackend
 
