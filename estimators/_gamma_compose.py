@@ -53,7 +53,7 @@ def estimate_numpy(ctx: Any, path: GammaPath, correction: bool) -> dict[str, np.
     Pa = ctx.dist.align(ctx.batched())
     gam = [path.numpy(Pa[k], nz, ctx.hyper) for k, nz in zip(SHAPES[name], draw_all(ctx, path))]
     z = compose(ctx.B, name, Pa, [g[0] for g in gam])
-    fp = ctx.problem.objective.grad_np(z, ctx.op)
+    fp = ctx.f_grad(z)
     if name == "gamma":
         rate = Pa["rate"]
         out = {"concentration": fp * gam[0][1] / rate, "rate": fp * (-z / rate)}
@@ -86,4 +86,4 @@ def estimate_autodiff(ctx: Any, path: GammaPath, correction: bool) -> dict[str, 
         lp = sum(B.sum(g[1].reshape(R, L, -1), -1) for g in gam)
         return (fz + B.stop_gradient(fz) * lp).mean(1)
 
-    return B.grad_batched(surrogate, ctx.batched())
+    return ctx.grad(surrogate)

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from estimators._common import bcast
-from harness.registry import BACKENDS, register_estimator
+from stochgrad import BACKENDS, register_estimator
 
 REF_ARM = "Yin & Zhou 2019 (ICLR, arXiv:1807.11143), ARM: Augment-REINFORCE-Merge"
 REF_DISARM = "Dong, Mnih & Tucker 2020 (NeurIPS, arXiv:2006.10680), DisARM"

@@ -29,7 +29,7 @@ import math
 from typing import Any
 
 from estimators._common import AUTODIFF
-from harness.registry import register_estimator
+from stochgrad import register_estimator
 
 REF_IWAE = "Burda, Grosse & Salakhutdinov 2016 (ICLR, arXiv:1509.00519), importance weighted autoencoders"
 REF_DREG = "Tucker, Lawson, Gu & Maddison 2019 (ICLR, arXiv:1810.04152), doubly reparameterized gradients"
@@ -53,7 +53,7 @@ def iwae_pathwise_autodiff(ctx: Any) -> dict[str, Any]:
         lw = lw - lq + B.stop_gradient(lq)
         return -(B.logsumexp(lw, 1) - math.log(ctx.L))
 
-    return B.grad_batched(surrogate, ctx.batched())
+    return ctx.grad(surrogate)
 
 
 def dreg_autodiff(ctx: Any) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def dreg_autodiff(ctx: Any) -> dict[str, Any]:
         wt = B.stop_gradient(B.softmax(lw, 1))
         return -(wt * wt * lw).sum(1)
 
-    return B.grad_batched(surrogate, ctx.batched())
+    return ctx.grad(surrogate)
 
 
 def _register() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from estimators._common import AUTODIFF
-from harness.registry import register_estimator
+from stochgrad import register_estimator
 
 DISCRETE = ("bernoulli", "categorical")
 REFERENCE = "Mohamed et al. 2020 JMLR 21(132); exact expectation over a finite support"
@@ -26,7 +26,7 @@ def _site_tensors(ctx: Any) -> list[Any]:
     """Each support value as a backend array broadcast to one [1, 1, *event] sample."""
     ev = ctx.event_shape
     out = []
-    for v in ctx.dist.support_values(ctx.problem.options):
+    for v in ctx.dist.support_values(ctx.options):
         arr = np.broadcast_to(np.asarray(v, dtype=np.float64), ev)[None, None]
         out.append(ctx.B.asarray(arr, ctx.dtype, ctx.device))
     return out
@@ -56,7 +56,7 @@ def enumeration_autodiff(ctx: Any) -> dict[str, Any]:
         terms = [(ctx.B.exp(ctx.dist.logpdf_elem(ctx.B, z, Pa)) * g).sum(-1)[:, 0] for z, g in zip(zs, gs)]
         return sum(terms[1:], terms[0])
 
-    return ctx.B.grad_batched(expectation, ctx.batched())
+    return ctx.grad(expectation)
 
 
 def _register() -> None:

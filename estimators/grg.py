@@ -34,7 +34,7 @@ from scipy import special
 
 from estimators._common import AUTODIFF
 from estimators._gamma_compose import SHAPES, GammaPath, estimate_autodiff, estimate_numpy
-from harness.registry import register_estimator
+from stochgrad import register_estimator
 
 REFERENCE = "Ruiz, Titsias & Blei 2016 (NeurIPS, arXiv:1610.02287), generalized reparameterization gradient"
 

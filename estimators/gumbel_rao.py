@@ -102,7 +102,7 @@ def gumbel_rao_autodiff(ctx: Any) -> dict[str, Any]:
         sbar = relaxed(B, Q["logits"][:, None, None] + Gt, tau, cat).mean(2)
         return ctx.f(b + (sbar - B.stop_gradient(sbar))).mean(1)
 
-    return B.grad_batched(surrogate, P)
+    return ctx.grad(surrogate, P)
 
 
 def _register() -> None:

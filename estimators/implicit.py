@@ -36,7 +36,7 @@ import numpy as np
 
 from estimators import _implicit_cdf as ic
 from estimators._common import AUTODIFF
-from harness.registry import Hyper, register_estimator
+from stochgrad import Hyper, register_estimator
 
 REFERENCE = "Figurnov, Mohamed & Mnih 2018 (NeurIPS, arXiv:1805.08498); Jankowiak & Obermeyer 2018 (Dirichlet)"
 Slopes = dict[str, Any]
@@ -149,11 +149,11 @@ def slopes(ctx: Any, z: Any, P: dict | None = None) -> Slopes:
 
 
 def implicit_numpy(ctx: Any) -> dict[str, np.ndarray]:
-    """mean_L f'(z)ᵀ dz/dθ with the objective's analytic derivative ``grad_np``."""
+    """mean_L f'(z)ᵀ dz/dθ with the objective's analytic derivative (``ctx.f_grad``)."""
     P = ctx.batched()
     z = ctx.sample(P)
     S = slopes(ctx, z, P)
-    gz = ctx.problem.objective.grad_np(z, ctx.op)
+    gz = ctx.f_grad(z)
     per_sample = IMPLICIT[ctx.dist.name].vjp(z, gz, S)
     return {k: v.mean(1) for k, v in per_sample.items()}
 
@@ -169,7 +169,7 @@ def implicit_autodiff(ctx: Any) -> dict[str, Any]:
         dP = ctx.dist.align({k: Q[k] - B.stop_gradient(Q[k]) for k in S})
         return ctx.f(entry.attach(B, z, S, dP)).mean(1)
 
-    return B.grad_batched(surrogate, P)
+    return ctx.grad(surrogate, P)
 
 
 def _register() -> None:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from estimators._common import AUTODIFF
-from harness.registry import register_estimator
+from stochgrad import register_estimator
 
 REFERENCE = "Kumaraswamy 1980 (J. Hydrology 46); Nalisnick & Smyth 2017 (ICLR, arXiv:1605.06197)"
 NEWTON_STEPS = 30
@@ -109,7 +109,7 @@ def kumaraswamy_numpy(ctx: Any) -> dict[str, np.ndarray]:
     z = np.exp(logy / A)
     dz_la = -z * logy / A  # ∂z/∂a' · a'
     dz_lb = z * w * logu / (A * -np.expm1(logu / Bq) * Bq)  # ∂z/∂b' · b'
-    fp = ctx.problem.objective.grad_np(z, ctx.op)
+    fp = ctx.f_grad(z)
     J = m["J"]
     return {
         "concentration1": (fp * (dz_la * J[0, 0] + dz_lb * J[1, 0])).mean(1),
@@ -131,7 +131,7 @@ def kumaraswamy_autodiff(ctx: Any) -> dict[str, Any]:
         lb = m["lb"] + J[1, 0] * da + J[1, 1] * db
         return ctx.f(kumaraswamy_path(B, la[:, None], lb[:, None], u)).mean(1)
 
-    return B.grad_batched(surrogate, ctx.batched())
+    return ctx.grad(surrogate)
 
 
 def _register() -> None:

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.registry import Hyper, register_estimator
+from stochgrad import Hyper, register_estimator
 
 REFERENCE = "Pflug 1996 (Optimization of Stochastic Models); Mohamed et al. 2020 JMLR 21(132) sec. 6"
 HYPER = {"coupling": Hyper(True, doc="common random numbers between the positive and negative parts")}
@@ -153,7 +153,7 @@ def measure_valued(ctx: Any, separable: bool | None = None) -> dict[str, Any]:
     P = ctx.batched()
     parts = PARTS[ctx.dist.name](ctx, P, bool(ctx.hyper.get("coupling", True)))
     if separable is None:
-        separable = ctx.problem.objective.separable
+        separable = ctx.separable
     z = None if separable else ctx.sample(P)
     out = {}
     for name, (c, zp, zm) in parts.items():

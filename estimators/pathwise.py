@@ -38,9 +38,7 @@ import numpy as np
 
 from estimators._common import AUTODIFF
 from estimators._implicit_cdf import gamma_dzda
-from harness.problems.dists.mvn import matvec
-from harness.problems.dists.truncated_normal import TruncatedNormal, icdf_std
-from harness.registry import register_estimator
+from stochgrad import Context, register_estimator
 
 REFERENCE = "Kingma & Welling 2014 (arXiv:1312.6114); Mohamed et al. 2020 JMLR 21(132) sec. 5"
 REF_GAMMA = "Figurnov, Mohamed & Mnih 2018 (implicit reparameterization, arXiv:1805.08498)"
@@ -67,7 +65,7 @@ def _normal_rsample(ctx: Any, P: dict, base: dict) -> Any:
 
 
 def _mvn_rsample(ctx: Any, P: dict, base: dict) -> Any:
-    return P["loc"][:, None] + matvec(ctx.B.xp.tril(P["scale_tril"])[:, None], base["eps"])
+    return ctx.dist.rsample(ctx.B, ctx.dist.align(P), base["eps"])
 
 
 def _exponential_rsample(ctx: Any, P: dict, base: dict) -> Any:
@@ -87,7 +85,7 @@ def _student_t_rsample(ctx: Any, P: dict, base: dict) -> Any:
 def _truncated_normal_rsample(ctx: Any, P: dict, base: dict) -> Any:
     Pa = {k: v[:, None] for k, v in P.items()}
     Pa["low"], Pa["high"] = ctx.B.stop_gradient(Pa["low"]), ctx.B.stop_gradient(Pa["high"])  # fixed bounds
-    return TruncatedNormal.rsample(ctx.B, Pa, base["u"])
+    return ctx.dist.rsample(ctx.B, Pa, base["u"])
 
 
 # distribution -> (draw base noise, differentiable map from batched params + noise to z)
@@ -100,24 +98,20 @@ RSAMPLE: dict[str, tuple[Callable, Callable]] = {
 }
 
 
-# -- NumPy: chain rule written out ---------------------------------------------------------------------
-def _fprime(ctx: Any, z: np.ndarray) -> np.ndarray:
-    return ctx.problem.objective.grad_np(z, ctx.op)
-
-
+# -- NumPy: chain rule written out (f'(z) from ctx.f_grad, the objective's analytic derivative) -------------
 def _numpy_normal(ctx: Any) -> dict[str, np.ndarray]:
     """z = μ + σε:  ∂μ = mean_L f'(z),  ∂σ = mean_L f'(z) ε."""
     eps = _normal_base(ctx)["eps"]
     z = ctx.params["loc"] + ctx.params["scale"] * eps
-    gz = _fprime(ctx, z)
+    gz = ctx.f_grad(z)
     return {"loc": gz.mean(1), "scale": (gz * eps).mean(1)}
 
 
 def _numpy_mvn(ctx: Any) -> dict[str, np.ndarray]:
     """z = μ + Lε:  ∂μ = mean_L f'(z),  ∂L = tril(mean_L f'(z) εᵀ)."""
     eps = _normal_base(ctx)["eps"]
-    z = ctx.params["loc"] + matvec(np.tril(ctx.params["scale_tril"]), eps)
-    gz = _fprime(ctx, z)
+    z = ctx.dist.rsample(ctx.B, ctx.params, eps)
+    gz = ctx.f_grad(z)
     return {"loc": gz.mean(1), "scale_tril": np.tril((gz[..., :, None] * eps[..., None, :]).mean(1))}
 
 
@@ -125,7 +119,7 @@ def _numpy_exponential(ctx: Any) -> dict[str, np.ndarray]:
     """z = -log(u)/λ:  ∂λ = mean_L f'(z) (-z/λ)."""
     lam = ctx.params["rate"]
     z = -np.log(_uniform_base(ctx)["u"]) / lam
-    return {"rate": (_fprime(ctx, z) * (-z / lam)).mean(1)}
+    return {"rate": (ctx.f_grad(z) * (-z / lam)).mean(1)}
 
 
 def _numpy_student_t(ctx: Any) -> dict[str, np.ndarray]:
@@ -134,7 +128,7 @@ def _numpy_student_t(ctx: Any) -> dict[str, np.ndarray]:
     eps, G = base["eps"], base["G"]
     nu, mu, s = ctx.params["df"], ctx.params["loc"], ctx.params["scale"]
     t = eps * np.sqrt(nu / (2 * G))
-    gz = _fprime(ctx, mu + s * t)
+    gz = ctx.f_grad(mu + s * t)
     dG_dnu = 0.5 * gamma_dzda(ctx.B, nu / 2, G)
     return {
         "df": (gz * s * t * 0.5 * (1 / nu - dG_dnu / G)).mean(1),
@@ -148,10 +142,10 @@ def _numpy_truncated_normal(ctx: Any) -> dict[str, np.ndarray]:
     u = _uniform_base(ctx)["u"]
     mu, s = ctx.params["loc"], ctx.params["scale"]
     a, b = (ctx.params["low"] - mu) / s, (ctx.params["high"] - mu) / s
-    xi = icdf_std(ctx.B, a, b, u)
+    xi = ctx.dist.icdf_std(ctx.B, a, b, u)
     da = (1 - u) * np.exp(0.5 * (xi - a) * (xi + a))  # (1-u) φ(α)/φ(ξ)
     db = u * np.exp(0.5 * (xi - b) * (xi + b))  # u φ(β)/φ(ξ)
-    gz = _fprime(ctx, mu + s * xi)
+    gz = ctx.f_grad(mu + s * xi)
     return {"loc": (gz * (1 - da - db)).mean(1), "scale": (gz * (xi - a * da - b * db)).mean(1)}
 
 
@@ -164,12 +158,12 @@ NUMPY_GRADS: dict[str, Callable] = {
 }
 
 
-def pathwise_numpy(ctx: Any) -> dict[str, np.ndarray]:
+def pathwise_numpy(ctx: Context) -> dict[str, np.ndarray]:
     """Pathwise gradient with the chain rule written out (NumPy, float64)."""
     return NUMPY_GRADS[ctx.dist.name](ctx)
 
 
-def pathwise_autodiff(ctx: Any) -> dict[str, Any]:
+def pathwise_autodiff(ctx: Context) -> dict[str, Any]:
     """Pathwise gradient by autodiff through z = g(θ, ε) (PyTorch autograd / jax.grad)."""
     draw, rsample = RSAMPLE[ctx.dist.name]
     base = draw(ctx)
@@ -177,8 +171,8 @@ def pathwise_autodiff(ctx: Any) -> dict[str, Any]:
     def surrogate(P: dict) -> Any:
         return ctx.f(rsample(ctx, P, base)).mean(1)
 
-    grads = ctx.B.grad_batched(surrogate, ctx.batched())
-    return {k: grads[k] for k in ctx.problem.param_names}  # fixed parameters (e.g. low/high) left out
+    grads = ctx.grad(surrogate)
+    return {k: grads[k] for k in ctx.param_names}  # fixed parameters (e.g. low/high) left out
 
 
 def _register() -> None:

@@ -41,7 +41,7 @@ estimator's per-call cost; fitting time is reported by :func:`fit_log` (one reco
 ``seconds``) and is not part of ``time_median_s`` / ``compile_time_s``.  Control variates are fitted at
 the problem's parameter values (in training they would be refitted as θ moves).
 
-Backends: NumPy writes every gradient with the chain rule (``objective.grad_np``, separable f);
+Backends: NumPy writes every gradient with the chain rule (``ctx.f_grad``, the objective's analytic derivative);
 PyTorch/JAX differentiate the surrogate :math:`\mathrm{sg}[f(b) - c(\tilde z)]\log p(b) + c(z) - c(\tilde z)`
 (z̃ depends on θ through the conditional reparameterization).  Same family of c on every backend.
 """
@@ -59,8 +59,7 @@ import numpy as np
 from scipy import special
 
 from estimators._common import AUTODIFF
-from harness.backends import get_backend
-from harness.registry import Hyper, register_estimator
+from stochgrad import Context, Hyper, register_estimator
 
 DISCRETE = ("bernoulli", "categorical")
 REF_REBAR = "Tucker, Mnih, Maddison, Lawson & Sohl-Dickstein 2017 (NeurIPS, arXiv:1703.07370), REBAR"
@@ -144,9 +143,9 @@ def features(B: Any, fs: Any, s: Any, cat: bool, relax: bool) -> list[Any]:
     return out
 
 
-def _feature_slopes(problem: Any, s: np.ndarray, cat: bool, relax: bool) -> list[np.ndarray]:
+def _feature_slopes(ctx: Context, s: np.ndarray, cat: bool, relax: bool) -> list[np.ndarray]:
     """NumPy ∂φ_j/∂s (same shape as s), in the order of :func:`features`."""
-    out = [problem.objective.grad_np(s, problem.op)]
+    out = [ctx.f_grad(s)]
     if not relax:
         return out
     out.append(np.zeros_like(s))
@@ -159,14 +158,16 @@ def _feature_slopes(problem: Any, s: np.ndarray, cat: bool, relax: bool) -> list
 
 
 # -- NumPy: per-sample terms a, C_j with analytic gradients ----------------------------------------
-def np_terms(problem: Any, th: np.ndarray, nz: dict, lam: float, relax: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample a = f(b)∇log p(b) [R, L, *pshape] and C [J, R, L, *pshape], so that ĝ = a − Σ β_j C_j."""
-    B = get_backend("numpy")
-    cat = problem.dist.name == "categorical"
+def np_terms(ctx: Context, th: np.ndarray, nz: dict, lam: float, relax: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample a = f(b)∇log p(b) [R, L, *pshape] and C [J, R, L, *pshape], so that ĝ = a − Σ β_j C_j.
+
+    ``ctx`` is a NumPy Context (the measured one, or the fit's own): f and ∂f/∂z through ``ctx.f``/``ctx.f_grad``."""
+    B = ctx.B
+    cat = ctx.dist.name == "categorical"
     z = (cat_z if cat else bern_z)(B, th, nz)
     b = hard(B, z, cat)
     zt = (cat_zt if cat else bern_zt)(B, th, b, nz)
-    f = lambda x: problem.objective(B, x, problem.op)  # noqa: E731
+    f = ctx.f
     if cat:
         p = special.softmax(th, -1)
         E = -np.log(nz["v"])
@@ -190,7 +191,7 @@ def np_terms(problem: Any, th: np.ndarray, nz: dict, lam: float, relax: bool) ->
     score = b - p
     s, st = relax_s(B, z, lam, cat), relax_s(B, zt, lam, cat)
     vals = features(B, f(st), st, cat, relax)
-    qz, qt = _feature_slopes(problem, s, cat, relax), _feature_slopes(problem, st, cat, relax)
+    qz, qt = _feature_slopes(ctx, s, cat, relax), _feature_slopes(ctx, st, cat, relax)
     C = []
     for j in range(len(qz)):
         w = vals[j].reshape(vals[j].shape + (1,) * (score.ndim - 2))
@@ -216,9 +217,9 @@ _FITS: dict[str, Fit] = {}
 _LOG: list[dict[str, Any]] = []
 
 
-def _profile(problem: Any, th: np.ndarray, nz: dict, lam: float, relax: bool) -> tuple[float, np.ndarray, float]:
+def _profile(ctx: Context, th: np.ndarray, nz: dict, lam: float, relax: bool) -> tuple[float, np.ndarray, float]:
     """min_β trace Var[a − Σ β_j C_j] at fixed λ: (variance, β, variance without control variate)."""
-    a, C = np_terms(problem, th, nz, lam, relax)
+    a, C = np_terms(ctx, th, nz, lam, relax)
     N = a.shape[1]
     A = (a - a.mean(1, keepdims=True)).reshape(-1)
     M = (C - C.mean(2, keepdims=True)).reshape(C.shape[0], -1).T
@@ -266,16 +267,16 @@ def fit(problem: Any, hyper: dict[str, Any], relax: bool) -> Fit:
         return _FITS[key]
     t0 = time.perf_counter()
     seed = _fit_seed(problem, h)
-    B = get_backend("numpy")
+    fctx = Context.for_problem(problem, "numpy")  # the fit's own evaluations, outside the measured call
     cat = problem.dist.name == "categorical"
     N = fit_batch_size(problem, int(h["fit_samples"]))
-    nz = draw(B.noise(seed, "float64", "cpu"), 1, N, problem.event_shape, cat)
+    nz = draw(fctx.B.noise(seed, "float64", "cpu"), 1, N, problem.event_shape, cat)
     th = problem.params_np["logits"][None, None]
     cache: dict[float, tuple[float, np.ndarray, float]] = {}
 
     def profile(t: float) -> float:
         if t not in cache:
-            cache[t] = _profile(problem, th, nz, math.exp(t), relax)
+            cache[t] = _profile(fctx, th, nz, math.exp(t), relax)
         return cache[t][0]
 
     t_best = math.log(float(h["temperature"]))
@@ -293,7 +294,7 @@ def fit(problem: Any, hyper: dict[str, Any], relax: bool) -> Fit:
                 lo, c = c, d
                 d = lo + g * (hi - lo)
         t_best = min((t for t in cache if grid[0] <= t <= grid[-1]), key=lambda t: cache[t][0])
-    var, beta, base = cache[t_best] if t_best in cache else _profile(problem, th, nz, math.exp(t_best), relax)
+    var, beta, base = cache[t_best] if t_best in cache else _profile(fctx, th, nz, math.exp(t_best), relax)
     beta_t = tuple(float(x) for x in beta)
     out = Fit(math.exp(t_best), beta_t, var, base, time.perf_counter() - t0, len(cache), seed, N)
     _FITS[key] = out
@@ -311,7 +312,7 @@ def _numpy(ctx: Any, relax: bool) -> dict[str, np.ndarray]:
     ft = fit(ctx.problem, ctx.hyper, relax)
     cat = ctx.dist.name == "categorical"
     nz = draw(ctx.noise, ctx.R, ctx.L, ctx.event_shape, cat)
-    a, C = np_terms(ctx.problem, ctx.batched()["logits"][:, None], nz, ft.lam, relax)
+    a, C = np_terms(ctx, ctx.batched()["logits"][:, None], nz, ft.lam, relax)
     beta = np.asarray(ft.beta).reshape((-1,) + (1,) * (C.ndim - 1))
     return {"logits": (a - (beta * C).sum(0)).mean(1)}
 
@@ -336,7 +337,7 @@ def _autodiff(ctx: Any, relax: bool) -> dict[str, Any]:
         ct = c(zt)
         return (B.stop_gradient(fb - ct) * ctx.log_prob(b, Q) + c(z) - ct).mean(1)
 
-    return B.grad_batched(surrogate, P)
+    return ctx.grad(surrogate, P)
 
 
 def rebar_numpy(ctx: Any) -> dict[str, np.ndarray]:

@@ -38,7 +38,7 @@ sample b, backward the relaxed sample's Jacobian, :math:`z = b + s_\tau - \mathr
 
 Biased; f need only be differentiable at the vertices (evaluated at hard samples).
 
-NumPy writes the chain rule out with ``objective.grad_np`` (needs a separable f); PyTorch and JAX
+NumPy writes the chain rule out with ``ctx.f_grad``, the objective's analytic derivative (needs a separable f); PyTorch and JAX
 differentiate the surrogates with autodiff.  All three draw the same noise in the same order, so they agree
 on identical base noise.
 """
@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from estimators._common import AUTODIFF
-from harness.registry import Hyper, register_estimator
+from stochgrad import Hyper, register_estimator
 
 DISCRETE = ("bernoulli", "categorical")
 TEMPERATURE = Hyper(0.5, low=1e-3, high=10.0, doc="relaxation temperature τ: bias -> 0 and variance -> ∞ as τ -> 0")
@@ -85,7 +85,7 @@ def _bern_vjp(s: np.ndarray, q: np.ndarray, tau: float) -> np.ndarray:
 
 
 def _cat_noise(ctx: Any) -> Any:
-    K = ctx.problem.event_shape[-1]
+    K = ctx.event_shape[-1]
     return ctx.noise.gumbel((ctx.R, ctx.L, ctx.dim, K))
 
 
@@ -124,17 +124,13 @@ def _theta(P: dict) -> Any:
     return P["logits"][:, None]  # [R, 1, D(, K)]
 
 
-# -- NumPy: chain rule written out ------------------------------------------------------------------
-def _fprime(ctx: Any, z: np.ndarray) -> np.ndarray:
-    return ctx.problem.objective.grad_np(z, ctx.op)
-
-
+# -- NumPy: chain rule written out (f' from ctx.f_grad, the objective's analytic derivative) ------------
 def gumbel_softmax_numpy(ctx: Any) -> dict[str, np.ndarray]:
     """mean_L (∂s_τ/∂θ)ᵀ f'(s_τ)."""
     (_, relax, _, _, vjp), P, eps = _setup(ctx)
     tau = float(ctx.hyper["temperature"])
     s = relax(ctx.B, _theta(P), eps, tau)
-    return {"logits": vjp(s, _fprime(ctx, s), tau).mean(1)}
+    return {"logits": vjp(s, ctx.f_grad(s), tau).mean(1)}
 
 
 def straight_through_numpy(ctx: Any) -> dict[str, np.ndarray]:
@@ -143,7 +139,7 @@ def straight_through_numpy(ctx: Any) -> dict[str, np.ndarray]:
     th = _theta(P)
     b = hard(ctx.B, th, eps)
     p = np.broadcast_to(probs(ctx.B, th), b.shape)
-    return {"logits": vjp(p, _fprime(ctx, b), 1.0).mean(1)}
+    return {"logits": vjp(p, ctx.f_grad(b), 1.0).mean(1)}
 
 
 def st_gumbel_numpy(ctx: Any) -> dict[str, np.ndarray]:
@@ -152,7 +148,7 @@ def st_gumbel_numpy(ctx: Any) -> dict[str, np.ndarray]:
     tau = float(ctx.hyper["temperature"])
     th = _theta(P)
     s = relax(ctx.B, th, eps, tau)
-    return {"logits": vjp(s, _fprime(ctx, hard(ctx.B, th, eps)), tau).mean(1)}
+    return {"logits": vjp(s, ctx.f_grad(hard(ctx.B, th, eps)), tau).mean(1)}
 
 
 # -- PyTorch / JAX: autodiff of surrogates ----------------------------------------------------------
@@ -160,7 +156,7 @@ def gumbel_softmax_autodiff(ctx: Any) -> dict[str, Any]:
     """Autodiff of mean_L f(s_τ(θ))."""
     (_, relax, _, _, _), P, eps = _setup(ctx)
     tau = float(ctx.hyper["temperature"])
-    return ctx.B.grad_batched(lambda Q: ctx.f(relax(ctx.B, _theta(Q), eps, tau)).mean(1), P)
+    return ctx.grad(lambda Q: ctx.f(relax(ctx.B, _theta(Q), eps, tau)).mean(1), P)
 
 
 def straight_through_autodiff(ctx: Any) -> dict[str, Any]:
@@ -173,7 +169,7 @@ def straight_through_autodiff(ctx: Any) -> dict[str, Any]:
         p = probs(B, _theta(Q))
         return ctx.f(b + (p - B.stop_gradient(p))).mean(1)
 
-    return B.grad_batched(surrogate, P)
+    return ctx.grad(surrogate, P)
 
 
 def st_gumbel_autodiff(ctx: Any) -> dict[str, Any]:
@@ -187,7 +183,7 @@ def st_gumbel_autodiff(ctx: Any) -> dict[str, Any]:
         s = relax(B, _theta(Q), eps, tau)
         return ctx.f(b + (s - B.stop_gradient(s))).mean(1)
 
-    return B.grad_batched(surrogate, P)
+    return ctx.grad(surrogate, P)
 
 
 def _register() -> None:

@@ -41,8 +41,7 @@ from scipy import special
 
 from estimators._common import AUTODIFF
 from estimators._gamma_compose import GammaPath, estimate_autodiff, estimate_numpy
-from harness.backends import get_backend
-from harness.registry import Hyper, register_estimator
+from stochgrad import Hyper, get_backend, register_estimator
 
 REFERENCE = "Naesseth, Ruiz, Linderman & Blei 2017 (AISTATS, arXiv:1610.05683), RSVI"
 DISTRIBUTIONS = ("gamma", "beta", "dirichlet")

@@ -37,8 +37,8 @@ estimator is unbiased for every β.  (Differentiating E[h] through the expansion
 β·½ g'''(μ) v ∇θμ, a bias whenever g''' ≠ 0 (e.g. cos); optax's ``control_variates_jacobians`` does
 that and removes it again with a Monte Carlo estimate of E[∇θ h]; holding μ fixed makes that term zero,
 so no extra noise enters.)
-Needs a differentiable, separable f (NumPy: ``objective.grad_np/hess_np``; PyTorch/JAX: nested
-autodiff of g at μ) and the distribution's per-site mean/variance and their θ-derivatives, tabulated in
+Needs a differentiable, separable f (``ctx.f_grad`` and ``ctx.f_hess_diag`` at μ: the objective's analytic
+derivatives on NumPy, nested autodiff on PyTorch/JAX) and the distribution's per-site mean/variance and their θ-derivatives, tabulated in
 :data:`MOMENTS` (normal, gamma, exponential, beta, bernoulli).  Cost: L samples, L evaluations of f plus
 g, g', g'' at μ.
 
@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 
 from estimators._common import AUTODIFF, bcast
-from harness.registry import Hyper, register_estimator
+from stochgrad import Hyper, register_estimator
 
 ALL = ("*",)
 REF_SF = "Williams 1992 (Machine Learning 8:229-256); Mohamed et al. 2020 JMLR 21(132) sec. 4"
@@ -93,7 +93,7 @@ def score_autodiff(ctx: Any, weights: Callable[[Any, Any], Any]) -> dict[str, An
     P = ctx.batched()
     z = ctx.sample(P)
     w = ctx.B.stop_gradient(weights(ctx, ctx.f(z)))
-    return ctx.B.grad_batched(lambda Q: (w * ctx.log_prob(z, Q)).mean(1), P)
+    return ctx.grad(lambda Q: (w * ctx.log_prob(z, Q)).mean(1), P)
 
 
 def _register(name: str, weights: Callable, reference: str, min_samples: int = 1, oracle: bool = False) -> None:
@@ -130,16 +130,16 @@ def per_sample_scores(ctx: Any, z: Any) -> dict[str, Any]:
     """∇θ log p(z_l; θ) for every sample separately: {param: [R, L, *param_shape]}, no gradient attached.
 
     NumPy: the analytic ``dist.score_np``.  PyTorch/JAX: autodiff of log p with one parameter copy per
-    sample (the R·L copies are the "replicates" of ``grad_batched``), so no per-distribution code is needed.
+    sample (the R·L copies are the "replicates" of ``ctx.grad``), so no per-distribution code is needed.
     """
     R, L = int(z.shape[0]), int(z.shape[1])
-    if ctx.B.name == "numpy":
+    if not ctx.B.autodiff:
         P = ctx.batched()
         s = ctx.dist.score_np(z, ctx.dist.align(P))
         return {k: np.broadcast_to(v, (R, L, *P[k].shape[1:])) for k, v in s.items()}
     Q = ctx.B.expand_params(ctx.params, R * L)
     zf = z.reshape(R * L, 1, *z.shape[2:])
-    g = ctx.B.grad_batched(lambda Qs: ctx.log_prob(zf, Qs)[:, 0], Q)
+    g = ctx.grad(lambda Qs: ctx.log_prob(zf, Qs)[:, 0], Q)
     return {k: ctx.B.stop_gradient(v).reshape(R, L, *v.shape[1:]) for k, v in g.items()}
 
 
@@ -172,8 +172,8 @@ def score_cv_autodiff(ctx: Any) -> dict[str, Any]:
     z = ctx.sample(P)
     w = B.stop_gradient(ctx.f(z))
     c = cv_coefficients(ctx)
-    gf = B.grad_batched(lambda Q: (w * ctx.log_prob(z, Q)).mean(1), P)
-    gs = B.grad_batched(lambda Q: ctx.log_prob(z, Q).mean(1), P)
+    gf = ctx.grad(lambda Q: (w * ctx.log_prob(z, Q)).mean(1), P)
+    gs = ctx.grad(lambda Q: ctx.log_prob(z, Q).mean(1), P)
     return {k: gf[k] - c[k] * gs[k] for k in gf}
 
 
@@ -260,23 +260,13 @@ MOMENTS: dict[str, tuple[Callable, Callable]] = {
 }
 
 
-def _taylor_autodiff(ctx: Any, mu: Any, order: int) -> tuple[Any, Any, Any]:
-    """g(μ), g'(μ), g''(μ) per site [R, D] at a detached μ, by (nested) autodiff of Σ_d g(μ_d)."""
-    B = ctx.B
-    g = lambda m: ctx.f_site(m[:, None])[:, 0]
-    g0 = g(mu)
-    if B.name == "jax":
-        import jax
-
-        d1 = jax.grad(lambda m: g(m).sum())
-        d2 = jax.grad(lambda m: d1(m).sum())(mu) if order == 2 else 0 * mu
-        return g0, d1(mu), d2
-    import torch
-
-    m = mu.detach().requires_grad_(True)
-    (g1,) = torch.autograd.grad(g(m).sum(), m, create_graph=order == 2)
-    g2 = torch.autograd.grad(g1.sum(), m)[0] if order == 2 and g1.requires_grad else torch.zeros_like(mu)
-    return g0.detach(), g1.detach(), g2.detach()
+def taylor_terms(ctx: Any, mu: Any, order: int) -> tuple[Any, Any, Any]:
+    """g(μ), g'(μ), g''(μ) per site [R, D] at μ [R, D] (held fixed): ``ctx.f_site``, ``ctx.f_grad`` and
+    ``ctx.f_hess_diag`` at the one point μ per replicate (analytic on NumPy, nested autodiff on PyTorch/JAX)."""
+    m = ctx.B.stop_gradient(mu)[:, None]  # one "sample" per replicate: [R, 1, D]
+    g0, g1 = ctx.f_site(m)[:, 0], ctx.f_grad(m)[:, 0]
+    g2 = ctx.f_hess_diag(m)[:, 0] if order == 2 else 0 * m[:, 0]
+    return ctx.B.stop_gradient(g0), g1, g2
 
 
 def _taylor(ctx: Any, z: Any, mu: Any, g: tuple[Any, Any, Any]) -> Any:
@@ -290,11 +280,11 @@ def score_delta_numpy(ctx: Any) -> dict[str, np.ndarray]:
     r"""mean_l (f − βh) ∇log p  +  β Σ_d [g'(μ_d) ∂θμ_d + ½ g''(μ_d) ∂θv_d], all analytic."""
     order, beta = int(ctx.hyper.get("order", 2)), float(ctx.hyper.get("beta", 1.0))
     moments, dmoments = MOMENTS[ctx.dist.name]
-    obj, P = ctx.problem.objective, ctx.batched()
+    P = ctx.batched()
     z = ctx.sample(P)
     mu, _ = moments(ctx.B, P)
-    g1, g2 = obj.grad_np(mu, ctx.op), (obj.hess_np(mu, ctx.op) if order == 2 else 0 * mu)
-    w = ctx.f(z) - beta * _taylor(ctx, z, mu, (ctx.f_site(mu[:, None])[:, 0], g1, g2))
+    g0, g1, g2 = taylor_terms(ctx, mu, order)
+    w = ctx.f(z) - beta * _taylor(ctx, z, mu, (g0, g1, g2))
     dmu, dvar = dmoments(P)
     scores = ctx.dist.score_np(z, ctx.dist.align(P))
     return {k: (bcast(w, s) * s).mean(1) + beta * (g1 * dmu[k] + 0.5 * g2 * dvar[k]) for k, s in scores.items()}
@@ -307,7 +297,7 @@ def score_delta_autodiff(ctx: Any) -> dict[str, Any]:
     B, P = ctx.B, ctx.batched()
     z = ctx.sample(P)
     mu0 = B.stop_gradient(moments(B, P)[0])
-    g0, g1, g2 = _taylor_autodiff(ctx, mu0, order)
+    g0, g1, g2 = taylor_terms(ctx, mu0, order)
     w = B.stop_gradient(ctx.f(z) - beta * _taylor(ctx, z, mu0, (g0, g1, g2)))
 
     def surrogate(Q: dict) -> Any:
@@ -315,7 +305,7 @@ def score_delta_autodiff(ctx: Any) -> dict[str, Any]:
         eh = (g0 + g1 * (mu - mu0) + 0.5 * g2 * (var + (mu - mu0) ** 2)).sum(-1)
         return (w * ctx.log_prob(z, Q)).mean(1) + beta * eh
 
-    return B.grad_batched(surrogate, P)
+    return ctx.grad(surrogate, P)
 
 
 def _register_delta() -> None:

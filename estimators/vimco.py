@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from estimators._common import AUTODIFF
-from harness.registry import register_estimator
+from stochgrad import register_estimator
 
 REF_VIMCO = "Mnih & Rezende 2016 (ICML, arXiv:1602.06725), variational inference for Monte Carlo objectives"
 
@@ -47,7 +47,7 @@ def vimco_autodiff(ctx: Any) -> dict[str, Any]:
     def surrogate(Q: dict) -> Any:
         return (coef * _log_q_each(ctx, z, Q)).sum(1)
 
-    return B.grad_batched(surrogate, P)
+    return ctx.grad(surrogate, P)
 
 
 def _log_q_each(ctx: Any, z: Any, Q: dict) -> Any:

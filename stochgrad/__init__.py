@@ -6,51 +6,110 @@
     sg.measure("pathwise", p, L=1, R=100_000)          # one tidy row per parameter, with 95% intervals
     run = sg.run("suites/smoke.toml", backends=["numpy"])
     run.results, run.meta, run.report("report.html")
+    sg.check("pathwise", backend="numpy").verdict        # PASS / FAIL / UNDERPOWERED, with every result
+    sg.train("suites/train.toml", out="results/train")   # training curves and final bounds
+    sg.report([run.dir], "report.html")
 
 Estimator plugins declare themselves once with :func:`register_estimator` and attach one implementation per
 backend; every implementation receives a :class:`Context` and returns ``{param: array [R, *param_shape]}``.
-This package is the only import that plugins, notebooks and the docs use; ``harness`` and ``estimators`` are
-internal.
+Workloads (models with one stochastic node) subclass :class:`Workload` and register with
+:func:`register_workload`, or through the ``stochgrad.workloads`` entry point.  This package is the only import
+that plugins, notebooks, the docs, the built-in estimators and the command line use; ``harness`` and
+``estimators`` are internal.
 """
 
 from __future__ import annotations
 
-from harness.problems import Problem
-from harness.registry import Estimator, Hyper, RegistryError, register_estimator
+from harness.backends import get_backend
+from harness.problems import Problem, ProblemError
+from harness.registry import BACKENDS, Estimator, Hyper, RegistryError, register_estimator
 from harness.registry.context import Context
+from harness.runs.executors import ExecutorError
+from harness.runs.output import OutputError
+from harness.runs.store import RunDirError
+from harness.runs.suite_run import RunError
+from harness.suite.expand import SuiteError
+from harness.targets.workload import WorkloadSpec
+from harness.workloads import ENTRY_POINT_GROUP as WORKLOAD_ENTRY_POINT_GROUP
+from harness.workloads import Workload, WorkloadError, register_workload
+from stochgrad import datasets
 from stochgrad.api import (
     MeasureError,
+    Plan,
     Run,
     compare,
+    compare_summary,
+    load_run,
+    measure,
+    plan,
+    problem,
+    report,
+    run,
+)
+from stochgrad.catalog import (
+    catalog,
+    failed_plugins,
     get_estimator,
+    get_workload,
     list_distributions,
     list_estimators,
     list_objectives,
-    load_run,
-    measure,
-    problem,
-    run,
+    list_workloads,
 )
+from stochgrad.checking import CheckError, CheckPolicy, CheckReport, CheckResult, ImplementationCheck, check
+from stochgrad.training import TrainingPlan, TrainingRun, plan_training, train
 
 __version__ = "0.2.0"
 
 __all__ = [
+    "BACKENDS",
+    "WORKLOAD_ENTRY_POINT_GROUP",
+    "CheckError",
+    "CheckPolicy",
+    "CheckReport",
+    "CheckResult",
     "Context",
     "Estimator",
+    "ExecutorError",
     "Hyper",
+    "ImplementationCheck",
     "MeasureError",
+    "OutputError",
+    "Plan",
     "Problem",
+    "ProblemError",
     "RegistryError",
     "Run",
+    "RunDirError",
+    "RunError",
+    "SuiteError",
+    "TrainingPlan",
+    "TrainingRun",
+    "Workload",
+    "WorkloadError",
+    "WorkloadSpec",
     "__version__",
+    "catalog",
+    "check",
     "compare",
+    "compare_summary",
+    "datasets",
+    "failed_plugins",
+    "get_backend",
     "get_estimator",
+    "get_workload",
     "list_distributions",
     "list_estimators",
     "list_objectives",
+    "list_workloads",
     "load_run",
     "measure",
+    "plan",
+    "plan_training",
     "problem",
     "register_estimator",
+    "register_workload",
+    "report",
     "run",
+    "train",
 ]

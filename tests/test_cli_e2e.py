@@ -147,8 +147,12 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path, monkeypatch: pyt
     target = tmp_path / "results.parquet"
     atomic_write_parquet(target, pd.DataFrame({"a": [1, 2]}))
 
-    def boom(self, *a, **k):
-        Path(a[0]).write_bytes(b"PAR1 truncated")
+    def boom(self, *a, **k):  # a half-written file, then the failure
+        dest = a[0]
+        if hasattr(dest, "write"):
+            dest.write(b"PAR1 truncated")
+        else:
+            Path(dest).write_bytes(b"PAR1 truncated")
         raise OSError("disk full")
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", boom)

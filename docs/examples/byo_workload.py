@@ -1,7 +1,8 @@
-"""Bring your own model: a small PyTorch VAE (``torch.nn`` modules) registered as a workload.
+"""Bring your own model: a small PyTorch VAE (``torch.nn`` modules) registered as a workload through ``stochgrad``.
 
-The end-to-end example of docs/notes/workloads.md (and tests/test_workloads.py, which runs it as written); an
-example in the docs, not a built-in workload (nothing discovers it).  The model is ordinary
+The end-to-end example of docs/workloads.md and docs/notes/workloads.md, run as written by
+tests/test_workloads.py (``test_byo_workload_registered_through_the_api``).  It imports only ``stochgrad`` (and
+torch, numpy).  The model is ordinary
 PyTorch: two ``nn.Sequential`` networks whose weights live in the workload state as NumPy arrays and are
 applied with ``torch.func.functional_call``, so the harness can swap in its own tensors (checkpoints, the
 estimators' dtype and device, vmap+vjp for the encoder chain rule).  It declares ``backends = ("torch",)``:
@@ -9,9 +10,9 @@ its cells run on torch (cpu and cuda) and are not expanded for numpy or jax.
 
 Use::
 
-    from harness.workloads import register_workload
-    from byo_workload import TinyBernoulliModel  # this file, importable from docs/examples
-    register_workload(TinyBernoulliModel)          # or an entry point in group "stochgrad.workloads"
+    import stochgrad as sg
+    from byo_workload import TinyBernoulliModel
+    sg.register_workload(TinyBernoulliModel)       # or an entry point in the group "stochgrad.workloads"
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.workloads import data
-from harness.workloads.base import Workload
+import stochgrad as sg
 
 
 @cache
@@ -41,7 +41,7 @@ def _sub(params: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
 
 
-class TinyBernoulliModel(Workload):
+class TinyBernoulliModel(sg.Workload):
     name = "tiny_bernoulli"
     latent = "bernoulli"
     backends = ("torch",)
@@ -63,7 +63,7 @@ class TinyBernoulliModel(Workload):
         return (cfg["latent_dim"],)
 
     def dataset(self, cfg: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
-        return {k: {"x": (v > 0.5).astype(np.float64)} for k, v in data.digits(cfg["data_seed"]).items()}
+        return {k: {"x": (v > 0.5).astype(np.float64)} for k, v in sg.datasets.digits(cfg["data_seed"]).items()}
 
     def init_params(self, cfg: Mapping[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
         import torch

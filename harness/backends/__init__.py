@@ -12,6 +12,8 @@ AUTODIFF_BACKENDS = ("torch", "jax")  # differentiate f by autodiff; the others 
 
 @cache
 def get_backend(name: str) -> Backend:
+    """The backend adapter ``name`` (``numpy``, ``torch`` or ``jax``), one per process.  Getting one never fails for a
+    missing library: ``unavailable_reason()`` says why it cannot run."""
     if name == "numpy":
         from harness.backends.numpy_backend import NumpyBackend
 

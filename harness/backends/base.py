@@ -61,6 +61,7 @@ class Backend:
 
     name = "base"
     xp: Any = np
+    autodiff = False  # True: grad_batched and derivatives work (PyTorch, JAX)
 
     # -- availability and devices ---------------------------------------------------------
     def unavailable_reason(self) -> str | None:
@@ -121,6 +122,13 @@ class Backend:
     def grad_batched(self, surrogate: Callable[[dict], Array], params: dict[str, Array]) -> dict:
         """Per-replicate gradients of ``surrogate(P) -> [R]`` w.r.t. ``P`` of shape [R, *shape]."""
         raise NotImplementedError(f"{self.name} has no autodiff; write the gradient analytically")
+
+    def derivatives(self, fn: Callable[[Array], Array], x: Array, order: int = 1) -> list[Array]:
+        """``[∂ₓ Σ fn(x)]``, and with ``order=2`` also ``∂ₓ Σ ∂ₓ Σ fn(x)``, at ``x`` (no gradient attached).
+
+        For ``fn`` a sum of independent per-sample terms the first is each sample's gradient; for an ``fn`` that acts
+        on each entry separately (a separable objective) the second is the diagonal of its Hessian."""
+        raise NotImplementedError(f"{self.name} has no autodiff; write the derivative analytically")
 
     def expand_params(self, params: dict[str, Array], R: int) -> dict[str, Array]:
         """Parameters broadcast to a leading replicate axis [R, *shape] (fresh arrays)."""

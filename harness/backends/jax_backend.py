@@ -51,6 +51,7 @@ def _platform(device: str) -> tuple[str, int]:
 
 class JaxBackend(Backend):
     name = "jax"
+    autodiff = True
 
     @property
     def xp(self) -> Any:  # type: ignore[override]
@@ -133,6 +134,13 @@ class JaxBackend(Backend):
 
     def grad_batched(self, surrogate: Callable[[dict], Array], params: dict[str, Array]) -> dict:
         return jax.grad(lambda P: surrogate(P).sum())(params)
+
+    def derivatives(self, fn: Callable[[Array], Array], x: Array, order: int = 1) -> list[Array]:
+        d1 = jax.grad(lambda v: fn(v).sum())
+        out = [d1(x)]
+        if order >= 2:
+            out.append(jax.grad(lambda v: d1(v).sum())(x))
+        return out
 
     def stop_gradient(self, x: Array) -> Array:
         return jax.lax.stop_gradient(x)

@@ -54,6 +54,7 @@ class TorchNoise(Noise):
 
 class TorchBackend(Backend):
     name = "torch"
+    autodiff = True
 
     @property
     def xp(self) -> Any:  # type: ignore[override]
@@ -135,6 +136,16 @@ class TorchBackend(Backend):
         names = list(leaves)
         grads = torch.autograd.grad(out.sum(), [leaves[k] for k in names], allow_unused=True)
         return {k: (torch.zeros_like(leaves[k]) if g is None else g) for k, g in zip(names, grads)}
+
+    def derivatives(self, fn: Callable[[Array], Array], x: Array, order: int = 1) -> list[Array]:
+        leaf = x.detach().requires_grad_(True)
+        (g1,) = torch.autograd.grad(fn(leaf).sum(), leaf, create_graph=order >= 2, allow_unused=True)
+        g1 = torch.zeros_like(leaf) if g1 is None else g1
+        out = [g1.detach()]
+        if order >= 2:  # a first derivative that does not depend on x (linear fn) has no graph: zero
+            g2 = torch.autograd.grad(g1.sum(), leaf, allow_unused=True)[0] if g1.requires_grad else None
+            out.append(torch.zeros_like(leaf) if g2 is None else g2.detach())
+        return out
 
     def stop_gradient(self, x: Array) -> Array:
         return x.detach()

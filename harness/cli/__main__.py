@@ -1,4 +1,4 @@
-"""``python -m harness.cli.main``: the ``stochgrad`` command line."""
+"""``python -m harness.cli``: the ``stochgrad`` command line."""
 
 from harness.cli.main import main
 

@@ -1,7 +1,8 @@
 """``stochgrad`` command line: run | list | show | check | report | compare | train.
 
-Bad input (suite files, arguments) prints ``error: ...`` naming the file, key and valid choices and
-exits with status 2, without a traceback and without writing anything.
+A thin layer over the public API (:mod:`stochgrad`): argument parsing, printing and exit codes only.  Bad input
+(suite files, arguments) prints ``error: ...`` naming the file, key and valid choices and exits with status 2,
+without a traceback and without writing anything.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli.paths import UsageError, check_output_file, readable_run, writing
-from harness.problems import ProblemError
+import stochgrad as sg
+from harness.cli.listing import print_listing
+from harness.cli.paths import UsageError
 
 EXIT_BAD_INPUT = 2
+# errors that are bad input (exit 2): suite files, problems, run requests, names, run directories
+BAD_INPUT = (sg.SuiteError, sg.ProblemError, sg.RunError, sg.RegistryError, FileNotFoundError, sg.RunDirError)
 
 
 def _number(kind: type, low: float, strict: bool, what: str):
@@ -147,13 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from harness.runs.store import load_run
-    from harness.runs.suite_run import RunRequest, plan, run_suite
-
     if a.precision is not None and not a.precision >= 0:
         raise UsageError(f"--precision: expected a number >= 0 (0 = fixed R), got {a.precision!r}")
-    req = RunRequest(
-        suite=a.suite,
+    plan = sg.plan(
+        a.suite,
         backends=a.backend,
         devices=a.device,
         out=a.out,
@@ -161,13 +162,11 @@ def cmd_run(a: argparse.Namespace) -> int:
         replicates=a.replicates,
         seed=a.seed,
         dtype=a.dtype,
-        options={
-            "precision": a.precision,  # 0 overrides a suite's precision with a fixed R
-            "max_replicates": a.max_replicates,
-            "max_seconds": a.max_seconds,
-            "max_memory": a.max_memory,  # MiB, like the suite key
-            "compile_backend": a.torch_compile,
-        },
+        precision=a.precision,  # 0 overrides a suite's precision with a fixed R
+        max_replicates=a.max_replicates,
+        max_seconds=a.max_seconds,
+        max_memory=a.max_memory,  # MiB, like the suite key
+        compile_backend=a.torch_compile,
         threads=a.threads,
         timing=not a.no_timing,
         resume=a.resume,
@@ -177,24 +176,21 @@ def cmd_run(a: argparse.Namespace) -> int:
         scheduler=a.scheduler,
         cell_timeout=a.cell_timeout,
     )
-    exp = plan(req)
-    print(exp.summary(), file=sys.stderr)
+    print(plan.summary(), file=sys.stderr)
     if a.dry_run:
         return 0
-    from harness.runs.executors import ExecutorError
-
     try:
-        run_dir = run_suite(req, exp=exp)
-    except ExecutorError as exc:  # the cluster went away mid-run: finished cells are saved
+        run = plan.run()
+    except sg.ExecutorError as exc:  # the cluster went away mid-run: finished cells are saved
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    _, meta = load_run(run_dir)
+    meta = run.meta
     print(
         f"{meta['cells_done']} cells measured, {len(meta['skipped'])} skipped, {len(meta['failed'])} failed",
         file=sys.stderr,
     )
-    print(f"results: {run_dir / 'results.parquet'}")
-    print(f"metadata: {run_dir / 'meta.json'}")
+    print(f"results: {run.dir / 'results.parquet'}")
+    print(f"metadata: {run.dir / 'meta.json'}")
     return run_exit_code(meta)
 
 
@@ -210,20 +206,15 @@ def run_exit_code(meta: dict[str, Any]) -> int:
 
 
 def cmd_list(a: argparse.Namespace) -> int:
-    from harness.cli.listing import print_listing
-
-    return print_listing(a.pattern, a.json)
+    print_listing(sg.catalog(a.pattern), a.json)
+    return 0
 
 
 def cmd_show(a: argparse.Namespace) -> int:
     import pandas as pd
 
-    from harness.runs.store import load_run
-
-    try:
-        df, meta = load_run(a.run)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
+    run = sg.load_run(a.run)
+    df, meta = run.results, run.meta
     print(
         f"run {meta.get('run_id')}  suite {meta.get('suite')}  commit {meta.get('git_commit')}  "
         f"status {meta.get('status')}  cells {meta.get('cells_done')}/{meta.get('cells_total')}"
@@ -276,33 +267,24 @@ def cmd_show(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_check(a: argparse.Namespace) -> int:
-    from harness.measure.check import POLICY, applicable_problems, check_estimator, overall_verdict
-    from harness.problems import DISTRIBUTIONS
-    from harness.registry import get_declaration
+def _print_check(check: sg.ImplementationCheck, result: sg.CheckResult | None) -> None:
+    print(check.header() if result is None else "  " + check.line(result))
 
-    est = get_declaration(a.estimator)
-    if a.backend:
-        bad = [b for b in a.backend if b not in est.backends]
-        if bad:
-            raise UsageError(f"--backend: {a.estimator} has no {bad[0]!r} implementation; available: {est.backends}")
-    specs = [est.impls[b] for b in (a.backend or est.backends)]
-    if not applicable_problems(specs[0]):
-        raise UsageError(
-            f"estimator {a.estimator!r} (distributions {list(est.distributions)}, requires {list(est.requires)}) "
-            f"applies to no shipped problem; valid distribution names: {sorted(DISTRIBUTIONS)}"
+
+def cmd_check(a: argparse.Namespace) -> int:
+    try:
+        report = sg.check(
+            a.estimator,
+            a.backend,
+            replicates=a.replicates,
+            max_replicates=a.max_replicates,
+            samples=a.samples,
+            seed=a.seed,
+            callback=_print_check,
         )
-    policy = POLICY.with_(R=a.replicates, L=a.samples, max_R=a.max_replicates)
-    verdicts = []
-    for s in specs:
-        unbiased = est.is_unbiased()
-        print(f"{s.name} [{s.backend}] — {'unbiased' if unbiased else 'declared biased'}; ref: {s.reference or '-'}")
-        results = check_estimator(s.name, s.backend, policy=policy, seed=a.seed)
-        for res in results:
-            verdict = "biased (as declared)" if not unbiased and res.verdict == "biased" else res.verdict
-            print("  " + res.line().replace(res.verdict, verdict, 1))
-        verdicts.append(overall_verdict(results, unbiased))
-    final = next((v for v in ("FAIL", "CANNOT JUDGE", "UNDERPOWERED") if v in verdicts), "PASS")
+    except sg.CheckError as exc:
+        raise UsageError(f"--{exc}" if exc.key else str(exc)) from None
+    final, policy = report.verdict, report.policy
     if final == "UNDERPOWERED":
         print(
             f"underpowered: raise --max-replicates (now {policy.max_R}) so a {policy.detectable:.0%} bias is detectable"
@@ -314,27 +296,19 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 def cmd_report(a: argparse.Namespace) -> int:
-    from harness.report import build_report
-
-    for r in a.runs:  # read every run before writing anything
-        readable_run(r)
-    out = a.output or (a.runs[0] / "report.html")
-    check_output_file("-o", out)
-    with writing("-o", out):
-        path = build_report(a.runs, out)
+    try:
+        path = sg.report(a.runs, a.output)
+    except sg.OutputError as exc:
+        raise UsageError(f"-o {exc}") from None
     print(f"report: {path}")
     return 0
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
-    from harness.report.compare import compare_runs
-
-    for r in (a.run_a, a.run_b):
-        readable_run(r)
-    if a.output is not None:
-        check_output_file("-o", a.output)
-    with writing("-o", a.output):
-        text, path = compare_runs(a.run_a, a.run_b, a.output)
+    try:
+        text, path = sg.compare_summary(a.run_a, a.run_b, a.output)
+    except sg.OutputError as exc:
+        raise UsageError(f"-o {exc}") from None
     print(text)
     if path:
         print(f"compare report: {path}")
@@ -342,32 +316,15 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    import time
-
-    from harness.runs.training_run import run_training
-    from harness.suite.training import load_train_suite
-
-    suite, units = load_train_suite(a.suite)
+    plan = sg.plan_training(a.suite)
     if a.dry_run:
-        for u in units:
-            print(f"{u['workload']} {u['estimator']} seed={u['seed']} lr={u['lr']} {u['backend']}:{u['device']}")
-        print(f"{len(units)} training units")
+        for line in plan.lines():
+            print(line)
+        print(f"{len(plan.units)} training units")
         return 0
-    out = a.out or Path("results") / f"{suite.get('name', Path(a.suite).stem)}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (out / "meta.json").exists() and not a.resume:
-        raise UsageError(f"{out}: a run directory already exists; continue it with --resume")
-    from harness.runs.executors import ExecutorError, make_executor, registering_modules
-    from harness.runs.training_run import executor_runner
-
-    try:
-        kw = {"preload": registering_modules(), "exclusive_timing": False} if a.workers else {}
-        ex = make_executor(a.workers, a.scheduler, **kw)
-    except ExecutorError as exc:
-        raise UsageError(f"--scheduler/--workers: {exc}") from None
-    with ex:
-        _, results = run_training(suite, units, out, resume=a.resume, runner=executor_runner(ex))
-    print(f"training run: {out} ({len(results)} of {len(units)} units finished)")
-    return 0 if len(results) == len(units) else 1
+    run = sg.train(plan, out=a.out, resume=a.resume, workers=a.workers, scheduler=a.scheduler)
+    print(f"training run: {run.dir} ({run.units_done} of {run.units_total} units finished)")
+    return 0 if run.complete else 1
 
 
 COMMANDS = {
@@ -382,15 +339,10 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.registry import RegistryError
-    from harness.runs.store import RunDirError
-    from harness.runs.suite_run import RunError
-    from harness.suite.expand import SuiteError
-
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (SuiteError, ProblemError, RunError, RegistryError, UsageError, FileNotFoundError, RunDirError) as exc:
+    except (*BAD_INPUT, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

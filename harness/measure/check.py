@@ -18,6 +18,7 @@ call for, up to ``max_R``: the power requirement is never relaxed.  A test that 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -177,12 +178,19 @@ def applicable_problems(spec: Implementation) -> list[ProblemSpec]:
     return [p for p in example_problems() if applies(spec, p.traits())[0]]
 
 
-def check_estimator(name: str, backend: str, policy: CheckPolicy = POLICY, **kw: Any) -> list[CheckResult]:
-    """Check one implementation on every applicable shipped problem (Bonferroni over all their coordinates)."""
+def iter_check_estimator(name: str, backend: str, policy: CheckPolicy = POLICY, **kw: Any) -> Iterator[CheckResult]:
+    """Check one implementation on every applicable shipped problem (Bonferroni over all their coordinates),
+    yielding each problem's result as it completes."""
     spec = get_estimator(name, backend)
     probs = applicable_problems(spec)
     n_tests = sum(sum(int(np.prod(v.shape)) for v in p.build().exact.grads.values()) for p in probs)
-    return [check_problem(spec, p.build(), policy=policy, n_tests=n_tests, **kw) for p in probs]
+    for p in probs:
+        yield check_problem(spec, p.build(), policy=policy, n_tests=n_tests, **kw)
+
+
+def check_estimator(name: str, backend: str, policy: CheckPolicy = POLICY, **kw: Any) -> list[CheckResult]:
+    """Check one implementation on every applicable shipped problem (Bonferroni over all their coordinates)."""
+    return list(iter_check_estimator(name, backend, policy, **kw))
 
 
 def overall_verdict(results: list[CheckResult], unbiased: bool) -> str:

@@ -2,11 +2,14 @@
 
 An implementation is ``fn(ctx: Context) -> {param: array[R, *param_shape]}``: R independent L-sample gradient
 estimates, vectorized over R.  ``ctx`` gives the backend adapter ``B``, the problem, the parameter values as
-backend arrays, the noise source, L, R and the hyperparameters.
+backend arrays, the noise source, L, R and the hyperparameters.  Every evaluation of the objective and of its
+derivatives goes through the Context (:meth:`Context.f`, ``f_site``, ``f_grad``, ``f_hess_diag``, and ``grad`` for
+autodiff through f): built-in estimators and plugins alike, so the harness sees each one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,8 +26,8 @@ class Context:
     """What an estimator receives.
 
     Attributes:
-        B: the backend adapter (``B.xp`` is numpy, torch or jax.numpy; ``B.grad_batched``, ``B.stop_gradient``,
-            ``B.log``, ``B.softplus``, ... read alike on every backend).
+        B: the backend adapter (``B.xp`` is numpy, torch or jax.numpy; ``B.stop_gradient``, ``B.log``,
+            ``B.softplus``, ``B.where``, ... read alike on every backend; ``B.autodiff`` is True on PyTorch and JAX).
         problem: the problem (distribution with parameter values, objective, dimension, exact gradient).
         params: parameter values as backend arrays in their parameter shapes (no replicate axis), e.g.
             ``params["loc"]`` of shape ``[D]``.
@@ -49,7 +52,8 @@ class Context:
 
     @property
     def dist(self) -> Any:
-        """The distribution object (``sample``, ``log_prob``, ``logpdf_elem``, ``score_np``, ...)."""
+        """The distribution object: ``name``, ``params``, ``align(P)``, ``sample``, ``log_prob``, ``logpdf_elem``,
+        ``score_np`` (NumPy), ``support_values`` (discrete), ``rsample`` (where a reparameterized path exists)."""
         return self.problem.dist
 
     @property
@@ -62,6 +66,23 @@ class Context:
         """Shape of one sample (``[D]``, or ``[D, K]`` for one-hot categoricals)."""
         return self.problem.event_shape
 
+    @property
+    def param_names(self) -> list[str]:
+        """The differentiated parameters, the keys an implementation returns (fixed ones such as truncation bounds
+        are left out)."""
+        return self.problem.param_names
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Distribution options of the problem, e.g. ``{"categories": K}``."""
+        return self.problem.options
+
+    @property
+    def separable(self) -> bool:
+        """Whether f is a sum over sites, f(z) = Σ_d g(z_d) (then :meth:`f_site` and :meth:`f_hess_diag` apply)."""
+        return bool(self.problem.objective.separable)
+
+    # -- the objective: every evaluation of f and of its derivatives goes through these methods --------------------
     def f(self, z: Array) -> Array:
         """Total cost f(z) over the event axes: [R, L, *event] -> [R, L]."""
         return self.problem.objective(self.B, z, self.op)
@@ -71,12 +92,40 @@ class Context:
         return self.problem.objective.per_site(self.B, z, self.op)
 
     def f_grad(self, z: Array) -> Array:
-        """∂f/∂z elementwise, analytically (NumPy estimators; autodiff backends differentiate :meth:`f`)."""
+        """∂f/∂z at every sample, [R, L, *event] -> [R, L, *event], no gradient attached.
+
+        NumPy: the objective's analytic derivative (``NotImplementedError`` when it has none); PyTorch and JAX:
+        autodiff of :meth:`f`."""
+        if self.B.autodiff:
+            return self.B.derivatives(self.f, z, 1)[0]
         grad = self.problem.objective.grad_np
         if grad is None:
             raise NotImplementedError(f"objective {self.problem.objective.name!r} has no analytic derivative")
         return grad(z, self.op)
 
+    def f_hess_diag(self, z: Array) -> Array:
+        """∂²f/∂z² entry by entry (the diagonal of the Hessian, all of it for a separable f), shaped like z.
+
+        Only for separable objectives (``ValueError`` otherwise).  NumPy: the objective's analytic second derivative;
+        PyTorch and JAX: nested autodiff of :meth:`f`."""
+        obj = self.problem.objective
+        if not obj.separable:
+            raise ValueError(f"objective {obj.name!r} is not separable: its Hessian is not diagonal")
+        if self.B.autodiff:
+            return self.B.derivatives(self.f, z, 2)[1]
+        if obj.hess_np is None:
+            raise NotImplementedError(f"objective {obj.name!r} has no analytic second derivative")
+        return obj.hess_np(z, self.op)
+
+    def grad(
+        self, surrogate: Callable[[dict[str, Array]], Array], P: dict[str, Array] | None = None
+    ) -> dict[str, Array]:
+        """Per-replicate gradients of ``surrogate(P) -> [R]`` w.r.t. batched parameters ``P`` (default
+        :meth:`batched`), on PyTorch and JAX.  Differentiate through the Context rather than ``B.grad_batched`` so
+        that every derivative taken through :meth:`f` passes here."""
+        return self.B.grad_batched(surrogate, self.batched() if P is None else P)
+
+    # -- the distribution -------------------------------------------------------------------------------------
     def batched(self) -> dict[str, Array]:
         """Parameters with a replicate axis [R, *shape]; differentiate w.r.t. these per replicate."""
         return self.B.expand_params(self.params, self.R)
@@ -94,7 +143,29 @@ class Context:
         return self.problem.exact.value
 
     def with_(self, **kw: Any) -> Context:
+        """A copy with fields replaced (e.g. ``ctx.with_(L=M)``)."""
         return replace(self, **kw)
+
+    @classmethod
+    def for_problem(
+        cls,
+        problem: Problem,
+        backend: str = "numpy",
+        *,
+        L: int = 1,
+        R: int = 1,
+        noise: Noise | None = None,
+        hyper: dict[str, Any] | None = None,
+        dtype: str = "float64",
+        device: str = "cpu",
+    ) -> Context:
+        """A Context on ``problem`` outside a measured call, for work done once per problem (e.g. fitting a control
+        variate on a batch of its own): its evaluations are the fit's, not the measured estimate's."""
+        from harness.backends import get_backend
+
+        return make_context(
+            problem, get_backend(backend), L=L, R=R, noise=noise, hyper=hyper, dtype=dtype, device=device
+        )
 
 
 def make_context(

@@ -9,11 +9,9 @@ and everything else keeps working.  Built-ins load first, so a plugin cannot tak
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-import traceback
-from importlib import metadata
+from typing import Any
 
+from harness.plugins import PackageShadowedError, import_package_modules, load_entry_points
 from harness.registry.declarations import RegistryError, declared_since, journal_mark, rollback, table
 
 ENTRY_POINT_GROUP = "stochgrad.estimators"
@@ -28,42 +26,26 @@ def load_builtins() -> None:
     if _LOADED["builtins"]:
         return
     _LOADED["builtins"] = True
-    pkg = importlib.import_module(BUILTIN_PACKAGE)
-    if getattr(pkg, "__file__", None) is None:  # a bare directory named "estimators" earlier on sys.path
-        raise RegistryError(
-            f"the built-in {BUILTIN_PACKAGE!r} package resolved to a namespace package at {list(pkg.__path__)}: a "
-            f"directory named {BUILTIN_PACKAGE!r} in the working directory shadows it; run from elsewhere"
-        )
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{BUILTIN_PACKAGE}.{info.name}")
+    try:
+        import_package_modules(BUILTIN_PACKAGE)
+    except PackageShadowedError as exc:
+        raise RegistryError(str(exc)) from None
+
+
+def _complete(_: Any, mark: int) -> None:
+    """A plugin must implement every estimator it declares (else it is rolled back)."""
+    empty = [n for n in declared_since(mark) if not table()[n].impls]
+    if empty:
+        raise RegistryError(f"estimator {empty[0]!r} declared without any implementation")
 
 
 def load_plugins() -> dict[str, str]:
-    """Import every module in the ``stochgrad.estimators`` entry-point group; failures are recorded, not raised."""
+    """Import every module in the ``stochgrad.estimators`` entry-point group; failures are recorded, not raised
+    (each plugin contained and rolled back, :func:`harness.plugins.load_entry_points`)."""
     if _LOADED["plugins"]:
         return dict(_FAILED_PLUGINS)
     _LOADED["plugins"] = True
-    try:
-        eps = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
-    except Exception as exc:  # a broken installation's metadata must not stop anything
-        _FAILED_PLUGINS["<entry points>"] = f"{type(exc).__name__}: {exc}"
-        return dict(_FAILED_PLUGINS)
-    for ep in eps:
-        mark = journal_mark()
-        try:
-            ep.load()
-            empty = [n for n in declared_since(mark) if not table()[n].impls]
-            if empty:
-                raise RegistryError(f"estimator {empty[0]!r} declared without any implementation")
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # SystemExit, RegistryError, ImportError, ...: reported, never fatal
-            rollback(mark)
-            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            if isinstance(exc, SystemExit):
-                last = f"SystemExit({exc.code!r}) raised while importing the plugin"
-            _FAILED_PLUGINS[f"{ep.name} ({ep.value})"] = last
+    _FAILED_PLUGINS.update(load_entry_points(ENTRY_POINT_GROUP, mark=journal_mark, rollback=rollback, accept=_complete))
     return dict(_FAILED_PLUGINS)
 
 

@@ -36,4 +36,4 @@ def antithetic_autodiff(ctx: sg.Context) -> dict:
     def surrogate(P):  # per-replicate L-sample estimate of E[f], differentiated by autodiff
         return ctx.f(P["loc"][:, None] + P["scale"][:, None] * eps).mean(1)
 
-    return ctx.B.grad_batched(surrogate, ctx.batched())
+    return ctx.grad(surrogate)  # per-replicate gradients w.r.t. ctx.batched()

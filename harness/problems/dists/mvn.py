@@ -84,6 +84,11 @@ class MVN(Distribution):
             return f"scale_tril needs a positive diagonal, got {np.diag(Lm).tolist()}"
         return None
 
+    @staticmethod
+    def rsample(B, Pa, eps):
+        """z = μ + tril(L) ε, differentiable in μ and L (params aligned to the standard normal noise ε)."""
+        return Pa["loc"] + matvec(B.xp.tril(Pa["scale_tril"]), eps)
+
     def sample(self, B, noise, P, L):
         mu = P["loc"]
         R, D = mu.shape

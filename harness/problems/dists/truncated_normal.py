@@ -128,6 +128,8 @@ class TruncatedNormal(Distribution):
         z = _clip(B, self.rsample(B, Pa, u), Pa["low"], Pa["high"])  # μ + σξ may round 1 ulp outside
         return B.stop_gradient(z)
 
+    icdf_std = staticmethod(icdf_std)  # ξ = Φ⁻¹((1-u)Φ(a) + uΦ(b)), for estimators writing the path out
+
     @staticmethod
     def rsample(B, Pa, u):
         """z = μ + σ Φ⁻¹((1-u)Φ(α) + uΦ(β)), differentiable in μ, σ (params aligned to u)."""

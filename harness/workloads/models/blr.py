@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from harness.workloads import data
+from harness.workloads import data, register_workload
 from harness.workloads.base import Workload, WorkloadError
 
 
@@ -83,8 +83,6 @@ class BayesianLogReg(Workload):
 
 
 def _register() -> None:
-    from harness.workloads import register_workload
-
     register_workload(BayesianLogReg)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import special
 
 from harness.backends import get_backend
-from harness.workloads import data, nets
+from harness.workloads import data, nets, register_workload
 from harness.workloads.base import Workload, WorkloadError
 
 COMMON = {
@@ -186,8 +186,6 @@ _NP = get_backend("numpy")
 
 
 def _register() -> None:
-    from harness.workloads import register_workload
-
     for cls in (VaeBernoulli, VaeCategorical, VaeGaussian):
         register_workload(cls)
 
