@@ -147,7 +147,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path, monkeypatch: pyt
     atomic_write_parquet(target, pd.DataFrame({"a": [1, 2]}))
 
     def boom(self, *a, **k):
-        Path(a[0]).write_bytes(b"PAR1 truncated")
+        a[0].write(b"PAR1 truncated")  # a partial write into the temporary file
         raise OSError("disk full")
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", boom)

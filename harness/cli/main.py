@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("suite", help="suite TOML file, e.g. suites/default.toml")
     r.add_argument("--backend", type=_csv, help="comma-separated backends to keep (numpy,torch,jax)")
     r.add_argument("--device", type=_csv, help="comma-separated devices, overriding the suite's (cpu,cuda,gpu:1)")
-    r.add_argument("--out", type=Path, help="run directory (default: results/<suite>-<timestamp>)")
+    r.add_argument("--out", help="run directory (default: results/<suite>-<timestamp>)")
     r.add_argument("--results-dir", type=Path, default=Path("results"), help="root for new run directories")
     r.add_argument("--replicates", type=_pos_int, help="replicates R per cell (overrides the suite)")
     r.add_argument("--seed", type=_nonneg_int, help="suite seed (overrides the suite)")
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="run a training suite ([[train]] tables) and write curves + summaries")
     tr.add_argument("suite", help="training suite TOML file, e.g. suites/train.toml")
-    tr.add_argument("--out", type=Path, help="run directory (default: results/<suite>-<timestamp>)")
+    tr.add_argument("--out", help="run directory (default: results/<suite>-<timestamp>)")
     tr.add_argument("--resume", action="store_true", help="continue an interrupted training run in --out")
     tr.add_argument("--dry-run", action="store_true", help="validate and print the units, train nothing")
     tr.add_argument("--workers", type=_pos_int, metavar="N", help="train units on a local Dask cluster of N processes")

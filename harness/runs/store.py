@@ -1,4 +1,8 @@
-"""Results store: ``<run>/results.parquet`` + ``meta.json`` (+ ``cells/`` for resume), written atomically.
+"""Run directory files: ``<run>/results.parquet`` + ``meta.json`` (+ ``cells/`` or ``units/`` for resume), the lock.
+
+:class:`RunStore` reads and writes the files of one run directory; :mod:`harness.runs.writer` is the one writer that
+opens, resumes and closes a run through it (suite runs and training runs alike); the report reads through
+:func:`load_run`.
 
 Every file is written to a temporary name in the same directory, fsync'ed and renamed over the target
 (``os.replace``), so an interrupted run never leaves a truncated file.  Each finished cell is saved as
@@ -15,16 +19,16 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from harness.files.atomic import TMP_SUFFIX, atomic_write_json, atomic_write_parquet, file_mode
 from harness.results import COLUMN_ORDER, SORT_KEYS, CellOutcome
 
 LOCK_NAME = ".lock"
-TMP_SUFFIX = ".tmp"
+__all__ = ["LOCK_NAME", "RunDirError", "RunLockedError", "RunStore", "atomic_write_json", "atomic_write_parquet"]
 
 
 class RunDirError(ValueError):
@@ -35,52 +39,16 @@ class RunLockedError(RuntimeError):
     """Another process holds the run directory's lock."""
 
 
-def _file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    try:
-        os.fchmod(fd, _file_mode())
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
-
-
-def atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    os.fchmod(fd, _file_mode())
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class RunStore:
     """One run directory."""
 
-    def __init__(self, run_dir: str | Path) -> None:
+    def __init__(self, run_dir: str | Path, records: str = "cells") -> None:
         self.dir = Path(run_dir)
-        self.cells_dir = self.dir / "cells"
+        self.records_dir = self.dir / records  # one outcome record per finished item (cells/ or units/)
+
+    @property
+    def cells_dir(self) -> Path:
+        return self.records_dir
 
     @property
     def results_path(self) -> Path:
@@ -113,7 +81,7 @@ class RunStore:
     def acquire_lock(self) -> int:
         """Take the run directory's exclusive lock (held until :meth:`release_lock` or process exit)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, _file_mode())
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, file_mode())
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -148,7 +116,7 @@ class RunStore:
     def clean_stale_tmp(self) -> list[Path]:
         """Remove temporaries left by a killed writer (call with the lock held); returns what was removed."""
         removed = []
-        for d in (self.dir, self.cells_dir):
+        for d in (self.dir, self.records_dir):
             if d.is_dir():
                 for p in d.glob(f".*{TMP_SUFFIX}"):
                     p.unlink(missing_ok=True)
@@ -178,15 +146,17 @@ class RunStore:
         )
 
     def finished(self) -> dict[str, dict[str, Any]]:
-        """Saved cell records by key (unreadable files, e.g. from a foreign tool, are ignored)."""
+        """Saved outcome records by key (unreadable files and JSON that is not a record of ours — e.g. from a
+        foreign tool — are ignored, so those items run again)."""
         out = {}
-        if self.cells_dir.exists():
-            for p in sorted(self.cells_dir.glob("*.json")):
+        if self.records_dir.is_dir():
+            for p in sorted(self.records_dir.glob("*.json")):
                 try:
                     rec = json.loads(p.read_text())
-                except (OSError, json.JSONDecodeError):
+                except (OSError, UnicodeDecodeError, json.JSONDecodeError):
                     continue
-                out[rec["key"]] = rec
+                if isinstance(rec, dict) and rec.get("key") == p.stem and isinstance(rec.get("status"), str):
+                    out[rec["key"]] = rec
         return out
 
     def rows(self) -> list[dict[str, Any]]:
