@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
+from harness.fits import FittedState
 from harness.hyper import Hyper
 
 ENTRY_POINT_GROUP = "stochgrad.estimators"
@@ -57,6 +58,7 @@ class Estimator:
     source: str = ""  # module that declared it
     biased_when: Mapping[str, Any] = field(default_factory=dict)  # hyper values that make it biased
     oracle: bool = False  # uses the exact answer: a reference line, never a recommendation
+    state: FittedState | None = None  # what it fits to a target (saved and restored by training; harness.fits)
     impls: dict[str, Implementation] = field(default_factory=dict)
 
     @property
@@ -113,6 +115,7 @@ class Estimator:
             "unbiased": self.unbiased,
             "biased_when": dict(self.biased_when),
             "oracle": self.oracle,
+            "fitted_state": self.state is not None,
             "hyperparameters": {
                 k: {
                     "default": h.default,
@@ -212,6 +215,10 @@ def _validate(est: Estimator) -> None:
     for k in est.biased_when:
         if k not in est.hyperparameters:
             raise RegistryError(f"{where}: biased_when names unknown hyperparameter {k!r}")
+    if est.state is not None:
+        msg = est.state.validate() if isinstance(est.state, FittedState) else "state must be a FittedState"
+        if msg:
+            raise RegistryError(f"{where}: {msg}")
 
 
 def register_estimator(
@@ -227,13 +234,16 @@ def register_estimator(
     doc: str = "",
     biased_when: Mapping[str, Any] | None = None,
     oracle: bool = False,
+    state: FittedState | None = None,
 ) -> Estimator:
     """Declare an estimator (validated now) and return it; attach implementations with ``.implementation``.
 
     ``distributions`` are distribution names (``"*"``: all); ``hyperparameters`` map names to :class:`Hyper` (or a
     bare default); ``requires`` lists objective traits (``differentiable``, ``separable``); ``biased_when`` maps
     hyperparameters to values at which the estimator is biased (e.g. ``{"correction": False}``); ``oracle=True``
-    marks a reference that uses the exact answer (shown as a reference line, never recommended).
+    marks a reference that uses the exact answer (shown as a reference line, never recommended); ``state`` declares
+    what the estimator fits to its target (:class:`harness.fits.FittedState`, e.g. ``FitCache.declaration()``), which
+    training saves with its checkpoints and restores on resume.
     """
     module = _caller_module()
     hypers = {k: (v if isinstance(v, Hyper) else Hyper(default=v)) for k, v in (hyperparameters or {}).items()}
@@ -250,6 +260,7 @@ def register_estimator(
         source=module,
         biased_when=dict(biased_when or {}),
         oracle=oracle,
+        state=state,
     )
     _validate(est)
     old = _DECLS.get(name)

@@ -15,11 +15,12 @@ import pandas as pd
 import pytest
 
 from harness.measure.runner import MeasureRequest, estimate
-from harness.registry import get_estimator, implementations
+from harness.registry import get_declaration, get_estimator, implementations
+from harness.runs.training_run import run_training
 from harness.stats.metrics import bonferroni_z
-from harness.training import load_train_suite, run_training, train_unit, unit_key
+from harness.training import checkpoints, load_train_suite, train_unit, unit_key
 from harness.training.spec import TRAIN_KEYS
-from harness.workloads import WorkloadSpec, checkpoints, truth
+from harness.workloads import WorkloadSpec, truth
 
 ALPHA = 1e-3
 
@@ -28,10 +29,10 @@ ALPHA = 1e-3
 def _cache(tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STOCHGRAD_CACHE", str(tmp_path_factory.mktemp("ckpt")))
-        checkpoints._MEMO.clear()
+        checkpoints.forget_memory()
         truth._MEMO.clear()
         yield
-    checkpoints._MEMO.clear()
+    checkpoints.forget_memory()
     truth._MEMO.clear()
 
 
@@ -81,14 +82,17 @@ class _Killed(BaseException):
 
 @pytest.mark.parametrize("estimator", ["relax", "vimco"])
 def test_resume_equals_an_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, estimator: str) -> None:
-    """Killed at step 50 (state saved at 40, RELAX refitted at 30), resumed: same curves, bit for bit."""
+    """Killed at step 50 (state saved at 40, RELAX refitted at 30), resumed: same curves, bit for bit.  RELAX's fits
+    go through its declared fitted-state hook (harness.fits): saved with the state, restored on resume."""
     from harness.training import loop
+    from harness.training.state import read_state
 
+    fitted = get_declaration(estimator).state
+    assert (fitted is not None) == (estimator == "relax")
     u = _unit(estimator=estimator, steps=80, log_every=20, refit_every=30, n_samples=3)
     straight = train_unit(u)
-    sys_fits = loop._fits_module()
-    if sys_fits is not None:
-        sys_fits._FITS.clear()
+    if fitted is not None:
+        fitted.forget({})
     stateful = _unit(tmp_path, estimator=estimator, steps=80, log_every=20, refit_every=30, n_samples=3)
     real_step = loop.Trainer.step
 
@@ -101,10 +105,12 @@ def test_resume_equals_an_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(_Killed):
         train_unit(stateful)
     monkeypatch.setattr(loop.Trainer, "step", real_step)
-    if sys_fits is not None:
-        sys_fits._FITS.clear()  # a fresh process: the fit comes back from the state file
-    _, meta = loop.load_state(Path(stateful["state_path"]))
+    if fitted is not None:
+        fitted.forget({})  # a fresh process: the fit comes back from the state file
+    _, meta = read_state(Path(stateful["state_path"]))
     assert meta["step"] == 40
+    if fitted is not None:  # the fit of refit step 30 only (older ones are forgotten)
+        assert [r["target"]["refit"] for r in meta["fits"]] == [30]
     resumed = train_unit(stateful)
     assert resumed["status"] == "ok", resumed["message"]
     drop = [c for c in straight["rows"][0] if "time" in c]
@@ -120,7 +126,7 @@ def test_online_variance_agrees_with_offline_measurement(tmp_path: Path) -> None
     The online value is a weighted sample variance of M i.i.d. step gradients with weights w_t ∝ β^(M−t):
     E = σ²(1 − 1/n_eff), SE = sd(u)/√n_eff with n_eff = (Σw)²/Σw² and u_r the per-replicate mean squared
     deviation (its spread measured on the offline replicates)."""
-    from harness.training.offline import offline_encoder_grads, saved_weights
+    from harness.measure.offline import offline_encoder_grads, saved_weights
 
     M, beta, R, seed = 400, 0.99, 4000, 3
     u = _unit(tmp_path, steps=M, log_every=M, lr=1e-12, fixed_batch=True, batch_size=4, ema_decay=beta, seed=seed)
@@ -407,8 +413,8 @@ def test_training_step_gives_each_example_its_unbiased_gradient(wname: str, cfg:
     import torch
 
     from harness.backends import get_backend
+    from harness.measure.offline import workload_problem
     from harness.problems import DISTRIBUTIONS
-    from harness.training.offline import workload_problem
     from harness.training.step import StepProblem, encoder_gradient
     from harness.workloads import get_workload
 

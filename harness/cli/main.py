@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("show", help="print a readable table of a run")
     sh.add_argument("run", type=Path)
     sh.add_argument("--param", help="only this parameter")
-    sh.add_argument("--sort", default="problem", help="column to sort by (default: problem)")
+    sh.add_argument("--sort", help="column to sort by (default: problem, or workload for a training run)")
 
     ck = sub.add_parser("check", help="validate an estimator on every applicable shipped problem")
     ck.add_argument("estimator")
@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--dry-run", action="store_true", help="validate and print the units, train nothing")
     tr.add_argument("--workers", type=_pos_int, metavar="N", help="train units on a local Dask cluster of N processes")
     tr.add_argument("--scheduler", metavar="ADDRESS", help="train units on an existing Dask cluster")
+    tr.add_argument(
+        "--yes",
+        action="store_true",
+        help="train a suite over the size limits (memory per unit or estimated time; see docs/notes/hardening.md)",
+    )
 
     cp = sub.add_parser("compare", help="compare two runs cell by cell (variance and time ratios with CIs)")
     cp.add_argument("run_a", type=Path)
@@ -224,14 +229,13 @@ def cmd_show(a: argparse.Namespace) -> int:
         df, meta = load_run(a.run)
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
-    print(
-        f"run {meta.get('run_id')}  suite {meta.get('suite')}  commit {meta.get('git_commit')}  "
-        f"status {meta.get('status')}  cells {meta.get('cells_done')}/{meta.get('cells_total')}"
-    )
+    from harness.runs.store import run_header
+
+    print(run_header(meta))
     for s in meta.get("skipped", []):
         print(f"  skipped: {s['cell']}: {s['reason']}")
     for f in meta.get("failed", []):
-        print(f"  FAILED: {f['cell']}: {f['error']}")
+        print(f"  FAILED: {f.get('cell') or f.get('unit')}: {f['error']}")
     if df.empty:
         print("(no results)")
         return 0
@@ -240,7 +244,8 @@ def cmd_show(a: argparse.Namespace) -> int:
         if a.param not in valid:
             raise UsageError(f"--param: unknown parameter {a.param!r} in {a.run}; valid: {valid}")
         df = df[df["param"] == a.param]
-    if a.sort not in df.columns:
+    sort = a.sort or next((c for c in ("problem", "workload", "estimator") if c in df.columns), None)
+    if sort not in df.columns:
         raise UsageError(f"--sort: unknown column {a.sort!r}; valid: {sorted(df.columns)}")
     cols = [
         "problem",
@@ -260,8 +265,12 @@ def cmd_show(a: argparse.Namespace) -> int:
         "time_median_s",
         "efficiency",
     ]
+    if "unit_key" in df.columns:  # a training run: one summary row per unit
+        cols = ["workload", "estimator", "backend", "device", "train_seed", "lr", "objective", "test_bound"]
+        cols += ["test_bound_se", "final_val_elbo", "grad_var_mean", "steps", "steps_per_s"]
     cols += [c for c in df.columns if c.startswith("h_")]
-    view = df.sort_values([a.sort, "param", "variance"])[[c for c in cols if c in df.columns]]
+    by = [c for c in (sort, "param", "variance") if c in df.columns]
+    view = df.sort_values(list(dict.fromkeys(by)))[[c for c in cols if c in df.columns]]
     with pd.option_context(
         "display.max_rows",
         500,
@@ -340,31 +349,28 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    import time
+    from harness.runs.training_run import TrainRequest, plan_training, train_suite, unit_label
+    from harness.training.limits import fmt_time
+    from harness.training.spec import estimate_seconds
 
-    from harness.training import load_train_suite, run_training
-
-    suite, units = load_train_suite(a.suite)
+    req = TrainRequest(
+        suite=a.suite,
+        out=a.out,
+        resume=a.resume,
+        confirm=a.yes,
+        workers=a.workers,
+        scheduler=a.scheduler,
+        cli_args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
+    )
+    suite, units = plan_training(req)
     if a.dry_run:
         for u in units:
-            print(f"{u['workload']} {u['estimator']} seed={u['seed']} lr={u['lr']} {u['backend']}:{u['device']}")
-        print(f"{len(units)} training units")
+            print(unit_label(u))
+        print(f"{len(units)} training units, estimated {fmt_time(estimate_seconds(units))} of training")
         return 0
-    out = a.out or Path("results") / f"{suite.get('name', Path(a.suite).stem)}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (out / "meta.json").exists() and not a.resume:
-        raise UsageError(f"{out}: a run directory already exists; continue it with --resume")
-    from harness.runs.executors import ExecutorError, make_executor, registering_modules
-    from harness.training.run import executor_runner
-
-    try:
-        kw = {"preload": registering_modules(), "exclusive_timing": False} if a.workers else {}
-        ex = make_executor(a.workers, a.scheduler, **kw)
-    except ExecutorError as exc:
-        raise UsageError(f"--scheduler/--workers: {exc}") from None
-    with ex:
-        _, results = run_training(suite, units, out, resume=a.resume, runner=executor_runner(ex))
-    print(f"training run: {out} ({len(results)} of {len(units)} units finished)")
-    return 0 if len(results) == len(units) else 1
+    out, _, results, n = train_suite(req, planned=(suite, units))
+    print(f"training run: {out} ({len(results)} of {n} units finished)")
+    return 0 if len(results) == n else 1
 
 
 COMMANDS = {

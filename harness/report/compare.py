@@ -27,6 +27,7 @@ import pandas as pd
 from harness.report import render as R
 from harness.report.data import load_runs
 from harness.report.tables import esc, fmt, simple_table
+from harness.runs.store import RunDirError
 from harness.stats.metrics import Z95, bonferroni_z, time_se
 
 TERMINAL_ROWS = 40
@@ -241,8 +242,14 @@ def compare_runs(run_a: Path, run_b: Path, out: Path | None = None) -> tuple[str
     """Terminal text of the comparison and, when ``out`` is given, the HTML page written there."""
     from harness.report.training import compare_text, is_training_run
 
-    if is_training_run(run_a) and is_training_run(run_b):
+    kinds = [is_training_run(run_a), is_training_run(run_b)]
+    if all(kinds):
         return compare_text(run_a, run_b), None
+    if any(kinds):
+        train, bench = (run_a, run_b) if kinds[0] else (run_b, run_a)
+        raise RunDirError(
+            f"cannot compare {train} (a training run) with {bench} (a benchmark run): compare runs of the same kind"
+        )
     A, (ia,) = load_runs([Path(run_a)])
     B, (ib,) = load_runs([Path(run_b)])
     if A.empty or B.empty:

@@ -173,6 +173,19 @@ class RunStore:
         return df
 
 
+def run_header(meta: dict[str, Any]) -> str:
+    """One line about a run: id, kind, suite, commit, status and items done (cells or training units)."""
+    if meta.get("kind") == "training":
+        done = f"units {meta.get('units_done')}/{meta.get('units_total')}"
+    else:
+        done = f"cells {meta.get('cells_done')}/{meta.get('cells_total')}"
+    kind = f"  kind {meta['kind']}" if meta.get("kind") else ""
+    return (
+        f"run {meta.get('run_id')}{kind}  suite {meta.get('suite')}  commit {meta.get('git_commit')}  "
+        f"status {meta.get('status')}  {done}"
+    )
+
+
 def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """(results, meta) of a finished or partial run; raises FileNotFoundError naming what is missing."""
     store = RunStore(run_dir)

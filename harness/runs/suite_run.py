@@ -17,8 +17,17 @@ from harness.results import CellOutcome
 from harness.runs.executors import Executor, InProcessExecutor
 from harness.runs.machine import git_commit, machine_info
 from harness.runs.progress import Progress, interleave
-from harness.runs.writer import RunError, RunPlan, RunWriter, check_out, check_resume_options, new_run_dir
+from harness.runs.writer import (
+    RunError,
+    RunPlan,
+    RunWriter,
+    check_cache,
+    check_out,
+    check_resume_options,
+    new_run_dir,
+)
 from harness.suite.expand import Expansion
+from harness.workloads import WorkloadSpec
 
 __all__ = ["RunError", "RunRequest", "check_resume_options", "execute", "new_run_dir", "plan", "run_suite"]
 
@@ -131,6 +140,8 @@ def run_suite(req: RunRequest, stream: TextIO | None = None, exp: Expansion | No
     exp = exp or plan(req)
     if not exp.cells:
         raise RunError(f"{req.suite_label}: the suite expands to no cells (see the drop reasons above)")
+    if any(isinstance(c.problem, WorkloadSpec) for c in exp.cells):  # workload cells read and write the cache
+        check_cache()
     for note in unavailable_notes(exp.cells):
         stream.write(note + "\n")
     out = check_out(req.out)

@@ -63,6 +63,16 @@ def check_out(text: str | Path | None, flag: str = "--out") -> Path | None:
     return Path(text)
 
 
+def check_cache() -> None:
+    """The cache directory (``$STOCHGRAD_CACHE``) up front, for runs that use it: RunError naming the variable."""
+    from harness.files.cache import CacheError, check_cache_dir
+
+    try:
+        check_cache_dir()
+    except CacheError as exc:
+        raise RunError(str(exc)) from None
+
+
 def new_run_dir(results_root: Path, name: str) -> Path:
     """``<results_root>/<name>-<timestamp>`` (``-1``, ``-2``, ... when taken); ``name`` is a checked plain name."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -213,8 +213,8 @@ def _executor_keys(path: str, meta: Mapping[str, Any]) -> None:
         raise SuiteError(path, "suite.exclusive_timing", f"must be true or false, got {meta['exclusive_timing']!r}")
 
 
-def load_suite(path: str | Path) -> dict[str, Any]:
-    """Read and parse a suite file; unreadable, non-UTF-8 or non-TOML files and bad top-level types raise."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A suite file's TOML (any kind of suite): unreadable, non-UTF-8 or non-TOML files raise SuiteError."""
     p = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -231,9 +231,15 @@ def load_suite(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise SuiteError(p, "file", f"not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(p, "toml", f"not valid TOML: {exc}") from None
+
+
+def load_suite(path: str | Path) -> dict[str, Any]:
+    """Read and parse a suite file; unreadable, non-UTF-8 or non-TOML files and bad top-level types raise."""
+    p = str(path)
+    data = read_toml(path)
     allowed_top = {"suite", "sweep", "exclude"}
     unknown = sorted(set(data) - allowed_top)
     if unknown:

@@ -28,13 +28,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 from scipy import special
 
+from harness.files.cache import digest
 from harness.problems import jsonable
 from harness.problems.base import ProblemShape
 
@@ -64,7 +65,7 @@ class Workload:
     defaults: Mapping[str, Any] = {}  # every configuration key with its default
     default_split: str = "val"
     default_batch: int = 4  # examples in an evaluation batch when a WorkloadSpec names none  # split a WorkloadSpec evaluates on when it names none
-    train_estimator: str = ""  # declared reference estimator used for training (see checkpoints.py)
+    train_estimator: str = ""  # registered estimator that trains the checkpoints (harness.training.checkpoints)
     backends: tuple[str, ...] = ("numpy", "torch", "jax")  # where encode/log_joint run (a torch model: torch)
     eval_keys: tuple[str, ...] = ("reference_samples",)  # config keys that do not change the trained model
     differentiable: bool = True  # f is differentiable in z (relaxed / pathwise estimators apply)
@@ -109,6 +110,11 @@ class Workload:
     def encoder_keys(self, cfg: Mapping[str, Any]) -> list[str]:
         """Names of the parameters η depends on (the encoder weights)."""
         raise NotImplementedError
+
+    def param_shapes(self, cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        """Shapes of the model weights (what size limits read before anything is allocated).  The default
+        initializes the model once; override it with arithmetic for models that can be large."""
+        return {k: tuple(np.shape(v)) for k, v in self.init_params(cfg, np.random.default_rng(0)).items()}
 
     # -- the model, on any backend ------------------------------------------------------------
     def encode(self, B: Any, params: Mapping[str, Array], x: Mapping[str, Array], cfg: Mapping[str, Any]) -> dict:
@@ -160,6 +166,7 @@ class WorkloadSpec:
     truth: str = "auto"  # auto | enumeration | reference | quadrature
     per_example: bool = True  # estimate each example's gradient with its own f_b (see measure.py)
     example: int | None = None  # a one-example sub-problem of the batch
+    weights: str = ""  # digest of model weights given explicitly (workload_problem_at), instead of the checkpoint's
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -174,6 +181,8 @@ class WorkloadSpec:
         }
         if self.example is not None:
             d["example"] = self.example
+        if self.weights:
+            d["weights"] = self.weights
         return d
 
     @classmethod
@@ -188,11 +197,13 @@ class WorkloadSpec:
             "truth",
             "per_example",
             "example",
+            "weights",
         )
         return cls(**{k: d[k] for k in keys if k in d})
 
-    def build(self) -> WorkloadProblem:
-        return WorkloadProblem(self)
+    def build(self, state: Mapping[str, np.ndarray] | None = None) -> WorkloadProblem:
+        """The problem at the checkpoint's weights, or at ``state`` (then ``weights`` must be its digest)."""
+        return WorkloadProblem(self, state)
 
     # the fields a suite's [[exclude]] and capability checks read from a ProblemSpec
     @property
@@ -220,7 +231,8 @@ class WorkloadSpec:
         cfg = ",".join(f"{k}={v}" for k, v in sorted(self.config.items()))
         ex = f"#{self.example}" if self.example is not None else ""
         split, bs = self.split or wl.default_split, self.batch_size or wl.default_batch
-        return f"{self.workload}({cfg})@{self.checkpoint}/{split}[{bs}]{ex}"
+        at = f"weights:{self.weights[:8]}" if self.weights else self.checkpoint
+        return f"{self.workload}({cfg})@{at}/{split}[{bs}]{ex}"
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
@@ -310,16 +322,34 @@ def check_spec(spec: WorkloadSpec) -> tuple[Workload, dict[str, Any], str, int]:
     return wl, cfg, split, bs
 
 
-class WorkloadProblem(ProblemShape):
-    """A workload at a checkpoint on a batch, quacking like :class:`harness.problems.Problem`."""
+def workload_problem_at(spec: WorkloadSpec, state: Mapping[str, np.ndarray]) -> WorkloadProblem:
+    """The problem of ``spec``'s batch at the given model weights (e.g. a training unit's saved state) instead of a
+    cached checkpoint; its identity names the weights by digest, so truths and fits are never shared with another
+    state."""
+    state = {k: np.asarray(v, np.float64) for k, v in state.items()}
+    return WorkloadProblem(replace(spec, weights=digest(state)), state)
 
-    def __init__(self, spec: WorkloadSpec) -> None:
+
+class WorkloadProblem(ProblemShape):
+    """A workload at a checkpoint (or at given weights) on a batch, quacking like :class:`harness.problems.Problem`."""
+
+    def __init__(self, spec: WorkloadSpec, state: Mapping[str, np.ndarray] | None = None) -> None:
         from harness.backends import get_backend
         from harness.problems import DISTRIBUTIONS
-        from harness.workloads.checkpoints import load_state
 
         self.spec = spec
         wl, cfg, split, bs = check_spec(spec)
+        if state is None:
+            if spec.weights:
+                raise WorkloadError("weights", "a spec naming its weights by digest needs them: workload_problem_at")
+            # the checkpoint provider lives in the training layer (checkpoints come from the training loop)
+            from harness.training.checkpoints import load_state
+
+            state = load_state(wl, cfg, spec.checkpoint)
+        state = {k: np.asarray(v, np.float64) for k, v in state.items()}
+        self.state_digest = digest(state)
+        if spec.weights and spec.weights != self.state_digest:
+            raise WorkloadError("weights", f"digest {spec.weights[:12]}... does not match the weights given")
         self.workload, self.cfg = wl, cfg
         data = wl.dataset(cfg)[split]
         idx = np.random.default_rng(spec.batch_seed).choice(len(next(iter(data.values()))), size=bs, replace=False)
@@ -329,7 +359,7 @@ class WorkloadProblem(ProblemShape):
             idx = idx[[spec.example]]
             x = {k: v[[spec.example]] for k, v in x.items()}
         self.x = x
-        self.state = load_state(wl, cfg, spec.checkpoint)
+        self.state = state
         self.n = len(idx)
         self.latent = tuple(wl.latent_shape(cfg))
         self.dist = DISTRIBUTIONS[wl.latent]
@@ -370,9 +400,7 @@ class WorkloadProblem(ProblemShape):
         """One-example problems (each example's own f_b), in batch order."""
         if self.spec.example is not None:
             return [self]
-        from dataclasses import replace
-
-        return [replace(self.spec, example=i).build() for i in range(self.n)]
+        return [WorkloadProblem(replace(self.spec, example=i), self.state) for i in range(self.n)]
 
     @cached_property
     def exact(self) -> Any:

@@ -1,11 +1,11 @@
-"""Offline measurement at a training unit's saved state: the runner's estimates on the workload problem.
+"""Offline measurement at a training unit's saved state: the runner's estimates on the workload problem (tests, notes).
 
-:func:`offline_encoder_grads` loads a unit's saved weights, builds the :class:`harness.workloads.WorkloadProblem`
-of its fixed training batch (``split = "train"``, ``batch_seed`` = the unit's seed: the batch a ``fixed_batch``
-unit trains on), estimates every example's η-gradient with :func:`harness.measure.runner.estimate` (each example its
-own f_b) and chains them to the encoder weights (:func:`harness.workloads.chain.encoder_grads`), divided by N
-as in a training step.  Its per-coordinate variance is what the online EMA variance estimates when the model
-does not move (lr → 0) and the batch is fixed.
+:func:`offline_encoder_grads` loads a unit's saved weights, builds the workload problem of its fixed training batch
+at those weights (:func:`harness.workloads.base.workload_problem_at`: ``split = "train"``, ``batch_seed`` = the unit's
+seed, the batch a ``fixed_batch`` unit trains on), estimates every example's η-gradient with
+:func:`harness.measure.runner.estimate` (each example its own f_b) and chains them to the encoder weights
+(:func:`harness.workloads.chain.encoder_grads`), divided by N as in a training step.  Its per-coordinate variance is
+what the online EMA variance estimates when the model does not move (lr → 0) and the batch is fixed.
 """
 
 from __future__ import annotations
@@ -15,33 +15,26 @@ from typing import Any
 
 import numpy as np
 
-OFFLINE_CHECKPOINT = 2**40  # the step under which a unit's state is lent to the workload checkpoint memo
-
 
 def workload_problem(unit: dict[str, Any], state: dict[str, np.ndarray]) -> Any:
-    """The WorkloadProblem of ``unit``'s fixed training batch at model ``state`` (NumPy weights)."""
-    from harness.workloads import WorkloadSpec, checkpoints, get_workload
+    """The workload problem of ``unit``'s fixed training batch at model ``state`` (NumPy weights)."""
+    from harness.workloads import WorkloadSpec
+    from harness.workloads.base import workload_problem_at
 
-    wl = get_workload(unit["workload"])
-    cfg = wl.resolve(unit["config"])
-    checkpoints._MEMO[checkpoints.state_key(wl, cfg, OFFLINE_CHECKPOINT)] = {
-        f"p/{k}": np.asarray(v, np.float64) for k, v in state.items()
-    }
     spec = WorkloadSpec(
         unit["workload"],
         unit["config"],
-        checkpoint=OFFLINE_CHECKPOINT,
         split="train",
         batch_size=int(unit["batch_size"]),
         batch_seed=int(unit["seed"]),
     )
-    return spec.build()
+    return workload_problem_at(spec, state)
 
 
 def saved_weights(state_path: str | Path) -> dict[str, np.ndarray]:
-    from harness.training.loop import load_state
+    from harness.training.state import read_state
 
-    got = load_state(Path(state_path))
+    got = read_state(Path(state_path))
     if got is None:
         raise FileNotFoundError(f"{state_path}: no saved training state")
     return {k[2:]: v for k, v in got[0].items() if k.startswith("p/")}
