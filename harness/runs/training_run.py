@@ -255,13 +255,14 @@ def train_suite(
     except ExecutorError as exc:
         raise RunError(f"--scheduler/--workers: {exc}") from None
     text = Path(req.suite).read_text(encoding="utf-8")
+    local = req.workers is None and req.scheduler is None  # in this process: errors such as a full disk propagate
     with ex:
         curves, results = run_training(
             suite,
             units,
             run_dir,
             resume=req.resume,
-            runner=executor_runner(ex),
+            runner=sequential if local else executor_runner(ex),
             log=lambda s: stream.write(s + "\n"),
             suite_path=str(req.suite),
             suite_text=text,

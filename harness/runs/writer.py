@@ -304,7 +304,8 @@ class RunWriter:
         try:
             self.write_meta()
         except OSError as exc:  # the lock is released next: a 'running' meta then reads as interrupted
-            self.stream.write(f"note: {self.dir}: could not record status {status!r} ({exc.strerror or exc})\n")
+            if not is_disk_full(exc):  # a full disk is said once, by the caller's one line
+                self.stream.write(f"note: {self.dir}: could not record status {status!r} ({exc.strerror or exc})\n")
         return error
 
 

@@ -155,13 +155,14 @@ def validate_hyper(spec: Implementation, hyper: Mapping[str, Any], where: str = 
     return dict(hyper)
 
 
-def _workloads(path: str, where: str, raw: Any) -> list[Any]:
-    """[[sweep.workloads]] tables -> WorkloadSpecs (harness.suite.workloads)."""
+def _workloads(path: str, where: str, raw: Any, confirmed: bool = False) -> list[Any]:
+    """[[sweep.workloads]] tables -> WorkloadSpecs (harness.suite.workloads); checkpoints within the training
+    limits unless ``confirmed``."""
     from harness.suite.workloads import parse_workloads
     from harness.workloads import WorkloadError
 
     try:
-        return parse_workloads(raw)
+        return parse_workloads(raw, confirmed)
     except WorkloadError as exc:
         raise SuiteError(path, f"{where}{exc.key}", str(exc).split(": ", 1)[1]) from None
 
@@ -318,7 +319,7 @@ def _plan_sweep(p: str, si: int, sw: Any, ctx: dict[str, Any]) -> _SweepPlan:
     if "workloads" not in sw or "problems" in sw:
         sizes = (Ls, np.dtype(dt).itemsize, ctx["budget"])
         raws += problem_tables(p, f"{w}.problems", sw.get("problems", "examples"), sizes)
-    raws += _workloads(p, f"{w}.workloads", sw["workloads"]) if "workloads" in sw else []
+    raws += _workloads(p, f"{w}.workloads", sw["workloads"], ctx.get("confirmed", False)) if "workloads" in sw else []
     specs = [s for s in implementations() if s.backend in bks and any(fnmatch.fnmatch(s.name, q) for q in pats)]
     grids = {(s.name, s.backend): _hyper_grid(p, w, s, hyper) for s in specs}
     return _SweepPlan(w, specs, grids, devs, Ls, int(R), dt, raws)
@@ -383,6 +384,7 @@ def expand(
         "dtype": dtype,
         "dtype_default": dtype_default,
         "budget": lim.memory_budget(opts),
+        "confirmed": confirmed,
     }
     plans = [_plan_sweep(p, si, sw, ctx) for si, sw in enumerate(sweeps)]
     counts = [pl.count() for pl in plans]
