@@ -15,6 +15,7 @@ internal.
 
 from __future__ import annotations
 
+from harness.fits import FitCache, FittedState
 from harness.measure.context import Context
 from harness.problems import Problem
 from harness.registry import Estimator, Hyper, RegistryError, register_estimator
@@ -37,6 +38,8 @@ __version__ = "0.2.0"
 __all__ = [
     "Context",
     "Estimator",
+    "FitCache",
+    "FittedState",
     "Hyper",
     "MeasureError",
     "Problem",

@@ -121,7 +121,7 @@ def run_battery(cases: list[Case], where: Path, timeout: float = 60.0) -> list[O
     import harness.cli.main  # noqa: F401  (imported once in the parent; children inherit it)
     import harness.report  # noqa: F401
     import harness.runs.suite_run  # noqa: F401
-    import harness.runs.training_run  # noqa: F401
+    import harness.training  # noqa: F401
 
     return [run_case(c, where / f"{i:03d}", timeout) for i, c in enumerate(cases)]
 

@@ -120,6 +120,68 @@ def test_resume_equals_an_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.
     assert straight["summary"]["test_bound"] == resumed["summary"]["test_bound"]
 
 
+def test_plugin_fitted_state_is_saved_with_the_state_and_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plugin estimator declaring its fits with sg.FitCache (docs/plugins.md): training saves the fit of the
+    current refit step, a resumed unit restores it instead of fitting again, and the curves equal a straight run."""
+    import hashlib
+
+    import stochgrad as sg
+    from harness import registry
+    from harness.training import loop
+
+    made: list[dict] = []
+    fits = sg.FitCache("toy_fitted_baseline", to_json=lambda b: {"b": b}, from_json=lambda d: d["b"])
+    est = sg.register_estimator(
+        "toy_fitted_baseline", distributions=["bernoulli"], unbiased=True, state=fits.declaration()
+    )
+
+    @est.implementation("torch")
+    def toy(ctx):  # noqa: ANN001, ANN202
+        target = ctx.problem.spec.to_dict()
+        b = fits.get(target, {})
+        if b is None:  # "fit": a constant baseline, a deterministic function of the target (unbiased for any value)
+            made.append(target)
+            b = fits.put(
+                target, {}, int(hashlib.sha256(repr(sorted(target.items())).encode()).hexdigest()[:4], 16) / 65536
+            )
+        P = ctx.batched()
+        z = ctx.sample(P)
+        w = ctx.B.stop_gradient(ctx.f(z) - b)
+        return ctx.B.grad_batched(lambda Q: (w * ctx.log_prob(z, Q)).mean(1), P)
+
+    try:
+        kw = dict(estimator="toy_fitted_baseline", steps=80, log_every=20, refit_every=30)
+        straight = train_unit(_unit(**kw))
+        assert straight["status"] == "ok", straight["message"]
+        assert [t["refit"] for t in made] == [0, 30, 60]
+        fits.forget({})
+        made.clear()
+        u = _unit(tmp_path, **kw)
+        real_step = loop.Trainer.step
+
+        def dying(self):  # noqa: ANN001, ANN202
+            if self.t == 50:
+                raise _Killed
+            return real_step(self)
+
+        monkeypatch.setattr(loop.Trainer, "step", dying)
+        with pytest.raises(_Killed):
+            train_unit(u)
+        monkeypatch.setattr(loop.Trainer, "step", real_step)
+        fits.forget({})  # a new process
+        made.clear()
+        resumed = train_unit(u)
+        assert [t["refit"] for t in made] == [60], "the fit of refit step 30 was restored, not redone"
+        drop = [c for c in straight["rows"][0] if "time" in c]
+        pd.testing.assert_frame_equal(
+            pd.DataFrame(straight["rows"]).drop(columns=drop), pd.DataFrame(resumed["rows"]).drop(columns=drop)
+        )
+    finally:
+        registry.unregister("toy_fitted_baseline")
+
+
 def test_online_variance_agrees_with_offline_measurement(tmp_path: Path) -> None:
     """Fixed batch, lr → 0: the EMA variance estimates the runner's per-coordinate variance at the saved state.
 
