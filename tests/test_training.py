@@ -18,8 +18,8 @@ from harness.measure.runner import MeasureRequest, estimate
 from harness.registry import get_declaration, get_estimator, implementations
 from harness.runs.training_run import run_training
 from harness.stats.metrics import bonferroni_z
-from harness.training import checkpoints, load_train_suite, train_unit, unit_key
-from harness.training.spec import TRAIN_KEYS
+from harness.training import checkpoints, train_unit, unit_key
+from harness.training.spec import TRAIN_KEYS, load_train_suite
 from harness.workloads import WorkloadSpec, truth
 
 ALPHA = 1e-3

@@ -29,7 +29,7 @@ import pandas as pd
 from harness.files.atomic import atomic_write_parquet
 from harness.runs.writer import RunError, RunPlan, RunWriter, check_cache, check_out, new_run_dir
 from harness.training.loop import train_unit
-from harness.training.spec import unit_key
+from harness.training.unit import unit_key
 
 Runner = Callable[[Callable[[dict], dict], list[dict]], Iterable[dict]]
 RECORDS = "units"

@@ -79,7 +79,8 @@ def path_for(wl: Workload, cfg: Mapping[str, Any], step: int) -> Path:
 def chain_unit(wl: Workload, cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The training unit whose steps are the workload's checkpoints (its ``steps`` is open: None)."""
     from harness.registry import get_declaration
-    from harness.training.spec import TRAIN_KEYS, applies
+    from harness.training.spec import applies  # the training capability check (the registry matcher replaces it)
+    from harness.training.unit import TRAIN_KEYS
 
     if not wl.train_estimator:
         raise WorkloadError("train_estimator", f"{wl.name} declares no reference estimator to train its checkpoints")

@@ -36,9 +36,9 @@ import numpy as np
 
 from harness.files.atomic import is_disk_full
 from harness.training.engine import UnitSetup, engine_class
-from harness.training.spec import unit_key
 from harness.training.state import read_state, save_state
 from harness.training.step import StepProblem
+from harness.training.unit import unit_key
 
 FORMAT = 2  # of a unit's state file; 2: fits saved through the estimator's declared state hook
 EVAL_CHUNK = 512
