@@ -236,7 +236,6 @@ def execute(
     store = writer.store
     meta["cluster"] = executor.describe()
     meta.setdefault("cluster_history", []).append(meta["cluster"])
-    writer.write_meta()
     done = store.finished()
     todo = interleave([c for c in expansion.cells if c.key() not in done])
     if resume:
@@ -268,6 +267,7 @@ def execute(
 
     last_ckpt = time.perf_counter()
     with writer.running(finish, interrupts=(ExecutorError,)):
+        writer.write_meta()  # the cluster of this session
         results = executor.map_unordered(runner, todo, key=Cell.key, resources=cell_resources, timeout=cell_timeout)
         seen: set[str] = set()
         try:
