@@ -131,10 +131,13 @@ class TorchEngine:
         return float(np.mean(np.maximum(sq - m * m, 0.0))), float(np.mean(m * m))
 
     def bound(self, x: Mapping[str, np.ndarray], K: int, seed: int, chunk: int) -> np.ndarray:
+        import torch
+
         s = self.s
-        return held_out_bound(
-            self.B, s.workload, s.cfg, s.dist, self.params, self._batch(x), K, seed, chunk, s.dtype, s.device
-        )
+        with torch.no_grad():
+            return held_out_bound(
+                self.B, s.workload, s.cfg, s.dist, self.params, self._batch(x), K, seed, chunk, s.dtype, s.device
+            )
 
     def weights(self) -> dict[str, np.ndarray]:
         return {k: self.B.to_numpy(v).astype(np.float64) for k, v in self.params.items()}
