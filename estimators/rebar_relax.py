@@ -36,7 +36,8 @@ over coordinates, so large problems need fewer) drawn from ``numpy.random.defaul
 seed = SHA-256 of (problem identity,
 fit hyperparameters, ``fit_seed``): deterministic, independent of the measurement noise (so the estimator
 stays unbiased), and identical for all three backends (which therefore agree on identical noise).  The
-result is cached in-process, outside any traced function (JAX sees constants), so per-call timing is the
+result is cached in-process (:class:`stochgrad.FitCache`, declared as the estimator's fitted ``state``, which
+training saves with its checkpoints and restores on resume), outside any traced function (JAX sees constants), so per-call timing is the
 estimator's per-call cost; fitting time is reported by :func:`fit_log` (one record per fit, with
 ``seconds``) and is not part of ``time_median_s`` / ``compile_time_s``.  Control variates are fitted at
 the problem's parameter values (in training they would be refitted as θ moves).
@@ -48,6 +49,7 @@ PyTorch/JAX differentiate the surrogate :math:`\mathrm{sg}[f(b) - c(\tilde z)]\l
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -59,7 +61,7 @@ import numpy as np
 from scipy import special
 
 from estimators._common import AUTODIFF
-from stochgrad import Context, Hyper, register_estimator
+from stochgrad import Context, FitCache, Hyper, register_estimator
 
 DISCRETE = ("bernoulli", "categorical")
 REF_REBAR = "Tucker, Mnih, Maddison, Lawson & Sohl-Dickstein 2017 (NeurIPS, arXiv:1703.07370), REBAR"
@@ -213,7 +215,23 @@ class Fit:
     samples: int  # fitting batch size N
 
 
-_FITS: dict[str, Fit] = {}
+def _fit_json(fit: Fit) -> dict[str, Any]:
+    return dataclasses.asdict(fit)
+
+
+def _fit_from_json(d: dict[str, Any]) -> Fit:
+    return Fit(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+FITS = {
+    relax: FitCache(
+        "relax" if relax else "rebar",
+        _fit_json,
+        _fit_from_json,
+        "the control variate's temperature λ and weights β fitted per target and hyperparameters",
+    )
+    for relax in (False, True)
+}
 _LOG: list[dict[str, Any]] = []
 
 
@@ -262,9 +280,10 @@ def search_grid(t0: float, profile: Any) -> list[float]:
 def fit(problem: Any, hyper: dict[str, Any], relax: bool) -> Fit:
     """The fitted (λ, β) for ``problem`` (cached; see the module docstring for the procedure)."""
     h = {k: hyper.get(k, HYPERS[k].default) for k in FIT_KEYS}
-    key = json.dumps({"relax": relax, "problem": problem.spec.to_dict(), **h}, sort_keys=True)
-    if key in _FITS:
-        return _FITS[key]
+    target = problem.spec.to_dict()
+    got = FITS[relax].get(target, h)
+    if got is not None:
+        return got
     t0 = time.perf_counter()
     seed = _fit_seed(problem, h)
     fctx = Context.for_problem(problem, "numpy")  # the fit's own evaluations, outside the measured call
@@ -297,7 +316,7 @@ def fit(problem: Any, hyper: dict[str, Any], relax: bool) -> Fit:
     var, beta, base = cache[t_best] if t_best in cache else _profile(fctx, th, nz, math.exp(t_best), relax)
     beta_t = tuple(float(x) for x in beta)
     out = Fit(math.exp(t_best), beta_t, var, base, time.perf_counter() - t0, len(cache), seed, N)
-    _FITS[key] = out
+    FITS[relax].put(target, h, out)
     _LOG.append({"estimator": "relax" if relax else "rebar", "problem": problem.label(), **h, **out.__dict__})
     return out
 
@@ -368,7 +387,7 @@ def _register() -> None:
         ("rebar", REF_REBAR, rebar_numpy, rebar_autodiff),
         ("relax", REF_RELAX, relax_numpy, relax_autodiff),
     ):
-        est = register_estimator(name, reference=ref, **base)
+        est = register_estimator(name, reference=ref, state=FITS[name == "relax"].declaration(), **base)
         est.implementation("numpy")(np_fn)
         est.implementation(*AUTODIFF)(ad_fn)
 

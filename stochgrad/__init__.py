@@ -21,6 +21,7 @@ that plugins, notebooks, the docs, the built-in estimators and the command line 
 from __future__ import annotations
 
 from harness.backends import get_backend
+from harness.fits import FitCache, FittedState
 from harness.problems import Problem, ProblemError
 from harness.registry import BACKENDS, Estimator, Hyper, RegistryError, register_estimator
 from harness.registry.context import Context
@@ -71,6 +72,8 @@ __all__ = [
     "Context",
     "Estimator",
     "ExecutorError",
+    "FitCache",
+    "FittedState",
     "Hyper",
     "ImplementationCheck",
     "MeasureError",

@@ -110,6 +110,12 @@ class Run:
         """Write the self-contained HTML report of this run (default ``<dir>/report.html``); returns its path."""
         return report([self.dir], path)
 
+    def header(self) -> str:
+        """One line about the run: id, kind, suite, commit, status, cells (or training units) done."""
+        from harness.runs.store import run_header
+
+        return run_header(self.meta)
+
     def __repr__(self) -> str:
         return (
             f"Run({str(self.dir)!r}, status={self.meta.get('status')!r}, cells={self.meta.get('cells_done')}/"

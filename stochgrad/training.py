@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pandas as pd
+
+from harness.runs.training_run import TrainRequest, train_suite, unit_label
+from harness.suite.training import estimate_seconds, load_train_suite
+from harness.training.limits import fmt_time
 
 __all__ = ["TrainingPlan", "TrainingRun", "plan_training", "train"]
 
@@ -52,23 +56,26 @@ class TrainingPlan:
     path: Path
     suite: dict[str, Any]
     units: list[dict[str, Any]] = field(default_factory=list)
+    estimated_seconds: float = 0.0  # the training limits' time model (harness.training.limits)
+    confirmed: bool = False  # planned with confirm=True (over the limits on purpose)
 
     def lines(self) -> list[str]:
         """One line per unit (what ``stochgrad train --dry-run`` prints)."""
-        return [
-            f"{u['workload']} {u['estimator']} seed={u['seed']} lr={u['lr']} {u['backend']}:{u['device']}"
-            for u in self.units
-        ]
+        return [unit_label(u) for u in self.units]
+
+    def summary(self) -> str:
+        """The units and the estimated training time (the last line of ``stochgrad train --dry-run``)."""
+        return f"{len(self.units)} training units, estimated {fmt_time(self.estimated_seconds)} of training"
 
 
-def plan_training(suite: str | Path) -> TrainingPlan:
+def plan_training(suite: str | Path, *, confirm: bool = False) -> TrainingPlan:
     """Validate and expand a training suite file (``[[train]]`` tables) without training anything.
 
-    Bad input raises :class:`SuiteError` naming the file, the key and the valid choices."""
-    from harness.suite.training import load_train_suite
-
-    table, units = load_train_suite(suite)
-    return TrainingPlan(Path(suite), table, units)
+    Bad input raises :class:`SuiteError` naming the file, the key and the valid choices; a suite over the training
+    limits (memory of one unit, total time: ``harness.training.limits``) is refused unless ``confirm=True``
+    (``stochgrad train --yes``)."""
+    table, units = load_train_suite(suite, confirmed=confirm)
+    return TrainingPlan(Path(suite), table, units, estimate_seconds(units), confirm)
 
 
 def train(
@@ -79,33 +86,32 @@ def train(
     resume: bool = False,
     workers: int | None = None,
     scheduler: str | None = None,
-    log: Any = print,
+    confirm: bool = False,
+    cli_args: dict[str, Any] | None = None,
+    stream: TextIO | None = None,
+    log: Callable[[str], Any] | None = None,
 ) -> TrainingRun:
     """Train every unit of a training suite (a TOML path, or a :class:`TrainingPlan`) and return the
     :class:`TrainingRun`.
 
-    Results go to ``out`` (default ``results_dir/<suite name>-<timestamp>``); an existing run there is continued only
-    with ``resume=True`` (finished units are kept, interrupted ones continue from their saved state).  ``workers=N``
-    trains units on a local Dask cluster of N processes, ``scheduler`` on an existing one.  ``log`` receives one line
-    per finished unit.  Raises :class:`SuiteError` / :class:`RunError` on bad input, before anything is written.
+    Results go to ``out`` (default ``results_dir/<suite name>-<timestamp>``), written by the one run writer (lock,
+    status, atomic files; a full disk ends as a resumable ``interrupted`` run).  An existing run there is continued
+    only with ``resume=True`` and the same units (finished units are kept, interrupted ones continue from their saved
+    state).  ``workers=N`` trains units on a local Dask cluster of N processes, ``scheduler`` on an existing one.
+    Messages go to ``stream`` (default stderr); ``log`` receives one line per finished unit (default: ``stream``).  Raises :class:`SuiteError` / :class:`RunError` on bad input,
+    before anything is written.
     """
-    from harness.runs.training_run import executor_runner
-
-    from harness.runs.executors import ExecutorError, make_executor, registering_modules
-    from harness.runs.suite_run import RunError
-    from harness.runs.training_run import run_training
-
-    p = suite if isinstance(suite, TrainingPlan) else plan_training(suite)
-    name = p.suite.get("name", p.path.stem)
-    run_dir = Path(out) if out is not None else Path(results_dir) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (run_dir / "meta.json").exists() and not resume:
-        raise RunError(f"{run_dir}: a run directory already exists; continue it with --resume")
-    try:
-        kw = {"preload": registering_modules(), "exclusive_timing": False} if workers else {}
-        ex = make_executor(workers, scheduler, **kw)
-    except ExecutorError as exc:
-        raise RunError(f"--scheduler/--workers: {exc}") from None
-    with ex:
-        curves, results = run_training(p.suite, p.units, run_dir, resume=resume, runner=executor_runner(ex), log=log)
+    p = suite if isinstance(suite, TrainingPlan) else plan_training(suite, confirm=confirm)
+    req = TrainRequest(
+        suite=p.path,
+        out=out,
+        results_dir=Path(results_dir),
+        resume=resume,
+        confirm=confirm or p.confirmed,
+        workers=workers,
+        scheduler=scheduler,
+        cli_args=dict(cli_args or {}),
+    )
+    run_dir, curves, results, n = train_suite(req, stream=stream, planned=(p.suite, p.units), log=log)
     meta = json.loads((run_dir / "meta.json").read_text())
-    return TrainingRun(run_dir, curves, results, meta, len(p.units))
+    return TrainingRun(run_dir, curves, results, meta, n)

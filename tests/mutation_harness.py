@@ -5,7 +5,8 @@ timeout, so a case that hangs or allocates terabytes is counted as failed, not f
 checked by snapshotting the case's directory tree (size, mtime, mode of every entry) before and after.
 
 ``cd tests && PYTHONPATH=<checkout>:$PWD python -m mutation_harness`` prints the counts (clean / tried) for the
-suite mutations and the CLI cases, for whatever ``harness`` is first on ``PYTHONPATH`` (this is how the
+suite mutations, the CLI cases and the training cases (tests/train_mutations.py), for whatever ``harness`` is first
+on ``PYTHONPATH`` (this is how the
 before/after counts in docs/notes/hardening.md were measured).
 """
 
@@ -20,8 +21,10 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+import train_mutations
 from cli_mutations import _TEMPLATES, cli_cases
 from suite_mutations import Case, suite_cases
+from train_mutations import train_cases
 
 
 # -- running cases ---------------------------------------------------------------------------------------------
@@ -49,6 +52,7 @@ def run_case(case: Case, where: Path, timeout: float = 60.0) -> Outcome:
     """Run one case in a forked child inside ``where/<n>/work`` and judge it against the promise."""
     where.mkdir(parents=True, exist_ok=True)
     _TEMPLATES["root"] = where.parent
+    train_mutations.TEMPLATES["root"] = where.parent
     top = where / "box"
     work = top / "a" / "work"  # two levels down so a name like ../../x lands inside ``top``
     work.mkdir(parents=True)
@@ -117,6 +121,7 @@ def run_battery(cases: list[Case], where: Path, timeout: float = 60.0) -> list[O
     import harness.cli.main  # noqa: F401  (imported once in the parent; children inherit it)
     import harness.report  # noqa: F401
     import harness.runs.suite_run  # noqa: F401
+    import harness.training  # noqa: F401
 
     return [run_case(c, where / f"{i:03d}", timeout) for i, c in enumerate(cases)]
 
@@ -126,7 +131,8 @@ def main() -> int:
 
     timeout = float(os.environ.get("MUTATION_TIMEOUT", "20"))
     with tempfile.TemporaryDirectory(prefix="stochgrad-mut-") as tmp:
-        for label, cases in (("suite mutations", suite_cases()), ("CLI cases", cli_cases())):
+        batteries = (("suite mutations", suite_cases()), ("CLI cases", cli_cases()), ("training cases", train_cases()))
+        for label, cases in batteries:
             outs = run_battery(cases, Path(tmp) / label.replace(" ", "_"), timeout)
             bad = [o for o in outs if not o.clean]
             print(f"{label}: {len(outs) - len(bad)}/{len(outs)} handled cleanly")

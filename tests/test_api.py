@@ -222,7 +222,7 @@ def test_train_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run = sg.train(plan, out=tmp_path / "run", log=logged.append)
     assert run.complete and run.units_done == 1 and len(run.curves) == 3 and run.meta["kind"] == "training"
     assert len(logged) == 1 and " ok " in logged[0]
-    with pytest.raises(sg.RunError, match="already exists; continue it with --resume"):
+    with pytest.raises(sg.RunError, match="already holds a run; use --resume to continue it"):
         sg.train(f, out=tmp_path / "run")
 
 

@@ -147,12 +147,8 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path, monkeypatch: pyt
     target = tmp_path / "results.parquet"
     atomic_write_parquet(target, pd.DataFrame({"a": [1, 2]}))
 
-    def boom(self, *a, **k):  # a half-written file, then the failure
-        dest = a[0]
-        if hasattr(dest, "write"):
-            dest.write(b"PAR1 truncated")
-        else:
-            Path(dest).write_bytes(b"PAR1 truncated")
+    def boom(self, *a, **k):
+        a[0].write(b"PAR1 truncated")  # a partial write into the temporary file
         raise OSError("disk full")
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", boom)

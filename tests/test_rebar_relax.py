@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -21,7 +22,7 @@ import estimators.rebar_relax as rr
 from harness.backends import get_backend
 from harness.measure.check import check_problem, draw
 from harness.problems import ProblemSpec, example_problems
-from harness.registry import get_estimator
+from harness.registry import get_declaration, get_estimator
 from harness.registry.context import make_context
 
 BACKENDS = ("numpy", "torch", "jax")
@@ -86,13 +87,24 @@ def test_categorical_conditional_reparameterization() -> None:
 def test_fit_is_deterministic_and_cached() -> None:
     problem = ProblemSpec("bernoulli", "quadratic", 3, {"logits": [-1.0, 0.0, 2.0]}, {"k": 0.2}).build()
     hyper = {k: h.default for k, h in rr.HYPERS.items()}
+    for name in ("rebar", "relax"):  # fits made by earlier tests in this process
+        get_declaration(name).state.forget({})
     first = rr.fit(problem, hyper, relax=True)
     assert rr.fit(problem, hyper, relax=True) is first  # cached
-    rr._FITS.clear()
+    state = get_declaration("relax").state  # the declared fitted-state hook (harness.fits)
+    saved = state.export(problem.spec.to_dict())
+    assert [r["target"] for r in saved] == [json.loads(json.dumps(problem.spec.to_dict()))]
+    state.forget({})
+    assert state.export({}) == []
     again = rr.fit(problem, hyper, relax=True)
     assert (again.lam, again.beta, again.seed) == (first.lam, first.beta, first.seed)
     assert again.variance < again.base_variance
     assert any(r["problem"] == problem.label() and r["seconds"] > 0 for r in rr.fit_log())
+    state.forget({})
+    state.restore(json.loads(json.dumps(saved)))  # through JSON, as a checkpoint stores it
+    n_fits = len(rr.fit_log())
+    assert rr.fit(problem, hyper, relax=True) == first and len(rr.fit_log()) == n_fits, "restored fit was refitted"
+    assert get_declaration("rebar").state.export(problem.spec.to_dict()) == [], "rebar and relax keep separate fits"
 
 
 @pytest.mark.parametrize("prob", EXAMPLES, ids=[p.label() for p in EXAMPLES])

@@ -15,14 +15,13 @@ import pandas as pd
 import pytest
 
 from harness.measure.runner import MeasureRequest, estimate
-from harness.registry import get_estimator, implementations
+from harness.registry import get_declaration, get_estimator, implementations
 from harness.runs.training_run import run_training
 from harness.stats.metrics import bonferroni_z
 from harness.suite.training import load_train_suite
 from harness.targets import workload_truth as truth
 from harness.targets.workload import WorkloadSpec
-from harness.training import TRAIN_KEYS, train_unit, unit_key
-from harness.workloads import checkpoints
+from harness.training import TRAIN_KEYS, checkpoints, train_unit, unit_key
 
 ALPHA = 1e-3
 
@@ -31,10 +30,10 @@ ALPHA = 1e-3
 def _cache(tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STOCHGRAD_CACHE", str(tmp_path_factory.mktemp("ckpt")))
-        checkpoints._MEMO.clear()
+        checkpoints.forget_memory()
         truth._MEMO.clear()
         yield
-    checkpoints._MEMO.clear()
+    checkpoints.forget_memory()
     truth._MEMO.clear()
 
 
@@ -84,14 +83,17 @@ class _Killed(BaseException):
 
 @pytest.mark.parametrize("estimator", ["relax", "vimco"])
 def test_resume_equals_an_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, estimator: str) -> None:
-    """Killed at step 50 (state saved at 40, RELAX refitted at 30), resumed: same curves, bit for bit."""
+    """Killed at step 50 (state saved at 40, RELAX refitted at 30), resumed: same curves, bit for bit.  RELAX's fits
+    go through its declared fitted-state hook (harness.fits): saved with the state, restored on resume."""
     from harness.training import loop
+    from harness.training.state import read_state
 
+    fitted = get_declaration(estimator).state
+    assert (fitted is not None) == (estimator == "relax")
     u = _unit(estimator=estimator, steps=80, log_every=20, refit_every=30, n_samples=3)
     straight = train_unit(u)
-    sys_fits = loop._fits_module()
-    if sys_fits is not None:
-        sys_fits._FITS.clear()
+    if fitted is not None:
+        fitted.forget({})
     stateful = _unit(tmp_path, estimator=estimator, steps=80, log_every=20, refit_every=30, n_samples=3)
     real_step = loop.Trainer.step
 
@@ -104,10 +106,12 @@ def test_resume_equals_an_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(_Killed):
         train_unit(stateful)
     monkeypatch.setattr(loop.Trainer, "step", real_step)
-    if sys_fits is not None:
-        sys_fits._FITS.clear()  # a fresh process: the fit comes back from the state file
-    _, meta = loop.load_state(Path(stateful["state_path"]))
+    if fitted is not None:
+        fitted.forget({})  # a fresh process: the fit comes back from the state file
+    _, meta = read_state(Path(stateful["state_path"]))
     assert meta["step"] == 40
+    if fitted is not None:  # the fit of refit step 30 only (older ones are forgotten)
+        assert [r["target"]["refit"] for r in meta["fits"]] == [30]
     resumed = train_unit(stateful)
     assert resumed["status"] == "ok", resumed["message"]
     drop = [c for c in straight["rows"][0] if "time" in c]
@@ -115,6 +119,68 @@ def test_resume_equals_an_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.
     b = pd.DataFrame(resumed["rows"]).drop(columns=drop)
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     assert straight["summary"]["test_bound"] == resumed["summary"]["test_bound"]
+
+
+def test_plugin_fitted_state_is_saved_with_the_state_and_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plugin estimator declaring its fits with sg.FitCache (docs/plugins.md): training saves the fit of the
+    current refit step, a resumed unit restores it instead of fitting again, and the curves equal a straight run."""
+    import hashlib
+
+    import stochgrad as sg
+    from harness import registry
+    from harness.training import loop
+
+    made: list[dict] = []
+    fits = sg.FitCache("toy_fitted_baseline", to_json=lambda b: {"b": b}, from_json=lambda d: d["b"])
+    est = sg.register_estimator(
+        "toy_fitted_baseline", distributions=["bernoulli"], unbiased=True, state=fits.declaration()
+    )
+
+    @est.implementation("torch")
+    def toy(ctx):  # noqa: ANN001, ANN202
+        target = ctx.problem.spec.to_dict()
+        b = fits.get(target, {})
+        if b is None:  # "fit": a constant baseline, a deterministic function of the target (unbiased for any value)
+            made.append(target)
+            b = fits.put(
+                target, {}, int(hashlib.sha256(repr(sorted(target.items())).encode()).hexdigest()[:4], 16) / 65536
+            )
+        P = ctx.batched()
+        z = ctx.sample(P)
+        w = ctx.B.stop_gradient(ctx.f(z) - b)
+        return ctx.B.grad_batched(lambda Q: (w * ctx.log_prob(z, Q)).mean(1), P)
+
+    try:
+        kw = dict(estimator="toy_fitted_baseline", steps=80, log_every=20, refit_every=30)
+        straight = train_unit(_unit(**kw))
+        assert straight["status"] == "ok", straight["message"]
+        assert [t["refit"] for t in made] == [0, 30, 60]
+        fits.forget({})
+        made.clear()
+        u = _unit(tmp_path, **kw)
+        real_step = loop.Trainer.step
+
+        def dying(self):  # noqa: ANN001, ANN202
+            if self.t == 50:
+                raise _Killed
+            return real_step(self)
+
+        monkeypatch.setattr(loop.Trainer, "step", dying)
+        with pytest.raises(_Killed):
+            train_unit(u)
+        monkeypatch.setattr(loop.Trainer, "step", real_step)
+        fits.forget({})  # a new process
+        made.clear()
+        resumed = train_unit(u)
+        assert [t["refit"] for t in made] == [60], "the fit of refit step 30 was restored, not redone"
+        drop = [c for c in straight["rows"][0] if "time" in c]
+        pd.testing.assert_frame_equal(
+            pd.DataFrame(straight["rows"]).drop(columns=drop), pd.DataFrame(resumed["rows"]).drop(columns=drop)
+        )
+    finally:
+        registry.unregister("toy_fitted_baseline")
 
 
 def test_online_variance_agrees_with_offline_measurement(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ from harness.measure.runner import estimate_target, request_for
 from harness.registry import applies, implementations
 from harness.targets import workload_truth as truth
 from harness.targets.workload import WorkloadSpec
-from harness.workloads import WorkloadError, checkpoints
+from harness.training import checkpoints
+from harness.workloads import WorkloadError
 from harness.workloads.chain import encoder_grads
 
 CK = 50  # a trained checkpoint that is cheap to make
@@ -33,10 +34,10 @@ SLOW = {"score_function", "measure_valued", "arsm"}  # costly to power on these 
 def _cache(tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STOCHGRAD_CACHE", str(tmp_path_factory.mktemp("ckpt")))
-        checkpoints._MEMO.clear()
+        checkpoints.forget_memory()
         truth._MEMO.clear()
         yield
-    checkpoints._MEMO.clear()
+    checkpoints.forget_memory()
     truth._MEMO.clear()
 
 
@@ -51,9 +52,28 @@ def _cases(backends: tuple[str, ...]) -> list:
     return out
 
 
-@pytest.mark.parametrize(("wname", "est", "backend"), _cases(("numpy", "torch", "jax")))
+UNBIASED_CASES = _cases(("numpy", "torch", "jax"))
+
+
+def _battery_tests() -> int:
+    """Coordinates tested over the whole battery: the Bonferroni count of its family-wise level (alpha = 1e-3)."""
+    from harness.workloads import get_workload
+
+    def coords(ws: WorkloadSpec) -> int:
+        wl = get_workload(ws.workload)
+        return ws.batch_size * int(np.prod(wl.latent_shape(wl.resolve(ws.config))))
+
+    return sum(coords(SMALL[p.values[0]]) for p in UNBIASED_CASES)
+
+
+@pytest.mark.parametrize(("wname", "est", "backend"), UNBIASED_CASES)
 def test_unbiased_matches_enumeration(wname: str, est: str, backend: str) -> None:
-    """Every unbiased estimator that applies, on the batch objective, against exact enumeration."""
+    """Every unbiased estimator that applies, on the batch objective, against exact enumeration.
+
+    The critical value is Bonferroni over every coordinate of every case of this battery (family-wise level 1e-3),
+    so that a checkpoint change does not turn a per-case false alarm into a failure (at the FORMAT 2 checkpoints,
+    vae_categorical score_function_rloo numpy gave |t| = 4.44 against the per-case 4.21 on seed 3, R = 20000; seeds
+    4-9 give at most 2.43 and seed 3 with R = 200000 gives 2.55: docs/notes/workloads.md)."""
     from harness.registry import get_estimator
 
     problem = SMALL[wname].build()
@@ -61,8 +81,12 @@ def test_unbiased_matches_enumeration(wname: str, est: str, backend: str) -> Non
     spec = get_estimator(est, backend)
     # plain REINFORCE's variance (~300 per coordinate here) makes a 10% test cost ~10^8 samples: it gets a
     # stated, larger detectable bias (the whole gradient's RMS: a sign or factor-2 error is still caught)
+    # (at the FORMAT 2 checkpoints Var ≈ 365 per coordinate: R = 600000 reached power ratio 1.10, so its cap is 10^6)
     detectable = 1.0 if est == "score_function" else 0.1
-    r = check_problem(spec, problem, L=4, R=20000, max_R=600000, seed=3, detectable=detectable)
+    max_R = 1_000_000 if est == "score_function" else 600_000
+    r = check_problem(
+        spec, problem, L=4, R=20000, max_R=max_R, seed=3, detectable=detectable, n_tests=_battery_tests()
+    )
     assert r.verdict == "pass", r.line()
 
 
@@ -209,7 +233,7 @@ def test_checkpoints_are_cached_and_resumable(tmp_path: Path, monkeypatch: pytes
     from dataclasses import replace
 
     monkeypatch.setenv("STOCHGRAD_CACHE", str(tmp_path / "a"))
-    checkpoints._MEMO.clear()
+    checkpoints.forget_memory()
     ws = WorkloadSpec("vae_bernoulli", {"latent_dim": 4}, checkpoint=6, batch_size=2)
     before = checkpoints.TRAINED_STEPS["count"]
     s6 = ws.build().state
@@ -217,7 +241,7 @@ def test_checkpoints_are_cached_and_resumable(tmp_path: Path, monkeypatch: pytes
     files = sorted((tmp_path / "a").glob("vae_bernoulli-state-*.npz"))
     assert len(files) == 2  # steps 0 and 6
     mtimes = [f.stat().st_mtime_ns for f in files]
-    checkpoints._MEMO.clear()  # a new process: only the disk cache is left
+    checkpoints.forget_memory()  # a new process: only the disk cache is left
     again = ws.build().state
     assert checkpoints.TRAINED_STEPS["count"] - before == 6, "the cached checkpoint was retrained"
     assert [f.stat().st_mtime_ns for f in files] == mtimes
@@ -228,7 +252,7 @@ def test_checkpoints_are_cached_and_resumable(tmp_path: Path, monkeypatch: pytes
     assert checkpoints.TRAINED_STEPS["count"] - before == 6
     # resuming from a cached step 3 (weights + Adam moments) equals training straight to 6
     monkeypatch.setenv("STOCHGRAD_CACHE", str(tmp_path / "b"))
-    checkpoints._MEMO.clear()
+    checkpoints.forget_memory()
 
     replace(ws, checkpoint=3).build()
     resumed = ws.build().state

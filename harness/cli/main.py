@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("suite", help="suite TOML file, e.g. suites/default.toml")
     r.add_argument("--backend", type=_csv, help="comma-separated backends to keep (numpy,torch,jax)")
     r.add_argument("--device", type=_csv, help="comma-separated devices, overriding the suite's (cpu,cuda,gpu:1)")
-    r.add_argument("--out", type=Path, help="run directory (default: results/<suite>-<timestamp>)")
+    r.add_argument("--out", help="run directory (default: results/<suite>-<timestamp>)")
     r.add_argument("--results-dir", type=Path, default=Path("results"), help="root for new run directories")
     r.add_argument("--replicates", type=_pos_int, help="replicates R per cell (overrides the suite)")
     r.add_argument("--seed", type=_nonneg_int, help="suite seed (overrides the suite)")
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("show", help="print a readable table of a run")
     sh.add_argument("run", type=Path)
     sh.add_argument("--param", help="only this parameter")
-    sh.add_argument("--sort", default="problem", help="column to sort by (default: problem)")
+    sh.add_argument("--sort", help="column to sort by (default: problem, or workload for a training run)")
 
     ck = sub.add_parser("check", help="validate an estimator on every applicable shipped problem")
     ck.add_argument("estimator")
@@ -137,11 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="run a training suite ([[train]] tables) and write curves + summaries")
     tr.add_argument("suite", help="training suite TOML file, e.g. suites/train.toml")
-    tr.add_argument("--out", type=Path, help="run directory (default: results/<suite>-<timestamp>)")
+    tr.add_argument("--out", help="run directory (default: results/<suite>-<timestamp>)")
     tr.add_argument("--resume", action="store_true", help="continue an interrupted training run in --out")
     tr.add_argument("--dry-run", action="store_true", help="validate and print the units, train nothing")
     tr.add_argument("--workers", type=_pos_int, metavar="N", help="train units on a local Dask cluster of N processes")
     tr.add_argument("--scheduler", metavar="ADDRESS", help="train units on an existing Dask cluster")
+    tr.add_argument(
+        "--yes",
+        action="store_true",
+        help="train a suite over the size limits (memory per unit or estimated time; see docs/notes/hardening.md)",
+    )
 
     cp = sub.add_parser("compare", help="compare two runs cell by cell (variance and time ratios with CIs)")
     cp.add_argument("run_a", type=Path)
@@ -213,16 +218,16 @@ def cmd_list(a: argparse.Namespace) -> int:
 def cmd_show(a: argparse.Namespace) -> int:
     import pandas as pd
 
-    run = sg.load_run(a.run)
+    try:
+        run = sg.load_run(a.run)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
     df, meta = run.results, run.meta
-    print(
-        f"run {meta.get('run_id')}  suite {meta.get('suite')}  commit {meta.get('git_commit')}  "
-        f"status {meta.get('status')}  cells {meta.get('cells_done')}/{meta.get('cells_total')}"
-    )
+    print(run.header())
     for s in meta.get("skipped", []):
         print(f"  skipped: {s['cell']}: {s['reason']}")
     for f in meta.get("failed", []):
-        print(f"  FAILED: {f['cell']}: {f['error']}")
+        print(f"  FAILED: {f.get('cell') or f.get('unit')}: {f['error']}")
     if df.empty:
         print("(no results)")
         return 0
@@ -231,7 +236,8 @@ def cmd_show(a: argparse.Namespace) -> int:
         if a.param not in valid:
             raise UsageError(f"--param: unknown parameter {a.param!r} in {a.run}; valid: {valid}")
         df = df[df["param"] == a.param]
-    if a.sort not in df.columns:
+    sort = a.sort or next((c for c in ("problem", "workload", "estimator") if c in df.columns), None)
+    if sort not in df.columns:
         raise UsageError(f"--sort: unknown column {a.sort!r}; valid: {sorted(df.columns)}")
     cols = [
         "problem",
@@ -251,8 +257,12 @@ def cmd_show(a: argparse.Namespace) -> int:
         "time_median_s",
         "efficiency",
     ]
+    if "unit_key" in df.columns:  # a training run: one summary row per unit
+        cols = ["workload", "estimator", "backend", "device", "train_seed", "lr", "objective", "test_bound"]
+        cols += ["test_bound_se", "final_val_elbo", "grad_var_mean", "steps", "steps_per_s"]
     cols += [c for c in df.columns if c.startswith("h_")]
-    view = df.sort_values([a.sort, "param", "variance"])[[c for c in cols if c in df.columns]]
+    by = [c for c in (sort, "param", "variance") if c in df.columns]
+    view = df.sort_values(list(dict.fromkeys(by)))[[c for c in cols if c in df.columns]]
     with pd.option_context(
         "display.max_rows",
         500,
@@ -316,13 +326,21 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    plan = sg.plan_training(a.suite)
+    plan = sg.plan_training(a.suite, confirm=a.yes)
     if a.dry_run:
         for line in plan.lines():
             print(line)
-        print(f"{len(plan.units)} training units")
+        print(plan.summary())
         return 0
-    run = sg.train(plan, out=a.out, resume=a.resume, workers=a.workers, scheduler=a.scheduler)
+    run = sg.train(
+        plan,
+        out=a.out,
+        resume=a.resume,
+        workers=a.workers,
+        scheduler=a.scheduler,
+        confirm=a.yes,
+        cli_args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
+    )
     print(f"training run: {run.dir} ({run.units_done} of {run.units_total} units finished)")
     return 0 if run.complete else 1
 

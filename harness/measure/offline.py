@@ -2,7 +2,8 @@
 
 :func:`offline_encoder_grads` loads a unit's saved weights, builds the workload target of its fixed training
 batch (``split = "train"``, ``batch_seed`` = the unit's seed: the batch a ``fixed_batch`` unit trains on) at
-those weights, estimates its η-gradient with :func:`harness.measure.runner.estimate_target` (each example its own
+those weights (:func:`harness.targets.workload.workload_problem_at`: the spec names the weights by digest),
+estimates its η-gradient with :func:`harness.measure.runner.estimate_target` (each example its own
 part, as a workload cell) and chains it to the encoder weights (:func:`harness.workloads.chain.encoder_grads`),
 divided by N as in a training step.  Its per-coordinate variance is what the online EMA variance estimates when
 the model does not move (lr → 0) and the batch is fixed.
@@ -17,8 +18,8 @@ import numpy as np
 
 from harness.measure.runner import MeasureRequest, estimate_target
 from harness.registry import get_estimator
-from harness.targets.workload import WorkloadProblem, WorkloadSpec
-from harness.training.loop import load_state
+from harness.targets.workload import WorkloadProblem, WorkloadSpec, workload_problem_at
+from harness.training.state import read_state
 from harness.workloads.chain import encoder_grads, flat
 
 
@@ -33,12 +34,12 @@ def workload_problem(unit: dict[str, Any], state: dict[str, np.ndarray]) -> Work
         batch_size=int(unit["batch_size"]),
         batch_seed=int(unit["seed"]),
     )
-    return spec.build(state={k: np.asarray(v, np.float64) for k, v in state.items()})
+    return workload_problem_at(spec, state)
 
 
 def saved_weights(state_path: str | Path) -> dict[str, np.ndarray]:
     """The model weights of a unit's saved state file."""
-    got = load_state(Path(state_path))
+    got = read_state(Path(state_path))
     if got is None:
         raise FileNotFoundError(f"{state_path}: no saved training state")
     return {k[2:]: v for k, v in got[0].items() if k.startswith("p/")}

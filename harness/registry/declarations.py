@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.fits import FittedState
 from harness.problems import DISTRIBUTIONS
 from harness.registry.hyper import Hyper
 
@@ -48,6 +49,7 @@ class Estimator:
     source: str = ""  # module that declared it
     biased_when: Mapping[str, Any] = field(default_factory=dict)  # hyper values that make it biased
     oracle: bool = False  # uses the exact answer: a reference line, never a recommendation
+    state: FittedState | None = None  # what it fits to a target (saved and restored by training; harness.fits)
     impls: dict[str, Implementation] = field(default_factory=dict)
 
     @property
@@ -104,6 +106,7 @@ class Estimator:
             "unbiased": self.unbiased,
             "biased_when": dict(self.biased_when),
             "oracle": self.oracle,
+            "fitted_state": self.state is not None,
             "hyperparameters": {
                 k: {
                     "default": h.default,
@@ -233,6 +236,10 @@ def _validate(est: Estimator) -> None:
     for k in est.biased_when:
         if k not in est.hyperparameters:
             raise RegistryError(f"{where}: biased_when names unknown hyperparameter {k!r}")
+    if est.state is not None:
+        msg = est.state.validate() if isinstance(est.state, FittedState) else "state must be a FittedState"
+        if msg:
+            raise RegistryError(f"{where}: {msg}")
 
 
 def register_estimator(
@@ -248,13 +255,16 @@ def register_estimator(
     doc: str = "",
     biased_when: Mapping[str, Any] | None = None,
     oracle: bool = False,
+    state: FittedState | None = None,
 ) -> Estimator:
     """Declare an estimator (validated now) and return it; attach implementations with ``.implementation``.
 
     ``distributions`` are distribution names (``"*"``: all); ``hyperparameters`` map names to :class:`Hyper` (or a
     bare default); ``requires`` lists objective traits (``differentiable``, ``separable``); ``biased_when`` maps
     hyperparameters to values at which the estimator is biased (e.g. ``{"correction": False}``); ``oracle=True``
-    marks a reference that uses the exact answer (shown as a reference line, never recommended).
+    marks a reference that uses the exact answer (shown as a reference line, never recommended); ``state`` declares
+    what the estimator fits to its target (:class:`harness.fits.FittedState`, e.g. ``FitCache.declaration()``), which
+    training saves with its checkpoints and restores on resume.
     """
     module = _caller_module()
     hypers = {k: (v if isinstance(v, Hyper) else Hyper(default=v)) for k, v in (hyperparameters or {}).items()}
@@ -271,6 +281,7 @@ def register_estimator(
         source=module,
         biased_when=dict(biased_when or {}),
         oracle=oracle,
+        state=state,
     )
     _validate(est)
     old = _DECLS.get(name)

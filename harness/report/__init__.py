@@ -23,6 +23,7 @@ from harness.report.data import bias_family, load_runs
 from harness.report.sections import build_sections, prepare
 from harness.report.tables import overview_table
 from harness.report.training import is_training_run, write_html
+from harness.runs.store import RunDirError
 
 COLLAPSE_INSTANCES = 12  # more leaderboard blocks than this: collapse all but the first of each section
 LAZY_FIGURES = 40  # more figures than this: images load lazily when their section is opened
@@ -47,7 +48,7 @@ def build_report(
     kinds = [is_training_run(d) for d in run_dirs]
     if any(kinds):
         if not all(kinds):
-            raise FileNotFoundError("report training runs and measurement runs separately (meta.json kind differs)")
+            raise RunDirError("report training runs and benchmark runs separately (meta.json kind differs)")
         return Path(write_html([str(d) for d in run_dirs], str(out)))
     df, infos = load_runs(run_dirs)
     df = W.relabel_groups(df)

@@ -29,6 +29,7 @@ from harness.report.data import load_runs
 from harness.report.plots_compare import ratio_scatter
 from harness.report.tables import esc, fmt, simple_table
 from harness.report.training import compare_text, is_training_run
+from harness.runs.store import RunDirError
 from harness.stats.metrics import Z95, bonferroni_z, time_se
 
 TERMINAL_ROWS = 40
@@ -242,8 +243,14 @@ def terminal_table(res: pd.DataFrame, width: int = 60) -> list[str]:
 def compare_runs(run_a: Path, run_b: Path, out: Path | None = None) -> tuple[str, Path | None]:
     """Terminal text of the comparison and, when ``out`` is given, the HTML page written there."""
 
-    if is_training_run(run_a) and is_training_run(run_b):
+    kinds = [is_training_run(run_a), is_training_run(run_b)]
+    if all(kinds):
         return compare_text(run_a, run_b), None
+    if any(kinds):
+        train, bench = (run_a, run_b) if kinds[0] else (run_b, run_a)
+        raise RunDirError(
+            f"cannot compare {train} (a training run) with {bench} (a benchmark run): compare runs of the same kind"
+        )
     A, (ia,) = load_runs([Path(run_a)])
     B, (ib,) = load_runs([Path(run_b)])
     if A.empty or B.empty:

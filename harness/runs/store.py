@@ -1,4 +1,8 @@
-"""Results store: ``<run>/results.parquet`` + ``meta.json`` (+ ``cells/`` for resume), written atomically.
+"""Run directory files: ``<run>/results.parquet`` + ``meta.json`` (+ ``cells/`` or ``units/`` for resume), the lock.
+
+:class:`RunStore` reads and writes the files of one run directory; :mod:`harness.runs.writer` is the one writer that
+opens, resumes and closes a run through it (suite runs and training runs alike); the report reads through
+:func:`load_run`.
 
 Every file is written through :mod:`harness.files.atomic` (a temporary name in the same directory, fsync'ed and
 renamed over the target), so an interrupted run never leaves a truncated file.  Each finished cell is saved as
@@ -24,6 +28,7 @@ from harness.files.atomic import TMP_SUFFIX, atomic_write_json, atomic_write_par
 from harness.results import COLUMN_ORDER, SORT_KEYS, CellOutcome
 
 LOCK_NAME = ".lock"
+__all__ = ["LOCK_NAME", "RunDirError", "RunLockedError", "RunStore", "atomic_write_json", "atomic_write_parquet"]
 
 
 class RunDirError(ValueError):
@@ -37,9 +42,13 @@ class RunLockedError(RuntimeError):
 class RunStore:
     """One run directory."""
 
-    def __init__(self, run_dir: str | Path) -> None:
+    def __init__(self, run_dir: str | Path, records: str = "cells") -> None:
         self.dir = Path(run_dir)
-        self.cells_dir = self.dir / "cells"
+        self.records_dir = self.dir / records  # one outcome record per finished item (cells/ or units/)
+
+    @property
+    def cells_dir(self) -> Path:
+        return self.records_dir
 
     @property
     def results_path(self) -> Path:
@@ -107,7 +116,7 @@ class RunStore:
     def clean_stale_tmp(self) -> list[Path]:
         """Remove temporaries left by a killed writer (call with the lock held); returns what was removed."""
         removed = []
-        for d in (self.dir, self.cells_dir):
+        for d in (self.dir, self.records_dir):
             if d.is_dir():
                 for p in d.glob(f".*{TMP_SUFFIX}"):
                     p.unlink(missing_ok=True)
@@ -137,15 +146,17 @@ class RunStore:
         )
 
     def finished(self) -> dict[str, dict[str, Any]]:
-        """Saved cell records by key (unreadable files, e.g. from a foreign tool, are ignored)."""
+        """Saved outcome records by key (unreadable files and JSON that is not a record of ours — e.g. from a
+        foreign tool — are ignored, so those items run again)."""
         out = {}
-        if self.cells_dir.exists():
-            for p in sorted(self.cells_dir.glob("*.json")):
+        if self.records_dir.is_dir():
+            for p in sorted(self.records_dir.glob("*.json")):
                 try:
                     rec = json.loads(p.read_text())
-                except (OSError, json.JSONDecodeError):
+                except (OSError, UnicodeDecodeError, json.JSONDecodeError):
                     continue
-                out[rec["key"]] = rec
+                if isinstance(rec, dict) and rec.get("key") == p.stem and isinstance(rec.get("status"), str):
+                    out[rec["key"]] = rec
         return out
 
     def rows(self) -> list[dict[str, Any]]:
@@ -160,6 +171,19 @@ class RunStore:
             df = df.sort_values([k for k in SORT_KEYS if k in df.columns], kind="stable")
         atomic_write_parquet(self.results_path, df)
         return df
+
+
+def run_header(meta: dict[str, Any]) -> str:
+    """One line about a run: id, kind, suite, commit, status and items done (cells or training units)."""
+    if meta.get("kind") == "training":
+        done = f"units {meta.get('units_done')}/{meta.get('units_total')}"
+    else:
+        done = f"cells {meta.get('cells_done')}/{meta.get('cells_total')}"
+    kind = f"  kind {meta['kind']}" if meta.get("kind") else ""
+    return (
+        f"run {meta.get('run_id')}{kind}  suite {meta.get('suite')}  commit {meta.get('git_commit')}  "
+        f"status {meta.get('status')}  {done}"
+    )
 
 
 def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -20,21 +17,19 @@ from harness.results import CellOutcome
 from harness.runs.executors import Executor, InProcessExecutor
 from harness.runs.machine import git_commit, machine_info
 from harness.runs.progress import Progress, interleave
-from harness.runs.store import RunDirError, RunLockedError, RunStore
+from harness.runs.writer import (
+    RunError,
+    RunPlan,
+    RunWriter,
+    check_cache,
+    check_out,
+    check_resume_options,
+    new_run_dir,
+)
 from harness.suite.expand import Expansion
+from harness.targets.workload import WorkloadSpec
 
-
-class RunError(ValueError):
-    """Bad run request (e.g. resuming a different suite); exit code 2."""
-
-
-def new_run_dir(results_root: Path, suite_name: str) -> Path:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = results_root / f"{suite_name}-{stamp}"
-    path, i = base, 1
-    while path.exists():
-        path, i = Path(f"{base}-{i}"), i + 1
-    return path
+__all__ = ["RunError", "RunRequest", "check_resume_options", "execute", "new_run_dir", "plan", "run_suite"]
 
 
 def suite_text_of(suite: str | Path | Mapping[str, Any]) -> str:
@@ -51,7 +46,7 @@ class RunRequest:
     suite: str | Path | Mapping[str, Any]
     backends: list[str] | None = None
     devices: list[str] | None = None
-    out: Path | None = None
+    out: str | Path | None = None  # "" is refused (an unset variable in --out "$OUT")
     results_dir: Path = Path("results")
     replicates: int | None = None
     seed: int | None = None
@@ -79,8 +74,9 @@ def plan(req: RunRequest) -> Expansion:
     bad = [b for b in req.backends or [] if b not in BACKEND_NAMES]
     if bad:
         raise RunError(f"--backend: unknown backend {bad[0]!r}; valid: {list(BACKEND_NAMES)}")
-    if req.resume and not req.out:
+    if req.resume and req.out is None:
         raise RunError("--resume needs --out RUN_DIR (the run to continue)")
+    check_out(req.out)
     data = req.suite if isinstance(req.suite, Mapping) else None
     exp = expand(
         req.suite_label if data is not None else req.suite,
@@ -144,9 +140,12 @@ def run_suite(req: RunRequest, stream: TextIO | None = None, exp: Expansion | No
     exp = exp or plan(req)
     if not exp.cells:
         raise RunError(f"{req.suite_label}: the suite expands to no cells (see the drop reasons above)")
+    if any(isinstance(c.target, WorkloadSpec) for c in exp.cells):  # workload cells read and write the cache
+        check_cache()
     for note in unavailable_notes(exp.cells):
         stream.write(note + "\n")
-    run_dir = Path(req.out) if req.out else new_run_dir(Path(req.results_dir), exp.suite["name"])
+    out = check_out(req.out)
+    run_dir = out if out is not None else new_run_dir(Path(req.results_dir), exp.suite["name"])
     timeout = req.cell_timeout if req.cell_timeout is not None else exp.suite.get("cell_timeout")
     local = req.workers or (None if req.scheduler else exp.suite.get("workers"))
     if local and local > available_cpus() and any(c.timing for c in exp.cells):
@@ -190,40 +189,6 @@ def run_options(cells: list[Cell], threads: int | None = None) -> dict[str, Any]
     }
 
 
-def check_resume_options(run_dir: Path, recorded: Mapping[str, Any] | None, now: Mapping[str, Any] | None) -> None:
-    """RunError listing every option that differs from the run being resumed (older runs record none)."""
-    if not recorded or not now:
-        return
-    diffs = [
-        f"{k}: {recorded.get(k)} -> {now.get(k)}"
-        for k in sorted(set(recorded) | set(now))
-        if recorded.get(k) != now.get(k)
-    ]
-    if diffs:
-        raise RunError(
-            f"--resume: {run_dir} was run with different options; differences (run -> now): "
-            + "; ".join(diffs)
-            + ". Resume with the original options or start a new run"
-        )
-
-
-def _lock(store: RunStore) -> None:
-    try:
-        store.acquire_lock()
-    except RunLockedError as exc:
-        raise RunError(f"{exc}; wait for it to finish or choose another --out") from None
-    except OSError as exc:
-        raise RunError(f"--out {store.dir}: cannot create the run directory: {exc.strerror or exc}") from None
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM turned into an interrupt so the run's status is written before the process ends."""
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise _Terminated()
-
-
 def execute(
     expansion: Expansion,
     suite: str | Path | Mapping[str, Any],
@@ -241,64 +206,36 @@ def execute(
     alone writes the run directory, under its lock, each cell as it completes.  Returns the run directory."""
     stream = stream or sys.stderr
     executor = executor or InProcessExecutor()
-    store = RunStore(run_dir)
     suite_text = suite_text_of(suite)
     suite_path = "<dict>" if isinstance(suite, Mapping) else suite
     keys = [c.key() for c in expansion.cells]
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunError(f"--out {run_dir}: exists and is not a directory")
-    if resume:
-        if not store.exists():
-            raise RunError(f"--resume: {run_dir} holds no run to resume (no meta.json)")
-        try:
-            meta = store.read_meta()
-        except RunDirError as exc:
-            raise RunError(f"--resume: {exc}") from None
-        if meta.get("suite_text") != suite_text or meta.get("cell_keys") != keys:
-            raise RunError(
-                f"--resume: {run_dir} was started from a different suite or options; "
-                "start a new run or pass the same suite and flags"
-            )
-        check_resume_options(run_dir, meta.get("run_options"), run_opts)
-        _lock(store)
-        meta = store.read_meta()  # as of now, under the lock
-        if meta.get("status") == "running":
-            stream.write(f"note: {run_dir} was killed while running (status was 'running'); resuming it\n")
-        for p in store.clean_stale_tmp():
-            stream.write(f"note: removed stale temporary file {p}\n")
-        meta["status"] = "running"
-        meta["run_options"] = meta.get("run_options") or run_opts
-        store.write_meta(meta)
-    else:
-        if store.exists():
-            raise RunError(f"{run_dir} already holds a run; use --resume to continue it or choose another --out")
-        _lock(store)
-        if store.exists():  # another run created it between the check and the lock
-            store.release_lock()
-            raise RunError(f"{run_dir} already holds a run; use --resume to continue it or choose another --out")
-        registry.ensure_loaded()
-        meta = {
-            "run_id": run_dir.name,
-            "suite": expansion.suite.get("name"),
-            "suite_path": str(suite_path),
-            "suite_text": suite_text,
-            "git_commit": git_commit(Path(__file__).parent),
-            "seed": expansion.suite.get("seed"),
-            "cli_args": cli_args or {},
-            "run_options": run_opts,
-            "cells_total": len(keys),
-            "cell_keys": keys,
-            "dropped": dict(expansion.dropped),
-            "failed_plugins": registry.failed_plugins(),
-            "estimators": [e.summary() for e in registry.declarations()],  # the catalog as it was
-            "machine": machine_info(),
-            "started": dt.datetime.now(dt.timezone.utc).isoformat(),
-            "finished": None,
-            "status": "running",
-        }
+    registry.ensure_loaded()
+    writer = RunWriter(
+        run_dir,
+        RunPlan(
+            kind="benchmark",
+            identity={"suite_text": suite_text, "cell_keys": keys},
+            options=run_opts,
+            meta={
+                "suite": expansion.suite.get("name"),
+                "suite_path": str(suite_path),
+                "git_commit": git_commit(Path(__file__).parent),
+                "seed": expansion.suite.get("seed"),
+                "cli_args": cli_args or {},
+                "cells_total": len(keys),
+                "dropped": dict(expansion.dropped),
+                "failed_plugins": registry.failed_plugins(),
+                "estimators": [e.summary() for e in registry.declarations()],  # the catalog as it was
+                "machine": machine_info(),
+            },
+            records="cells",
+        ),
+        stream,
+    )
+    meta = writer.open(resume)
+    store = writer.store
     meta["cluster"] = executor.describe()
     meta.setdefault("cluster_history", []).append(meta["cluster"])
-    store.write_meta(meta)
     done = store.finished()
     todo = interleave([c for c in expansion.cells if c.key() not in done])
     if resume:
@@ -306,28 +243,8 @@ def execute(
     progress = Progress(todo, stream, executor.slots)
     if cell_timeout and not executor.enforces_timeout:
         stream.write(f"note: cell_timeout {cell_timeout:g} s is not enforced in-process; run with --workers N\n")
-    last_ckpt = time.perf_counter()
-    main_thread = threading.current_thread() is threading.main_thread()
-    old_term = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
-    results = executor.map_unordered(runner, todo, key=Cell.key, resources=cell_resources, timeout=cell_timeout)
-    seen: set[str] = set()
-    try:
-        for res in results:
-            if res.item.key() in seen:  # never twice (a task retried after its worker died reports once)
-                continue
-            seen.add(res.item.key())
-            outcome = (
-                res.value
-                if res.ok
-                else CellOutcome(res.item, "skipped" if res.kind == "unavailable" else "failed", message=res.error)
-            )
-            store.save_cell(outcome)
-            progress.update(outcome)
-            if time.perf_counter() - last_ckpt > 30:
-                store.write_results(meta["run_id"])
-                last_ckpt = time.perf_counter()
-    finally:
-        results.close()  # cancels what is still queued on a cluster
+
+    def finish() -> bool:
         progress.close()
         if progress.eta_check:
             meta["eta_check"] = progress.eta_check
@@ -339,16 +256,35 @@ def execute(
             {"cell": r["label"], "error": r["message"]} for r in records.values() if r["status"] == "failed"
         ]
         meta["cells_done"] = sum(1 for r in records.values() if r["status"] == "ok")
-        complete = len(records) >= len(keys)
-        meta["status"] = "complete" if complete else "interrupted"
-        meta["finished"] = dt.datetime.now(dt.timezone.utc).isoformat() if complete else None
         meta["seeds"] = {
             "suite_seed": meta.get("seed"),
             "derivation": "cell seed = sha256(suite seed, cell key) (harness.measure.cells.Cell.cell_seed)",
         }
         store.write_results(meta["run_id"])
-        store.write_meta(meta)
-        store.release_lock()
-        if main_thread:
-            signal.signal(signal.SIGTERM, old_term)
+        return len(records) >= len(keys)
+
+    from harness.runs.executors import ExecutorError
+
+    last_ckpt = time.perf_counter()
+    with writer.running(finish, interrupts=(ExecutorError,)):
+        writer.write_meta()  # the cluster of this session
+        results = executor.map_unordered(runner, todo, key=Cell.key, resources=cell_resources, timeout=cell_timeout)
+        seen: set[str] = set()
+        try:
+            for res in results:
+                if res.item.key() in seen:  # never twice (a task retried after its worker died reports once)
+                    continue
+                seen.add(res.item.key())
+                outcome = (
+                    res.value
+                    if res.ok
+                    else CellOutcome(res.item, "skipped" if res.kind == "unavailable" else "failed", message=res.error)
+                )
+                store.save_cell(outcome)
+                progress.update(outcome)
+                if time.perf_counter() - last_ckpt > 30:
+                    store.write_results(meta["run_id"])
+                    last_ckpt = time.perf_counter()
+        finally:
+            results.close()  # cancels what is still queued on a cluster
     return run_dir

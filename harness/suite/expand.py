@@ -141,10 +141,11 @@ def validate_hyper(spec: Implementation, hyper: Mapping[str, Any], where: str = 
     return dict(hyper)
 
 
-def _workloads(path: str, where: str, raw: Any) -> list[Any]:
-    """[[sweep.workloads]] tables -> WorkloadSpecs (harness.suite.workloads)."""
+def _workloads(path: str, where: str, raw: Any, confirmed: bool = False) -> list[Any]:
+    """[[sweep.workloads]] tables -> WorkloadSpecs (harness.suite.workloads); checkpoints within the training
+    limits unless ``confirmed``."""
     try:
-        return parse_workloads(raw)
+        return parse_workloads(raw, confirmed)
     except WorkloadError as exc:
         raise SuiteError(path, f"{where}{exc.key}", str(exc).split(": ", 1)[1]) from None
 
@@ -193,8 +194,8 @@ def _executor_keys(path: str, meta: Mapping[str, Any]) -> None:
         raise SuiteError(path, "suite.exclusive_timing", f"must be true or false, got {meta['exclusive_timing']!r}")
 
 
-def load_suite(path: str | Path) -> dict[str, Any]:
-    """Read and parse a suite file; unreadable, non-UTF-8 or non-TOML files and bad top-level types raise."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A suite file's TOML (any kind of suite): unreadable, non-UTF-8 or non-TOML files raise SuiteError."""
     p = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -211,9 +212,15 @@ def load_suite(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise SuiteError(p, "file", f"not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(p, "toml", f"not valid TOML: {exc}") from None
+
+
+def load_suite(path: str | Path) -> dict[str, Any]:
+    """Read and parse a suite file; unreadable, non-UTF-8 or non-TOML files and bad top-level types raise."""
+    p = str(path)
+    data = read_toml(path)
     allowed_top = {"suite", "sweep", "exclude"}
     unknown = sorted(set(data) - allowed_top)
     if unknown:
@@ -292,7 +299,7 @@ def _plan_sweep(p: str, si: int, sw: Any, ctx: dict[str, Any]) -> _SweepPlan:
     if "workloads" not in sw or "problems" in sw:
         sizes = (Ls, np.dtype(dt).itemsize, ctx["budget"])
         raws += problem_tables(p, f"{w}.problems", sw.get("problems", "examples"), sizes)
-    raws += _workloads(p, f"{w}.workloads", sw["workloads"]) if "workloads" in sw else []
+    raws += _workloads(p, f"{w}.workloads", sw["workloads"], ctx.get("confirmed", False)) if "workloads" in sw else []
     specs = [s for s in implementations() if s.backend in bks and any(fnmatch.fnmatch(s.name, q) for q in pats)]
     grids = {(s.name, s.backend): _hyper_grid(p, w, s, hyper) for s in specs}
     return _SweepPlan(w, specs, grids, devs, Ls, int(R), dt, raws)
@@ -357,6 +364,7 @@ def expand(
         "dtype": dtype,
         "dtype_default": dtype_default,
         "budget": lim.memory_budget(opts),
+        "confirmed": confirmed,
     }
     plans = [_plan_sweep(p, si, sw, ctx) for si, sw in enumerate(sweeps)]
     counts = [pl.count() for pl in plans]

@@ -11,22 +11,20 @@ the file, the key and the valid choices (the CLI prints them and exits 2 before 
 from __future__ import annotations
 
 import fnmatch
+import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from harness.backends import get_backend
 from harness.registry import Estimator, applies, declarations, get_declaration
-from harness.suite.expand import validate_hyper
-from harness.suite.limits import SuiteError
-from harness.training.spec import TRAIN_BACKENDS, TRAIN_KEYS, step_traits, unit_key
+from harness.suite.expand import read_toml, validate_hyper
+from harness.suite.limits import SuiteError, check_name, default_name
+from harness.training import limits
+from harness.training.spec import POSITIVE, SWEEP, TRAIN_BACKENDS, TRAIN_KEYS, step_traits, unit_key
 from harness.workloads import WorkloadError, get_workload, workload_names
 from harness.workloads.base import Workload
-
-SWEEP = ("estimators", "seeds", "lr", "backends", "devices")
-POSITIVE = ("steps", "batch_size", "n_samples", "log_every", "val_samples", "test_samples", "refit_every")
 
 
 def _err(path: str, key: str, msg: str) -> SuiteError:
@@ -55,8 +53,8 @@ def _check_scalars(path: str, w: str, t: dict[str, Any]) -> None:
         if not isinstance(s, int) or isinstance(s, bool) or s < 0:
             raise _err(path, f"{w}.seeds", f"must be non-negative integers, got {s!r}")
     for lr in t["lr"]:
-        if not isinstance(lr, int | float) or isinstance(lr, bool) or not lr > 0:
-            raise _err(path, f"{w}.lr", f"must be positive numbers, got {lr!r}")
+        if not isinstance(lr, int | float) or isinstance(lr, bool) or not lr > 0 or not math.isfinite(lr):
+            raise _err(path, f"{w}.lr", f"must be finite positive numbers, got {lr!r}")
 
 
 def _workload(path: str, w: str, t: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -122,8 +120,18 @@ def _devices(path: str, w: str, backend: str, devices: list[Any]) -> list[str]:
     return out
 
 
-def expand_table(path: str, w: str, table: Mapping[str, Any], suite: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One ``[[train]]`` table → unit dicts (validated)."""
+def _limits(path: str, w: str, t: dict[str, Any], wl: Any, cfg: dict[str, Any], confirmed: bool) -> None:
+    """Memory of one unit before anything is allocated (time is checked for the whole suite)."""
+    try:
+        limits.check_unit_memory(f"{w}.batch_size", wl, cfg, t["batch_size"], t["n_samples"], t["dtype"], confirmed)
+    except limits.LimitError as exc:
+        raise _err(path, exc.key, exc.message) from None
+
+
+def expand_table(
+    path: str, w: str, table: Mapping[str, Any], suite: Mapping[str, Any], confirmed: bool = False
+) -> list[dict[str, Any]]:
+    """One ``[[train]]`` table → unit dicts (validated; ``confirmed``: over the size limits, ``--yes``)."""
     if not isinstance(table, Mapping):
         raise _err(path, w, f"must be a table, got {type(table).__name__}")
     unknown = sorted(set(table) - set(TRAIN_KEYS))
@@ -139,6 +147,7 @@ def expand_table(path: str, w: str, table: Mapping[str, Any], suite: Mapping[str
             raise _err(path, f"{w}.{k}", "must not be empty")
     _check_scalars(path, w, t)
     wl, cfg = _workload(path, w, t)
+    _limits(path, w, t, wl, cfg, confirmed)
     names = _estimators(path, w, t, wl)
     hyper = _hyper(path, w, t, names)
     bad = [b for b in t["backends"] if b not in TRAIN_BACKENDS]
@@ -155,7 +164,7 @@ def expand_table(path: str, w: str, table: Mapping[str, Any], suite: Mapping[str
                     for seed in t["seeds"]:
                         units.append(
                             {
-                                "suite": suite.get("name", Path(path).stem),
+                                "suite": suite_name(suite, path),
                                 "workload": wl.name,
                                 "config": cfg,
                                 "estimator": est,
@@ -170,26 +179,61 @@ def expand_table(path: str, w: str, table: Mapping[str, Any], suite: Mapping[str
     return units
 
 
-def load_train_suite(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(suite table, unit dicts) of a training suite file."""
+def suite_name(suite: Mapping[str, Any], path: str | Path) -> str:
+    """The run name: ``[suite] name`` (checked at load: one plain path component), else a plain name from the
+    file name."""
+    name = suite.get("name")
+    return name if isinstance(name, str) else default_name(Path(str(path)).stem)
+
+
+def _suite_table(p: str, suite: Any) -> dict[str, Any]:
+    if not isinstance(suite, Mapping) or sorted(set(suite) - {"name", "description", "seed"}):
+        raise _err(p, "suite", "must be a table with keys among ['description', 'name', 'seed']")
+    if "name" in suite:
+        check_name(p, suite["name"], SuiteError)
+    if not isinstance(suite.get("description", ""), str):
+        raise _err(p, "suite.description", f"must be a string, got {suite['description']!r}")
+    seed = suite.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise _err(p, "suite.seed", f"must be a non-negative integer, got {seed!r}")
+    return dict(suite)
+
+
+def estimate_seconds(units: list[dict[str, Any]]) -> float:
+    """Estimated training time of ``units`` (harness.training.limits' time model)."""
+    total = 0.0
+    cache: dict[str, tuple[int, int, int]] = {}
+    for u in units:
+        ck = json.dumps([u["workload"], u["config"]], sort_keys=True, default=str)
+        if ck not in cache:
+            wl = get_workload(u["workload"])
+            cfg = wl.resolve(u["config"])
+            data = wl.dataset(cfg)
+            n_val, n_test = (len(next(iter(data[s].values()))) for s in ("val", "test"))
+            cache[ck] = (limits.widths(wl, cfg)[1], n_val, n_test)
+        width, n_val, n_test = cache[ck]
+        total += limits.unit_seconds(u, width, n_val, n_test)
+    return total
+
+
+def load_train_suite(path: str | Path, confirmed: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(suite table, unit dicts) of a training suite file; over the size limits (harness.training.limits) it is
+    refused unless ``confirmed`` (``--yes``)."""
     p = str(path)
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise _err(p, "file", "no such suite file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise _err(p, "toml", f"not valid TOML: {exc}") from None
+    data = read_toml(path)
     unknown = sorted(set(data) - {"suite", "train"})
     if unknown:
         raise _err(p, unknown[0], "unknown top-level key; valid: ['suite', 'train']")
-    suite = data.get("suite", {})
-    if not isinstance(suite, Mapping) or sorted(set(suite) - {"name", "description", "seed"}):
-        raise _err(p, "suite", "must be a table with keys among ['description', 'name', 'seed']")
+    suite = _suite_table(p, data.get("suite", {}))
     tables = data.get("train")
     if not isinstance(tables, list) or not tables:
         raise _err(p, "train", "a training suite needs at least one [[train]] table")
-    units = [u for i, t in enumerate(tables) for u in expand_table(p, f"train[{i}]", t, suite)]
+    units = [u for i, t in enumerate(tables) for u in expand_table(p, f"train[{i}]", t, suite, confirmed)]
     keys = [unit_key(u) for u in units]
     if len(set(keys)) != len(keys):
         raise _err(p, "train", "two [[train]] tables describe the same training run")
-    return dict(suite), units
+    try:
+        limits.check_time("train", estimate_seconds(units), f"the suite ({len(units)} units)", confirmed)
+    except limits.LimitError as exc:
+        raise _err(p, exc.key, exc.message) from None
+    return suite, units

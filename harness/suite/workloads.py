@@ -18,13 +18,15 @@ from __future__ import annotations
 from typing import Any
 
 from harness.targets.workload import WorkloadSpec, check_spec
+from harness.training.limits import LimitError, check_checkpoint
 from harness.workloads.base import WorkloadError
 
 KEYS = {"name", "config", "checkpoints", "batch_size", "batch_seed", "split", "truth", "per_example"}
 
 
-def parse_workloads(raw: Any) -> list[WorkloadSpec]:
-    """Specs for every (table, checkpoint); raises WorkloadError with key ``[i].field``."""
+def parse_workloads(raw: Any, confirmed: bool = False) -> list[WorkloadSpec]:
+    """Specs for every (table, checkpoint); raises WorkloadError with key ``[i].field``.  Training the last
+    checkpoint must stay within the training limits (memory, time: harness.training.limits) unless ``confirmed``."""
     if not isinstance(raw, list) or not raw:
         raise WorkloadError("", "must be a non-empty list of [[sweep.workloads]] tables")
     out: list[WorkloadSpec] = []
@@ -58,9 +60,13 @@ def parse_workloads(raw: Any) -> list[WorkloadSpec]:
                 per_example=per_example,
             )
             try:
-                check_spec(spec)
+                wl, cfg, _, _ = check_spec(spec)
             except WorkloadError as exc:
                 key = "name" if exc.key == "workload" else exc.key
                 raise WorkloadError(f"{w}.{key}", str(exc).split(": ", 1)[1]) from None
             out.append(spec)
+        try:
+            check_checkpoint(wl, cfg, cps[-1], confirmed)
+        except LimitError as exc:
+            raise WorkloadError(f"{w}.checkpoints", exc.message) from None
     return out

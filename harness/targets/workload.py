@@ -6,8 +6,10 @@ distribution's parameters are η = encoder(x) at the checkpoint's weights and th
 integrand (:class:`harness.workloads.base.NegElbo`), so every registered estimator runs on it unchanged.
 
 The weights come from one call site, :meth:`WorkloadProblem.weights`, which asks the training layer's checkpoint
-provider (:func:`harness.workloads.checkpoints.load_state`: trained on first use, cached on disk); a caller that
-holds weights already (offline measurement at a training unit's state) passes them as ``state``.
+provider (:func:`harness.training.checkpoints.load_state`: trained on first use by the one trainer, cached on
+disk); a caller that holds weights already (offline measurement at a training unit's state) uses
+:func:`workload_problem_at`, whose spec names the weights by digest, so truths and fits are never shared with
+another state.
 
 How an estimate is assembled (the target's business, behind :class:`harness.problems.target.Built`):
 
@@ -38,15 +40,16 @@ from typing import Any
 import numpy as np
 
 from harness.backends import get_backend
+from harness.files.cache import digest
 from harness.problems import DISTRIBUTIONS, jsonable
 from harness.problems.base import ProblemShape
 from harness.problems.exact import ExactResult
 from harness.problems.target import Part, Readout, Traits, part_seed
 from harness.targets.workload_truth import TRUTHS, choose_method, example_truth, joined, method_for
+from harness.training.checkpoints import load_state
 from harness.workloads import get_workload
 from harness.workloads.base import SPLITS, NegElbo, Workload, WorkloadError
 from harness.workloads.chain import encoder_grads, flat, jacobian
-from harness.workloads.checkpoints import load_state
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class WorkloadSpec:
     truth: str = "auto"  # auto | enumeration | reference | quadrature
     per_example: bool = True  # estimate each example's gradient with its own f_b (module docstring)
     example: int | None = None  # a one-example sub-problem of the batch
+    weights: str = ""  # digest of model weights given explicitly (workload_problem_at), instead of the checkpoint's
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -76,6 +80,8 @@ class WorkloadSpec:
         }
         if self.example is not None:
             d["example"] = self.example
+        if self.weights:
+            d["weights"] = self.weights
         return d
 
     @classmethod
@@ -90,11 +96,12 @@ class WorkloadSpec:
             "truth",
             "per_example",
             "example",
+            "weights",
         )
         return cls(**{k: d[k] for k in keys if k in d})
 
     def build(self, state: Mapping[str, np.ndarray] | None = None) -> WorkloadProblem:
-        """The target at its checkpoint (``state``: the model weights, when the caller holds them already)."""
+        """The target at its checkpoint's weights, or at ``state`` (then ``weights`` must be its digest)."""
         return WorkloadProblem(self, state)
 
     def traits(self) -> Traits:
@@ -129,7 +136,8 @@ class WorkloadSpec:
         cfg = ",".join(f"{k}={v}" for k, v in sorted(self.config.items()))
         ex = f"#{self.example}" if self.example is not None else ""
         split, bs = self.split or wl.default_split, self.batch_size or wl.default_batch
-        return f"{self.workload}({cfg})@{self.checkpoint}/{split}[{bs}]{ex}"
+        at = f"weights:{self.weights[:8]}" if self.weights else self.checkpoint
+        return f"{self.workload}({cfg})@{at}/{split}[{bs}]{ex}"
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
@@ -160,8 +168,16 @@ def check_spec(spec: WorkloadSpec) -> tuple[Workload, dict[str, Any], str, int]:
     return wl, cfg, split, bs
 
 
+def workload_problem_at(spec: WorkloadSpec, state: Mapping[str, np.ndarray]) -> WorkloadProblem:
+    """The problem of ``spec``'s batch at the given model weights (e.g. a training unit's saved state) instead of a
+    cached checkpoint; its identity names the weights by digest, so truths and fits are never shared with another
+    state."""
+    state = {k: np.asarray(v, np.float64) for k, v in state.items()}
+    return WorkloadProblem(replace(spec, weights=digest(state)), state)
+
+
 class WorkloadProblem(ProblemShape):
-    """A workload at a checkpoint on a batch, measured like a :class:`harness.problems.Problem`."""
+    """A workload at a checkpoint (or at given weights) on a batch, measured like a :class:`harness.problems.Problem`."""
 
     adaptive = False  # every example's part needs the same replicates: no precision loop
 
@@ -177,7 +193,14 @@ class WorkloadProblem(ProblemShape):
             idx = idx[[spec.example]]
             x = {k: v[[spec.example]] for k, v in x.items()}
         self.x = x
-        self.state = dict(state) if state is not None else self.weights(wl, cfg, spec.checkpoint)
+        if state is None:
+            if spec.weights:
+                raise WorkloadError("weights", "a spec naming its weights by digest needs them: workload_problem_at")
+            state = self.weights(wl, cfg, spec.checkpoint)
+        self.state = {k: np.asarray(v, np.float64) for k, v in state.items()}
+        self.state_digest = digest(self.state)
+        if spec.weights and spec.weights != self.state_digest:
+            raise WorkloadError("weights", f"digest {spec.weights[:12]}... does not match the weights given")
         self.n = len(idx)
         self.latent = tuple(wl.latent_shape(cfg))
         self.dist = DISTRIBUTIONS[wl.latent]

@@ -10,8 +10,9 @@
   ∂f/∂z when the workload gives one, else PyTorch autograd).  ``abs_err`` is the largest standard error;
   per-coordinate SEs are in ``extra["se"]``.  A bias verdict must compare the estimator's bias with it.
 
-Results are cached next to the checkpoints (keyed by the workload, configuration, checkpoint, batch and
-example) and memoized per process; the batch's truth concatenates its examples'.
+Results are cached next to the checkpoints (keyed by the workload, configuration, checkpoint, the digest of the
+model weights, batch and example; checksummed files that heal, :mod:`harness.files.cache`) and memoized per process;
+the batch's truth concatenates its examples'.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ import numpy as np
 from scipy import special
 
 from harness.backends import get_backend
+from harness.files.cache import cache_dir, load_npz, save_npz
 from harness.problems.exact import ExactResult
 from harness.workloads.base import WorkloadError
-from harness.workloads.checkpoints import FORMAT, cache_dir, load_npz, save_npz
 
 TRUTHS = ("auto", "enumeration", "reference", "quadrature")
+FORMAT = 2  # of the cached truths; 2: keyed by the digest of the model weights, checksummed files
 MAX_ENUMERATION = 2**12  # configurations per example
 CHUNK = 512  # samples per vectorized reference chunk
 _MEMO: dict[str, ExactResult] = {}
@@ -103,13 +105,15 @@ def example_truth(problem: Any) -> ExactResult:
 
 
 def _key(problem: Any, method: str) -> str:
-    """What the truth depends on: the batch, the configuration, the method and the weights themselves (a digest,
-    so a target built at weights its checkpoint number does not determine never reads or writes another's)."""
-    h = hashlib.sha256()
-    for k in sorted(problem.state):
-        h.update(k.encode())
-        h.update(np.ascontiguousarray(problem.state[k], dtype=np.float64).tobytes())
-    d = {**problem.spec.to_dict(), "config": problem.cfg, "method": method, "format": FORMAT, "weights": h.hexdigest()}
+    """What the truth depends on: the batch, the configuration, the method and the weights themselves (their
+    digest, so a target built at weights its checkpoint number does not determine never reads or writes another's)."""
+    d = {
+        **problem.spec.to_dict(),
+        "config": problem.cfg,
+        "method": method,
+        "weights": problem.state_digest,
+        "format": FORMAT,
+    }
     d.pop("per_example", None)
     d.pop("truth", None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:20]

@@ -183,7 +183,7 @@ def decoder_objective(
     decoder weights only (z ~ q(·|η) drawn without gradient)."""
     fixed = {k: v.detach() for k, v in eta.items()}
     z = dist.sample(B, B.numpy_noise(rng, dtype, device), fixed, L)  # [N, L, *latent]
-    fz = per_example_f(wl, cfg, dist, B, params, x, fixed)(z.transpose(0, 1))  # [L, N]
+    fz = per_example_f(wl, cfg, dist, B, params, x, fixed)(B.xp.swapaxes(z, 0, 1))  # [L, N]
     return iw_bound(B, fz, 0) if multi else -fz.mean(0)
 
 
@@ -200,17 +200,15 @@ def held_out_bound(
     dtype: str,
     device: str,
 ) -> np.ndarray:
-    """Per-example K-sample bound [N] (K = 1: the ELBO) on a held-out batch, fixed noise ``seed``, no gradients."""
-    import torch
-
+    """Per-example K-sample bound [N] (K = 1: the ELBO) on a held-out batch, fixed noise ``seed`` (the caller turns
+    gradient tracking off: an engine's business)."""
     rng = np.random.default_rng(seed)
     out = []
     n = next(iter(x.values())).shape[0]
-    with torch.no_grad():
-        for s in range(0, n, chunk):
-            xs = {k: v[s : s + chunk] for k, v in x.items()}
-            eta = wl.encode(B, params, xs, cfg)
-            z = dist.sample(B, B.numpy_noise(rng, dtype, device), eta, K)
-            fz = per_example_f(wl, cfg, dist, B, params, xs, eta)(z.transpose(0, 1))
-            out.append(B.to_numpy(iw_bound(B, fz, 0)).astype(np.float64))
+    for s in range(0, n, chunk):
+        xs = {k: v[s : s + chunk] for k, v in x.items()}
+        eta = wl.encode(B, params, xs, cfg)
+        z = dist.sample(B, B.numpy_noise(rng, dtype, device), eta, K)
+        fz = per_example_f(wl, cfg, dist, B, params, xs, eta)(B.xp.swapaxes(z, 0, 1))
+        out.append(B.to_numpy(iw_bound(B, fz, 0)).astype(np.float64))
     return np.concatenate(out)

@@ -103,6 +103,11 @@ class Workload:
         """Names of the parameters η depends on (the encoder weights)."""
         raise NotImplementedError
 
+    def param_shapes(self, cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        """Shapes of the model weights (what size limits read before anything is allocated).  The default
+        initializes the model once; override it with arithmetic for models that can be large."""
+        return {k: tuple(np.shape(v)) for k, v in self.init_params(cfg, np.random.default_rng(0)).items()}
+
     # -- the model, on any backend ------------------------------------------------------------
     def encode(self, B: Any, params: Mapping[str, Array], x: Mapping[str, Array], cfg: Mapping[str, Any]) -> dict:
         """η for a batch: {param: [N, *latent]} in the latent distribution's parameters."""

@@ -26,6 +26,15 @@ def init_mlp(rng: np.random.Generator, sizes: Sequence[int], prefix: str) -> dic
     return out
 
 
+def mlp_shapes(sizes: Sequence[int], prefix: str) -> dict[str, tuple[int, ...]]:
+    """The shapes :func:`init_mlp` gives, without allocating anything."""
+    out: dict[str, tuple[int, ...]] = {}
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        out[f"{prefix}W{i}"] = (a, b)
+        out[f"{prefix}b{i}"] = (b,)
+    return out
+
+
 def n_layers(params: Mapping[str, Any], prefix: str) -> int:
     n = 0
     while f"{prefix}W{n}" in params:

@@ -61,6 +61,9 @@ class BayesianLogReg(Workload):
         raw = math.log(math.expm1(cfg["init_scale"]))
         return {"q_loc": 0.1 * rng.standard_normal(31), "q_raw": np.full(31, raw)}
 
+    def param_shapes(self, cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        return {"q_loc": (31,), "q_raw": (31,)}
+
     def encoder_keys(self, cfg: Mapping[str, Any]) -> list[str]:
         return ["q_loc", "q_raw"]
 

@@ -77,8 +77,14 @@ class DigitsVAE(Workload):
         p.update(nets.init_mlp(rng, self._sizes(self._z_flat(cfg), N_PIXELS, cfg), "dec_"))
         return p
 
+    def param_shapes(self, cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        return {
+            **nets.mlp_shapes(self._sizes(N_PIXELS, self._enc_out(cfg), cfg), "enc_"),
+            **nets.mlp_shapes(self._sizes(self._z_flat(cfg), N_PIXELS, cfg), "dec_"),
+        }
+
     def encoder_keys(self, cfg: Mapping[str, Any]) -> list[str]:
-        return [k for k in self.init_params(cfg, np.random.default_rng(0)) if k.startswith("enc_")]
+        return [k for k in self.param_shapes(cfg) if k.startswith("enc_")]
 
     def log_prior(self, B: Any, z: Any, cfg: Mapping[str, Any]) -> Any:
         raise NotImplementedError
