@@ -1,0 +1,106 @@
+"""Readers of the image file formats the published VAE setups use: IDX (gzip'ed or not), .npz, .amat, MATLAB .mat.
+
+:func:`read_bytes` gives a file's bytes on disk and its content (decompressed when the name ends in ``.gz``), so
+checksums of either are computed from one read; every ``decode_*`` takes the content and returns arrays with the
+example axis first.  A file that is not in the format raises :class:`FormatError` naming the file and what was
+wrong.  Nothing here knows which data
+set a file belongs to (that is :mod:`harness.workloads.datasets`).
+
+- IDX (LeCun's MNIST format, also Fashion-MNIST): a big-endian header ``0x00 0x00 <type> <ndim>``, ``ndim``
+  uint32 sizes, then the values; ``.gz`` files are decompressed first.
+- ``.npz``: NumPy's zip of arrays (Keras' ``mnist.npz`` holds ``x_train`` and ``x_test``).
+- ``.amat``: Larochelle & Murray's text matrices, one example per line, values separated by blanks
+  (binarized MNIST: 784 zeros and ones per line).
+- ``.mat``: MATLAB files read with :func:`scipy.io.loadmat` (Burda et al.'s Omniglot ``chardata.mat``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+# IDX type byte -> big-endian NumPy dtype (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT")
+IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+class FormatError(ValueError):
+    """A file that cannot be read in the expected format (the message names the file)."""
+
+
+def read_bytes(path: Path) -> tuple[bytes, bytes]:
+    """(bytes on disk, content): the content is decompressed when the file name ends in ``.gz``."""
+    disk = Path(path).read_bytes()
+    if Path(path).suffix != ".gz":
+        return disk, disk
+    try:
+        return disk, gzip.decompress(disk)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise FormatError(f"{path}: not a valid gzip file ({exc})") from None
+
+
+def decode_idx(data: bytes, path: Path) -> np.ndarray:
+    """An IDX array from its (decompressed) bytes: shape from the header, values in the header's type."""
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_TYPES:
+        raise FormatError(f"{path}: not an IDX file (magic bytes {data[:4].hex() or 'missing'})")
+    dtype, ndim = np.dtype(IDX_TYPES[data[2]]), data[3]
+    head = 4 + 4 * ndim
+    if ndim == 0 or len(data) < head:
+        raise FormatError(f"{path}: truncated IDX header ({ndim} dimensions)")
+    shape = tuple(int(s) for s in np.frombuffer(data, ">u4", count=ndim, offset=4))
+    want = head + int(np.prod(shape)) * dtype.itemsize
+    if len(data) != want:
+        raise FormatError(f"{path}: IDX header says shape {shape} ({want} bytes), the file has {len(data)} bytes")
+    return np.frombuffer(data, dtype, offset=head).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+
+
+def decode_npz(data: bytes, path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file (pickled objects are refused)."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise FormatError(f"{path}: not a readable .npz file ({exc})") from None
+
+
+def decode_binary_amat(data: bytes, path: Path) -> np.ndarray:
+    """A 0/1 ``.amat`` text matrix -> uint8 [lines, columns]; any value other than 0 or 1 is refused.
+
+    The binarized-MNIST files hold single-character values, so the matrix is the digit characters in order
+    (a byte scan, ~100× faster than a general text parser on the 78 MB training file); blanks separate values
+    and each line must hold the same number of them.
+    """
+    b = np.frombuffer(data, np.uint8)
+    digit = (b == ord("0")) | (b == ord("1"))
+    blank = (b == ord(" ")) | (b == ord("\t")) | (b == ord("\r")) | (b == ord("\n"))
+    if not (digit | blank).all():
+        bad = int(np.argmin(digit | blank))
+        line = data.count(b"\n", 0, bad) + 1
+        raise FormatError(f"{path}: line {line}: only 0 and 1 separated by blanks are allowed in a binary .amat")
+    if np.any(digit[1:] & digit[:-1]):
+        line = data.count(b"\n", 0, int(np.argmax(digit[1:] & digit[:-1]))) + 1
+        raise FormatError(f"{path}: line {line}: a value with more than one character (only 0 and 1 are allowed)")
+    per_line = np.bincount(np.cumsum(b == ord("\n"))[digit], minlength=1)
+    rows = np.flatnonzero(per_line)  # lines holding values (blank lines are skipped)
+    if not len(rows):
+        raise FormatError(f"{path}: empty .amat file")
+    counts = per_line[rows]
+    if (counts != counts[0]).any():
+        k = int(np.argmax(counts != counts[0]))
+        raise FormatError(f"{path}: line {rows[k] + 1} has {counts[k]} values, line {rows[0] + 1} has {counts[0]}")
+    return (b[digit] - ord("0")).reshape(len(rows), int(counts[0]))
+
+
+def decode_mat(data: bytes, path: Path) -> dict[str, np.ndarray]:
+    """The numeric arrays of a MATLAB ``.mat`` file (``scipy.io.loadmat``; MATLAB's own keys dropped)."""
+    from scipy import io as sio
+
+    try:
+        got = sio.loadmat(io.BytesIO(data))
+    except (ValueError, TypeError, OSError, NotImplementedError) as exc:
+        raise FormatError(f"{path}: not a readable MATLAB .mat file ({exc})") from None
+    return {k: v for k, v in got.items() if not k.startswith("__") and isinstance(v, np.ndarray)}
