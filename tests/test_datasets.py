@@ -75,18 +75,16 @@ def test_amat_roundtrip_and_errors(tmp_path: Path) -> None:
     text = W.amat_bytes(a)
     assert len(text) == 7 * 1568  # the published files: 1568 bytes a line (78 400 000 for 50 000 lines)
     p = tmp_path / "x.amat"
-    np.testing.assert_array_equal(F.decode_binary_amat(text, p), a)
-    np.testing.assert_array_equal(F.decode_binary_amat(text + b"\n\n", p), a)  # trailing blank lines
-    bad = {
-        b"0 1 2\n1 0 0\n": "only 0 and 1",
-        b"0 1 1\n1 00 1\n": "more than one character",
-        b"0 1 1\n1 0\n": "line 2 has 2 values",
-        b"0 0.5 1\n": "only 0 and 1",
-        b"\n \n": "empty",
-    }
-    for data, msg in bad.items():
+    np.testing.assert_array_equal(F.decode_amat(text, p), a)
+    np.testing.assert_array_equal(F.decode_amat(text + b"\n\n", p), a)  # trailing blank lines
+    for data, msg in {b"0 1 1\n1 0\n": "not a matrix", b"0 0.5 1\n": "not a matrix", b"\n \n": "empty"}.items():
         with pytest.raises(F.FormatError, match=msg):
-            F.decode_binary_amat(data, p)
+            F.decode_amat(data, p)
+    W.write_amat(tmp_path / "binarized_mnist_train.amat", np.full((12, 784), 2))  # integers, but not binary
+    W.write_amat(tmp_path / "binarized_mnist_valid.amat", a)
+    W.write_amat(tmp_path / "binarized_mnist_test.amat", a)
+    with pytest.raises(WorkloadError, match="only 0 and 1"):
+        datasets.load("binarized_mnist", str(tmp_path), datasets.folder_digest("binarized_mnist", str(tmp_path)))
 
 
 def test_npz_and_mat_readers(tmp_path: Path) -> None:

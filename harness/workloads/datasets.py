@@ -135,7 +135,7 @@ def _parts_idx(c: Mapping[str, bytes], p: Mapping[str, Path]) -> dict[str, np.nd
 
 
 def _parts_amat(c: Mapping[str, bytes], p: Mapping[str, Path]) -> dict[str, np.ndarray]:
-    return {role: F.decode_binary_amat(c[role], p[role]) for role in c}
+    return {role: F.decode_amat(c[role], p[role]) for role in c}
 
 
 def _pick(arrays: Mapping[str, np.ndarray], keys: Mapping[str, str], optional: set[str], path: Path) -> dict:
@@ -183,7 +183,8 @@ def _images(s: ImageSet, a: np.ndarray, where: str) -> tuple[np.ndarray, float]:
         raise WorkloadError("config.dataset", f"{where}: pixel values of type {a.dtype}; expected numbers")
     lo, hi = (a.min(), a.max()) if a.dtype != bool else (0, 1)
     if s.binary:
-        if not np.isin(a, (0, 1)).all():
+        binary = lo >= 0 and hi <= 1 if not np.issubdtype(a.dtype, np.floating) else ((a == 0) | (a == 1)).all()
+        if not binary:
             raise WorkloadError("config.dataset", f"{where}: {s.name} must hold only 0 and 1 (found {lo}..{hi})")
         return a.astype(np.uint8), 1.0
     if np.issubdtype(a.dtype, np.floating):

@@ -10,7 +10,7 @@ set a file belongs to (that is :mod:`harness.workloads.datasets`).
   uint32 sizes, then the values; ``.gz`` files are decompressed first.
 - ``.npz``: NumPy's zip of arrays (Keras' ``mnist.npz`` holds ``x_train`` and ``x_test``).
 - ``.amat``: Larochelle & Murray's text matrices, one example per line, values separated by blanks
-  (binarized MNIST: 784 zeros and ones per line).
+  (binarized MNIST: 784 zeros and ones per line), read with :func:`numpy.loadtxt`.
 - ``.mat``: MATLAB files read with :func:`scipy.io.loadmat` (Burda et al.'s Omniglot ``chardata.mat``).
 """
 
@@ -67,32 +67,15 @@ def decode_npz(data: bytes, path: Path) -> dict[str, np.ndarray]:
         raise FormatError(f"{path}: not a readable .npz file ({exc})") from None
 
 
-def decode_binary_amat(data: bytes, path: Path) -> np.ndarray:
-    """A 0/1 ``.amat`` text matrix -> uint8 [lines, columns]; any value other than 0 or 1 is refused.
-
-    The binarized-MNIST files hold single-character values, so the matrix is the digit characters in order
-    (a byte scan, ~100× faster than a general text parser on the 78 MB training file); blanks separate values
-    and each line must hold the same number of them.
-    """
-    b = np.frombuffer(data, np.uint8)
-    digit = (b == ord("0")) | (b == ord("1"))
-    blank = (b == ord(" ")) | (b == ord("\t")) | (b == ord("\r")) | (b == ord("\n"))
-    if not (digit | blank).all():
-        bad = int(np.argmin(digit | blank))
-        line = data.count(b"\n", 0, bad) + 1
-        raise FormatError(f"{path}: line {line}: only 0 and 1 separated by blanks are allowed in a binary .amat")
-    if np.any(digit[1:] & digit[:-1]):
-        line = data.count(b"\n", 0, int(np.argmax(digit[1:] & digit[:-1]))) + 1
-        raise FormatError(f"{path}: line {line}: a value with more than one character (only 0 and 1 are allowed)")
-    per_line = np.bincount(np.cumsum(b == ord("\n"))[digit], minlength=1)
-    rows = np.flatnonzero(per_line)  # lines holding values (blank lines are skipped)
-    if not len(rows):
+def decode_amat(data: bytes, path: Path) -> np.ndarray:
+    """An integer ``.amat`` text matrix (values 0..255, e.g. binarized MNIST's 0/1) -> uint8 [lines, columns]."""
+    try:
+        a = np.loadtxt(io.BytesIO(data), dtype=np.uint8, ndmin=2)
+    except ValueError as exc:
+        raise FormatError(f"{path}: not a matrix of integers in [0, 255], one example a line ({exc})") from None
+    if not a.size:
         raise FormatError(f"{path}: empty .amat file")
-    counts = per_line[rows]
-    if (counts != counts[0]).any():
-        k = int(np.argmax(counts != counts[0]))
-        raise FormatError(f"{path}: line {rows[k] + 1} has {counts[k]} values, line {rows[0] + 1} has {counts[0]}")
-    return (b[digit] - ord("0")).reshape(len(rows), int(counts[0]))
+    return a
 
 
 def decode_mat(data: bytes, path: Path) -> dict[str, np.ndarray]:

@@ -41,7 +41,7 @@ def write_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 def amat_bytes(a: np.ndarray) -> bytes:
-    """0/1 [n, d] -> the binarized-MNIST text layout: values separated by one blank, one example a line."""
+    """0..9 [n, d] -> the binarized-MNIST text layout: one-digit values separated by one blank, one example a line."""
     chars = np.full((len(a), 2 * a.shape[1]), ord(" "), np.uint8)
     chars[:, 0::2] = ord("0") + np.asarray(a, np.uint8)
     chars[:, -1] = ord("\n")
