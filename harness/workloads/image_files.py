@@ -69,12 +69,12 @@ def decode_npz(data: bytes, path: Path) -> dict[str, np.ndarray]:
 
 def decode_amat(data: bytes, path: Path) -> np.ndarray:
     """An integer ``.amat`` text matrix (values 0..255, e.g. binarized MNIST's 0/1) -> uint8 [lines, columns]."""
+    if not data.strip():
+        raise FormatError(f"{path}: empty .amat file")
     try:
         a = np.loadtxt(io.BytesIO(data), dtype=np.uint8, ndmin=2)
     except ValueError as exc:
         raise FormatError(f"{path}: not a matrix of integers in [0, 255], one example a line ({exc})") from None
-    if not a.size:
-        raise FormatError(f"{path}: empty .amat file")
     return a
 
 
