@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="write a self-contained HTML report of one or more runs")
     rp.add_argument("runs", nargs="+", type=Path)
     rp.add_argument("-o", "--output", type=Path, default=None, help="HTML file (default: <first run>/report.html)")
+    rp.add_argument("--workers", type=_nonneg_int, metavar="N", help="processes drawing figures (default: all CPUs)")
 
     tr = sub.add_parser("train", help="run a training suite ([[train]] tables) and write curves + summaries")
     tr.add_argument("suite", help="training suite TOML file, e.g. suites/train.toml")
@@ -292,7 +293,7 @@ def cmd_report(a: argparse.Namespace) -> int:
     out = a.output or (a.runs[0] / "report.html")
     check_output_file("-o", out)
     with writing("-o", out):
-        path = build_report(a.runs, out)
+        path = build_report(a.runs, out, workers=a.workers)
     print(f"report: {path}")
     return 0
 

@@ -6,7 +6,7 @@ registry or the suite parser.  Modules: ``data`` (load, normalize, reliability f
 (matplotlib figures), ``encode`` (figures -> compact SVG or palette-PNG data URIs), ``tables`` (lean pandas
 Styler leaderboards), ``sections`` (per-problem assembly), ``catalog`` (estimators used, from meta.json), ``workloads``
 (model workloads: variance at training checkpoints, which estimator),
-``render`` (header, Jinja2 templates; ``templates/report.js`` sorts, filters and shortens tables in the
+``pipeline`` (figures drawn in worker processes, consumed in order), ``render`` (header, Jinja2 templates; ``templates/report.js`` sorts, filters and shortens tables in the
 browser), ``compare`` (run-vs-run ratios with confidence intervals).
 """
 
@@ -35,12 +35,15 @@ def build_report(
     collapse_over: int = COLLAPSE_INSTANCES,
     lazy_over: int = LAZY_FIGURES,
     figures: bool = True,
+    workers: int | None = None,
 ) -> Path:
     """Write one self-contained HTML report of ``run_dirs`` to ``out``; returns ``out``.
 
     More than ``collapse_over`` problem instances: sections after the first start collapsed; more than
     ``lazy_over`` figures: images load lazily (when their section is opened).  ``figures=False`` skips the
-    plots (tables only: fast, for very large runs or tests).
+    plots (tables only: fast, for very large runs or tests).  Figures are drawn in ``workers`` processes while the
+    tables are built (None: every available CPU when the report has many figures; 0 or 1: in this process); the
+    file is the same either way.
     """
     t0 = R.timer()
     run_dirs = [Path(d) for d in run_dirs]
@@ -74,7 +77,7 @@ def build_report(
         )
         n_inst = int(df[["group", "setting", "dim"]].drop_duplicates().shape[0])
         collapse = n_inst > collapse_over
-        sections = build_sections(df, pooled, agree, collapse=collapse, figures=figures)
+        sections = build_sections(df, pooled, agree, collapse=collapse, figures=figures, workers=workers)
         anchors = {i.key: i.id for s in sections for i in s.instances}
         n_fig = sum(len(s.figures) + sum(len(i.figures) for i in s.instances) for s in sections)
         ctx.update(
