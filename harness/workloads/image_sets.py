@@ -44,7 +44,11 @@ class Layout:
     files: tuple[DataFile, ...]
 
     def describe(self) -> str:
-        return " + ".join("|".join(f.names) for f in self.files) + f" ({self.format})"
+        """E.g. ``train-images-idx3-ubyte[.gz] + t10k-images-idx3-ubyte[.gz] (idx)``."""
+        names = [
+            f"{f.names[0]}[.gz]" if f.names[1:] == (f"{f.names[0]}.gz",) else "|".join(f.names) for f in self.files
+        ]
+        return " + ".join(names) + f" ({self.format})"
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: the per-process cache is keyed by the catalog entry
