@@ -35,15 +35,17 @@ def build_report(
     collapse_over: int = COLLAPSE_INSTANCES,
     lazy_over: int = LAZY_FIGURES,
     figures: bool = True,
-    workers: int | None = None,
+    workers: int | None = 0,
 ) -> Path:
     """Write one self-contained HTML report of ``run_dirs`` to ``out``; returns ``out``.
 
     More than ``collapse_over`` problem instances: sections after the first start collapsed; more than
     ``lazy_over`` figures: images load lazily (when their section is opened).  ``figures=False`` skips the
     plots (tables only: fast, for very large runs or tests).  Figures are drawn in ``workers`` processes while the
-    tables are built (None: every available CPU when the report has many figures; 0 or 1: in this process); the
-    file is the same either way.
+    tables are built (0 or 1: in this process; None: every available CPU when the report has many figures, as
+    ``stochgrad report`` does); the file is the same either way.  Worker processes import the calling script's
+    main module (as :mod:`multiprocessing` does): a script passing ``workers`` keeps its top-level code under
+    ``if __name__ == "__main__":``.
     """
     t0 = R.timer()
     run_dirs = [Path(d) for d in run_dirs]

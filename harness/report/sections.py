@@ -59,7 +59,7 @@ def build_sections(
     collapse: bool,
     figures: bool = True,
     fig_budget: int = FIG_BUDGET,
-    workers: int | None = None,
+    workers: int | None = 0,
 ) -> list[Section]:
     """Sections per group; per-instance figures stop (tables stay) once they reach ``fig_budget`` bytes.
 
