@@ -118,11 +118,14 @@ class Run:
     results: pd.DataFrame
     meta: dict[str, Any]
 
-    def report(self, path: str | Path | None = None) -> Path:
-        """Write the self-contained HTML report of this run (default ``<dir>/report.html``); returns its path."""
+    def report(self, path: str | Path | None = None, workers: int | None = 0) -> Path:
+        """Write the self-contained HTML report of this run (default ``<dir>/report.html``); returns its path.
+
+        ``workers``: processes drawing the figures (0: this process; None: every available CPU for a large
+        report — they import the calling script's main module, so keep its code under ``__main__``)."""
         from harness.report import build_report
 
-        return build_report([self.dir], Path(path) if path else self.dir / "report.html")
+        return build_report([self.dir], Path(path) if path else self.dir / "report.html", workers=workers)
 
     def __repr__(self) -> str:
         return (f"Run({str(self.dir)!r}, status={self.meta.get('status')!r}, cells={self.meta.get('cells_done')}/"
