@@ -5,9 +5,9 @@ registry or the suite parser.  Modules: ``data`` (load, normalize, reliability f
 ``summary`` (first screen: heat maps, verdicts vs REINFORCE, health line), ``plots`` / ``plots_agree``
 (matplotlib figures), ``encode`` (figures -> compact SVG or palette-PNG data URIs), ``tables`` (lean pandas
 Styler leaderboards), ``sections`` (per-problem assembly), ``catalog`` (estimators used, from meta.json), ``workloads``
-(model workloads: variance at training checkpoints, which estimator),
-``pipeline`` (figures drawn in worker processes, consumed in order), ``render`` (header, Jinja2 templates; ``templates/report.js`` sorts, filters and shortens tables in the
-browser), ``compare`` (run-vs-run ratios with confidence intervals).
+(model workloads: variance at training checkpoints, which estimator), ``pipeline`` (figures drawn in worker
+processes, consumed in order), ``render`` (header, Jinja2 templates; ``templates/report.js`` sorts, filters and
+shortens tables in the browser), ``compare`` (run-vs-run ratios with confidence intervals).
 """
 
 from __future__ import annotations

@@ -42,8 +42,9 @@ class FigureOut:
 def to_uri(fig: Figure, kind: str, alt: str, caption: str, force: str = "", rc: dict | None = None) -> FigureOut:
     """SVG data URI (PNG when the SVG would exceed SVG_MAX_BYTES, or ``force="png"``); major ticks only on log axes.
 
-    The layout is computed once (:func:`layout_once`) and frozen: each output format is one plain draw.  A figure whose SVG would clearly exceed the
-    limit (:func:`svg_elements` above :data:`PNG_ELEMENTS`) goes straight to PNG, without drawing the SVG first.
+    The layout is computed once (:func:`layout_once`) and frozen: each output format is one plain draw.  A figure
+    whose SVG would clearly exceed the limit (:func:`svg_elements` above :data:`PNG_ELEMENTS`) goes straight to
+    PNG, without drawing the SVG first.
     """
     _log_ticks(fig)
     with matplotlib.rc_context(rc):
@@ -98,7 +99,7 @@ _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def pow10_label(v: float, _pos: object = None) -> str:
-    """A log-axis tick label as plain text: 10⁻³ at powers of ten, else 3 significant digits (no mathtext to parse)."""
+    """A log-axis tick label as plain text: 10⁻³ at powers of ten, else 3 significant digits (no mathtext)."""
     if not (v > 0 and math.isfinite(v)):
         return ""
     k = round(math.log10(v))

@@ -3,9 +3,9 @@
 The images (config ``dataset``) are scikit-learn's 8×8 digits (embedded, the default) or a 28×28 data set the
 user has on disk — ``mnist``, ``fashion_mnist``, ``binarized_mnist``, ``omniglot`` — found through
 ``data_dir`` / ``$STOCHGRAD_DATA`` and checked by checksum (``data_sha256``; see
-:mod:`harness.workloads.datasets`).  Images are scaled to [0, 1] and binarized at a fixed ``threshold`` (default) or, with
-``binarize = "dynamic"``, by drawing each pixel ~ Bernoulli(intensity) (a fresh draw per training step;
-the evaluation batch uses one draw fixed by its ``batch_seed``).  Encoder and decoder are MLPs with
+:mod:`harness.workloads.datasets`).  Images are scaled to [0, 1] and binarized at a fixed ``threshold``
+(default) or, with ``binarize = "dynamic"``, by drawing each pixel ~ Bernoulli(intensity) (a fresh draw per
+training step; the evaluation batch uses one draw fixed by its ``batch_seed``).  Encoder and decoder are MLPs with
 ``hidden`` tanh units (0: linear).  Priors: Bernoulli(½), uniform categorical, N(0, I).
 """
 
