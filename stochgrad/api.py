@@ -106,9 +106,12 @@ class Run:
         """Every cell measured or skipped (status ``complete``), none failed."""
         return self.meta.get("status") == "complete" and not self.failed
 
-    def report(self, path: str | Path | None = None) -> Path:
-        """Write the self-contained HTML report of this run (default ``<dir>/report.html``); returns its path."""
-        return report([self.dir], path)
+    def report(self, path: str | Path | None = None, workers: int | None = 0) -> Path:
+        """Write the self-contained HTML report of this run (default ``<dir>/report.html``); returns its path.
+
+        ``workers``: processes drawing the figures (0: this process; None: every available CPU for a large
+        report — they import the calling script's main module, so keep its code under ``__main__``)."""
+        return report([self.dir], path, workers=workers)
 
     def header(self) -> str:
         """One line about the run: id, kind, suite, commit, status, cells (or training units) done."""
@@ -275,9 +278,13 @@ def compare_summary(
         return compare_runs(da, db, out)
 
 
-def report(runs: Run | str | Path | Sequence[Run | str | Path], path: str | Path | None = None) -> Path:
+def report(
+    runs: Run | str | Path | Sequence[Run | str | Path], path: str | Path | None = None, workers: int | None = 0
+) -> Path:
     """Write one self-contained HTML report of one or more run directories (suite runs, or training runs) and
-    return its path (default ``<first run>/report.html``).
+    return its path (default ``<first run>/report.html``).  ``workers``: processes drawing the figures (0: this
+    process; None: every available CPU for a large report — they import the calling script's main module, so keep
+    its code under ``if __name__ == "__main__":``).
 
     Every run is read before anything is written (``FileNotFoundError`` / :class:`RunDirError`); an output path
     that cannot be written raises :class:`OutputError` and leaves nothing behind."""
@@ -291,4 +298,4 @@ def report(runs: Run | str | Path | Sequence[Run | str | Path], path: str | Path
         load_run(d)
     out = check_output_file(path if path is not None else dirs[0] / "report.html")
     with writing(out):
-        return build_report(dirs, out)
+        return build_report(dirs, out, workers=workers)

@@ -220,9 +220,9 @@ def _damage(path: Path, how: str) -> None:
 def test_corrupt_checkpoint_and_truth_are_moved_aside_and_rebuilt(
     how: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from harness.training import checkpoints
     from harness.targets import workload_truth as truth
     from harness.targets.workload import WorkloadSpec
+    from harness.training import checkpoints
 
     truth._MEMO.clear()  # this process's truths: only the disk cache (the fixture's fresh directory) is read
     ws = WorkloadSpec("vae_bernoulli", {"latent_dim": 3}, checkpoint=4, batch_size=1)

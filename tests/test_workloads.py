@@ -84,9 +84,7 @@ def test_unbiased_matches_enumeration(wname: str, est: str, backend: str) -> Non
     # (at the FORMAT 2 checkpoints Var ≈ 365 per coordinate: R = 600000 reached power ratio 1.10, so its cap is 10^6)
     detectable = 1.0 if est == "score_function" else 0.1
     max_R = 1_000_000 if est == "score_function" else 600_000
-    r = check_problem(
-        spec, problem, L=4, R=20000, max_R=max_R, seed=3, detectable=detectable, n_tests=_battery_tests()
-    )
+    r = check_problem(spec, problem, L=4, R=20000, max_R=max_R, seed=3, detectable=detectable, n_tests=_battery_tests())
     assert r.verdict == "pass", r.line()
 
 

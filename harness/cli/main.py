@@ -134,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="write a self-contained HTML report of one or more runs")
     rp.add_argument("runs", nargs="+", type=Path)
     rp.add_argument("-o", "--output", type=Path, default=None, help="HTML file (default: <first run>/report.html)")
+    rp.add_argument("--workers", type=_nonneg_int, metavar="N", help="processes drawing figures (default: all CPUs)")
 
     tr = sub.add_parser("train", help="run a training suite ([[train]] tables) and write curves + summaries")
     tr.add_argument("suite", help="training suite TOML file, e.g. suites/train.toml")
@@ -307,7 +308,7 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 def cmd_report(a: argparse.Namespace) -> int:
     try:
-        path = sg.report(a.runs, a.output)
+        path = sg.report(a.runs, a.output, workers=a.workers)
     except sg.OutputError as exc:
         raise UsageError(f"-o {exc}") from None
     print(f"report: {path}")

@@ -5,9 +5,9 @@ registry or the suite parser.  Modules: ``data`` (load, normalize, reliability f
 ``summary`` (first screen: heat maps, verdicts vs REINFORCE, health line), ``plots`` / ``plots_agree``
 (matplotlib figures), ``encode`` (figures -> compact SVG or palette-PNG data URIs), ``tables`` (lean pandas
 Styler leaderboards), ``sections`` (per-problem assembly), ``catalog`` (estimators used, from meta.json), ``workloads``
-(model workloads: variance at training checkpoints, which estimator),
-``render`` (header, Jinja2 templates; ``templates/report.js`` sorts, filters and shortens tables in the
-browser), ``compare`` (run-vs-run ratios with confidence intervals).
+(model workloads: variance at training checkpoints, which estimator), ``pipeline`` (figures drawn in worker
+processes, consumed in order), ``render`` (header, Jinja2 templates; ``templates/report.js`` sorts, filters and
+shortens tables in the browser), ``compare`` (run-vs-run ratios with confidence intervals).
 """
 
 from __future__ import annotations
@@ -36,12 +36,17 @@ def build_report(
     collapse_over: int = COLLAPSE_INSTANCES,
     lazy_over: int = LAZY_FIGURES,
     figures: bool = True,
+    workers: int | None = 0,
 ) -> Path:
     """Write one self-contained HTML report of ``run_dirs`` to ``out``; returns ``out``.
 
     More than ``collapse_over`` problem instances: sections after the first start collapsed; more than
     ``lazy_over`` figures: images load lazily (when their section is opened).  ``figures=False`` skips the
-    plots (tables only: fast, for very large runs or tests).
+    plots (tables only: fast, for very large runs or tests).  Figures are drawn in ``workers`` processes while the
+    tables are built (0 or 1: in this process; None: every available CPU when the report has many figures, as
+    ``stochgrad report`` does); the file is the same either way.  Worker processes import the calling script's
+    main module (as :mod:`multiprocessing` does): a script passing ``workers`` keeps its top-level code under
+    ``if __name__ == "__main__":``.
     """
     t0 = R.timer()
     run_dirs = [Path(d) for d in run_dirs]
@@ -76,7 +81,7 @@ def build_report(
         )
         n_inst = int(df[["group", "setting", "dim"]].drop_duplicates().shape[0])
         collapse = n_inst > collapse_over
-        sections = build_sections(df, pooled, agree, collapse=collapse, figures=figures)
+        sections = build_sections(df, pooled, agree, collapse=collapse, figures=figures, workers=workers)
         anchors = {i.key: i.id for s in sections for i in s.instances}
         n_fig = sum(len(s.figures) + sum(len(i.figures) for i in s.instances) for s in sections)
         ctx.update(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,7 @@ import pandas as pd
 
 from harness.report import plots
 from harness.report.data import agreement, bias_threshold, config_order, instances, pool_platforms
+from harness.report.pipeline import FigurePipeline, default_workers
 from harness.report.tables import efficiency_table, variance_table
 
 MAX_ROWS_VS_DIM = 3
@@ -57,10 +59,14 @@ def build_sections(
     collapse: bool,
     figures: bool = True,
     fig_budget: int = FIG_BUDGET,
+    workers: int | None = 0,
 ) -> list[Section]:
-    """Sections per group; per-instance figures stop (tables stay) once they reach ``fig_budget`` bytes."""
+    """Sections per group; per-instance figures stop (tables stay) once they reach ``fig_budget`` bytes.
+
+    Figures are drawn by a :class:`~harness.report.pipeline.FigurePipeline` (``workers`` processes; None: every
+    available CPU for a large report) while the tables are built; the budget is applied in instance order.
+    """
     zthr = bias_threshold(df)
-    used = 0
     flagged: dict[tuple, set[tuple[str, int]]] = {}
     if not agree.empty:
         for r in agree[agree["significant"]].itertuples(index=False):
@@ -69,88 +75,136 @@ def build_sections(
     out: list[Section] = []
     insts = instances(df)
     groups = list(dict.fromkeys(g for g, _, _ in insts))
-    for gi, g in enumerate(groups):
-        dg = df[df["group"] == g]
-        pg = pooled[pooled["group"] == g]
-        configs = config_order(dg)
-        unb = dict(zip(dg["config"], dg["unbiased"]))
-        biased = [c for c in configs if unb.get(c) is False]
-        palette = plots.Palette(configs, set(biased))
-        sec = Section(
-            anchor(g), g, open=not collapse or gi == 0, n_cells=int(_cells(dg).shape[0]), configs=configs, biased=biased
-        )
-        params = list(dict.fromkeys(dg["param"]))
-        platforms = sorted(dg["platform"].unique())
-        for k, (_, s, d) in enumerate(i for i in insts if i[0] == g):
-            di = dg[(dg["setting"] == s) & (dg["dim"] == d)]
-            pi = pg[(pg["setting"] == s) & (pg["dim"] == d)]
-            Ls = sorted(di["n_samples"].unique())
-            inst = Instance(anchor(g, s, d), f"{s} · D={d}", (g, s, int(d)), open=not collapse or k == 0)
-            cfg_i = [c for c in configs if c in set(di["config"])]
-            plats_i = [p for p in platforms if p in set(di["platform"])]
-            for p in params:
-                pp, dp = pi[pi["param"] == p], di[di["param"] == p]
-                if pp.empty:
-                    continue
-                inst.params.append(
-                    {
-                        "param": p,
-                        "variance": variance_table(pp, cfg_i, Ls, unb, flagged.get((g, s, d, p), set())),
-                        "efficiency": efficiency_table(dp, cfg_i, Ls, plats_i, unb, device_of),
-                    }
-                )
-            if figures and used >= fig_budget:
+    if workers is None:
+        workers = default_workers(len(insts) + len(groups)) if figures else 0
+    budget = {"used": 0}
+
+    def keep(inst: Instance) -> Callable[[Any, bool], None]:
+        def done(result: tuple[list[plots.FigureOut], str] | None, skipped: bool) -> None:
+            if skipped:
                 inst.note = (
                     "Figures omitted: the report's figure budget is spent (very large run); the tables are complete."
                 )
-            elif figures:
-                pi_params = [p for p in params if p in set(pi["param"])]
-                f = None
-                if len(Ls) > 1:
-                    f = plots.variance_vs(
+                return
+            inst.figures, inst.note = result
+            budget["used"] += sum(x.nbytes for x in inst.figures)
+
+        return done
+
+    def set_figures(sec: Section) -> Callable[[Any, bool], None]:
+        def done(result: list[plots.FigureOut], skipped: bool) -> None:
+            sec.figures = result
+
+        return done
+
+    with FigurePipeline(workers) as pipe:
+        for gi, g in enumerate(groups):
+            dg = df[df["group"] == g]
+            pg = pooled[pooled["group"] == g]
+            configs = config_order(dg)
+            unb = dict(zip(dg["config"], dg["unbiased"]))
+            biased = [c for c in configs if unb.get(c) is False]
+            palette = plots.Palette(configs, set(biased))
+            sec = Section(
+                anchor(g),
+                g,
+                open=not collapse or gi == 0,
+                n_cells=int(_cells(dg).shape[0]),
+                configs=configs,
+                biased=biased,
+            )
+            params = list(dict.fromkeys(dg["param"]))
+            platforms = sorted(dg["platform"].unique())
+            for k, (_, s, d) in enumerate(i for i in insts if i[0] == g):
+                di = dg[(dg["setting"] == s) & (dg["dim"] == d)]
+                pi = pg[(pg["setting"] == s) & (pg["dim"] == d)]
+                Ls = sorted(di["n_samples"].unique())
+                inst = Instance(anchor(g, s, d), f"{s} · D={d}", (g, s, int(d)), open=not collapse or k == 0)
+                cfg_i = [c for c in configs if c in set(di["config"])]
+                plats_i = [p for p in platforms if p in set(di["platform"])]
+                if figures:
+                    pipe.submit(
+                        instance_figures,
+                        di,
                         pi,
-                        "n_samples",
-                        [("", pi)],
-                        pi_params[:4],
-                        palette,
-                        cfg_i,
-                        -1.0,
-                        f"Variance vs L (log-log, pooled over platforms) for {s} at D={d}.",
-                    )
-                fLs = sorted({Ls[0], Ls[len(Ls) // 2], Ls[-1]})
-                fr = plots.frontier(
-                    di,
-                    pi_params,
-                    fLs,
-                    palette,
-                    cfg_i,
-                    f"Efficiency frontier (time per call vs variance) for {s} at D={d}"
-                    + (f", L ∈ {{{', '.join(map(str, fLs))}}}." if len(Ls) > 1 else f", L={Ls[0]}."),
-                )
-                Lmax = max(Ls)
-                bf = None
-                if (di["unbiased"] == False).any() or di["bias_detected"].any():  # noqa: E712
-                    bf = plots.bias_forest(
-                        di[di["n_samples"] == Lmax],
-                        pi_params,
+                        params,
                         palette,
                         cfg_i,
                         zthr,
-                        f"Bias with 95% CI at L={Lmax} for {s} at D={d}.",
+                        on_done=keep(inst),
+                        wanted=lambda: budget["used"] < fig_budget,
                     )
-                else:
-                    zmax = float(di["bias_z"].max()) if di["bias_z"].notna().any() else float("nan")
-                    inst.note = (
-                        f"No bias detected here (largest bias z {zmax:.2f}, threshold {zthr:.2f}); "
-                        "the bias figure is drawn only where an estimator is biased or a bias is detected."
+                for p in params:
+                    pp, dp = pi[pi["param"] == p], di[di["param"] == p]
+                    if pp.empty:
+                        continue
+                    inst.params.append(
+                        {
+                            "param": p,
+                            "variance": variance_table(pp, cfg_i, Ls, unb, flagged.get((g, s, d, p), set())),
+                            "efficiency": efficiency_table(dp, cfg_i, Ls, plats_i, unb, device_of),
+                        }
                     )
-                inst.figures = [x for x in (f, fr, bf) if x is not None]
-                used += sum(x.nbytes for x in inst.figures)
-            sec.instances.append(inst)
-        if figures:
-            sec.figures = _section_figures(dg, pg, params, platforms, palette, configs)
-        out.append(sec)
+                sec.instances.append(inst)
+            if figures:
+                pipe.submit(_section_figures, dg, pg, params, platforms, palette, configs, on_done=set_figures(sec))
+            out.append(sec)
+        pipe.drain()
     return out
+
+
+def instance_figures(
+    di: pd.DataFrame,
+    pi: pd.DataFrame,
+    params: list[str],
+    palette: plots.Palette,
+    cfg_i: list[str],
+    zthr: float,
+) -> tuple[list[plots.FigureOut], str]:
+    """One problem instance's figures — variance vs L, efficiency frontier, bias forest — and its note."""
+    s, d = di["setting"].iloc[0], di["dim"].iloc[0]
+    Ls = sorted(di["n_samples"].unique())
+    pi_params = [p for p in params if p in set(pi["param"])]
+    f, note = None, ""
+    if len(Ls) > 1:
+        f = plots.variance_vs(
+            pi,
+            "n_samples",
+            [("", pi)],
+            pi_params[:4],
+            palette,
+            cfg_i,
+            -1.0,
+            f"Variance vs L (log-log, pooled over platforms) for {s} at D={d}.",
+        )
+    fLs = sorted({Ls[0], Ls[len(Ls) // 2], Ls[-1]})
+    fr = plots.frontier(
+        di,
+        pi_params,
+        fLs,
+        palette,
+        cfg_i,
+        f"Efficiency frontier (time per call vs variance) for {s} at D={d}"
+        + (f", L ∈ {{{', '.join(map(str, fLs))}}}." if len(Ls) > 1 else f", L={Ls[0]}."),
+    )
+    Lmax = max(Ls)
+    bf = None
+    if (di["unbiased"] == False).any() or di["bias_detected"].any():  # noqa: E712
+        bf = plots.bias_forest(
+            di[di["n_samples"] == Lmax],
+            pi_params,
+            palette,
+            cfg_i,
+            zthr,
+            f"Bias with 95% CI at L={Lmax} for {s} at D={d}.",
+        )
+    else:
+        zmax = float(di["bias_z"].max()) if di["bias_z"].notna().any() else float("nan")
+        note = (
+            f"No bias detected here (largest bias z {zmax:.2f}, threshold {zthr:.2f}); "
+            "the bias figure is drawn only where an estimator is biased or a bias is detected."
+        )
+    return [x for x in (f, fr, bf) if x is not None], note
 
 
 def _best_slice(d: pd.DataFrame, fixed: str, varying: str, prefer_max: bool) -> tuple[int | None, int]:

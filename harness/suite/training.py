@@ -66,9 +66,9 @@ def _workload(path: str, w: str, t: dict[str, Any]) -> tuple[Any, dict[str, Any]
         raise _err(path, f"{w}.config", f"must be a table, got {t['config']!r}")
     try:
         cfg = wl.resolve(t["config"])
+        n_train = len(next(iter(wl.dataset(cfg)["train"].values())))  # data files are checked here, before training
     except WorkloadError as exc:
         raise _err(path, f"{w}.{exc.key}", str(exc).split(": ", 1)[1]) from None
-    n_train = len(next(iter(wl.dataset(cfg)["train"].values())))
     if t["batch_size"] > n_train:
         raise _err(path, f"{w}.batch_size", f"must be <= {n_train} (the train split), got {t['batch_size']}")
     return wl, cfg

@@ -89,7 +89,7 @@ def chain_unit(wl: Workload, cfg: Mapping[str, Any]) -> dict[str, Any]:
     unit.update(
         suite="checkpoints",
         workload=wl.name,
-        config=trained_config(wl, cfg),
+        config=dict(cfg),  # whole: measurement-only keys (data_dir: where the files are) are still needed to load data
         estimator=wl.train_estimator,
         hyper={},
         backend="torch",

@@ -1,8 +1,11 @@
-"""VAEs on scikit-learn's 8×8 digits: Bernoulli, categorical and Gaussian latents, Bernoulli likelihood.
+"""VAEs on images: Bernoulli, categorical and Gaussian latents, Bernoulli likelihood.
 
-Images are scaled to [0, 1] and binarized at a fixed ``threshold`` (default) or, with
-``binarize = "dynamic"``, by drawing each pixel ~ Bernoulli(intensity) (a fresh draw per training step;
-the evaluation batch uses one draw fixed by its ``batch_seed``).  Encoder and decoder are MLPs with
+The images (config ``dataset``) are scikit-learn's 8×8 digits (embedded, the default) or a 28×28 data set the
+user has on disk — ``mnist``, ``fashion_mnist``, ``binarized_mnist``, ``omniglot`` — found through
+``data_dir`` / ``$STOCHGRAD_DATA`` and checked by checksum (``data_sha256``; see
+:mod:`harness.workloads.datasets`).  Images are scaled to [0, 1] and binarized at a fixed ``threshold``
+(default) or, with ``binarize = "dynamic"``, by drawing each pixel ~ Bernoulli(intensity) (a fresh draw per
+training step; the evaluation batch uses one draw fixed by its ``batch_seed``).  Encoder and decoder are MLPs with
 ``hidden`` tanh units (0: linear).  Priors: Bernoulli(½), uniform categorical, N(0, I).
 """
 
@@ -16,10 +19,14 @@ import numpy as np
 from scipy import special
 
 from harness.backends import get_backend
-from harness.workloads import data, nets, register_workload
+from harness.workloads import data, datasets, image_sets, nets, register_workload
 from harness.workloads.base import Workload, WorkloadError
 
+DATASETS = ("digits", *image_sets.IMAGE_SETS)
 COMMON = {
+    "dataset": "digits",  # digits (scikit-learn, embedded) | mnist | fashion_mnist | binarized_mnist | omniglot
+    "data_dir": "",  # folder of the data set's files ("": $STOCHGRAD_DATA/<dataset>); not for digits
+    "data_sha256": "",  # "": the files must be the published ones; else the digest of your own files
     "hidden": 0,  # hidden tanh units of encoder and decoder (0: linear)
     "binarize": "fixed",  # fixed | dynamic
     "threshold": 0.5,
@@ -31,13 +38,28 @@ COMMON = {
     "train_samples": 2,  # L per example in training (score_function_rloo needs >= 2)
     "reference_samples": 4000,  # per example, for exact_method = "reference"
 }
-N_PIXELS = 64
+DIGITS_PIXELS = 64
 
 
 class DigitsVAE(Workload):
     """Shared data, encoder/decoder and likelihood; subclasses fix the latent distribution."""
 
+    eval_keys = ("reference_samples", "data_dir")  # where the (checksummed) files are does not change the model
+
     def check(self, cfg: Mapping[str, Any]) -> None:
+        if cfg["dataset"] not in DATASETS:
+            raise WorkloadError("config.dataset", f"unknown data set {cfg['dataset']!r}; valid: {list(DATASETS)}")
+        if cfg["dataset"] == "digits":
+            for k in ("data_dir", "data_sha256"):
+                if cfg[k]:
+                    raise WorkloadError(
+                        f"config.{k}", f"digits ship with scikit-learn; {k} applies to {list(image_sets.IMAGE_SETS)}"
+                    )
+        sha = cfg["data_sha256"]
+        if sha and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
+            raise WorkloadError(
+                "config.data_sha256", f"must be 64 lowercase hex digits (a SHA-256) or empty, got {sha!r}"
+            )
         if cfg["binarize"] not in ("fixed", "dynamic"):
             raise WorkloadError(
                 "config.binarize", f"unknown binarization {cfg['binarize']!r}; valid: ['fixed', 'dynamic']"
@@ -54,10 +76,22 @@ class DigitsVAE(Workload):
             )
 
     def dataset(self, cfg: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
-        return {k: {"x": v} for k, v in data.digits(cfg["data_seed"]).items()}
+        if cfg["dataset"] == "digits":
+            return {k: {"x": v} for k, v in data.digits(cfg["data_seed"]).items()}
+        imgs = datasets.load(cfg["dataset"], cfg["data_dir"], cfg["data_sha256"])
+        return {k: {"x": v} for k, v in imgs.splits.items()}
+
+    def _scale(self, cfg: Mapping[str, Any]) -> float:
+        """Stored value / scale = intensity in [0, 1] (digits are stored scaled; MNIST files as uint8 0..255)."""
+        if cfg["dataset"] == "digits":
+            return 1.0
+        return datasets.load(cfg["dataset"], cfg["data_dir"], cfg["data_sha256"]).scale
+
+    def _pixels(self, cfg: Mapping[str, Any]) -> int:
+        return DIGITS_PIXELS if cfg["dataset"] == "digits" else image_sets.PIXELS
 
     def prepare_batch(self, x: dict[str, np.ndarray], rng: np.random.Generator, cfg: Mapping[str, Any]) -> dict:
-        v = x["x"]
+        v = np.asarray(x["x"], np.float64) / self._scale(cfg)
         if cfg["binarize"] == "dynamic":
             return {"x": (rng.random(v.shape) < v).astype(np.float64)}
         return {"x": (v > cfg["threshold"]).astype(np.float64)}
@@ -73,14 +107,14 @@ class DigitsVAE(Workload):
         return [a, cfg["hidden"], b] if cfg["hidden"] else [a, b]
 
     def init_params(self, cfg: Mapping[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
-        p = nets.init_mlp(rng, self._sizes(N_PIXELS, self._enc_out(cfg), cfg), "enc_")
-        p.update(nets.init_mlp(rng, self._sizes(self._z_flat(cfg), N_PIXELS, cfg), "dec_"))
+        p = nets.init_mlp(rng, self._sizes(self._pixels(cfg), self._enc_out(cfg), cfg), "enc_")
+        p.update(nets.init_mlp(rng, self._sizes(self._z_flat(cfg), self._pixels(cfg), cfg), "dec_"))
         return p
 
     def param_shapes(self, cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
         return {
-            **nets.mlp_shapes(self._sizes(N_PIXELS, self._enc_out(cfg), cfg), "enc_"),
-            **nets.mlp_shapes(self._sizes(self._z_flat(cfg), N_PIXELS, cfg), "dec_"),
+            **nets.mlp_shapes(self._sizes(self._pixels(cfg), self._enc_out(cfg), cfg), "enc_"),
+            **nets.mlp_shapes(self._sizes(self._z_flat(cfg), self._pixels(cfg), cfg), "dec_"),
         }
 
     def encoder_keys(self, cfg: Mapping[str, Any]) -> list[str]:
@@ -134,7 +168,7 @@ class VaeBernoulli(_LatentDim, DigitsVAE):
     latent = "bernoulli"
     defaults = {"latent_dim": 32, **COMMON}
     train_estimator = "disarm"
-    doc = "binary VAE on 8×8 digits: D Bernoulli latents (latent_dim), Bernoulli likelihood"
+    doc = "binary VAE on images (8×8 digits or a 28×28 data set): D Bernoulli latents (latent_dim)"
 
     def log_prior(self, B: Any, z: Any, cfg: Mapping[str, Any]) -> float:
         return -cfg["latent_dim"] * math.log(2.0)
@@ -148,7 +182,7 @@ class VaeCategorical(DigitsVAE):
     latent = "categorical"
     defaults = {"groups": 8, "categories": 8, **COMMON}
     train_estimator = "score_function_rloo"
-    doc = "categorical VAE on 8×8 digits: G groups of K-way categorical latents, Bernoulli likelihood"
+    doc = "categorical VAE on images (8×8 digits or a 28×28 data set): G groups of K-way categoricals"
 
     def latent_shape(self, cfg: Mapping[str, Any]) -> tuple[int, ...]:
         return (cfg["groups"], cfg["categories"])
@@ -171,7 +205,7 @@ class VaeGaussian(_LatentDim, DigitsVAE):
     latent = "normal"
     defaults = {"latent_dim": 8, **COMMON}
     train_estimator = "pathwise"
-    doc = "Gaussian VAE on 8×8 digits: D normal latents, N(0, I) prior, Bernoulli likelihood"
+    doc = "Gaussian VAE on images (8×8 digits or a 28×28 data set): D normal latents, N(0, I) prior"
 
     def _enc_out(self, cfg: Mapping[str, Any]) -> int:
         return 2 * cfg["latent_dim"]
