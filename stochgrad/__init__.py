@@ -9,6 +9,7 @@
     sg.check("pathwise", backend="numpy").verdict        # PASS / FAIL / UNDERPOWERED, with every result
     sg.train("suites/train.toml", out="results/train")   # training curves and final bounds
     sg.report([run.dir], "report.html")
+    sg.recommend("normal(loc=0.5,scale=1.5)/cos/D=10", budget_s=30).pick   # raced at equal cost
 
 Estimator plugins declare themselves once with :func:`register_estimator` and attach one implementation per
 backend; every implementation receives a :class:`Context` and returns ``{param: array [R, *param_shape]}``.
@@ -58,6 +59,7 @@ from stochgrad.catalog import (
     list_workloads,
 )
 from stochgrad.checking import CheckError, CheckPolicy, CheckReport, CheckResult, ImplementationCheck, check
+from stochgrad.recommend import Recommendation, RecommendError, recommend
 from stochgrad.training import TrainingPlan, TrainingRun, plan_training, train
 
 __version__ = "0.2.0"
@@ -81,6 +83,8 @@ __all__ = [
     "Plan",
     "Problem",
     "ProblemError",
+    "RecommendError",
+    "Recommendation",
     "RegistryError",
     "Run",
     "RunDirError",
@@ -110,6 +114,7 @@ __all__ = [
     "plan",
     "plan_training",
     "problem",
+    "recommend",
     "register_estimator",
     "register_workload",
     "report",

@@ -1,4 +1,4 @@
-"""``stochgrad`` command line: run | list | show | check | report | compare | train.
+"""``stochgrad`` command line: run | list | show | check | report | compare | train | recommend.
 
 A thin layer over the public API (:mod:`stochgrad`): argument parsing, printing and exit codes only.  Bad input
 (suite files, arguments) prints ``error: ...`` naming the file, key and valid choices and exits with status 2,
@@ -16,10 +16,19 @@ from typing import Any
 import stochgrad as sg
 from harness.cli.listing import print_listing
 from harness.cli.paths import UsageError
+from stochgrad.recommend import PROBLEM_SYNTAX, parse_config
 
 EXIT_BAD_INPUT = 2
 # errors that are bad input (exit 2): suite files, problems, run requests, names, run directories
-BAD_INPUT = (sg.SuiteError, sg.ProblemError, sg.RunError, sg.RegistryError, FileNotFoundError, sg.RunDirError)
+BAD_INPUT = (
+    sg.SuiteError,
+    sg.ProblemError,
+    sg.RunError,
+    sg.RegistryError,
+    FileNotFoundError,
+    sg.RunDirError,
+    sg.WorkloadError,
+)
 
 
 def _number(kind: type, low: float, strict: bool, what: str):
@@ -148,6 +157,36 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="train a suite over the size limits (memory per unit or estimated time; see docs/notes/hardening.md)",
     )
+
+    rc = sub.add_parser(
+        "recommend",
+        help="which estimator for this target at this budget: race the applicable ones at equal cost",
+        description="Race every applicable unbiased, non-oracle estimator on TARGET by successive elimination at "
+        "equal cost, and name the best (docs/notes/recommend.md).",
+    )
+    rc.add_argument(
+        "target",
+        nargs="?",
+        help=f"a problem, {PROBLEM_SYNTAX}; or a suite file (.toml: one answer per problem or workload); "
+        "or leave it out and give --workload",
+    )
+    rc.add_argument("--workload", help="a workload (built-in or registered), e.g. vae_bernoulli")
+    rc.add_argument("--config", default="", help="the workload's configuration, e.g. latent_dim=10")
+    rc.add_argument("--checkpoint", type=_nonneg_int, default=0, help="the workload's training steps (default 0)")
+    rc.add_argument(
+        "--batch-size", type=_nonneg_int, default=0, help="the workload's evaluation batch (default its own)"
+    )
+    rc.add_argument("--budget", type=_pos_float, default=60.0, help="seconds per answer, first calls included (60)")
+    rc.add_argument("--rank-by", choices=["time", "evals"], default="time", help="equal time (default) or evaluations")
+    rc.add_argument("--samples", type=_pos_int, help="L per estimate (default 2; a suite file's own otherwise)")
+    rc.add_argument("--backend", help="backend to race on (default numpy where the target runs on it)")
+    rc.add_argument("--estimators", type=_csv, help="race only these estimators (comma-separated names)")
+    rc.add_argument("--grid", action="store_true", help="also race a small one-at-a-time hyperparameter grid")
+    rc.add_argument("--seed", type=_nonneg_int, default=0)
+    rc.add_argument("--json", action="store_true", help="print the answers as JSON")
+    rc.add_argument("--out", help="run directory (default: results/recommend-<timestamp>)")
+    rc.add_argument("--results-dir", type=Path, default=Path("results"), help="root for new run directories")
+    rc.add_argument("--resume", action="store_true", help="continue an interrupted recommend run in --out")
 
     cp = sub.add_parser("compare", help="compare two runs cell by cell (variance and time ratios with CIs)")
     cp.add_argument("run_a", type=Path)
@@ -346,6 +385,36 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0 if run.complete else 1
 
 
+def cmd_recommend(a: argparse.Namespace) -> int:
+    if a.workload and a.target:
+        raise UsageError("give a TARGET (problem or suite file) or --workload, not both")
+    if not a.workload and not a.target:
+        raise UsageError(f"recommend: give a TARGET ({PROBLEM_SYNTAX}, or a suite file) or --workload NAME")
+    if not a.workload and (a.config or a.checkpoint or a.batch_size):
+        raise UsageError("--config, --checkpoint and --batch-size describe a --workload; give --workload NAME")
+    target: Any = a.target
+    if a.workload:
+        cfg = parse_config(a.config)
+        target = sg.WorkloadSpec(a.workload, cfg, a.checkpoint, batch_size=a.batch_size)
+    rec = sg.recommend(
+        target,
+        budget_s=a.budget,
+        rank_by=a.rank_by,
+        samples=a.samples,
+        backend=a.backend,
+        estimators=a.estimators,
+        grid=a.grid,
+        seed=a.seed,
+        out=a.out,
+        results_dir=a.results_dir,
+        resume=a.resume,
+        cli_args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
+    )
+    print(rec.to_json() if a.json else rec.text())
+    failed = [x for x in rec.answers if x.get("status") != "ok"]
+    return 1 if failed or len(rec.answers) < rec.targets_total else 0
+
+
 COMMANDS = {
     "run": cmd_run,
     "list": cmd_list,
@@ -354,6 +423,7 @@ COMMANDS = {
     "report": cmd_report,
     "compare": cmd_compare,
     "train": cmd_train,
+    "recommend": cmd_recommend,
 }
 
 

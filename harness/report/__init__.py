@@ -4,7 +4,8 @@ A pure function of run directories (results.parquet + meta.json): nothing here i
 registry or the suite parser.  Modules: ``data`` (load, normalize, reliability flags, pool, agreement),
 ``summary`` (first screen: heat maps, verdicts vs REINFORCE, health line), ``plots`` / ``plots_agree``
 (matplotlib figures), ``encode`` (figures -> compact SVG or palette-PNG data URIs), ``tables`` (lean pandas
-Styler leaderboards), ``sections`` (per-problem assembly), ``catalog`` (estimators used, from meta.json), ``workloads``
+Styler leaderboards), ``sections`` (per-problem assembly), ``catalog`` (estimators used, from meta.json), ``recommend`` (the page of
+``stochgrad recommend`` runs), ``workloads``
 (model workloads: variance at training checkpoints, which estimator), ``pipeline`` (figures drawn in worker
 processes, consumed in order), ``render`` (header, Jinja2 templates; ``templates/report.js`` sorts, filters and
 shortens tables in the browser), ``compare`` (run-vs-run ratios with confidence intervals).
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from markupsafe import Markup
 
+from harness.report import recommend as RC
 from harness.report import render as R
 from harness.report import summary as S
 from harness.report import workloads as W
@@ -50,6 +52,11 @@ def build_report(
     """
     t0 = R.timer()
     run_dirs = [Path(d) for d in run_dirs]
+    recs = [RC.is_recommend_run(d) for d in run_dirs]
+    if any(recs):
+        if not all(recs):
+            raise RunDirError("report recommend runs apart from benchmark and training runs (meta.json kind differs)")
+        return RC.write_html(run_dirs, out)
     kinds = [is_training_run(d) for d in run_dirs]
     if any(kinds):
         if not all(kinds):

@@ -177,6 +177,8 @@ def run_header(meta: dict[str, Any]) -> str:
     """One line about a run: id, kind, suite, commit, status and items done (cells or training units)."""
     if meta.get("kind") == "training":
         done = f"units {meta.get('units_done')}/{meta.get('units_total')}"
+    elif meta.get("kind") == "recommend":
+        done = f"answers {meta.get('answers_done')}/{meta.get('answers_total')}"
     else:
         done = f"cells {meta.get('cells_done')}/{meta.get('cells_total')}"
     kind = f"  kind {meta['kind']}" if meta.get("kind") else ""

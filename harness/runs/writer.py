@@ -1,4 +1,4 @@
-"""The one writer of run directories: suite runs, training runs (and later ``recommend``) get the same guarantees.
+"""The one writer of run directories: suite runs, training runs and ``recommend`` runs get the same guarantees.
 
 Whatever a run measures, its directory is opened, written and closed here (:class:`RunWriter`):
 
@@ -8,14 +8,14 @@ Whatever a run measures, its directory is opened, written and closed here (:clas
   directory, or a non-empty directory that holds no run of ours (no ``meta.json``), is refused;
 * **one writer at a time**: an exclusive ``fcntl.flock`` on ``<run>/.lock`` for the whole run; a second run
   into the same directory is refused, and ``running`` without a held lock reads as ``interrupted``;
-* **resume**: only into a run of the same kind (``meta.json`` ``kind``: ``benchmark`` or ``training``), with the
+* **resume**: only into a run of the same kind (``meta.json`` ``kind``: ``benchmark``, ``training`` or ``recommend``), with the
   same identity (suite text and cell keys; training unit keys) and the same run options; a refused resume
   touches nothing; stale temporaries of a killed writer are removed;
 * **status** in ``meta.json``: ``running`` while it runs, then ``complete`` (every item has an outcome record),
   ``interrupted`` (Ctrl-C, SIGTERM, a full disk, a lost cluster: continue with ``--resume``) or ``failed`` (the run
   itself stopped on an unexpected error; items already recorded are kept);
 * **files**: every file is written atomically with normal permissions (:mod:`harness.files.atomic`); item outcome
-  records (``cells/<key>.json``, ``units/<key>.json``) are written as items finish, so a resume skips them;
+  records (``cells/<key>.json``, ``units/<key>.json``, ``answers/<key>.json``) are written as items finish, so a resume skips them;
 * **disk full** (ENOSPC, quota): the run stops with one line (:class:`RunInterrupted`, exit 2), status
   ``interrupted`` when it can still be written (else it reads as ``interrupted`` once the lock is released), and
   ``--resume`` continues it.
@@ -38,9 +38,9 @@ from typing import Any, TextIO
 from harness.files.atomic import atomic_write_json, is_disk_full
 from harness.runs.store import LOCK_NAME, RunDirError, RunLockedError, RunStore
 
-KINDS = ("benchmark", "training")
+KINDS = ("benchmark", "training", "recommend")
 STATUSES = ("running", "complete", "interrupted", "failed")
-COMMANDS = {"benchmark": "stochgrad run", "training": "stochgrad train"}
+COMMANDS = {"benchmark": "stochgrad run", "training": "stochgrad train", "recommend": "stochgrad recommend"}
 
 
 class RunError(ValueError):

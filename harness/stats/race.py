@@ -379,7 +379,9 @@ class RaceResult:
             lines.append(f"  note: {self.pick_note}")
         if self.runner_up:
             parts = [
-                f"×{_g(f.factor)} [{_g(f.low)}, {_g(f.high)}] at {cur[m]}"
+                f"×∞ at {cur[m]} (the pick has zero variance)"
+                if math.isinf(f.factor)
+                else f"×{_g(f.factor)} [{_g(f.low)}, {_g(f.high)}] at {cur[m]}"
                 for m, f in self.factors.items()
                 if f is not None and not math.isnan(f.factor)
             ]
