@@ -20,6 +20,7 @@ from harness.cli.main import main
 from harness.registry import get_declaration
 from harness.runs import recommend_run as rr
 from harness.runs.store import RunStore
+from suites.benchmarks.recommend_validation import run_config, summarize_battery
 from tests.support.exact_variances import gaussian_quadratic_variances
 
 GAUSS = "normal(loc=5,scale=1)/quadratic/D=2"
@@ -229,3 +230,13 @@ def test_resume_and_lock_are_refused_through_the_writer(tmp_path: Path, capsys: 
         assert rc == 2 and "lock" in err
     finally:
         store.release_lock()
+
+
+def test_validation_known_variances_fast() -> None:
+    """The 20-seed validation (suites/benchmarks/recommend_validation.py) on 4 seeds of two configurations whose
+    best exact θ beats the next by >= 25% in (nearly) every run: the best is picked in every such run, no run has an
+    error, the budget holds.  Seeds 0-3 (printed on failure with the per-configuration counts)."""
+    outcomes = {name: run_config(name, 4, 10.0) for name in ("gauss-time", "bern-noDis-time")}
+    ok, lines = summarize_battery(outcomes)
+    assert ok, "seeds 0-3: " + "; ".join(lines)
+    assert all(o["gap"] >= 1.25 for o in outcomes["gauss-time"]), lines  # power: the criterion applies
