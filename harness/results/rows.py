@@ -84,11 +84,7 @@ def cell_rows(
     for name, m in metrics.items():
         g = np.asarray(G[name], dtype=np.float64).reshape(G[name].shape[0], -1)
         g = g[np.all(np.isfinite(g), axis=1)]
-        bt = (
-            bias_test(g, exact.grads[name], rel_eps=eps)
-            if g.shape[0] >= 4
-            else dict.fromkeys(BIAS_COLUMNS, math.nan)
-        )
+        bt = bias_test(g, exact.grads[name], rel_eps=eps) if g.shape[0] >= 4 else dict.fromkeys(BIAS_COLUMNS, math.nan)
         row = {**base, "param": name, "n_replicates": int(G[name].shape[0]), **m, **bt, **timing, **run}
         eff, lo, hi = efficiency_interval(
             m["variance"],

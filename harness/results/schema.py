@@ -315,4 +315,3 @@ def schema_markdown() -> str:
 
 
 assert set(METRIC_KEYS) <= set(COLUMNS), "every metric has a schema entry"
-
