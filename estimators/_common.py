@@ -22,22 +22,23 @@ def loo_mean(a: Any, axis: int = 1) -> Any:
 def f_and_grad(ctx: Any, z: Any) -> tuple[Any, Any]:
     """(f(z) [R, L], ∂f/∂z elementwise [R, L, *event]) at points z, without gradient attached to either.
 
-    NumPy: ``ctx.f`` and the analytic ``ctx.f_grad`` (one evaluation of f and one of ∂f/∂z per point);
+    NumPy: ``ctx.f_and_grad`` (f and the analytic ∂f/∂z per point);
     PyTorch/JAX: one forward pass of ``ctx.f`` over the points and one backward pass (vector-Jacobian product), so
-    f is evaluated once per point on every backend.
+    f is evaluated once per point on every backend.  Counted 1 f + 1 grad per point on every backend.
     """
     B = ctx.B
     if B.name == "numpy":
-        return ctx.f(z), ctx.f_grad(z)
+        return ctx.f_and_grad(z)
     if B.name == "jax":
         import jax
 
-        fz, vjp = jax.vjp(ctx.f, B.stop_gradient(z))
+        with ctx.differentiating():
+            fz, vjp = jax.vjp(ctx.f, B.stop_gradient(z))
         (gz,) = vjp(B.xp.ones_like(fz))
         return B.stop_gradient(fz), B.stop_gradient(gz)
     import torch
 
-    with torch.enable_grad():
+    with torch.enable_grad(), ctx.differentiating():
         leaf = z.detach().clone().requires_grad_(True)
         fz = ctx.f(leaf)
         (gz,) = torch.autograd.grad(fz.sum(), leaf)

@@ -53,7 +53,7 @@ def estimate_numpy(ctx: Any, path: GammaPath, correction: bool) -> dict[str, np.
     Pa = ctx.dist.align(ctx.batched())
     gam = [path.numpy(Pa[k], nz, ctx.hyper) for k, nz in zip(SHAPES[name], draw_all(ctx, path))]
     z = compose(ctx.B, name, Pa, [g[0] for g in gam])
-    fp = ctx.f_grad(z)
+    fz, fp = ctx.f_and_grad(z) if correction else (None, ctx.f_grad(z))
     if name == "gamma":
         rate = Pa["rate"]
         out = {"concentration": fp * gam[0][1] / rate, "rate": fp * (-z / rate)}
@@ -65,7 +65,6 @@ def estimate_numpy(ctx: Any, path: GammaPath, correction: bool) -> dict[str, np.
         g, dg, _ = gam[0]
         out = {"concentration": (fp - (z * fp).sum(-1, keepdims=True)) / g.sum(-1, keepdims=True) * dg}
     if correction:
-        fz = ctx.f(z)
         for k, (_, _, score) in zip(SHAPES[name], gam):
             out[k] = out[k] + bcast(fz, score) * score
     return {k: v.mean(1) for k, v in out.items()}

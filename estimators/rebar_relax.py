@@ -145,9 +145,11 @@ def features(B: Any, fs: Any, s: Any, cat: bool, relax: bool) -> list[Any]:
     return out
 
 
-def _feature_slopes(ctx: Context, s: np.ndarray, cat: bool, relax: bool) -> list[np.ndarray]:
-    """NumPy ∂φ_j/∂s (same shape as s), in the order of :func:`features`."""
-    out = [ctx.f_grad(s)]
+def _feature_slopes(
+    ctx: Context, s: np.ndarray, cat: bool, relax: bool, fp: np.ndarray | None = None
+) -> list[np.ndarray]:
+    """NumPy ∂φ_j/∂s (same shape as s), in the order of :func:`features`; ``fp`` is ∂f/∂s when already known."""
+    out = [ctx.f_grad(s) if fp is None else fp]
     if not relax:
         return out
     out.append(np.zeros_like(s))
@@ -192,8 +194,12 @@ def np_terms(ctx: Context, th: np.ndarray, nz: dict, lam: float, relax: bool) ->
 
     score = b - p
     s, st = relax_s(B, z, lam, cat), relax_s(B, zt, lam, cat)
-    vals = features(B, f(st), st, cat, relax)
-    qz, qt = _feature_slopes(ctx, s, cat, relax), _feature_slopes(ctx, st, cat, relax)
+    fst, gst = ctx.f_and_grad(st)  # c(z̃) needs f and ∂f at z̃; c(z) only ∂f at z
+    if relax:  # the surrogate r_ρ, evaluated at z (its gradient) and z̃ (value and gradient)
+        ctx.count_aux(s)
+        ctx.count_aux(st)
+    vals = features(B, fst, st, cat, relax)
+    qz, qt = _feature_slopes(ctx, s, cat, relax), _feature_slopes(ctx, st, cat, relax, gst)
     C = []
     for j in range(len(qz)):
         w = vals[j].reshape(vals[j].shape + (1,) * (score.ndim - 2))
@@ -346,6 +352,8 @@ def _autodiff(ctx: Any, relax: bool) -> dict[str, Any]:
 
     def c(z: Any) -> Any:
         s = relax_s(B, z, ft.lam, cat)
+        if relax:  # the surrogate r_ρ at these points
+            ctx.count_aux(s)
         phis = features(B, ctx.f(s), s, cat, relax)
         return sum((w * phi for w, phi in zip(ft.beta[1:], phis[1:])), ft.beta[0] * phis[0])
 

@@ -119,6 +119,11 @@ class Backend:
             lambda: fn(persistent),
         )
 
+    def traces_once(self, *, jit: bool = True, compile_backend: str | None = None) -> bool:
+        """Whether a call prepared by :meth:`prepare_call` runs the estimator's Python only when it traces (the first
+        call), replaying a compiled program afterwards: then what the Python counts on that call holds for every call."""
+        return False
+
     def grad_batched(self, surrogate: Callable[[dict], Array], params: dict[str, Array]) -> dict:
         """Per-replicate gradients of ``surrogate(P) -> [R]`` w.r.t. ``P`` of shape [R, *shape]."""
         raise NotImplementedError(f"{self.name} has no autodiff; write the gradient analytically")

@@ -129,6 +129,9 @@ class JaxBackend(Backend):
             lambda: f(template.params, key0),
         )
 
+    def traces_once(self, *, jit: bool = True, compile_backend: str | None = None) -> bool:
+        return bool(jit)
+
     def expand_params(self, params: dict[str, Array], R: int) -> dict[str, Array]:
         return {k: jnp.broadcast_to(v, (R, *v.shape)) for k, v in params.items()}
 

@@ -127,6 +127,9 @@ class TorchBackend(Backend):
             fn = torch.compile(fn, backend=compile_backend, dynamic=False)
         return super().prepare_call(fn, template, jit=jit)
 
+    def traces_once(self, *, jit: bool = True, compile_backend: str | None = None) -> bool:
+        return bool(compile_backend)
+
     def expand_params(self, params: dict[str, Array], R: int) -> dict[str, Array]:
         return {k: v.detach().expand(R, *v.shape).clone() for k, v in params.items()}
 

@@ -49,6 +49,7 @@ DEFAULT_MAX_SECONDS = 60.0  # time cap of the precision loop per cell
 GROWTH = 4  # chunk sizes of the precision loop: first_chunk × GROWTH^k (bounded by memory)
 EFFICIENT_CHUNK = 2**18  # sample elements per call above which per-call overhead is negligible
 _CACHE_SIZE = 32
+COUNT_KEYS = ("f_evals", "grad_evals", "aux_evals")  # info keys: evaluations per L-sample estimate
 
 
 @dataclass(frozen=True)
@@ -88,11 +89,15 @@ class MeasureRequest:
 
 @dataclass
 class Caller:
-    """A prepared estimator call: ``run(seed)`` draws fresh noise; ``timed()`` reuses one noise source."""
+    """A prepared estimator call: ``run(seed)`` draws fresh noise; ``timed()`` reuses one noise source.
+
+    ``last_counts`` holds the evaluations (f, grad, aux) per L-sample estimate that the latest ``run`` made, counted
+    by the Context (:class:`harness.registry.EvalCounts`)."""
 
     run: Callable[[int], dict[str, Any]]
     timed: Callable[[], dict[str, Any]]
     B: Backend
+    last_counts: tuple[float, float, float] = (math.nan, math.nan, math.nan)
 
 
 _CALLERS: OrderedDict[str, Caller] = OrderedDict()
@@ -126,8 +131,31 @@ def prepare(req: MeasureRequest, R: int | None = None, *, cache: bool = True) ->
         return _CALLERS[key]
     B = get_backend(req.spec.backend)
     template = make_context(req.problem, B, L=req.L, R=R, noise=None, hyper=hyper, dtype=req.dtype, device=req.device)
-    run, timed = B.prepare_call(req.spec.fn, template, jit=req.jit, compile_backend=req.compile_backend)
-    caller = Caller(run, timed, B)
+    raw, timed = B.prepare_call(req.spec.fn, template, jit=req.jit, compile_backend=req.compile_backend)
+    counts = template.counts  # shared by every copy the prepared call makes of the template
+    once = B.traces_once(jit=req.jit, compile_backend=req.compile_backend)
+    traced: list[tuple[float, float, float]] = []
+
+    def run(seed: int) -> dict[str, Any]:
+        # eager calls count every time; a traced call counts on its tracing call only, kept for the later ones
+        before = counts.snapshot()
+        out = raw(seed)
+        got = counts.since(before)
+        if once:
+            if not traced:
+                traced.append(got)
+            got = traced[0]
+        caller.last_counts = got
+        return out
+
+    def timed_call() -> dict[str, Any]:
+        before = counts.snapshot()
+        out = timed()
+        if once and not traced:
+            traced.append(counts.since(before))
+        return out
+
+    caller = Caller(run, timed_call, B)
     if cache:
         _CALLERS[key] = caller
         while len(_CALLERS) > _CACHE_SIZE:
@@ -204,12 +232,14 @@ def estimate(req: MeasureRequest) -> tuple[dict[str, np.ndarray], dict[str, Any]
     store: dict[str, np.ndarray] = {}  # preallocated [capacity, *shape]: no concatenation copies
     t_start = time.perf_counter()
     n = calls = 0
+    spent = np.zeros(3)  # (f, grad, aux) evaluations per estimate, summed over replicates
 
     def draw(size: int) -> None:
         nonlocal n, calls
         caller = prepare(req, size)
         child = int(ss.spawn(1)[0].generate_state(1, dtype=np.uint64)[0] >> np.uint64(2))
         out = check_output(req.spec, problem, size, caller.run(child))
+        spent[:] += np.asarray(caller.last_counts) * size
         for k in names:
             a = out[k]
             if k not in store or store[k].shape[0] < n + size:
@@ -255,15 +285,18 @@ def estimate(req: MeasureRequest) -> tuple[dict[str, np.ndarray], dict[str, Any]
                 draw(size)
     info["n_chunks"] = calls
     info["estimate_seconds"] = time.perf_counter() - t_start
+    info.update(zip(COUNT_KEYS, (float(c) for c in spent / max(n, 1)), strict=True))
     total = n if precision is not None else R
     return {k: (v[:total] if v.shape[0] - total < 0.25 * total else v[:total].copy()) for k, v in store.items()}, info
 
 
 def _merged(infos: list[dict[str, Any]]) -> dict[str, Any]:
-    """One estimate's facts from its parts' (the first part's chunking; counts and seconds summed)."""
+    """One estimate's facts from its parts' (the first part's chunking; counts and seconds summed: an estimate of a
+    workload makes one estimator call per example, so its cost is the sum over the examples)."""
     if len(infos) == 1:
         return infos[0]
     return {
+        **{k: float(sum(i[k] for i in infos)) for k in COUNT_KEYS},
         "chunk_replicates": infos[0]["chunk_replicates"],
         "n_chunks": sum(i["n_chunks"] for i in infos),
         "estimate_seconds": sum(i["estimate_seconds"] for i in infos),
@@ -279,7 +312,8 @@ def estimate_target(
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The target's R replicate estimates {param: [R, *shape]}: one :func:`estimate` per part, gathered.
 
-    ``parts`` default to ``target.parts(req.seed)``; the precision loop runs only on an ``adaptive`` target.
+    ``parts`` default to ``target.parts(req.seed)``; the precision loop runs only on an ``adaptive`` target.  The
+    info's ``f_evals``, ``grad_evals``, ``aux_evals`` are one estimate's: the sum over its parts.
     """
     parts = target.parts(req.seed) if parts is None else parts
     precision = req.precision if target.adaptive else None

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from harness.registry.context import Context, make_context
+from harness.registry.context import Context, EvalCounts, make_context
 from harness.registry.declarations import (
     BACKENDS,
     REQUIREMENTS,
@@ -55,6 +55,7 @@ __all__ = [
     "load_builtins",
     "load_plugins",
     "make_context",
+    "EvalCounts",
     "register_estimator",
     "unregister",
 ]

@@ -5,11 +5,16 @@ estimates, vectorized over R.  ``ctx`` gives the backend adapter ``B``, the prob
 backend arrays, the noise source, L, R and the hyperparameters.  Every evaluation of the objective and of its
 derivatives goes through the Context (:meth:`Context.f`, ``f_site``, ``f_grad``, ``f_hess_diag``, and ``grad`` for
 autodiff through f): built-in estimators and plugins alike, so the harness sees each one.
+
+Cost is counted here, not declared: every such call adds to :attr:`Context.counts` (an :class:`EvalCounts`) the
+points it evaluates, in units of one L-sample estimate (the rule is in :class:`EvalCounts` and
+docs/notes/cost.md).  A plugin's cost is therefore right without the plugin saying anything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,6 +24,58 @@ from harness.backends import Backend, Noise
 from harness.problems import Problem
 
 Array = Any
+
+
+@dataclass
+class EvalCounts:
+    """Evaluations counted through a Context, in units of one L-sample estimate.
+
+    The rule (docs/notes/cost.md):
+
+    * points: a call on ``z`` of shape ``[*lead, *event]`` evaluates ``n = prod(lead)`` points; the leading axis is
+      the replicate axis, so one estimate's share is ``n / R`` — or all ``n`` when that axis is a broadcast 1 (points
+      shared by every replicate, as enumeration's support points: each estimate needs all of them);
+    * ``f`` (f_evals): points where the objective's value is computed: :meth:`Context.f`, :meth:`Context.f_site`
+      (one point's D site terms are one evaluation of f), and the forward pass of every derivative below;
+    * ``grad`` (grad_evals): points where ∂f/∂z (a backward pass, a VJP through f) is computed: :meth:`Context.f_grad`
+      and :meth:`Context.f_and_grad` count 1 f + 1 grad per point on every backend (NumPy's analytic derivative
+      counts as autodiff's forward + backward does, so backends agree); :meth:`Context.f_hess_diag` 1 f + 2 grad (two
+      nested derivative passes); ``f`` evaluated while differentiating (inside :meth:`Context.grad`'s surrogate, or
+      inside :meth:`Context.differentiating`) counts 1 f + 1 grad per point;
+    * ``aux`` (aux_evals): points where a learned or fitted surrogate (RELAX's r_ρ, a plugin's network) is evaluated,
+      reported by the implementation with :meth:`Context.count_aux`.
+
+    Counting happens in Python when the calls run: once per call eagerly, once per trace under ``jax.jit`` (the
+    runner keeps a traced call's counts for its later calls: see :func:`harness.measure.runner.prepare`).
+    """
+
+    f: float = 0.0
+    grad: float = 0.0
+    aux: float = 0.0
+    differentiating: int = 0  # > 0 while a surrogate is being differentiated
+    paused: int = 0  # > 0 inside a counted call's own internal evaluations
+
+    def snapshot(self) -> tuple[float, float, float]:
+        return (self.f, self.grad, self.aux)
+
+    def since(self, before: tuple[float, float, float]) -> tuple[float, float, float]:
+        """Counts added since ``before`` (a :meth:`snapshot`)."""
+        return (self.f - before[0], self.grad - before[1], self.aux - before[2])
+
+    def add(self, n: float, f: int = 0, grad: int = 0, aux: int = 0) -> None:
+        if self.paused:
+            return
+        self.f += f * n
+        self.grad += grad * n
+        self.aux += aux * n
+
+    @contextlib.contextmanager
+    def pause(self) -> Iterator[None]:
+        self.paused += 1
+        try:
+            yield
+        finally:
+            self.paused -= 1
 
 
 @dataclass
@@ -37,6 +94,7 @@ class Context:
         L: samples per estimate.  R: independent replicate estimates to return (vectorize over it).
         hyper: hyperparameter values, defaults filled in.
         dtype: ``"float64"`` or ``"float32"``.  device: the backend's device name (``cpu``, ``cuda:0``, ``gpu``).
+        counts: the evaluations counted so far (:class:`EvalCounts`, shared by :meth:`with_` copies).
     """
 
     B: Backend
@@ -49,6 +107,7 @@ class Context:
     hyper: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float64"
     device: str = "cpu"
+    counts: EvalCounts = field(default_factory=EvalCounts)
 
     @property
     def dist(self) -> Any:
@@ -83,47 +142,86 @@ class Context:
         return bool(self.problem.objective.separable)
 
     # -- the objective: every evaluation of f and of its derivatives goes through these methods --------------------
+    def _points(self, z: Array) -> float:
+        """One estimate's share of the points in ``z`` (see :class:`EvalCounts`)."""
+        shape = tuple(int(n) for n in getattr(z, "shape", ()))
+        lead = shape[: max(len(shape) - len(self.event_shape), 0)]
+        n = float(np.prod(lead)) if lead else 1.0
+        return n if (lead and lead[0] == 1) else n / max(int(self.R), 1)
+
+    def _count_f(self, z: Array) -> None:
+        self.counts.add(self._points(z), f=1, grad=1 if self.counts.differentiating else 0)
+
     def f(self, z: Array) -> Array:
         """Total cost f(z) over the event axes: [R, L, *event] -> [R, L]."""
+        self._count_f(z)
         return self.problem.objective(self.B, z, self.op)
 
     def f_site(self, z: Array) -> Array:
         """Per-site cost g(z_site) of a separable objective: [R, L, *event] -> [R, L, D]."""
+        self._count_f(z)
         return self.problem.objective.per_site(self.B, z, self.op)
 
     def f_grad(self, z: Array) -> Array:
         """∂f/∂z at every sample, [R, L, *event] -> [R, L, *event], no gradient attached.
 
         NumPy: the objective's analytic derivative (``NotImplementedError`` when it has none); PyTorch and JAX:
-        autodiff of :meth:`f`."""
-        if self.B.autodiff:
-            return self.B.derivatives(self.f, z, 1)[0]
-        grad = self.problem.objective.grad_np
-        if grad is None:
-            raise NotImplementedError(f"objective {self.problem.objective.name!r} has no analytic derivative")
-        return grad(z, self.op)
+        autodiff of :meth:`f`.  Counted 1 f + 1 grad per point."""
+        self.counts.add(self._points(z), f=1, grad=1)
+        with self.counts.pause():
+            if self.B.autodiff:
+                return self.B.derivatives(self.f, z, 1)[0]
+            grad = self.problem.objective.grad_np
+            if grad is None:
+                raise NotImplementedError(f"objective {self.problem.objective.name!r} has no analytic derivative")
+            return grad(z, self.op)
+
+    def f_and_grad(self, z: Array) -> tuple[Array, Array]:
+        """(f(z) [R, L], ∂f/∂z [R, L, *event]) at the same points, no gradient attached: 1 f + 1 grad per point."""
+        self.counts.add(self._points(z), f=1, grad=1)
+        with self.counts.pause():
+            return self.B.stop_gradient(self.f(self.B.stop_gradient(z))), self.f_grad(z)
 
     def f_hess_diag(self, z: Array) -> Array:
         """∂²f/∂z² entry by entry (the diagonal of the Hessian, all of it for a separable f), shaped like z.
 
         Only for separable objectives (``ValueError`` otherwise).  NumPy: the objective's analytic second derivative;
-        PyTorch and JAX: nested autodiff of :meth:`f`."""
+        PyTorch and JAX: nested autodiff of :meth:`f`.  Counted 1 f + 2 grad per point."""
         obj = self.problem.objective
         if not obj.separable:
             raise ValueError(f"objective {obj.name!r} is not separable: its Hessian is not diagonal")
-        if self.B.autodiff:
-            return self.B.derivatives(self.f, z, 2)[1]
-        if obj.hess_np is None:
-            raise NotImplementedError(f"objective {obj.name!r} has no analytic second derivative")
-        return obj.hess_np(z, self.op)
+        self.counts.add(self._points(z), f=1, grad=2)
+        with self.counts.pause():
+            if self.B.autodiff:
+                return self.B.derivatives(self.f, z, 2)[1]
+            if obj.hess_np is None:
+                raise NotImplementedError(f"objective {obj.name!r} has no analytic second derivative")
+            return obj.hess_np(z, self.op)
 
     def grad(
         self, surrogate: Callable[[dict[str, Array]], Array], P: dict[str, Array] | None = None
     ) -> dict[str, Array]:
         """Per-replicate gradients of ``surrogate(P) -> [R]`` w.r.t. batched parameters ``P`` (default
         :meth:`batched`), on PyTorch and JAX.  Differentiate through the Context rather than ``B.grad_batched`` so
-        that every derivative taken through :meth:`f` passes here."""
-        return self.B.grad_batched(surrogate, self.batched() if P is None else P)
+        that every derivative taken through :meth:`f` passes here (each point of f inside counts 1 f + 1 grad)."""
+        with self.differentiating():
+            return self.B.grad_batched(surrogate, self.batched() if P is None else P)
+
+    @contextlib.contextmanager
+    def differentiating(self) -> Iterator[None]:
+        """Mark f evaluated inside as differentiated (1 f + 1 grad per point): for an implementation that takes a
+        derivative through :meth:`f` with its library's own autodiff (``jax.vjp``, ``torch.autograd.grad``) instead
+        of :meth:`grad`."""
+        self.counts.differentiating += 1
+        try:
+            yield
+        finally:
+            self.counts.differentiating -= 1
+
+    def count_aux(self, z: Array) -> None:
+        """Count evaluations of a learned or fitted surrogate (a network, RELAX's r_ρ) at the points ``z``
+        ([R, L, *event], the same point rule as f): the harness cannot see inside an implementation's own model."""
+        self.counts.add(self._points(z), aux=1)
 
     # -- the distribution -------------------------------------------------------------------------------------
     def batched(self) -> dict[str, Array]:

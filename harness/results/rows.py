@@ -54,7 +54,8 @@ def cell_rows(
     """Tidy rows, one per parameter: ``identity`` columns, metrics with CIs, bias test, timing, efficiency.
 
     ``exact`` has ``grads`` (per parameter), ``method``, ``abs_err``, ``value``; ``G`` holds the replicate
-    estimates [R, *shape]; ``info`` the precision loop's facts; ``timing`` the timing columns (NaN when untimed).
+    estimates [R, *shape]; ``info`` the precision loop's facts and the counted evaluations per estimate
+    (``f_evals``, ``grad_evals``, ``aux_evals``: the cost columns); ``timing`` the timing columns (NaN when untimed).
     ``totals`` adds ``n_coords`` and the total variance (the trace, variance × n_coords) with its interval.  A truth
     that is itself an estimate carries per-parameter standard errors in ``exact.extra["se"]``; its rows add
     ``truth_se_max``, ``bias_z_truth`` (largest |mean − truth| / √(SE_est² + SE_truth²)) and
@@ -83,11 +84,7 @@ def cell_rows(
     for name, m in metrics.items():
         g = np.asarray(G[name], dtype=np.float64).reshape(G[name].shape[0], -1)
         g = g[np.all(np.isfinite(g), axis=1)]
-        bt = (
-            bias_test(g, exact.grads[name], rel_eps=eps)
-            if g.shape[0] >= 4
-            else dict.fromkeys(BIAS_COLUMNS, math.nan)
-        )
+        bt = bias_test(g, exact.grads[name], rel_eps=eps) if g.shape[0] >= 4 else dict.fromkeys(BIAS_COLUMNS, math.nan)
         row = {**base, "param": name, "n_replicates": int(G[name].shape[0]), **m, **bt, **timing, **run}
         eff, lo, hi = efficiency_interval(
             m["variance"],
@@ -98,6 +95,7 @@ def cell_rows(
             timing.get("time_samples", math.nan),
         )
         row["efficiency"], row["efficiency_ci_low"], row["efficiency_ci_high"] = float(eff), float(lo), float(hi)
+        row.update(cost_columns(info, m["variance"], m["variance_ci_low"], m["variance_ci_high"]))
         snr = m.get("snr", math.nan)
         row["samples_to_snr1"] = n_samples / snr**2 if snr and snr > 0 and math.isfinite(snr) else math.nan
         if totals:
@@ -113,6 +111,23 @@ def cell_rows(
             row.update(_truth_columns(G[name], exact.grads[name], se[name]))
         rows.append(row)
     return rows
+
+
+def cost_columns(info: Mapping[str, Any], variance: float, low: float, high: float) -> dict[str, float]:
+    """The cost columns: counted evaluations per L-sample estimate (from the runner's ``info``; NaN when absent)
+    and the variance at equal evaluations with its interval (the variance interval scaled by the exact count)."""
+    f, g, a = (float(info.get(k, math.nan)) for k in ("f_evals", "grad_evals", "aux_evals"))
+    evals = f + g
+    vpe, lo, hi = efficiency_interval(variance, low, high, evals, 0.0, 1)  # an exact cost: no time error term
+    return {
+        "f_evals": f,
+        "grad_evals": g,
+        "aux_evals": a,
+        "evals": evals,
+        "variance_per_eval": float(vpe),
+        "variance_per_eval_ci_low": float(lo),
+        "variance_per_eval_ci_high": float(hi),
+    }
 
 
 def _truth_columns(G: np.ndarray, exact: np.ndarray, truth_se: np.ndarray) -> dict[str, Any]:

@@ -241,6 +241,39 @@ SCHEMA: list[Column] = [
             ("efficiency_ci_high", "float", "95% interval of efficiency: high"),
         ],
     ),
+    *_cols(
+        "cost",
+        [
+            (
+                "f_evals",
+                "float",
+                "objective evaluations (points) per L-sample estimate, counted by the Context (workloads: summed over "
+                "the examples of one estimate); see docs/notes/cost.md",
+            ),
+            (
+                "grad_evals",
+                "float",
+                "∂f/∂z evaluations (points of a backward pass / VJP through f) per L-sample estimate, counted",
+            ),
+            (
+                "aux_evals",
+                "float",
+                "evaluations of a learned or fitted surrogate (RELAX's r_ρ, a plugin's network) per estimate, counted",
+            ),
+            ("evals", "float", "f_evals + grad_evals: the equal-evaluation cost of one estimate"),
+            (
+                "variance_per_eval",
+                "float",
+                "variance × evals (variance at equal evaluations; lower is better)",
+            ),
+            (
+                "variance_per_eval_ci_low",
+                "float",
+                "95% interval of variance_per_eval (the variance interval × evals; counts are exact): low",
+            ),
+            ("variance_per_eval_ci_high", "float", "95% interval of variance_per_eval: high"),
+        ],
+    ),
 ]
 PREFIX_COLUMNS = {
     "h_": "hyperparameter value (defaults filled in)",
@@ -282,4 +315,3 @@ def schema_markdown() -> str:
 
 
 assert set(METRIC_KEYS) <= set(COLUMNS), "every metric has a schema entry"
-
