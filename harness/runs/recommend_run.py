@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from harness.files.atomic import atomic_write_json, atomic_write_parquet
-from harness.measure.runner import MeasureRequest, estimate_target, time_parts
+from harness.measure.runner import COUNT_KEYS, MeasureRequest, estimate_target, time_parts
 from harness.measure.timing import TimingConfig
 from harness.problems import ProblemError, ProblemSpec
 from harness.registry import applies as estimator_applies
@@ -60,7 +60,6 @@ from harness.workloads import WorkloadError
 
 KIND = "recommend"
 RECORDS = "answers"
-COUNT_KEYS = ("f_evals", "grad_evals", "aux_evals")  # the runner's evaluation counts per L-sample estimate
 DEFAULT_BUDGET_S = 60.0
 DEFAULT_SAMPLES = 2
 QUICK = TimingConfig(max_time_s=0.05, min_sample_s=0.002)  # an arm's per-call time at its first draw
