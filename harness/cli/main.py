@@ -276,7 +276,7 @@ def cmd_show(a: argparse.Namespace) -> int:
         if a.param not in valid:
             raise UsageError(f"--param: unknown parameter {a.param!r} in {a.run}; valid: {valid}")
         df = df[df["param"] == a.param]
-    sort = a.sort or next((c for c in ("problem", "workload", "estimator") if c in df.columns), None)
+    sort = a.sort or next((c for c in ("problem", "workload", "target", "estimator") if c in df.columns), None)
     if sort not in df.columns:
         raise UsageError(f"--sort: unknown column {a.sort!r}; valid: {sorted(df.columns)}")
     cols = [
@@ -300,6 +300,9 @@ def cmd_show(a: argparse.Namespace) -> int:
     if "unit_key" in df.columns:  # a training run: one summary row per unit
         cols = ["workload", "estimator", "backend", "device", "train_seed", "lr", "objective", "test_bound"]
         cols += ["test_bound_se", "final_val_elbo", "grad_var_mean", "steps", "steps_per_s"]
+    if "answer_key" in df.columns:  # a recommend run: one row per target × estimator raced
+        cols = ["target", "arm", "status", "pick", "round_out", "eliminated_by", "n_replicates", "variance"]
+        cols += ["time_median_s", "f_evals", "grad_evals", "efficiency", "variance_per_eval", "bias"]
     cols += [c for c in df.columns if c.startswith("h_")]
     by = [c for c in (sort, "param", "variance") if c in df.columns]
     view = df.sort_values(list(dict.fromkeys(by)))[[c for c in cols if c in df.columns]]
