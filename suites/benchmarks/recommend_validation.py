@@ -27,7 +27,6 @@ from typing import Any
 
 from harness.problems import ProblemSpec
 from harness.runs.recommend_run import RecommendTarget, counts_available, recommend_one
-from tests.support.exact_variances import bernoulli_toy_variances, gaussian_quadratic_variances
 
 BERN = ProblemSpec("bernoulli", "bernoulli_toy", 1, {"probs": 0.3})
 NORM = ProblemSpec("normal", "quadratic", 1, {"loc": 0.5, "scale": 1.5}, {"k": 0.0})
@@ -46,6 +45,9 @@ CONFIGS: dict[str, tuple[ProblemSpec, int, list[str], str]] = {
 
 
 def exact_variances(spec: ProblemSpec, L: int) -> dict[str, float]:
+    # imported here: asv imports every module of this folder where the tests package may not be on the path
+    from tests.support.exact_variances import bernoulli_toy_variances, gaussian_quadratic_variances
+
     if spec.distribution == "bernoulli":
         return bernoulli_toy_variances(float(spec.params["probs"]), 0.499, L)
     return gaussian_quadratic_variances(float(spec.params["loc"]), float(spec.params["scale"]), 0.0, L)
