@@ -361,3 +361,21 @@ def test_workload_section_ranks_by_cost(tmp_path: Path, rank_by: str) -> None:
     which = which[: which.index("</table>")]
     assert re.findall(r'<td><span class="pick">([^<]+)</span></td>', which) == [WINNER[rank_by]] * 2
     assert which.count("≠") == 4  # two checkpoints × two other rankings, each with a different winner
+
+
+def test_pooled_evaluations_come_from_the_count(tmp_path: Path) -> None:
+    """Pooled over platforms, variance_per_eval = pooled variance × the cell's evaluations: the ``evals`` column where
+    the run has it (an exact estimator's 0 variance keeps its count), else variance_per_eval / variance."""
+    rows = []
+    for b, v in (("numpy", 2.0), ("torch", 4.0)):
+        r = _row("x", "normal", 0, v, 1e-5, 3)
+        rows.append({**r, "backend": b, "evals": 3.0})
+        rows.append({**_row("ex", "normal", 0, 0.0, 1e-5, 5), "backend": b, "evals": 5.0})
+    df, pooled = _frames(rows, tmp_path)
+    x = pooled[pooled["estimator"] == "x"].iloc[0]
+    assert x["evals"] == 3.0 and x["variance_per_eval"] == pytest.approx(3.0 * x["variance"]) and x["variance"] == 3.0
+    ex = pooled[pooled["estimator"] == "ex"].iloc[0]
+    assert ex["evals"] == 5.0 and ex["variance_per_eval"] == 0.0 and ex["exact_est"]
+    old = [{k: v for k, v in r.items() if k != "evals"} for r in rows]
+    _, pooled = _frames(old, tmp_path / "old")
+    assert pooled.loc[pooled["estimator"] == "x", "evals"].iloc[0] == 3.0  # from the ratio

@@ -11,8 +11,8 @@ Every function here is pure pandas (no plotting, no HTML).  Vocabulary used by t
 Pooling across platforms: backends measure the same statistical quantity with independent draws, so the
 variance shown in a leaderboard is the replicate-weighted mean of the platforms' estimates, with standard
 error ``sqrt(sum w_i^2 se_i^2) / sum w_i``; the pooled ``variance_per_eval`` is that variance (and interval) times
-the cell's evaluations per estimate (``variance_per_eval / variance`` of its rows: a count, equal on every platform); bias is taken from the platform with the largest ``bias_z`` (the
-conservative choice).  The cross-backend agreement table tests whether pooling was legitimate.
+the cell's evaluations per estimate (:func:`evals_per_estimate`: a count, equal on every platform); bias is taken
+from the platform with the largest ``bias_z`` (the conservative choice).  The cross-backend agreement table tests whether pooling was legitimate.
 """
 
 from __future__ import annotations
@@ -298,6 +298,16 @@ def available(d: pd.DataFrame, rank_by: str) -> bool:
     return not d.empty and col in d.columns and bool(np.isfinite(pd.to_numeric(d[col], errors="coerce")).any())
 
 
+def evals_per_estimate(d: pd.DataFrame) -> pd.Series:
+    """Evaluations (f + ∂f) per L-sample estimate of each row: the ``evals`` column where the run has it, else
+    ``variance_per_eval / variance``; NaN for runs made before the counts existed.  A count: equal on every platform."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (d["variance_per_eval"] / d["variance"]).where(d["variance"] > 0)
+    if "evals" not in d.columns:
+        return ratio
+    return pd.to_numeric(d["evals"], errors="coerce").astype(float).fillna(ratio)
+
+
 def pool_platforms(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (instance, param, config, L): variance pooled over platforms (see module docstring)."""
     if df.empty:
@@ -307,10 +317,7 @@ def pool_platforms(df: pd.DataFrame) -> pd.DataFrame:
     d["_wv"] = d["_w"] * d["variance"]
     d["_w2se2"] = (d["_w"] * d["variance_se"].fillna(0.0)) ** 2
     d["_bz"] = d["bias_z"].fillna(-1.0)
-    with np.errstate(
-        divide="ignore", invalid="ignore"
-    ):  # evaluations per estimate: a count, the same on every platform
-        d["_evals"] = (d["variance_per_eval"] / d["variance"]).where(d["variance"] > 0)
+    d["_evals"] = evals_per_estimate(d)  # a count: the same on every platform
     keys = POOL_KEYS
     g = d.groupby(keys, sort=False, dropna=False)
     agg = g.agg(

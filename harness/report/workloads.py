@@ -37,7 +37,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from harness.report import plots
-from harness.report.data import Z95, available, bonferroni_z, config_order
+from harness.report.data import Z95, available, bonferroni_z, config_order, evals_per_estimate
 from harness.report.encode import FigureOut
 from harness.report.sections import anchor
 from harness.report.tables import esc, fmt, mark_best, simple_table
@@ -137,7 +137,7 @@ def pool(d: pd.DataFrame) -> pd.DataFrame:
 def measure(p: pd.DataFrame, rows: pd.DataFrame, rank_by: str) -> pd.DataFrame:
     """The pooled rows ``p`` with ``vt``/``lo``/``hi``/``lse`` replaced by the totals (over coordinates) of the
     measure ``rank_by`` ranks by: ``samples`` the pooled total variance as is; ``evals`` the pooled total variance ×
-    evaluations per estimate (``variance_per_eval / variance`` of the rows: a count, equal on every platform);
+    evaluations per estimate (:func:`harness.report.data.evals_per_estimate`: a count, equal on every platform);
     ``time`` the total efficiency of the best platform (lowest ``eff_total``) with its own interval.  A row without
     the measure gets NaN (never eligible)."""
     p = p.copy()
@@ -145,8 +145,7 @@ def measure(p: pd.DataFrame, rows: pd.DataFrame, rank_by: str) -> pd.DataFrame:
         return p
     r = rows[rows["param"].isin(PARAMS)]
     if rank_by == "evals":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            n = (r["variance_per_eval"] / r["variance"]).where(r["variance"] > 0)
+        n = evals_per_estimate(r)
         ev = n.groupby([r[k] for k in KEYS]).median().rename("_n").reset_index()
         p = p.merge(ev, on=KEYS, how="left")
         for c in ("vt", "lo", "hi", "se"):
