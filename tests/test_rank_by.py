@@ -379,3 +379,18 @@ def test_pooled_evaluations_come_from_the_count(tmp_path: Path) -> None:
     old = [{k: v for k, v in r.items() if k != "evals"} for r in rows]
     _, pooled = _frames(old, tmp_path / "old")
     assert pooled.loc[pooled["estimator"] == "x", "evals"].iloc[0] == 3.0  # from the ratio
+
+
+def test_verdicts_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m harness.report.verdicts``: the first screen's verdicts as text; a bad directory exits 2."""
+    from harness.report.verdicts import main
+
+    run = write_run(tmp_path / "run", differing_rows(), rank_by="evals")
+    assert main([str(run)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("normal at equal evaluations: frugal — best or tied on 3 of 3")
+    assert out[1].startswith("  beside: normal at equal time: fast") and "would be lowvar" in out[2]
+    assert main([str(run), "--rank-by", "samples"]) == 0
+    assert capsys.readouterr().out.startswith("normal at equal L: lowvar")
+    assert main([str(tmp_path / "missing")]) == 2
+    assert "not a stochgrad run directory" in capsys.readouterr().err
