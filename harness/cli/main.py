@@ -16,7 +16,6 @@ from typing import Any
 import stochgrad as sg
 from harness.cli.listing import print_listing
 from harness.cli.paths import UsageError
-from harness.results.ranking import RANK_BY
 
 EXIT_BAD_INPUT = 2
 # errors that are bad input (exit 2): suite files, problems, run requests, names, run directories
@@ -138,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--workers", type=_nonneg_int, metavar="N", help="processes drawing figures (default: all CPUs)")
     rp.add_argument(
         "--rank-by",
-        choices=list(RANK_BY),
+        choices=list(sg.RANK_BY),
         default=None,
         help="what every 'best' is measured by: time (equal time, variance x time per call), evals (equal "
         "evaluations) or samples (variance at equal L); default: the suite's [suite] rank_by, else time",
