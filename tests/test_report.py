@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from markupsafe import escape
 
 from harness.cli.main import main as cli
 from harness.report import build_report
@@ -273,7 +274,8 @@ def test_summary_first_screen(report, run) -> None:
     assert sorted(verdicts) == sorted(dists)
     # normal: pathwise (or the hostile copy of it) beats plain REINFORCE on the Gaussian quadratic at equal time (the
     # default ranking), best or tied on k of n problems, with the median factor
-    assert "pathwise" in _verdict_picks(html)["normal"]
+    # (the hostile copy is the same estimator under another name: timing noise decides which of the two is named)
+    assert {"pathwise", str(escape(XSS_NAME))} & set(_verdict_picks(html)["normal"]), _verdict_picks(html)
     assert re.search(
         r'normal</b><span><span class="rank">at equal time</span> <span class="pick">[^<]+</span> '
         r'<span class="kofn">best or tied on \d+ of \d+[^<]*</span> <span class="factor">×[0-9.e+]+ vs score_function',
