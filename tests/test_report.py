@@ -303,7 +303,7 @@ def test_oracle_and_unreliable_never_recommended(tmp_path) -> None:
     assert set(picks) == {"normal", "gamma"} and all(picks.values()), picks
     for names in picks.values():
         assert "score_function_oracle" not in names and "est06" not in names and "score_function" not in names
-    assert "oracle reference (never recommended): score_function_oracle" in html  # shown, as a reference only
+    assert "Oracle references (never recommended): score_function_oracle" in html  # shown, as a reference only
     ov = html[html.index('id="overview"') : html.index('id="problems"')]
     assert "score_function_oracle" not in ov and "est06" not in ov
     for m in re.finditer(r"<tr><th>([^<]+?)(?: <span[^>]*>[^<]*</span>)?</th>(.*?)</tr>", html):

@@ -94,6 +94,7 @@ def build_report(
             heat=heat,
             heat_missing=heat_missing,
             families=first_screen(df[~df["group"].isin(wg)], pooled[~pooled["group"].isin(wg)], rank_by),
+            oracle_refs=sorted(set(df.loc[df["oracle"].astype(bool) & ~df["group"].isin(wg), "estimator"])),
             verdict_html=verdict_html,
             gradient=S.gradient_css(),
             heat_css=Markup(S.heat_css()),
