@@ -26,6 +26,7 @@ from harness.fits import FitCache, FittedState
 from harness.problems import Problem, ProblemError
 from harness.registry import BACKENDS, Estimator, Hyper, RegistryError, register_estimator
 from harness.registry.context import Context
+from harness.results.ranking import DEFAULT_RANK_BY, RANK_BY
 from harness.runs.executors import ExecutorError
 from harness.runs.output import OutputError
 from harness.runs.store import RunDirError
@@ -66,6 +67,8 @@ __version__ = "0.2.0"
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_RANK_BY",
+    "RANK_BY",
     "WORKLOAD_ENTRY_POINT_GROUP",
     "CheckError",
     "CheckPolicy",

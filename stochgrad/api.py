@@ -11,6 +11,7 @@ import pandas as pd
 
 from harness import registry
 from harness.problems import Problem, ProblemSpec
+from harness.results.ranking import check_rank_by
 
 __all__ = [
     "MeasureError",
@@ -106,12 +107,13 @@ class Run:
         """Every cell measured or skipped (status ``complete``), none failed."""
         return self.meta.get("status") == "complete" and not self.failed
 
-    def report(self, path: str | Path | None = None, workers: int | None = 0) -> Path:
+    def report(self, path: str | Path | None = None, workers: int | None = 0, rank_by: str | None = None) -> Path:
         """Write the self-contained HTML report of this run (default ``<dir>/report.html``); returns its path.
 
         ``workers``: processes drawing the figures (0: this process; None: every available CPU for a large
-        report — they import the calling script's main module, so keep its code under ``__main__``)."""
-        return report([self.dir], path, workers=workers)
+        report — they import the calling script's main module, so keep its code under ``__main__``).  ``rank_by``:
+        "time" | "evals" | "samples" (see :func:`report`; None: the suite's, else "time")."""
+        return report([self.dir], path, workers=workers, rank_by=rank_by)
 
     def header(self) -> str:
         """One line about the run: id, kind, suite, commit, status, cells (or training units) done."""
@@ -279,18 +281,27 @@ def compare_summary(
 
 
 def report(
-    runs: Run | str | Path | Sequence[Run | str | Path], path: str | Path | None = None, workers: int | None = 0
+    runs: Run | str | Path | Sequence[Run | str | Path],
+    path: str | Path | None = None,
+    workers: int | None = 0,
+    rank_by: str | None = None,
 ) -> Path:
     """Write one self-contained HTML report of one or more run directories (suite runs, or training runs) and
     return its path (default ``<first run>/report.html``).  ``workers``: processes drawing the figures (0: this
     process; None: every available CPU for a large report — they import the calling script's main module, so keep
-    its code under ``if __name__ == "__main__":``).
+    its code under ``if __name__ == "__main__":``).  ``rank_by``: what every "best" is measured by — "time" (equal
+    time on the device measured: variance × time per call), "evals" (equal evaluations: variance × evaluations per
+    estimate) or "samples" (variance at equal L, labelled so); None: the suite's ``[suite] rank_by`` as the first run
+    recorded it, else "time".  An unknown value raises ``ValueError`` naming the valid choices, before anything is
+    read or written.
 
     Every run is read before anything is written (``FileNotFoundError`` / :class:`RunDirError`); an output path
     that cannot be written raises :class:`OutputError` and leaves nothing behind."""
     from harness.report import build_report
     from harness.runs.output import check_output_file, writing
 
+    if rank_by is not None:
+        check_rank_by(rank_by)
     dirs = [_run_dir(r) for r in ([runs] if isinstance(runs, Run | str | Path) else runs)]
     if not dirs:
         raise ValueError("report: give at least one run directory")
@@ -298,4 +309,4 @@ def report(
         load_run(d)
     out = check_output_file(path if path is not None else dirs[0] / "report.html")
     with writing(out):
-        return build_report(dirs, out, workers=workers)
+        return build_report(dirs, out, workers=workers, rank_by=rank_by)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from markupsafe import escape
 
 from harness.cli.main import main as cli
 from harness.report import build_report
@@ -271,10 +272,17 @@ def test_summary_first_screen(report, run) -> None:
     dists = set(pd.read_parquet(run / "results.parquet")["distribution"])
     verdicts = re.findall(r'<li><b class="dist">([^<]+)</b>', top)
     assert sorted(verdicts) == sorted(dists)
-    # normal: pathwise (or the hostile copy of it) beats plain REINFORCE on the Gaussian quadratic, with an interval
-    assert "pathwise" in _verdict_picks(html)["normal"]
-    assert re.search(r'normal</b><span>\s*<span class="pick">[^<]+</span>\s*<span class="factor"[^>]*>×[0-9.]+ \[', top)
-    assert "cividis" in text and "Variance ÷ best unbiased" in text
+    # normal: pathwise (or the hostile copy of it) beats plain REINFORCE on the Gaussian quadratic at equal time (the
+    # default ranking), best or tied on k of n problems, with the median factor
+    # (the hostile copy is the same estimator under another name: timing noise decides which of the two is named)
+    assert {"pathwise", str(escape(XSS_NAME))} & set(_verdict_picks(html)["normal"]), _verdict_picks(html)
+    assert re.search(
+        r'normal</b><span><span class="rank">at equal time</span> <span class="pick">[^<]+</span> '
+        r'<span class="kofn">best or tied on \d+ of \d+[^<]*</span> <span class="factor">×[0-9.e+]+ vs score_function',
+        top,
+    )
+    assert "cividis" in text and "Efficiency (variance × time) ÷ best unbiased — at equal time" in text
+    assert "Variance ÷ best unbiased — at equal L" in text
     assert "&lt;b&gt;family&lt;/b&gt;" in html, "catalog read from meta.json (the estimator is not registered now)"
 
 
@@ -295,7 +303,7 @@ def test_oracle_and_unreliable_never_recommended(tmp_path) -> None:
     assert set(picks) == {"normal", "gamma"} and all(picks.values()), picks
     for names in picks.values():
         assert "score_function_oracle" not in names and "est06" not in names and "score_function" not in names
-    assert "oracle reference ×" in html  # shown, as a reference only
+    assert "Oracle references (never recommended): score_function_oracle" in html  # shown, as a reference only
     ov = html[html.index('id="overview"') : html.index('id="problems"')]
     assert "score_function_oracle" not in ov and "est06" not in ov
     for m in re.finditer(r"<tr><th>([^<]+?)(?: <span[^>]*>[^<]*</span>)?</th>(.*?)</tr>", html):
@@ -304,46 +312,6 @@ def test_oracle_and_unreliable_never_recommended(tmp_path) -> None:
     # heat map marks: u (unreliable) for est06, b for the biased est04, the oracle labelled as a reference
     assert "(oracle, reference)" in html
     assert re.search(r"est06 on [^\"]*unreliable", html) and re.search(r"est04 on [^\"]*biased", html)
-
-
-def test_verdict_factor_interval_covers_truth() -> None:
-    """Verdict factor vs REINFORCE: its 95% interval covers the true variance ratio in about 95% of simulated
-    runs (binomial bound at 3 SE over 300 runs, seed 11), and excludes a ratio 20% off most of the time (power)."""
-    from harness.report.summary import verdicts
-
-    rng, R, n_sim, true = np.random.default_rng(11), 400, 300, 8.0
-    cover = exclude_wrong = 0
-    for _ in range(n_sim):
-        rows = []
-        for prob, (s2_sf, s2_e) in enumerate(((4.0, 0.5), (2.0, 0.25), (8.0, 1.0))):
-            for est, s2 in (("score_function", s2_sf), ("better", s2_e)):
-                v = float(rng.normal(0, np.sqrt(s2), R).var(ddof=1))
-                rows.append(
-                    {
-                        "group": "normal × quadratic",
-                        "setting": f"p{prob}",
-                        "dim": 1,
-                        "param": "loc",
-                        "n_samples": 1,
-                        "estimator": est,
-                        "config": est,
-                        "variance": v,
-                        "variance_se": v * np.sqrt(2 / (R - 1)),
-                        "unbiased": True,
-                        "bias_detected": False,
-                        "unreliable": False,
-                        "exact_est": False,
-                        "oracle": False,
-                    }
-                )
-        (v,) = verdicts(pd.DataFrame(rows))
-        p = v.picks[0]
-        assert p.name == "better" and p.k == 3
-        cover += p.lo <= true <= p.hi
-        exclude_wrong += not (p.lo <= 1.2 * true <= p.hi)
-    se = np.sqrt(0.95 * 0.05 / n_sim)
-    assert abs(cover / n_sim - 0.95) < 3 * se, f"coverage {cover / n_sim:.3f} (seed 11)"
-    assert exclude_wrong / n_sim > 0.8, f"power {exclude_wrong / n_sim:.3f} (seed 11)"
 
 
 def test_agreement_lists_only_significant(run, tmp_path) -> None:
@@ -362,47 +330,3 @@ def test_agreement_lists_only_significant(run, tmp_path) -> None:
     assert n_sig >= int(t.sum())
     assert sec.count("<tr><td>") == n_sig and "fig-qq" in sec
     assert re.search(r'<b class="badn">\d+</b>\s*significant disagreements', html)
-
-
-def _pooled(rows: list[tuple[str, int, float, bool]]) -> pd.DataFrame:
-    """Pooled rows (estimator, problem, variance, exact) on one family; standard errors 1% of the variance."""
-    return pd.DataFrame(
-        [
-            {
-                "group": "normal × quadratic",
-                "setting": f"p{k}",
-                "dim": 1,
-                "param": "loc",
-                "n_samples": 1,
-                "estimator": e,
-                "config": e,
-                "variance": v,
-                "variance_se": 0.01 * v,
-                "unbiased": True,
-                "bias_detected": False,
-                "unreliable": False,
-                "exact_est": exact,
-                "oracle": e.endswith("_oracle"),
-            }
-            for e, k, v, exact in rows
-        ]
-    )
-
-
-def test_verdict_exact_on_some_problems_and_no_winner() -> None:
-    """An estimator exact on one problem still competes (factor over the others, exactness noted); when every
-    alternative is significantly worse than REINFORCE, REINFORCE itself is the verdict."""
-    from harness.report.summary import factor_text, verdicts
-
-    sf = [("score_function", k, 10.0, False) for k in range(3)]
-    (v,) = verdicts(
-        _pooled(
-            sf
-            + [("pathwise", 0, 1e-32, True), ("pathwise", 1, 1.0, False), ("pathwise", 2, 1.0, False)]
-            + [("rloo", k, 5.0, False) for k in range(3)]
-        )
-    )
-    assert [p.name for p in v.picks] == ["pathwise"] and v.picks[0].n_exact == 1
-    assert factor_text(v.picks[0]).startswith("×10 [") and "exact on 1 more" in factor_text(v.picks[0])
-    (v,) = verdicts(_pooled(sf + [("worse", k, 20.0, False) for k in range(3)]))
-    assert v.picks == [] and "plain REINFORCE" in v.note

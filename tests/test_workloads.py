@@ -372,12 +372,15 @@ def test_workload_suite_runs_and_resumes(tmp_path: Path) -> None:
     assert not undeclared(list(df.columns)), undeclared(list(df.columns))
     from harness.report.which_estimator import which_estimator
 
-    table = which_estimator(df, "encoder")
+    table = which_estimator(df, "encoder", rank_by="samples")
     assert list(table["checkpoint"]) == [0, 5]
-    for _, r in table.iterrows():  # the winner is the unbiased row with the smallest total variance
+    for _, r in table.iterrows():  # at equal L the winner is the unbiased row with the smallest total variance
         sub = enc[(enc.checkpoint == r["checkpoint"]) & enc.unbiased]
         best = sub.loc[sub["variance_total"].idxmin()]
-        assert r["best"] == f"{best['estimator']}[{best['backend']}]"
+        assert r["best"] == r["at_equal_L"] == f"{best['estimator']}[{best['backend']}]"
+        timed = sub[np.isfinite(sub["efficiency"])]  # at equal time (the default): the smallest variance × time
+        fast = timed.loc[timed["efficiency"].idxmin()] if len(timed) else None
+        assert r["at_equal_time"] == ("unavailable" if fast is None else f"{fast['estimator']}[{fast['backend']}]")
 
 
 def test_byo_workload_registered_through_the_api() -> None:

@@ -144,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("runs", nargs="+", type=Path)
     rp.add_argument("-o", "--output", type=Path, default=None, help="HTML file (default: <first run>/report.html)")
     rp.add_argument("--workers", type=_nonneg_int, metavar="N", help="processes drawing figures (default: all CPUs)")
+    rp.add_argument(
+        "--rank-by",
+        choices=list(sg.RANK_BY),
+        default=None,
+        help="what every 'best' is measured by: time (equal time, variance x time per call), evals (equal "
+        "evaluations) or samples (variance at equal L); default: the suite's [suite] rank_by, else time",
+    )
 
     tr = sub.add_parser("train", help="run a training suite ([[train]] tables) and write curves + summaries")
     tr.add_argument("suite", help="training suite TOML file, e.g. suites/train.toml")
@@ -350,7 +357,7 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 def cmd_report(a: argparse.Namespace) -> int:
     try:
-        path = sg.report(a.runs, a.output, workers=a.workers)
+        path = sg.report(a.runs, a.output, workers=a.workers, rank_by=a.rank_by)
     except sg.OutputError as exc:
         raise UsageError(f"-o {exc}") from None
     print(f"report: {path}")

@@ -2,7 +2,8 @@
 
 A pure function of run directories (results.parquet + meta.json): nothing here imports the runner, the
 registry or the suite parser.  Modules: ``data`` (load, normalize, reliability flags, pool, agreement),
-``summary`` (first screen: heat maps, verdicts vs REINFORCE, health line), ``plots`` / ``plots_agree``
+``ranking`` (who is best at equal
+cost: per-problem winners, family verdicts), ``summary`` (first screen: heat maps, health line), ``plots`` / ``plots_agree``
 (matplotlib figures), ``encode`` (figures -> compact SVG or palette-PNG data URIs), ``tables`` (lean pandas
 Styler leaderboards), ``sections`` (per-problem assembly), ``catalog`` (estimators used, from meta.json), ``recommend`` (the page of
 ``stochgrad recommend`` runs), ``workloads``
@@ -22,9 +23,11 @@ from harness.report import render as R
 from harness.report import summary as S
 from harness.report import workloads as W
 from harness.report.data import bias_family, load_runs
+from harness.report.ranking import UNAVAILABLE, first_screen, in_force, verdict_html
 from harness.report.sections import build_sections, prepare
 from harness.report.tables import overview_table
 from harness.report.training import is_training_run, write_html
+from harness.results.ranking import RANK_LABELS, RANK_MEASURES, resolve_rank_by
 from harness.runs.store import RunDirError
 
 COLLAPSE_INSTANCES = 12  # more leaderboard blocks than this: collapse all but the first of each section
@@ -39,6 +42,7 @@ def build_report(
     lazy_over: int = LAZY_FIGURES,
     figures: bool = True,
     workers: int | None = 0,
+    rank_by: str | None = None,
 ) -> Path:
     """Write one self-contained HTML report of ``run_dirs`` to ``out``; returns ``out``.
 
@@ -49,6 +53,9 @@ def build_report(
     ``stochgrad report`` does); the file is the same either way.  Worker processes import the calling script's
     main module (as :mod:`multiprocessing` does): a script passing ``workers`` keeps its top-level code under
     ``if __name__ == "__main__":``.
+
+    ``rank_by`` ("time" | "evals" | "samples", :mod:`harness.results.ranking`) chooses what every "best" is
+    measured by; None: the first run's recorded ``rank_by`` (its suite's ``[suite] rank_by``), else "time".
     """
     t0 = R.timer()
     run_dirs = [Path(d) for d in run_dirs]
@@ -63,6 +70,7 @@ def build_report(
             raise RunDirError("report training runs and benchmark runs separately (meta.json kind differs)")
         return Path(write_html([str(d) for d in run_dirs], str(out)))
     df, infos = load_runs(run_dirs)
+    rank_by = resolve_rank_by(rank_by, [i.meta for i in infos])
     df = W.relabel_groups(df)
     ctx: dict = {
         "title": "stochgrad report — " + ", ".join(str(i.meta.get("suite", "?")) for i in infos),
@@ -71,29 +79,44 @@ def build_report(
         "health": [R.health(i) for i in infos],
         "multi_run": len(infos) > 1,
         "empty": df.empty,
+        "rank_by": rank_by,
+        "rank_label": RANK_LABELS[rank_by],
+        "rank_measure": RANK_MEASURES[rank_by],
+        "rank_labels": RANK_LABELS,
     }
     if not df.empty:
         pooled, agree = prepare(df)
-        heat, timed = S.heat_maps(df, pooled)
+        asked, rank_by = rank_by, in_force(df, pooled, rank_by)
+        ctx.update(
+            rank_by=rank_by,
+            rank_label=RANK_LABELS[rank_by],
+            rank_measure=RANK_MEASURES[rank_by],
+            rank_fallback="" if asked == rank_by else f"{RANK_LABELS[asked]} was asked for, but {UNAVAILABLE[asked]}",
+        )
+        heat, heat_missing = S.heat_maps(df, pooled, rank_by)
+        wg = W.workload_groups(df)
         ctx.update(
             summary_health=S.health_line(df, infos, agree),
             bias_family=bias_family(df),
             heat=heat,
-            timed=timed,
-            verdicts=S.verdicts(pooled[~pooled["group"].isin(W.workload_groups(df))]),
-            factor_text=S.factor_text,
+            heat_missing=heat_missing,
+            families=first_screen(df[~df["group"].isin(wg)], pooled[~pooled["group"].isin(wg)], rank_by),
+            oracle_refs=sorted(set(df.loc[df["oracle"].astype(bool) & ~df["group"].isin(wg), "estimator"])),
+            verdict_html=verdict_html,
             gradient=S.gradient_css(),
             heat_css=Markup(S.heat_css()),
             ticks=S.legend_ticks(),
         )
         n_inst = int(df[["group", "setting", "dim"]].drop_duplicates().shape[0])
         collapse = n_inst > collapse_over
-        sections = build_sections(df, pooled, agree, collapse=collapse, figures=figures, workers=workers)
+        sections = build_sections(
+            df, pooled, agree, collapse=collapse, figures=figures, workers=workers, rank_by=rank_by
+        )
         anchors = {i.key: i.id for s in sections for i in s.instances}
         n_fig = sum(len(s.figures) + sum(len(i.figures) for i in s.instances) for s in sections)
         ctx.update(
             sections=sections,
-            overview=overview_table(pooled, df, anchors),
+            overview=overview_table(pooled, df, anchors, rank_by),
             agreement=R.agreement_block(agree, figures=figures),
             catalog=R.catalog_table(df, [i.meta for i in infos]),
             n_rows=len(df),
@@ -104,7 +127,7 @@ def build_report(
             collapsed=collapse,
             lazy=n_fig > lazy_over,
         )
-        wl = W.build(df, figures=figures)
+        wl = W.build(df, figures=figures, rank_by=rank_by)
         ctx.update(workloads=wl, wl_verdict=W.verdict_text)
         ctx["n_figures"] += sum(len(b.figures) for b in wl)
         ctx["fig_bytes"] += sum(f.nbytes for b in wl for f in b.figures)

@@ -10,8 +10,9 @@ Every function here is pure pandas (no plotting, no HTML).  Vocabulary used by t
 
 Pooling across platforms: backends measure the same statistical quantity with independent draws, so the
 variance shown in a leaderboard is the replicate-weighted mean of the platforms' estimates, with standard
-error ``sqrt(sum w_i^2 se_i^2) / sum w_i``; bias is taken from the platform with the largest ``bias_z`` (the
-conservative choice).  The cross-backend agreement table tests whether pooling was legitimate.
+error ``sqrt(sum w_i^2 se_i^2) / sum w_i``; the pooled ``variance_per_eval`` is that variance (and interval) times
+the cell's evaluations per estimate (:func:`evals_per_estimate`: a count, equal on every platform); bias is taken
+from the platform with the largest ``bias_z`` (the conservative choice).  The cross-backend agreement table tests whether pooling was legitimate.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.results.ranking import RANK_COLUMNS
 from harness.runs.store import load_run
 from harness.stats.metrics import (
     METRIC_KEYS,
@@ -34,6 +36,7 @@ from harness.stats.metrics import (
     Z95,
     bias_verdict,
     bonferroni_z,
+    efficiency_interval,
     family_levels,
 )
 
@@ -45,6 +48,11 @@ NUMERIC_COLS = (
     "compile_time_s",
     "time_samples",
     "efficiency",
+    "efficiency_ci_low",
+    "efficiency_ci_high",
+    "variance_per_eval",  # variance × (f_evals + grad_evals): runs made before issue 19 lack it (NaN)
+    "variance_per_eval_ci_low",
+    "variance_per_eval_ci_high",
     "nan_fraction",
     "n_replicates",
     "n_replicates_used",
@@ -175,6 +183,13 @@ def normalize(df: pd.DataFrame, multi_run: bool = False) -> pd.DataFrame:
     # variance SE from the CI when an older run lacks it
     miss = df["variance_se"].isna() & df["variance_ci_high"].notna()
     df.loc[miss, "variance_se"] = (df.loc[miss, "variance_ci_high"] - df.loc[miss, "variance_ci_low"]) / (2 * Z95)
+    miss = df["efficiency"].notna() & (df["efficiency_ci_low"].isna() | df["efficiency_ci_high"].isna())
+    if miss.any():  # older runs: the one efficiency interval, from the variance interval and the time's SE
+        m = df[miss]
+        lo = m["variance_ci_low"].fillna((m["variance"] - Z95 * m["variance_se"]).clip(lower=0.0))
+        hi = m["variance_ci_high"].fillna(m["variance"] + Z95 * m["variance_se"])
+        _, elo, ehi = efficiency_interval(m["variance"], lo, hi, m["time_median_s"], m["time_iqr_s"], m["time_samples"])
+        df.loc[miss, "efficiency_ci_low"], df.loc[miss, "efficiency_ci_high"] = elo, ehi
     hcols = hyper_cols(df)
     ocols = sorted(c for c in df.columns if c.startswith("o_"))
     df["hyper"] = [_hyper_label(r, hcols) for r in df[hcols].to_dict("records")] if hcols else ""
@@ -276,6 +291,23 @@ def bias_family(df: pd.DataFrame) -> int:
     return int(_cells(df[judged]).nunique()) if judged.any() else 0
 
 
+def available(d: pd.DataFrame, rank_by: str) -> bool:
+    """Whether the rows carry the measure ``rank_by`` ranks by (runs made before issue 19 lack ``variance_per_eval``;
+    a run with timing off has no ``efficiency``)."""
+    col = RANK_COLUMNS[rank_by]
+    return not d.empty and col in d.columns and bool(np.isfinite(pd.to_numeric(d[col], errors="coerce")).any())
+
+
+def evals_per_estimate(d: pd.DataFrame) -> pd.Series:
+    """Evaluations (f + ∂f) per L-sample estimate of each row: the ``evals`` column where the run has it, else
+    ``variance_per_eval / variance``; NaN for runs made before the counts existed.  A count: equal on every platform."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (d["variance_per_eval"] / d["variance"]).where(d["variance"] > 0)
+    if "evals" not in d.columns:
+        return ratio
+    return pd.to_numeric(d["evals"], errors="coerce").astype(float).fillna(ratio)
+
+
 def pool_platforms(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (instance, param, config, L): variance pooled over platforms (see module docstring)."""
     if df.empty:
@@ -285,6 +317,7 @@ def pool_platforms(df: pd.DataFrame) -> pd.DataFrame:
     d["_wv"] = d["_w"] * d["variance"]
     d["_w2se2"] = (d["_w"] * d["variance_se"].fillna(0.0)) ** 2
     d["_bz"] = d["bias_z"].fillna(-1.0)
+    d["_evals"] = evals_per_estimate(d)  # a count: the same on every platform
     keys = POOL_KEYS
     g = d.groupby(keys, sort=False, dropna=False)
     agg = g.agg(
@@ -305,11 +338,14 @@ def pool_platforms(df: pd.DataFrame) -> pd.DataFrame:
         oracle=("oracle", "first"),
         bias_detected=("bias_detected", "any"),
         bias_unjudged=("bias_unjudged", "any"),
+        evals=("_evals", "median"),
     )
     agg["variance"] = agg["wv"] / agg["w"]
     agg["variance_se"] = np.sqrt(agg["w2se2"]) / agg["w"]
     agg["variance_ci_low"] = (agg["variance"] - Z95 * agg["variance_se"]).clip(lower=0.0)
     agg["variance_ci_high"] = agg["variance"] + Z95 * agg["variance_se"]
+    for c in ("variance", "variance_ci_low", "variance_ci_high"):  # equal evaluations: pooled variance × evals
+        agg[c.replace("variance", "variance_per_eval")] = agg[c] * agg["evals"]
     wide = Z95 * agg["variance_se"] >= agg["variance"]  # the pooled interval is ±100% or wider
     agg["unreliable"] = (agg["tail_flag"] | wide) & ~agg["exact_est"]
     agg["bias_unjudged"] &= ~agg["bias_detected"]  # one platform detected it: biased

@@ -10,10 +10,16 @@ from typing import Any
 import pandas as pd
 
 from harness.report import plots
-from harness.report.data import agreement, bias_threshold, config_order, instances, pool_platforms
+from harness.report.data import agreement, available, bias_threshold, config_order, instances, pool_platforms
 from harness.report.pipeline import FigurePipeline, default_workers
-from harness.report.tables import efficiency_table, variance_table
+from harness.report.tables import efficiency_table, per_eval_table, variance_table
+from harness.results.ranking import DEFAULT_RANK_BY, RANK_BY, RANK_LABELS
 
+BOARDS = {  # leaderboard titles per ranking
+    "time": "efficiency (variance × time per call)",
+    "evals": "variance × evaluations per estimate",
+    "samples": "variance",
+}
 MAX_ROWS_VS_DIM = 3
 FIG_BUDGET = 4 * 2**20  # bytes of per-instance figures; beyond it, instances show tables only (with a note)
 
@@ -60,8 +66,12 @@ def build_sections(
     figures: bool = True,
     fig_budget: int = FIG_BUDGET,
     workers: int | None = 0,
+    rank_by: str = DEFAULT_RANK_BY,
 ) -> list[Section]:
     """Sections per group; per-instance figures stop (tables stay) once they reach ``fig_budget`` bytes.
+
+    Each parameter's leaderboards come in the order of ``rank_by`` (the ranking in force first): efficiency (equal
+    time), variance × evaluations (equal evaluations; only where the run records the counts), variance (equal L).
 
     Figures are drawn by a :class:`~harness.report.pipeline.FigurePipeline` (``workers`` processes; None: every
     available CPU for a large report) while the tables are built; the budget is applied in instance order.
@@ -72,6 +82,7 @@ def build_sections(
         for r in agree[agree["significant"]].itertuples(index=False):
             flagged.setdefault((r.group, r.setting, r.dim, r.param), set()).add((r.config, int(r.n_samples)))
     device_of = dict(zip(df["platform"], df["device_key"]))
+    per_eval = available(pooled, "evals")  # runs made before issue 19 have no evaluation counts: no such board
     out: list[Section] = []
     insts = instances(df)
     groups = list(dict.fromkeys(g for g, _, _ in insts))
@@ -138,13 +149,17 @@ def build_sections(
                     pp, dp = pi[pi["param"] == p], di[di["param"] == p]
                     if pp.empty:
                         continue
-                    inst.params.append(
-                        {
-                            "param": p,
-                            "variance": variance_table(pp, cfg_i, Ls, unb, flagged.get((g, s, d, p), set())),
-                            "efficiency": efficiency_table(dp, cfg_i, Ls, plats_i, unb, device_of),
-                        }
-                    )
+                    make = {
+                        "time": lambda: efficiency_table(dp, cfg_i, Ls, plats_i, unb, device_of),
+                        "evals": lambda: per_eval_table(pp, cfg_i, Ls, unb),
+                        "samples": lambda: variance_table(pp, cfg_i, Ls, unb, flagged.get((g, s, d, p), set())),
+                    }
+                    shown = [
+                        {"title": f"{BOARDS[r]} — {RANK_LABELS[r]}", "html": make[r](), "primary": r == rank_by}
+                        for r in [rank_by] + [r for r in RANK_BY if r != rank_by]
+                        if r != "evals" or per_eval
+                    ]
+                    inst.params.append({"param": p, "boards": shown})
                 sec.instances.append(inst)
             if figures:
                 pipe.submit(_section_figures, dg, pg, params, platforms, palette, configs, on_done=set_figures(sec))

@@ -1,4 +1,9 @@
-"""The report's first screen: variance and efficiency heat maps, verdicts per distribution family, run health.
+"""The report's first screen: heat maps at equal time, at equal evaluations and at equal L, and run health.
+
+The family verdicts beside them are :mod:`harness.report.ranking`'s.  The heat maps come in the order of the
+ranking in force (``rank_by``: time, the default, then evaluations, then the equal-L view, labelled as such); a map
+whose measure the run lacks (``variance_per_eval`` in runs made before issue 19, efficiency with timing off) is
+named as unavailable, never drawn empty.
 
 Heat map cell (estimator, distribution × objective): the mean over the group's problems (setting, D, parameter,
 L — and device for efficiency) of log10(value / best value of an eligible estimator on that problem), where the
@@ -7,11 +12,6 @@ not an oracle baseline, not exact (zero variance), a bias verdict of "no bias de
 reliable variance (valid interval, no heavy tail, 95% CI half-width below 100%).  Marks: ``b`` biased (declared or
 detected), ``b?`` bias cannot be judged (harness.stats.metrics.bias_verdict), ``u`` unreliable (see above), ``c`` precision
 capped; ``0`` an exact (zero-variance) estimator.
-
-Verdict per distribution: the eligible estimator with the largest variance reduction over plain REINFORCE
-(``score_function``), as a geometric mean over the problems both measured, with a 95% interval from the
-variance standard errors (delta method on log variances, problems treated as independent); estimators whose
-interval overlaps the winner's are listed as tied.  Oracle baselines appear only as references.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
-from harness.report.data import Z95, unjudged
+from harness.report.data import unjudged
+from harness.report.ranking import UNAVAILABLE, available
 from harness.report.sections import anchor
-from harness.report.tables import esc, fmt
+from harness.report.tables import esc
+from harness.results.ranking import DEFAULT_RANK_BY, RANK_COLUMNS, RANK_LABELS
 
 REINFORCE = "score_function"
 KEYS = ["group", "setting", "dim", "param", "n_samples"]
@@ -197,123 +199,28 @@ def _order(df: pd.DataFrame) -> list[str]:
     return list(c.sort_values(["_b", "family", "estimator"])["estimator"])
 
 
-def heat_maps(df: pd.DataFrame, pooled: pd.DataFrame) -> tuple[Markup, bool]:
-    """The variance and efficiency heat maps as one HTML table; second value: whether timing was on."""
+HEAT_TITLES = {
+    "time": ("Efficiency (variance × time) ÷ best unbiased — at equal time", "(best backend per device)"),
+    "evals": ("Variance × evaluations ÷ best unbiased — at equal evaluations", "(pooled over backends)"),
+    "samples": ("Variance ÷ best unbiased — at equal L (not cost-fair)", "(pooled over backends)"),
+}
+
+
+def heat_maps(df: pd.DataFrame, pooled: pd.DataFrame, rank_by: str = DEFAULT_RANK_BY) -> tuple[Markup, list[str]]:
+    """The heat maps as one HTML table: the ranking in force first, then the other cost-fair one, then the equal-L
+    view (each best hyperparameter setting); second value: the rankings the run cannot show (with why)."""
     rows, cols = _order(df), sorted(df["group"].unique())
     oracles = set(df.loc[df["oracle"].astype(bool), "estimator"])
-    var = heat(
-        ratios(pooled, "variance", KEYS),
-        "Variance ÷ best unbiased",
-        "(pooled over backends, best hyperparameters)",
-        rows,
-        cols,
-        oracles,
-    )
-    timed = bool(np.isfinite(df["efficiency"]).any())
-    maps = [var]
-    if timed:
-        eff = ratios(df, "efficiency", KEYS + ["device_key"])
-        maps.append(
-            heat(eff, "Efficiency (variance × time) ÷ best unbiased", "(best backend per device)", rows, cols, oracles)
-        )
-    return heat_table(maps), timed
-
-
-@dataclass
-class Pick:
-    name: str
-    factor: float
-    lo: float
-    hi: float
-    k: int
-    tied: bool = False
-    n_exact: int = 0  # problems on which the estimator is exact (zero variance): not in the factor
-
-
-@dataclass
-class Verdict:
-    distribution: str
-    picks: list[Pick]
-    exact: list[str]
-    oracle: Pick | None
-    note: str = ""
-    n_problems: int = 0
-
-
-def _log_factor(sf: pd.DataFrame, e: pd.DataFrame) -> tuple[float, float, int]:
-    """Mean ln(var_sf / var_e) over common problems and its standard error (delta method)."""
-    m = sf.merge(e, on=KEYS, suffixes=("_s", "_e"))
-    m = m[(m["variance_s"] > 0) & (m["variance_e"] > 0)]
-    if m.empty:
-        return math.nan, math.nan, 0
-    lr = np.log(m["variance_s"]) - np.log(m["variance_e"])
-    se2 = (m["variance_se_s"] / m["variance_s"]) ** 2 + (m["variance_se_e"] / m["variance_e"]) ** 2
-    return float(lr.mean()), float(np.sqrt(se2.fillna(0).sum()) / len(m)), int(len(m))
-
-
-def _best_config(p: pd.DataFrame) -> pd.DataFrame:
-    """Per problem key and estimator: the config with the lowest variance."""
-    p = p.sort_values("variance")
-    return p.drop_duplicates(KEYS + ["estimator"])
-
-
-def verdicts(pooled: pd.DataFrame) -> list[Verdict]:
-    """One verdict per distribution family (see module docstring)."""
-    out = []
-    dist_of = pooled["group"].str.split(" × ").str[0]
-    for dist in sorted(dist_of.unique()):
-        p = pooled[dist_of == dist]
-        best = _best_config(p[np.isfinite(p["variance"])])
-        n_prob = int(best[KEYS].drop_duplicates().shape[0])
-        exact = sorted(
-            e
-            for e, g in p.groupby("estimator")
-            if g["exact_est"].all() and not g["oracle"].any() and (g["unbiased"] != False).all()  # noqa: E712
-        )
-        sf = best[best["estimator"] == REINFORCE][KEYS + ["variance", "variance_se", "unreliable"]]
-        sf = sf[~sf["unreliable"]]
-        v = Verdict(dist, [], exact, None, n_problems=n_prob)
-        if sf.empty:
-            v.note = "plain REINFORCE (score_function) not measured reliably here: no factor"
-            out.append(v)
+    order = [rank_by] + [r for r in ("time", "evals", "samples") if r != rank_by]
+    maps, missing = [], []
+    for r in order:
+        d, keys = (df, KEYS + ["device_key"]) if r == "time" else (pooled, KEYS)
+        if not available(d, r):
+            missing.append(f"{RANK_LABELS[r]}: {UNAVAILABLE[r]}")
             continue
-        stats = []
-        for e, g_all in best.groupby("estimator"):
-            if e == REINFORCE or e in exact:
-                continue
-            # the factor rests only on problems where both variances have valid intervals: a row whose interval
-            # is unreliable (heavy tail, ±100%) is left out of the comparison, never used as evidence
-            g = g_all[~g_all["unreliable"].astype(bool)]
-            if g.empty:
-                continue
-            ex = g["exact_est"].astype(bool)
-            n_exact = int(g.loc[ex, KEYS].merge(sf[KEYS], on=KEYS).shape[0])
-            mean, se, k = _log_factor(sf, g.loc[~ex, KEYS + ["variance", "variance_se"]])
-            if k == 0:
-                continue
-            lo, hi = math.exp(mean - Z95 * se), math.exp(mean + Z95 * se)
-            pick = Pick(e, math.exp(mean), lo, hi, k, n_exact=n_exact)
-            if bool(g_all["oracle"].any()):
-                v.oracle = pick
-                continue
-            ok = (g_all["unbiased"] != False).all() and not (g_all["bias_detected"] | unjudged(g_all)).any()  # noqa: E712
-            if ok:
-                stats.append(pick)
-        if stats:
-            kmax = max(s.k + s.n_exact for s in stats)
-            full = sorted((s for s in stats if s.k + s.n_exact == kmax), key=lambda s: -s.factor)
-            top = full[0]
-            if top.hi < 1.0:
-                v.note = "plain REINFORCE (score_function): no reliable alternative beats it"
-            else:
-                tied = [s for s in full[1:] if s.hi >= top.lo][:3]
-                v.picks = [top] + [Pick(s.name, s.factor, s.lo, s.hi, s.k, True, s.n_exact) for s in tied]
-                if top.lo <= 1.0:
-                    v.note = "not significantly better than REINFORCE"
-        else:
-            v.note = "no unbiased, reliable alternative to REINFORCE measured"
-        out.append(v)
-    return out
+        title, note = HEAT_TITLES[r]
+        maps.append(heat(ratios(d, RANK_COLUMNS[r], keys), title, note, rows, cols, oracles))
+    return heat_table(maps), missing
 
 
 def health_line(df: pd.DataFrame, infos: list[Any], agree: pd.DataFrame) -> dict[str, Any]:
@@ -335,8 +242,3 @@ def health_line(df: pd.DataFrame, infos: list[Any], agree: pd.DataFrame) -> dict
         "unjudged": int(df["bias_unjudged"].sum()) if not df.empty else 0,
         "rows": len(df),
     }
-
-
-def factor_text(p: Pick) -> str:
-    ex = f" (exact on {p.n_exact} more)" if p.n_exact else ""
-    return f"×{fmt(p.factor, 3)} [{fmt(p.lo, 2)}, {fmt(p.hi, 2)}]{ex}"

@@ -19,7 +19,8 @@ import pandas as pd
 from markupsafe import Markup, escape
 from pandas.io.formats.style import Styler
 
-from harness.report.data import unjudged
+from harness.report.data import available, unjudged
+from harness.results.ranking import DEFAULT_RANK_BY, RANK_BY
 from harness.stats.metrics import Z95, efficiency_interval
 
 _uid = itertools.count()
@@ -296,8 +297,63 @@ def efficiency_table(
     )
 
 
-def overview_table(pooled: pd.DataFrame, rows: pd.DataFrame, anchors: dict[tuple, str]) -> Markup:
-    """Best unbiased config per (instance, param, L): by variance, and by efficiency on each device."""
+def _per_eval_cell(r: dict[str, Any]) -> str:
+    if r["exact_est"]:
+        return '<span class="v">0 (exact)</span>'
+    v, lo, hi = r["variance_per_eval"], r["variance_per_eval_ci_low"], r["variance_per_eval_ci_high"]
+    if not _finite(v):
+        return '<span class="na" title="no evaluation count recorded for this cell">n/a</span>'
+    n = r.get("evals", math.nan)
+    return (
+        f'<span class="v" title="95% CI [{fmt(lo)}, {fmt(hi)}]; pooled variance × {fmt(n)} evaluations per '
+        f'estimate">{fmt(v)}</span> <span class="ci">{rel(hi - v, v)}</span>'
+        f'<br><span class="t">{fmt(n)} evals</span>'
+    )
+
+
+def per_eval_table(pooled: pd.DataFrame, configs: list[str], Ls: list[int], unbiased: dict[str, Any]) -> Markup:
+    """Leaderboard at equal evaluations: rows = configs, columns = L; cell = pooled variance × evaluations per
+    estimate (f + ∂f) ± 95% CI, the evaluation count below."""
+    present = set(pooled["config"])
+    idx = [c for c in configs if c in present]
+    rec = _records(pooled, ["config", "n_samples"])
+    vals: dict[tuple, str] = {}
+    cls: dict[tuple, str] = {}
+    for L in Ls:
+        col = f"L={L}"
+        rs = {c: rec[(c, L)] for c in idx if (c, L) in rec}
+        ok = {c: r for c, r in rs.items() if _rankable(r)}
+        marks = mark_best(
+            {c: 0.0 if r["exact_est"] else r["variance_per_eval"] for c, r in ok.items()},
+            {c: 0.0 if r["exact_est"] else r["variance_per_eval_ci_low"] for c, r in ok.items()},
+            {c: 0.0 if r["exact_est"] else r["variance_per_eval_ci_high"] for c, r in ok.items()},
+        )
+        for c, r in rs.items():
+            vals[(c, col)] = _per_eval_cell(r)
+            cls[(c, col)] = marks.get(c, "")
+    cols = [f"L={L}" for L in Ls]
+    oracle = _oracles(pooled)
+    return styled(
+        _frame(vals, idx, cols, '<span class="na">—</span>'),
+        _frame(cls, idx, cols),
+        index_fmt=lambda c: esc(c) + badge(unbiased.get(c), c in oracle),
+    )
+
+
+OVERVIEW = {  # column per ranking: its title (device appended for time)
+    "time": "best at equal time",
+    "evals": "best at equal evaluations",
+    "samples": "lowest variance at equal L",
+}
+
+
+def overview_table(
+    pooled: pd.DataFrame, rows: pd.DataFrame, anchors: dict[tuple, str], rank_by: str = DEFAULT_RANK_BY
+) -> Markup:
+    """Best unbiased config per (instance, param, L) under every ranking the run allows, the one in force first:
+    at equal time (per device, with its backend), at equal evaluations, and lowest variance at equal L.  Eligible:
+    declared unbiased (or not recorded), no bias detected or unjudged, not an oracle, a reliable variance; an exact
+    config wins; "+n tied": others whose 95% interval overlaps the best's."""
     if pooled.empty:
         return Markup("")
     keys = ["group", "setting", "dim", "param", "n_samples"]
@@ -306,40 +362,57 @@ def overview_table(pooled: pd.DataFrame, rows: pd.DataFrame, anchors: dict[tuple
         clean = ~d["bias_detected"] & ~unjudged(d)
         return (d["unbiased"] != False) & ~d["oracle"] & ~d["unreliable"] & clean  # noqa: E712
 
+    def pick(g: pd.DataFrame, col: str, where: str = "") -> str:
+        ex = g[g["exact_est"].astype(bool)]
+        g = g[np.isfinite(g[col])].reset_index(drop=True)
+        if len(ex):
+            e = ex.sort_values("time_median_s").iloc[0] if "time_median_s" in ex else ex.iloc[0]
+            return (
+                f'<span class="pick">{esc(e["config"])}</span> <span class="ci">exact{where and " " + where(e)}</span>'
+            )
+        if g.empty:
+            return '<span class="na">—</span>'
+        marks = mark_best(
+            g[col].to_dict(),
+            g[f"{col}_ci_low"].to_dict(),
+            g[f"{col}_ci_high"].to_dict(),
+            g["time_median_s"].to_dict() if "time_median_s" in g else None,
+        )
+        ib = next(i for i, m in marks.items() if m == "best")
+        ntie = sum(m == "tie" for m in marks.values())
+        out = f'<span class="pick">{esc(g.loc[ib, "config"])}</span>'
+        if where:
+            out += f" {where(g.loc[ib])}"
+        if ntie:
+            out += f' <span class="ci" title="other configs whose 95% CI overlaps the best">(+{ntie} tied)</span>'
+        return out
+
     ub = pooled[ok(pooled)]
-    ur = rows[ok(rows) & np.isfinite(rows["efficiency"])]
-    devices = sorted(rows["device_key"].unique())
+    ur = rows[ok(rows) & (np.isfinite(rows["efficiency"]) | rows["exact_est"].astype(bool))]
+    devices = sorted(rows["device_key"].unique()) if available(rows, "time") else []
     eff = {k: g for k, g in ur.groupby(keys + ["device_key"], sort=False)}
+    evals = available(pooled, "evals")
+    order = [rank_by] + [r for r in RANK_BY if r != rank_by]
     data = []
     for k, g in ub.groupby(keys, sort=True):
-        g = g.reset_index(drop=True)
-        marks = mark_best(g["variance"].to_dict(), g["variance_ci_low"].to_dict(), g["variance_ci_high"].to_dict())
-        best = [g.loc[i, "config"] for i, m in marks.items() if m == "best"]
-        ntie = sum(m == "tie" for m in marks.values())
-        var = f'<span class="pick">{esc(best[0])}</span>' if best else "—"
-        if ntie:
-            var += f' <span class="ci" title="other configs whose 95% CI overlaps the best">(+{ntie} tied)</span>'
-        line = {
-            "": anchors.get(k[:3], ""),
-            "problem": f"{k[1]} · D={k[2]}",
-            "param": str(k[3]),
-            "L": str(k[4]),
-            "lowest variance": var,
-        }
+        cells: dict[str, dict[str, str]] = {"time": {}, "evals": {}, "samples": {}}
+        cells["samples"][OVERVIEW["samples"]] = pick(g, "variance")
+        if evals:
+            cells["evals"][OVERVIEW["evals"]] = pick(g, "variance_per_eval")
         for dev in devices:
             de = eff.get((*k, dev))
+            name = f"{OVERVIEW['time']} @ {dev}"
             if de is None or de.empty:
-                line[f"most efficient @ {dev}"] = '<span class="na">—</span>'
-                continue
-            e = de["efficiency"].where(~de["exact_est"].astype(bool), 0.0)
-            b = de[e == 0].sort_values("time_median_s").iloc[0] if (e == 0).any() else de.loc[e.idxmin()]
-            line[f"most efficient @ {dev}"] = (
-                f'<span class="pick">{esc(b["config"])}</span> <span class="ci">[{esc(b["backend"])}]</span>'
-            )
+                cells["time"][name] = '<span class="na">—</span>'
+            else:
+                cells["time"][name] = pick(de, "efficiency", lambda r: f'<span class="ci">[{esc(r["backend"])}]</span>')
+        line = {"": anchors.get(k[:3], ""), "problem": f"{k[1]} · D={k[2]}", "param": str(k[3]), "L": str(k[4])}
+        for r in order:
+            line.update(cells[r])
         data.append(line)
     view = pd.DataFrame(data)
-    link = {"": lambda a: f'<a href="#{esc(a)}">→</a>' if a else "", "lowest variance": lambda x: x}
-    link.update({c: (lambda x: x) for c in view.columns if c.startswith("most efficient")})
+    link: dict[str, Callable[[Any], str]] = {"": lambda a: f'<a href="#{esc(a)}">→</a>' if a else ""}
+    link.update({c: (lambda x: x) for c in view.columns if c not in ("", "problem", "param", "L")})
     return simple_table(view, cls="plain overview", formatters=link)
 
 

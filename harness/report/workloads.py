@@ -9,12 +9,14 @@ batch.  Per workload:
   leaderboards: replicate-weighted mean, SE = sqrt(Σ w² se²)/Σ w; a row measured on one platform keeps its own,
   possibly asymmetric, interval); a third panel, when timing was on, shows the
   efficiency (total variance × time per call, best platform per estimator);
-- a "which estimator" table per checkpoint: the lowest encoder-gradient total variance among estimators that are
+- a "which estimator" table per checkpoint, ranked by ``rank_by`` (:mod:`harness.results.ranking`; totals over
+  coordinates: efficiency × coordinates at equal time, best platform; pooled total variance × evaluations per
+  estimate at equal evaluations; pooled total variance at equal L): the lowest value among estimators that are
   declared unbiased, show no bias against the truth, are not oracle baselines and have a reliable variance
   (valid interval, no heavy tail, CI half-width below 100%); the runner-up, and the estimators whose 95% interval
   overlaps the best's (ties, the report's rule); the factor against ``score_function`` (or
   ``score_function_rloo`` when the run has no plain REINFORCE) with a 95% interval (delta method on log
-  variances); the most efficient;
+  values); the winner under each other ranking the run allows, marked ≠ where it differs;
 - a bias table where a truth exists: RMS bias with 95% CI, ``bias_z_truth`` (the estimate's and the truth's
   standard errors combined) and a verdict — "reference too imprecise to judge" when ``truth_too_imprecise``,
   otherwise "bias detected" when the z exceeds the Bonferroni threshold over the workload's judged coordinates.
@@ -35,10 +37,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from harness.report import plots
-from harness.report.data import Z95, bonferroni_z, config_order
+from harness.report.data import Z95, available, bonferroni_z, config_order, evals_per_estimate
 from harness.report.encode import FigureOut
 from harness.report.sections import anchor
 from harness.report.tables import esc, fmt, mark_best, simple_table
+from harness.results.ranking import DEFAULT_RANK_BY, RANK_BY, RANK_LABELS, RANK_MEASURES
 
 BASELINES = ("score_function", "score_function_rloo")  # the first one the run has is the reference
 PARAMS = ("encoder", "eta")
@@ -84,7 +87,14 @@ def workload_rows(df: pd.DataFrame) -> pd.DataFrame:
     d["checkpoint"] = pd.to_numeric(d["checkpoint"], errors="coerce").fillna(-1).astype(int)
     multi_l = d.groupby("workload_label")["n_samples"].transform("nunique") > 1
     d["series"] = d["config"].where(~multi_l, d["config"] + " · L=" + d["n_samples"].astype(str))
-    for c in ("variance_total", "variance_total_ci_low", "variance_total_ci_high", "n_coords", "bias_z_truth"):
+    for c in (
+        "variance_total",
+        "variance_total_ci_low",
+        "variance_total_ci_high",
+        "n_coords",
+        "bias_z_truth",
+        "variance_per_eval",
+    ):
         d[c] = pd.to_numeric(d.get(c, np.nan), errors="coerce").astype(float)
     d["truth_too_imprecise"] = d.get("truth_too_imprecise", False)
     d["truth_too_imprecise"] = d["truth_too_imprecise"].map(lambda v: bool(v) if pd.notna(v) else False)
@@ -124,6 +134,36 @@ def pool(d: pd.DataFrame) -> pd.DataFrame:
     return g.reset_index().drop(columns=["w", "wv", "w2se2", "lo1", "hi1", "n_rows"])
 
 
+def measure(p: pd.DataFrame, rows: pd.DataFrame, rank_by: str) -> pd.DataFrame:
+    """The pooled rows ``p`` with ``vt``/``lo``/``hi``/``lse`` replaced by the totals (over coordinates) of the
+    measure ``rank_by`` ranks by: ``samples`` the pooled total variance as is; ``evals`` the pooled total variance ×
+    evaluations per estimate (:func:`harness.report.data.evals_per_estimate`: a count, equal on every platform);
+    ``time`` the total efficiency of the best platform (lowest ``eff_total``) with its own interval.  A row without
+    the measure gets NaN (never eligible)."""
+    p = p.copy()
+    if rank_by == "samples":
+        return p
+    r = rows[rows["param"].isin(PARAMS)]
+    if rank_by == "evals":
+        n = evals_per_estimate(r)
+        ev = n.groupby([r[k] for k in KEYS]).median().rename("_n").reset_index()
+        p = p.merge(ev, on=KEYS, how="left")
+        for c in ("vt", "lo", "hi", "se"):
+            p[c] = p[c] * p["_n"]
+        return p.drop(columns="_n")
+    r = r[np.isfinite(r["eff_total"])]
+    best = r.loc[r.groupby(KEYS)["eff_total"].idxmin()] if len(r) else r
+    best = best[KEYS + ["eff_total", "efficiency_ci_low", "efficiency_ci_high", "n_coords"]]
+    p = p.drop(columns=["vt", "lo", "hi", "se", "lse"]).merge(best, on=KEYS, how="left")
+    p["vt"] = p["eff_total"]
+    p["lo"], p["hi"] = p["efficiency_ci_low"] * p["n_coords"], p["efficiency_ci_high"] * p["n_coords"]
+    p["se"] = (p["hi"] - p["lo"]) / (2 * Z95)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lse = (np.log(p["hi"]) - np.log(p["lo"])) / (2 * Z95)
+    p["lse"] = lse.where(np.isfinite(lse), p["se"] / p["vt"])
+    return p.drop(columns=["eff_total", "efficiency_ci_low", "efficiency_ci_high", "n_coords"])
+
+
 def bias_flags(d: pd.DataFrame) -> pd.DataFrame:
     """Per row: ``truth`` (a truth exists), ``judged`` (and it is precise enough), ``biased_truth`` (z above the
     Bonferroni threshold over the judged coordinates of the workload) and that threshold ``z_thr``."""
@@ -150,6 +190,7 @@ class WorkloadBlock:
     which: Any = ""
     bias: Any = ""
     verdict: dict[str, Any] = field(default_factory=dict)
+    rank_by: str = DEFAULT_RANK_BY  # the ranking its "which estimator" uses
 
 
 def _eligible(p: pd.DataFrame, biased_series: set[str]) -> pd.Series:
@@ -176,8 +217,9 @@ def _ci(v: float, lo: float, hi: float) -> str:
     return f"{fmt(v)} [{fmt(lo)}, {fmt(hi)}]"
 
 
-def which_rows(p: pd.DataFrame, rows: pd.DataFrame, biased: dict[int, set[str]], baseline: str) -> list[dict]:
-    """Per checkpoint (encoder gradient): best, runner-up, ties, factor vs the baseline, most efficient."""
+def which_rows(p: pd.DataFrame, biased: dict[int, set[str]], baseline: str) -> list[dict]:
+    """Per checkpoint (encoder gradient), on the measure frame ``p`` (:func:`measure`): best, runner-up, ties, factor
+    vs the baseline."""
     out = []
     for ck, g in p[p["param"] == "encoder"].groupby("checkpoint", sort=True):
         g = g[_eligible(g, biased.get(int(ck), set()))].reset_index(drop=True)
@@ -193,48 +235,42 @@ def which_rows(p: pd.DataFrame, rows: pd.DataFrame, biased: dict[int, set[str]],
             b = g[g["estimator"] == baseline]
             if len(b) and g.loc[ib, "estimator"] != baseline:
                 line["factor"] = factor(b.iloc[0], g.loc[ib])
-        r = rows[(rows["param"] == "encoder") & (rows["checkpoint"] == ck)]
-        r = r[
-            (r["unbiased"] != False)  # noqa: E712
-            & ~r["oracle"].astype(bool)
-            & ~r["unreliable"].astype(bool)
-            & ~r["biased_truth"]
-            & np.isfinite(r["eff_total"])
-        ]
-        if len(r):
-            line["efficient"] = r.loc[r["eff_total"].idxmin()]
         out.append(line)
     return out
 
 
-def which_table(lines: list[dict], baseline: str) -> Any:
-    """HTML of the which-estimator table."""
+def _name(line: dict[str, Any] | None) -> str:
+    return "—" if line is None or line["best"] is None else str(line["best"]["series"])
+
+
+def which_table(lines: dict[str, list[dict]], rank_by: str, baseline: str) -> Any:
+    """HTML of the which-estimator table: the ranking in force (best, interval, runner-up, ties, factor), then the
+    winner under each other ranking the run allows, marked where it differs."""
+    others = [r for r in RANK_BY if r != rank_by and r in lines]
+    at = {r: {ln["checkpoint"]: ln for ln in lines[r]} for r in others}
     data = []
-    for ln in lines:
+    for ln in lines[rank_by]:
         b, r = ln["best"], ln["runner"]
         f = ln.get("factor")
-        e = ln.get("efficient")
-        data.append(
-            {
-                "checkpoint": str(ln["checkpoint"]),
-                "lowest encoder-gradient variance": "—"
-                if b is None
-                else f'<span class="pick">{esc(b["series"])}</span>',
-                "total variance [95% CI]": "—" if b is None else _ci(b["vt"], b["lo"], b["hi"]),
-                "runner-up [95% CI]": "—" if r is None else f"{esc(r['series'])} {_ci(r['vt'], r['lo'], r['hi'])}",
-                "verdict": "—"
-                if b is None
-                else (
-                    f"tied with {esc(', '.join(ln['tied']))} (95% intervals overlap)"
-                    if ln["tied"]
-                    else ("clear (intervals separate)" if r is not None else "only eligible estimator")
-                ),
-                f"× vs {baseline}": "—" if f is None else _ci(*f),
-                "most efficient (total var × time)": "—"
-                if e is None
-                else f"{esc(e['series'])} [{esc(e['platform'])}] {fmt(e['eff_total'])}",
-            }
-        )
+        row = {
+            "checkpoint": str(ln["checkpoint"]),
+            f"best {RANK_LABELS[rank_by]}": "—" if b is None else f'<span class="pick">{esc(b["series"])}</span>',
+            f"total {RANK_MEASURES[rank_by]} [95% CI]": "—" if b is None else _ci(b["vt"], b["lo"], b["hi"]),
+            "runner-up [95% CI]": "—" if r is None else f"{esc(r['series'])} {_ci(r['vt'], r['lo'], r['hi'])}",
+            "verdict": "—"
+            if b is None
+            else (
+                f"tied with {esc(', '.join(ln['tied']))} (95% intervals overlap)"
+                if ln["tied"]
+                else ("clear (intervals separate)" if r is not None else "only eligible estimator")
+            ),
+            f"× vs {baseline}": "—" if f is None else _ci(*f),
+        }
+        for o in others:
+            name = _name(at[o].get(ln["checkpoint"]))
+            mark = ' <span class="warn" title="differs from the winner in force">≠</span>' if name != _name(ln) else ""
+            row[f"best {RANK_LABELS[o]}"] = esc(name) + (mark if name != "—" else "")
+        data.append(row)
     view = pd.DataFrame(data)
     raw = {c: (lambda x: x) for c in view.columns}
     return simple_table(view, cls="plain workloads-which", formatters=raw)
@@ -331,8 +367,9 @@ def _config_text(cfg: Any) -> str:
     return ", ".join(f"{k}={v}" for k, v in c.items()) or "defaults"
 
 
-def build(df: pd.DataFrame, figures: bool = True) -> list[WorkloadBlock]:
-    """The section's blocks, one per workload (empty list when the run has no workload rows)."""
+def build(df: pd.DataFrame, figures: bool = True, rank_by: str = DEFAULT_RANK_BY) -> list[WorkloadBlock]:
+    """The section's blocks, one per workload (empty list when the run has no workload rows); "which estimator"
+    ranks by ``rank_by`` (the equal-L ranking where the run lacks the measure), the others beside it."""
     if not has_workloads(df):
         return []
     rows = bias_flags(workload_rows(df))
@@ -354,17 +391,24 @@ def build(df: pd.DataFrame, figures: bool = True) -> list[WorkloadBlock]:
             sorted(int(c) for c in w["checkpoint"].unique()),
             baseline,
         )
-        lines = which_rows(p, w, biased, baseline)
-        blk.which = which_table(lines, baseline)
+        ranks = [r for r in RANK_BY if r == "samples" or available(w, r)]
+        primary = rank_by if rank_by in ranks else "samples"
+        lines = {r: which_rows(measure(p, w, r), biased, baseline) for r in ranks}
+        blk.rank_by = primary
+        blk.which = which_table(lines, primary, baseline)
         blk.bias = bias_table(w)
-        last = lines[-1] if lines else None
+        last = lines[primary][-1] if lines[primary] else None
         if last is not None and last["best"] is not None:
+            beside = {r: _name(lines[r][-1]) for r in ranks if r != primary and lines[r]}
             blk.verdict = {
                 "best": last["best"]["series"],
                 "checkpoint": last["checkpoint"],
                 "tied": last["tied"],
                 "factor": last.get("factor"),
                 "baseline": baseline,
+                "rank_by": primary,
+                "beside": beside,
+                "differs": _differs(primary, last["best"]["series"], beside),
             }
         if figures:
             f = figure(p, w, str(wl), series, declared_biased)
@@ -373,12 +417,24 @@ def build(df: pd.DataFrame, figures: bool = True) -> list[WorkloadBlock]:
     return out
 
 
+def _differs(primary: str, best: str, beside: dict[str, str]) -> str:
+    """One line where the equal-L winner differs from the equal-cost one (the equal-time one where the ranking in
+    force is equal L)."""
+    other = "time" if primary == "samples" else "samples"
+    name = beside.get(other)
+    if name is None or name == best or name == "—":
+        return ""
+    return f"{RANK_LABELS[other]} the winner would be {name} — it differs from {best} ({RANK_LABELS[primary]})"
+
+
 def verdict_text(v: dict[str, Any]) -> str:
     """The first-screen verdict after the estimator's name (plain text; the template escapes it)."""
     f = v.get("factor")
-    s = f"at step {v['checkpoint']}"
+    s = f"{RANK_LABELS[v.get('rank_by', 'samples')]}, at step {v['checkpoint']}"
     if f is not None:
         s += f" ×{fmt(f[0], 3)} [{fmt(f[1], 3)}, {fmt(f[2], 3)}] vs {v['baseline']}"
     if v["tied"]:
         s += f", tied: {', '.join(v['tied'][:3])}"
+    for r, name in v.get("beside", {}).items():
+        s += f"; {RANK_LABELS[r]}: {name}"
     return s

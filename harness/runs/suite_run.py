@@ -221,6 +221,7 @@ def execute(
                 "suite_path": str(suite_path),
                 "git_commit": git_commit(Path(__file__).parent),
                 "seed": expansion.suite.get("seed"),
+                "rank_by": expansion.suite.get("rank_by"),  # the report's ranking (None: the default)
                 "cli_args": cli_args or {},
                 "cells_total": len(keys),
                 "dropped": dict(expansion.dropped),

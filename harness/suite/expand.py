@@ -2,7 +2,7 @@
 
 Format (docs/suites.md)::
 
-    [suite]                       # name, description, seed, replicates, dtype, timing, precision
+    [suite]                       # name, description, seed, replicates, dtype, timing, precision, rank_by
     name = "smoke"
     seed = 0
     replicates = 2000
@@ -50,6 +50,7 @@ from harness.backends import BACKEND_NAMES, DTYPES
 from harness.measure.cells import Cell
 from harness.problems import ProblemSpec
 from harness.registry import Implementation, applies, estimator_names, implementations
+from harness.results.ranking import rank_by_error
 from harness.suite import limits as lim
 from harness.suite.limits import SuiteError, as_list, check_keys, positive_ints, strings, table
 from harness.suite.problems import RawProblem, build_problems, problem_tables
@@ -73,6 +74,7 @@ SUITE_KEYS = {
     "cell_timeout",  # seconds per cell, enforced when cells run on workers
     "exclusive_timing",  # workers hold timing phases under one cluster-wide lock (docs/notes/scale-out.md)
     "max_cells",
+    "rank_by",  # what the report's "best" is measured by (harness.results.ranking): time | evals | samples
 }
 SWEEP_KEYS = {"estimators", "backends", "devices", "n_samples", "hyper", "problems", "replicates", "dtype", "workloads"}
 EXCLUDE_KEYS = {
@@ -347,6 +349,8 @@ def expand(
     if dtype_default not in DTYPES:
         raise SuiteError(p, "suite.dtype", f"unknown dtype {dtype_default!r}; valid: {list(DTYPES)}")
     _executor_keys(p, meta)
+    if "rank_by" in meta and (msg := rank_by_error(meta["rank_by"])) is not None:
+        raise SuiteError(p, "suite.rank_by", msg)
     timing = meta.get("timing", True)
     if not isinstance(timing, bool):
         raise SuiteError(p, "suite.timing", f"must be true or false, got {timing!r}")
