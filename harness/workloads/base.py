@@ -62,6 +62,9 @@ class Workload:
     eval_keys: tuple[str, ...] = ("reference_samples",)  # config keys that do not change the trained model
     differentiable: bool = True  # f is differentiable in z (relaxed / pathwise estimators apply)
     doc: str = ""
+    # what the model is beyond its name and configuration (a digest of a user's data, weights and code; "" for
+    # a class, whose code is its name): it enters the keys of cached checkpoints and truths
+    fingerprint: str = ""
 
     # -- configuration and data -------------------------------------------------------------
     def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
