@@ -304,6 +304,8 @@ def test_bad_models_are_refused_naming_the_argument() -> None:
         (dict(latent="bernoulli", shape=3, data={"train": data["train"]}), r"data.val: missing split"),
         (dict(latent="bernoulli", shape=3, config={"lr": -1.0}), r"config.lr: must be > 0"),
         (dict(latent="bernoulli", shape=3, config={"epochs": 3}), r"config.epochs: unknown key; valid"),
+        (dict(latent="bernoulli", shape=3, train_estimator="dissarm"), r"train_estimator: unknown estimator 'dissarm'"),
+        (dict(latent="bernoulli", shape=3, train_estimator="pathwise"), r"'pathwise' does not apply to bernoulli"),
     ]
     for kw, match in cases:
         d = kw.pop("data", data)

@@ -9,7 +9,9 @@ implementation:
 - step 0 is ``init_params(config, numpy.random.default_rng(init_seed))``;
 - step t draws its minibatch (``train_batch`` examples of the train split), its data preparation (dynamic
   binarization) and its estimator and decoder noise from ``numpy.random.default_rng([train_seed, 1, t])``;
-- PyTorch on the CPU in float64, Adam with the configuration's ``lr``, L = ``train_samples`` per example.
+- PyTorch on the CPU in float64 (a model that does not run on torch: the first of its backends with a training
+  engine, :func:`chain_backend`), Adam with the configuration's ``lr``, L = ``train_samples`` per example;
+- a model with no training engine at all still has its step 0 (its initial weights), nothing later.
 
 Every checkpoint saves the whole trainer state (weights, Adam moments, EMAs, fits), so training on from a cached
 earlier checkpoint gives the same state as training straight through.

@@ -28,6 +28,7 @@ import numpy as np
 from array_api_compat import array_namespace
 
 from harness.files.cache import digest
+from harness.registry import RegistryError, get_declaration
 from harness.workloads.base import SPLITS, Workload, WorkloadError
 
 LATENT_PARAMS: dict[str, tuple[str, ...]] = {
@@ -172,6 +173,15 @@ class FunctionalWorkload(Workload):
             raise WorkloadError(f"config.{unknown[0]}", f"unknown key; valid: {sorted(CONFIG)}")
         self.defaults = {**CONFIG, **(config or {})}
         self.train_estimator = TRAIN_ESTIMATORS[latent] if train_estimator is None else train_estimator
+        try:
+            decl = get_declaration(self.train_estimator)
+        except RegistryError as e:
+            raise WorkloadError("train_estimator", str(e)) from None
+        if not decl.applies_to(latent):
+            raise WorkloadError(
+                "train_estimator",
+                f"{decl.name!r} does not apply to {latent} latents (it takes {list(decl.distributions)})",
+            )
         self.differentiable = bool(differentiable)
         self.doc = doc or f"a user's model: {latent} latents of shape {self.shape}"
         self.default_batch = min(4, *(len(next(iter(v.values()))) for v in splits.values()))
