@@ -13,8 +13,9 @@
 
 Estimator plugins declare themselves once with :func:`register_estimator` and attach one implementation per
 backend; every implementation receives a :class:`Context` and returns ``{param: array [R, *param_shape]}``.
-Workloads (models with one stochastic node) subclass :class:`Workload` and register with
-:func:`register_workload`, or through the ``stochgrad.workloads`` entry point.  This package is the only import
+Workloads (models with one stochastic node) come from a PyTorch or JAX model and its data in a few lines
+(:func:`workload_from_torch`, :func:`workload_from_jax`), or subclass :class:`Workload` for full control and register
+with :func:`register_workload` or through the ``stochgrad.workloads`` entry point.  This package is the only import
 that plugins, notebooks, the docs, the built-in estimators and the command line use; ``harness`` and
 ``estimators`` are internal.
 """
@@ -60,6 +61,7 @@ from stochgrad.catalog import (
     list_workloads,
 )
 from stochgrad.checking import CheckError, CheckPolicy, CheckReport, CheckResult, ImplementationCheck, check
+from stochgrad.models import workload_from_jax, workload_from_torch
 from stochgrad.recommend import Recommendation, RecommendError, recommend
 from stochgrad.training import TrainingPlan, TrainingRun, plan_training, train
 
@@ -123,4 +125,6 @@ __all__ = [
     "report",
     "run",
     "train",
+    "workload_from_jax",
+    "workload_from_torch",
 ]

@@ -1,5 +1,9 @@
 """Bring your own model: a small PyTorch VAE (``torch.nn`` modules) registered as a workload through ``stochgrad``.
 
+This is the subclass route, for full control (configuration keys, data preparation, analytic NumPy paths); the
+same model in a few lines is ``sg.workload_from_torch(name, encoder, log_joint, data, latent, shape)`` (README,
+"Bring your own model").
+
 The end-to-end example of docs/workloads.md and docs/notes/workloads.md, run as written by
 tests/test_workloads.py (``test_byo_workload_registered_through_the_api``).  It imports only ``stochgrad`` (and
 torch, numpy).  The model is ordinary

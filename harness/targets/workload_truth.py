@@ -114,6 +114,8 @@ def _key(problem: Any, method: str) -> str:
         "weights": problem.state_digest,
         "format": FORMAT,
     }
+    if problem.workload.fingerprint:  # a user's model: its data and code too (harness.workloads.functional)
+        d["model"] = problem.workload.fingerprint
     d.pop("per_example", None)
     d.pop("truth", None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:20]

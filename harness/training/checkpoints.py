@@ -9,7 +9,9 @@ implementation:
 - step 0 is ``init_params(config, numpy.random.default_rng(init_seed))``;
 - step t draws its minibatch (``train_batch`` examples of the train split), its data preparation (dynamic
   binarization) and its estimator and decoder noise from ``numpy.random.default_rng([train_seed, 1, t])``;
-- PyTorch on the CPU in float64, Adam with the configuration's ``lr``, L = ``train_samples`` per example.
+- PyTorch on the CPU in float64 (a model that does not run on torch: the first of its backends with a training
+  engine, :func:`chain_backend`), Adam with the configuration's ``lr``, L = ``train_samples`` per example;
+- a model with no training engine at all still has its step 0 (its initial weights), nothing later.
 
 Every checkpoint saves the whole trainer state (weights, Adam moments, EMAs, fits), so training on from a cached
 earlier checkpoint gives the same state as training straight through.
@@ -32,6 +34,7 @@ import numpy as np
 from harness.files.atomic import atomic_write_json
 from harness.files.cache import cache_dir
 from harness.registry import applies, get_declaration
+from harness.training.engine import ENGINES
 from harness.training.spec import step_traits
 from harness.training.state import read_state, save_state
 from harness.training.unit import TRAIN_KEYS
@@ -68,6 +71,7 @@ def state_key(wl: Workload, cfg: Mapping[str, Any], step: int, kind: str = "stat
             "step": step,
             "kind": kind,
             "format": FORMAT,
+            **({"model": wl.fingerprint} if wl.fingerprint else {}),
         },
         sort_keys=True,
         default=str,
@@ -92,7 +96,7 @@ def chain_unit(wl: Workload, cfg: Mapping[str, Any]) -> dict[str, Any]:
         config=dict(cfg),  # whole: measurement-only keys (data_dir: where the files are) are still needed to load data
         estimator=wl.train_estimator,
         hyper={},
-        backend="torch",
+        backend=chain_backend(wl),
         device="cpu",
         dtype="float64",
         steps=None,
@@ -104,6 +108,17 @@ def chain_unit(wl: Workload, cfg: Mapping[str, Any]) -> dict[str, Any]:
     if not ok:
         raise WorkloadError("train_estimator", f"{wl.train_estimator!r} cannot train {wl.name}: {why}")
     return unit
+
+
+def chain_backend(wl: Workload) -> str:
+    """The backend a workload's checkpoints are trained on: torch where the model runs on it, else the first of its
+    backends with a training engine (WorkloadError naming both lists where there is none)."""
+    usable = [b for b in wl.backends if b in ENGINES]
+    if not usable:
+        raise WorkloadError(
+            "backends", f"{wl.name} runs on {list(wl.backends)}; training engines exist for {sorted(ENGINES)}"
+        )
+    return "torch" if "torch" in usable else usable[0]
 
 
 def _index_path(wl: Workload, cfg: Mapping[str, Any]) -> Path:
@@ -139,6 +154,9 @@ def load_state(wl: Workload, cfg: Mapping[str, Any], step: int) -> dict[str, np.
     """Model weights (float64 NumPy) after ``step`` training steps, training (and caching) if needed."""
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise WorkloadError("checkpoint", f"must be a non-negative integer, got {step!r}")
+    if step == 0 and not any(b in ENGINES for b in wl.backends):  # no engine to build: step 0 is the initial state
+        init = wl.init_params(cfg, np.random.default_rng(cfg.get("init_seed", 0)))
+        return {k: np.asarray(v, np.float64) for k, v in init.items()}
     full = _full(wl, cfg, step)
     if full is None:
         full = _train_to(wl, cfg, step)

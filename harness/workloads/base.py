@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from array_api_compat import array_namespace
 from scipy import special
 
 from harness.backends import AUTODIFF_BACKENDS
@@ -47,9 +48,12 @@ class WorkloadError(ValueError):
 class Workload:
     """Base class of a model workload.  Subclasses set the class attributes and the model methods.
 
-    Model methods get a backend adapter ``B`` (``harness.backends``) and are written once with ``B.xp`` ops;
-    ``params`` is the model state (encoder and decoder weights), ``x`` a dict of data arrays whose leading
-    axis is the example axis N.
+    Model methods are written once against the array API standard — ``xp = array_namespace(z)`` from
+    array-api-compat, then ``xp.sum``, ``xp.reshape``, ``xp.matrix_transpose`` — so the same code runs on NumPy,
+    PyTorch and JAX (the raw namespaces differ: ``torch.transpose`` is not ``numpy.transpose``); they also get the
+    backend adapter ``B`` (``harness.backends``) for its numerically stable ``B.softplus`` and friends.
+    ``params`` is the model state (encoder and decoder weights), ``x`` a dict of data arrays whose leading axis
+    is the example axis N.
     """
 
     name: str = ""
@@ -62,6 +66,9 @@ class Workload:
     eval_keys: tuple[str, ...] = ("reference_samples",)  # config keys that do not change the trained model
     differentiable: bool = True  # f is differentiable in z (relaxed / pathwise estimators apply)
     doc: str = ""
+    # what the model is beyond its name and configuration (a digest of a user's data, weights and code; "" for
+    # a class, whose code is its name): it enters the keys of cached checkpoints and truths
+    fingerprint: str = ""
 
     # -- configuration and data -------------------------------------------------------------
     def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -165,7 +172,7 @@ class Workload:
 
 
 class NegElbo:
-    """f(z) = Σ_b [−log p(x_b, z_b) + log q(z_b; η_b fixed)], written once with ``B.xp`` ops; not separable."""
+    """f(z) = Σ_b [−log p(x_b, z_b) + log q(z_b; η_b fixed)], written once against the array API; not separable."""
 
     separable = False
     params: Mapping[str, Any] = {}
@@ -188,7 +195,8 @@ class NegElbo:
         return parts
 
     def _per_example(self, z: Array) -> Array:
-        return z.reshape(tuple(z.shape[: z.ndim - len(self.dist_event)]) + (self.n, *self.latent))
+        shape = tuple(z.shape[: z.ndim - len(self.dist_event)]) + (self.n, *self.latent)
+        return array_namespace(z).reshape(z, shape)
 
     @property
     def dist_event(self) -> tuple[int, ...]:
@@ -198,11 +206,12 @@ class NegElbo:
         """Per-example values [..., N] for z [..., *event]."""
         w, x, eta = self.split_op(op)
         zz = self._per_example(z)
-        lq = self.dist.logpdf_elem(B, zz, eta).sum(-1)
+        lq = array_namespace(zz).sum(self.dist.logpdf_elem(B, zz, eta), axis=-1)
         return lq - self.wl.log_joint(B, zz, w, x, self.cfg)
 
     def __call__(self, B: Any, z: Array, op: Mapping[str, Any]) -> Array:
-        return self.f_examples(B, z, op).sum(-1)
+        f = self.f_examples(B, z, op)
+        return array_namespace(f).sum(f, axis=-1)
 
     def per_site(self, B: Any, z: Array, op: Mapping[str, Any]) -> Array:
         raise ValueError(f"{self.name} is not separable: it has no per-site decomposition")

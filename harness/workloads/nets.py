@@ -1,7 +1,9 @@
 """Small multilayer perceptrons written once for NumPy, PyTorch and JAX, with NumPy backward passes.
 
 A network is a list of layers stored in a flat parameter dict: ``{prefix}W{i}`` [in, out] and ``{prefix}b{i}``
-[out]; hidden layers use tanh.  ``forward`` works on any backend (``x @ W + b`` broadcasts over leading axes);
+[out]; hidden layers use tanh.  ``forward`` is written once against the array API standard (the namespace of its
+input, ``array_api_compat.array_namespace``), so the same code runs on NumPy, PyTorch and JAX arrays
+(``x @ W + b`` broadcasts over leading axes);
 ``input_grad_np`` and ``weight_vjp_np`` are the explicit NumPy chain rules used by the analytic NumPy paths
 (``grad_np`` of the objective, the encoder chain rule on the numpy backend).
 """
@@ -12,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from array_api_compat import array_namespace
 
 Array = Any
 
@@ -42,14 +45,15 @@ def n_layers(params: Mapping[str, Any], prefix: str) -> int:
     return n
 
 
-def forward(B: Any, params: Mapping[str, Array], prefix: str, x: Array) -> Array:
-    """The network's output for inputs x [..., in] (tanh hidden layers, linear output)."""
+def forward(params: Mapping[str, Array], prefix: str, x: Array) -> Array:
+    """The network's output for inputs x [..., in] (tanh hidden layers, linear output), on x's array namespace."""
+    xp = array_namespace(x)
     n = n_layers(params, prefix)
     h = x
     for i in range(n):
         h = h @ params[f"{prefix}W{i}"] + params[f"{prefix}b{i}"]
         if i < n - 1:
-            h = B.xp.tanh(h)
+            h = xp.tanh(h)
     return h
 
 

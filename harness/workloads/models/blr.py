@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from array_api_compat import array_namespace
 from scipy import special
 
 from harness.workloads import data, register_workload
@@ -68,14 +69,16 @@ class BayesianLogReg(Workload):
         return ["q_loc", "q_raw"]
 
     def encode(self, B: Any, params: Mapping[str, Any], x: Mapping[str, Any], cfg: Mapping[str, Any]) -> dict:
-        base = B.xp.zeros_like(x["y"][:, :1])  # [N, 1]: one row of η per example
+        base = array_namespace(x["y"]).zeros_like(x["y"][:, :1])  # [N, 1]: one row of η per example
         return {"loc": base + params["q_loc"], "scale": base + B.softplus(params["q_raw"])}
 
     def log_joint(self, B: Any, z: Any, params: Mapping[str, Any], x: Mapping[str, Any], cfg: Mapping[str, Any]) -> Any:
-        a = z @ x["X"][0].T  # [..., 1, n]: one GEMM (the one example, N = 1, is the whole split)
-        ll = (x["y"] * a - B.softplus(a)).sum(-1)
+        xp = array_namespace(z)  # the array API standard: the same code on numpy, torch and jax
+        a = z @ xp.matrix_transpose(x["X"][0])  # [..., 1, n]: one GEMM (the one example, N = 1, is the whole split)
+        ll = xp.sum(x["y"] * a - B.softplus(a), axis=-1)
         s = cfg["prior_scale"]
-        return ll + (-0.5 * (z / s) ** 2).sum(-1) - z.shape[-1] * (math.log(s) + 0.5 * math.log(2 * math.pi))
+        prior = xp.sum(-0.5 * (z / s) ** 2, axis=-1)
+        return ll + prior - z.shape[-1] * (math.log(s) + 0.5 * math.log(2 * math.pi))
 
     def log_joint_grad_np(self, z: np.ndarray, params: Mapping, x: Mapping, cfg: Mapping[str, Any]) -> np.ndarray:
         r = x["y"] - special.expit(z @ x["X"][0].T)  # [..., 1, n]
