@@ -127,6 +127,26 @@ class TorchBackend(Backend):
             fn = torch.compile(fn, backend=compile_backend, dynamic=False)
         return super().prepare_call(fn, template, jit=jit)
 
+    def compile_backend_error(self, name: str) -> str | None:
+        """Why ``torch.compile(backend=name)`` cannot be used here (torch missing, an unknown backend), or None."""
+        if torch is None:
+            return _IMPORT_ERROR
+        from torch._dynamo import list_backends  # only when asked: importing dynamo is slow
+
+        valid = list_backends(exclude_tags=())
+        return None if name in valid else f"unknown torch.compile backend {name!r}; valid: {valid}"
+
+    def private_inputs(self, template: Any, noise: Noise) -> Any:
+        """Clones of the parameter and objective-parameter tensors for every call (a tensor cannot be made
+        read-only): an in-place write stays inside the call that made it."""
+
+        def clones(d: dict[str, Any]) -> dict[str, Any]:
+            return {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in d.items()}
+
+        return template.with_(
+            params=clones(template.params), op=clones(template.op), hyper=dict(template.hyper), noise=noise
+        )
+
     def expand_params(self, params: dict[str, Array], R: int) -> dict[str, Array]:
         return {k: v.detach().expand(R, *v.shape).clone() for k, v in params.items()}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from harness.cli.listing import print_listing
 from harness.cli.paths import UsageError
 
 EXIT_BAD_INPUT = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader closed the pipe
 # errors that are bad input (exit 2): suite files, problems, run requests, names, run directories
 BAD_INPUT = (sg.SuiteError, sg.ProblemError, sg.RunError, sg.RegistryError, FileNotFoundError, sg.RunDirError)
 
@@ -367,6 +369,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; finished cells are saved — continue with --resume --out RUN_DIR", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (``stochgrad show RUN | head``): stop quietly, as a tool killed by SIGPIPE would;
+        # stdout is pointed at /dev/null so that the interpreter's final flush cannot raise again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -405,6 +405,8 @@ def run_cell(cell: Cell) -> CellOutcome:
             )
     except Exception as exc:  # one broken cell never stops a run
         msg = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        if isinstance(exc, ValueError) and "read-only" in str(exc):  # NumPy refused a write into an input
+            msg += " (the estimator writes into ctx.params / ctx.op, which are read-only: copy before changing)"
         return CellOutcome(cell, "failed", message=msg, seconds=time.perf_counter() - t0)
     return CellOutcome(cell, "ok", rows=rows, seconds=time.perf_counter() - t0)
 
