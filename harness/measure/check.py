@@ -146,7 +146,7 @@ def _check_once(
     L = max(pol.L, spec.min_samples)
     try:
         G = draw(spec, problem, L=L, R=R, seed=seed, hyper=hyper, dtype=dtype, jit=jit)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a SystemExit from an estimator is its failure, not the check's exit
         return _fail(spec, problem, L, R, "error", math.nan, f"{type(exc).__name__}: {exc}")
     ex = problem.exact.grads
     coords = sum(int(np.prod(ex[k].shape)) for k in ex)
@@ -207,7 +207,7 @@ def mutated_inputs(
     before = {n: _digest(B, v) for n, v in given.items()}
     holders = {"params": ctx.params, "op": ctx.op}
     orig = {n: dict(d) for n, d in holders.items()}
-    with contextlib.suppress(Exception):  # failures are the bias test's to report: only the changes matter here
+    with contextlib.suppress(Exception, SystemExit):  # failures are the bias test's to report: only the changes matter here
         spec.fn(ctx)
     changed = [n for n, v in given.items() if _digest(B, v) != before[n]]
     for n, d in holders.items():
