@@ -367,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("\ninterrupted; finished cells are saved — continue with --resume --out RUN_DIR", file=sys.stderr)
+        done = "training units" if args.command == "train" else "cells"
+        print(f"\ninterrupted; finished {done} are saved — continue with --resume --out RUN_DIR", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # the reader went away (``stochgrad show RUN | head``): stop quietly, as a tool killed by SIGPIPE would;
