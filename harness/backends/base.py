@@ -121,15 +121,16 @@ class Backend:
 
     def private_inputs(self, template: Any, noise: Noise) -> Any:
         """The Context one call receives: ``template`` with ``noise`` and its own dicts of parameters, objective
-        parameters and hyperparameters, so an estimator that rebinds or writes into them cannot reach later calls
-        (NumPy arrays are read-only already: :meth:`read_only`; torch overrides this with clones)."""
+        parameters and hyperparameters, so an estimator that rebinds entries cannot reach later calls (NumPy arrays
+        are read-only views: :meth:`read_only`; JAX arrays are immutable; torch watches its tensors' version
+        counters and fails a call that wrote into them, restoring them)."""
         return template.with_(
             params=dict(template.params), op=dict(template.op), hyper=dict(template.hyper), noise=noise
         )
 
     def read_only(self, x: Array) -> Array:
         """``x`` as an array the estimator cannot change in place (NumPy: a read-only view; JAX arrays are
-        immutable; torch tensors cannot be locked, so each call gets clones: :meth:`private_inputs`)."""
+        immutable; torch tensors cannot be locked: their version counters are watched per call)."""
         return x
 
     def compile_backend_error(self, name: str) -> str | None:

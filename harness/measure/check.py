@@ -187,8 +187,8 @@ def mutated_inputs(
     """The inputs one call of ``spec`` changes: ``params[...]`` / ``op[...]`` entries written in place, rebound,
     added or removed (empty: none).
 
-    In a run an estimator receives read-only NumPy views (a write raises) or per-call torch clones (a write stays in
-    the call), so it cannot corrupt later cells; here it gets writable copies, digested (SHA-256) before and after
+    In a run an estimator receives read-only NumPy views (a write raises) or watched torch tensors (a write fails
+    the call and is undone), so it cannot corrupt later cells; here it gets writable copies, digested (SHA-256) before and after
     the call, so that the write is seen and reported rather than refused.  JAX arrays are immutable: only rebinding
     is possible there."""
     B = get_backend(spec.backend)
@@ -201,13 +201,15 @@ def mutated_inputs(
 
     if spec.backend == "numpy":
         ctx = ctx.with_(params=writable(ctx.params), op=writable(ctx.op))
-    ctx = B.private_inputs(ctx, ctx.noise)  # torch: clones the estimator may write into
+    ctx = B.private_inputs(ctx, ctx.noise)  # its own dicts (torch tensors are fresh from make_context)
     given = {f"params[{k!r}]": v for k, v in ctx.params.items()}
     given |= {f"op[{k!r}]": v for k, v in ctx.op.items() if not isinstance(v, str | int | float | bool)}
     before = {n: _digest(B, v) for n, v in given.items()}
     holders = {"params": ctx.params, "op": ctx.op}
     orig = {n: dict(d) for n, d in holders.items()}
-    with contextlib.suppress(Exception, SystemExit):  # failures are the bias test's to report: only the changes matter here
+    with contextlib.suppress(
+        Exception, SystemExit
+    ):  # failures are the bias test's to report: only the changes matter here
         spec.fn(ctx)
     changed = [n for n, v in given.items() if _digest(B, v) != before[n]]
     for n, d in holders.items():

@@ -179,7 +179,7 @@ def make_context(
     dtype: str = "float64",
     device: str = "cpu",
 ) -> Context:
-    # inputs the estimator cannot change in place (read-only NumPy copies; torch clones per call: Backend.read_only)
+    # inputs the estimator cannot change in place (read-only NumPy views; torch: watched per call; Backend.read_only)
     params = {k: B.read_only(B.asarray(v, dtype, device)) for k, v in problem.params_np.items()}
     op = {
         k: (B.read_only(B.asarray(v, dtype, device)) if isinstance(v, np.ndarray) else v) for k, v in problem.op.items()
