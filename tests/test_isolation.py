@@ -189,3 +189,30 @@ def test_problem_arrays_are_read_only() -> None:
             if isinstance(a, np.ndarray):
                 with pytest.raises(ValueError, match="read-only"):
                     a[...] = 0.0
+
+
+def test_an_estimator_that_exits_fails_only_its_training_unit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SystemExit from an estimator during training fails its unit (exit 1, the reason recorded); the other
+    unit of the same suite trains."""
+    from suite_mutations import mutate, to_toml
+    from train_mutations import TRAIN_BASE
+
+    monkeypatch.setenv("STOCHGRAD_CACHE", str(tmp_path / "cache"))
+    est = sg.register_estimator("exits_train_test", distributions=["bernoulli"], unbiased=True)
+
+    def exits(ctx: sg.Context) -> dict:
+        raise SystemExit(0)
+
+    est.implementation("numpy", "torch")(exits)
+    try:
+        path = tmp_path / "t.toml"
+        path.write_text(to_toml(mutate("train.0.estimators", ["exits_train_test", "disarm"], TRAIN_BASE)))
+        rc = main(["train", str(path), "--out", str(tmp_path / "run")])
+        units = [json.loads(p.read_text()) for p in sorted((tmp_path / "run" / "units").glob("*.json"))]
+        status = {u["unit"]["estimator"] if "unit" in u else u["key"]: u["status"] for u in units}
+        assert rc == 1 and sorted(status.values()) == ["failed", "ok"], (rc, status)
+        assert any("SystemExit" in u.get("message", "") for u in units)
+    finally:
+        registry.unregister("exits_train_test")
