@@ -48,6 +48,19 @@ NEEDLES = {
     "run workloads: checkpoint 1e14": ["checkpoints", "estimated", "--yes"],
     "show a training run": ["units 1/1", "disarm", "test_bound"],
     "train: disk full after 1 file(s)": ["disk full", "--resume"],
+    "suite file (run): a FIFO": ["FIFO", "not a regular file"],
+    "suite file (train): a FIFO": ["FIFO", "not a regular file"],
+    "suite file (run): /dev/zero": ["character device"],
+    "suite file (train): /dev/zero": ["character device"],
+    "suite file (run): nested 1000 deep": ["nested too deeply"],
+    "suite file (train): nested 1000 deep": ["nested too deeply"],
+    "suite file (run): UTF-8 BOM": ["byte-order mark (BOM)"],
+    "suite file (train): UTF-8 BOM": ["byte-order mark (BOM)"],
+    "suite file (run): 5 MiB of comments": ["at most 4 MiB"],
+    "workloads: latent_dim = 1e6 --dry-run": ["MiB", "--yes"],
+    "workloads: batch_size = 0": ["batch_size", "positive integer"],
+    "run options: --torch-compile bogus": ["--torch-compile", "unknown torch.compile backend 'bogus'", "inductor"],
+    "dask: --scheduler http://": ["unknown address scheme 'http'", "tcp"],
 }
 
 

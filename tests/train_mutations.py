@@ -347,4 +347,88 @@ def train_cases() -> list[Case]:
             may_write=True,
         )
     )
+    return cases + fault_cases()
+
+
+def _write(name: str, data: bytes | Callable[[], bytes]) -> Callable[[Path], None]:
+    def prepare(d: Path) -> None:
+        (d / name).write_bytes(data() if callable(data) else data)
+
+    return prepare
+
+
+def _deep(depth: int) -> bytes:
+    return ('[suite]\nname = "x"\na = ' + "{b = " * depth + "1" + "}" * depth + "\n").encode()
+
+
+def fault_cases() -> list[Case]:
+    """Suite files that are not text files, workload limits, run options and schedulers (issue 22, rows 10-16)."""
+    cases: list[Case] = []
+    for cmd, base in (("run", BASE), ("train", TRAIN_BASE)):
+        cases += [
+            Case(f"suite file ({cmd}): a FIFO", _train(cmd, "{d}/f.toml", prepare=lambda d: os.mkfifo(d / "f.toml"))),
+            Case(f"suite file ({cmd}): /dev/zero", _train(cmd, "/dev/zero")),
+            Case(f"suite file ({cmd}): a directory", _train(cmd, "{d}")),
+            Case(
+                f"suite file ({cmd}): nested 1000 deep",
+                _train(cmd, "{d}/deep.toml", prepare=_write("deep.toml", _deep(1000))),
+            ),
+            Case(
+                f"suite file ({cmd}): UTF-8 BOM",
+                _train(
+                    cmd,
+                    "{d}/bom.toml",
+                    prepare=_write("bom.toml", lambda b=base: b"\xef\xbb\xbf" + to_toml(b).encode()),
+                ),
+            ),
+            Case(
+                f"suite file ({cmd}): UTF-16",
+                _train(cmd, "{d}/u16.toml", prepare=_write("u16.toml", lambda b=base: to_toml(b).encode("utf-16"))),
+            ),
+            Case(
+                f"suite file ({cmd}): 5 MiB of comments",
+                _train(
+                    cmd,
+                    "{d}/big.toml",
+                    prepare=_write("big.toml", lambda b=base: to_toml(b).encode() + b"#" * 5 * 2**20),
+                ),
+            ),
+        ]
+
+    def wl(**changes: Any) -> Callable[[Path], None]:
+        data = WORKLOAD_BASE
+        for path, value in changes.items():
+            data = mutate(path.replace("__", "."), value, data)
+        return _write("wl.toml", lambda: to_toml(data).encode())
+
+    cases += [
+        Case(
+            "workloads: latent_dim = 1024 --dry-run",
+            _train("run", "{d}/wl.toml", "--dry-run", prepare=wl(sweep__0__workloads__0__config={"latent_dim": 1024})),
+            expect_rc=0,
+        ),
+        Case(
+            "workloads: latent_dim = 1e6 --dry-run",
+            _train("run", "{d}/wl.toml", "--dry-run", prepare=wl(sweep__0__workloads__0__config={"latent_dim": 10**6})),
+        ),
+        Case(
+            "workloads: batch_size = 0", _train("run", "{d}/wl.toml", prepare=wl(sweep__0__workloads__0__batch_size=0))
+        ),
+        Case(
+            "workloads: batch_size = -1",
+            _train("run", "{d}/wl.toml", prepare=wl(sweep__0__workloads__0__batch_size=-1)),
+        ),
+        Case(
+            "run options: --torch-compile bogus",
+            _train(
+                "run",
+                "{d}/t.toml",
+                "--torch-compile",
+                "bogus",
+                prepare=_write("t.toml", to_toml(mutate("sweep.0.backends", ["torch"])).encode()),
+            ),
+        ),
+        Case("dask: --scheduler http://", _train("run", "{suite}", "--scheduler", "http://127.0.0.1:1")),
+        Case("dask: train --scheduler http://", _train("train", "{train}", "--scheduler", "http://127.0.0.1:1")),
+    ]
     return cases

@@ -113,16 +113,33 @@ class Backend:
 
         ``run(seed)`` draws fresh noise from ``seed``; ``timed()`` reuses one noise source (the timing loop).
         JAX jit-compiles with the key as a traced argument; torch can wrap ``fn`` in ``torch.compile``."""
-        persistent = template.with_(noise=self.noise(12345, template.dtype, template.device))
+        noise0 = self.noise(12345, template.dtype, template.device)
         return (
-            lambda seed: fn(template.with_(noise=self.noise(seed, template.dtype, template.device))),
-            lambda: fn(persistent),
+            lambda seed: fn(self.private_inputs(template, self.noise(seed, template.dtype, template.device))),
+            lambda: fn(self.private_inputs(template, noise0)),
         )
 
     def traces_once(self, *, jit: bool = True, compile_backend: str | None = None) -> bool:
         """Whether a call prepared by :meth:`prepare_call` runs the estimator's Python only when it traces (the first
         call), replaying a compiled program afterwards: then what the Python counts on that call holds for every call."""
         return False
+    def private_inputs(self, template: Any, noise: Noise) -> Any:
+        """The Context one call receives: ``template`` with ``noise`` and its own dicts of parameters, objective
+        parameters and hyperparameters, so an estimator that rebinds entries cannot reach later calls (NumPy arrays
+        are read-only views: :meth:`read_only`; JAX arrays are immutable; torch watches its tensors' version
+        counters and fails a call that wrote into them, restoring them)."""
+        return template.with_(
+            params=dict(template.params), op=dict(template.op), hyper=dict(template.hyper), noise=noise
+        )
+
+    def read_only(self, x: Array) -> Array:
+        """``x`` as an array the estimator cannot change in place (NumPy: a read-only view; JAX arrays are
+        immutable; torch tensors cannot be locked: their version counters are watched per call)."""
+        return x
+
+    def compile_backend_error(self, name: str) -> str | None:
+        """Why estimators on this backend cannot be wrapped in compiler backend ``name`` (None: they can)."""
+        return f"the {self.name} backend has no compiler backends (torch.compile is for the torch backend)"
 
     def grad_batched(self, surrogate: Callable[[dict], Array], params: dict[str, Array]) -> dict:
         """Per-replicate gradients of ``surrogate(P) -> [R]`` w.r.t. ``P`` of shape [R, *shape]."""

@@ -119,14 +119,18 @@ class JaxBackend(Backend):
         dtype = template.dtype
 
         def inner(params: dict, key: Any) -> dict:
-            return fn(template.with_(params=params, noise=JaxNoise(key, dtype, self)))
+            return fn(
+                template.with_(
+                    params=params, op=dict(template.op), hyper=dict(template.hyper), noise=JaxNoise(key, dtype, self)
+                )
+            )
 
         f = jax.jit(inner) if jit else inner
         dev = self._device(template.device)
         key0 = jax.device_put(jax.random.PRNGKey(12345), dev)
         return (
-            lambda seed: f(template.params, jax.device_put(jax.random.PRNGKey(seed % 2**63), dev)),
-            lambda: f(template.params, key0),
+            lambda seed: f(dict(template.params), jax.device_put(jax.random.PRNGKey(seed % 2**63), dev)),
+            lambda: f(dict(template.params), key0),
         )
 
     def traces_once(self, *, jit: bool = True, compile_backend: str | None = None) -> bool:

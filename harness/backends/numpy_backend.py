@@ -56,6 +56,13 @@ class NumpyBackend(Backend):
     def to_numpy(self, x: Array) -> np.ndarray:
         return np.asarray(x)
 
+    def read_only(self, x: Array) -> Array:
+        if not isinstance(x, np.ndarray):
+            return x
+        out = x.view()  # a view: no copy, and the problem's own array stays as it was
+        out.setflags(write=False)
+        return out
+
     def noise(self, seed: int, dtype: str, device: str) -> Noise:
         return NumpyNoise(np.random.default_rng(seed), dtype, self)
 

@@ -125,7 +125,40 @@ class TorchBackend(Backend):
         """As the base adapter; with ``compile_backend`` (e.g. "inductor") ``fn`` is wrapped in torch.compile."""
         if compile_backend:
             fn = torch.compile(fn, backend=compile_backend, dynamic=False)
-        return super().prepare_call(fn, template, jit=jit)
+        return super().prepare_call(self._guarded(fn), template, jit=jit)
+
+    def _guarded(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """``fn`` with its input tensors watched: a tensor cannot be made read-only, so each call compares the
+        version counters of ``ctx.params`` / ``ctx.op`` before and after (no copy; an in-place write bumps them),
+        restores a changed tensor from the problem's read-only arrays, and fails the call naming the input."""
+
+        def call(ctx: Any) -> Any:
+            watched = [(f"params[{k!r}]", ctx.problem.params_np, k, v) for k, v in ctx.params.items()]
+            watched += [(f"op[{k!r}]", ctx.problem.op, k, v) for k, v in ctx.op.items() if isinstance(v, torch.Tensor)]
+            before = [v._version for *_, v in watched]
+            out = fn(ctx)
+            changed = [(name, src, k, v) for (name, src, k, v), ver in zip(watched, before) if v._version != ver]
+            if changed:
+                with torch.no_grad():
+                    for _, src, k, v in changed:
+                        v.copy_(torch.as_tensor(np.array(src[k]), dtype=v.dtype, device=v.device))
+                names = ", ".join(f"ctx.{name}" for name, *_ in changed)
+                raise ValueError(
+                    f"the estimator changed its input {names} in place (restored; estimators must not write into "
+                    "ctx.params / ctx.op: copy before changing)"
+                )
+            return out
+
+        return call
+
+    def compile_backend_error(self, name: str) -> str | None:
+        """Why ``torch.compile(backend=name)`` cannot be used here (torch missing, an unknown backend), or None."""
+        if torch is None:
+            return _IMPORT_ERROR
+        from torch._dynamo import list_backends  # only when asked: importing dynamo is slow
+
+        valid = list_backends(exclude_tags=())
+        return None if name in valid else f"unknown torch.compile backend {name!r}; valid: {valid}"
 
     def traces_once(self, *, jit: bool = True, compile_backend: str | None = None) -> bool:
         return bool(compile_backend)

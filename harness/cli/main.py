@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from harness.cli.paths import UsageError
 from stochgrad.recommend import PROBLEM_SYNTAX, parse_config
 
 EXIT_BAD_INPUT = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader closed the pipe
 # errors that are bad input (exit 2): suite files, problems, run requests, names, run directories
 BAD_INPUT = (
     sg.SuiteError,
@@ -445,8 +447,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("\ninterrupted; finished cells are saved — continue with --resume --out RUN_DIR", file=sys.stderr)
+        done = "training units" if args.command == "train" else "cells"
+        print(f"\ninterrupted; finished {done} are saved — continue with --resume --out RUN_DIR", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (``stochgrad show RUN | head``): stop quietly, as a tool killed by SIGPIPE would;
+        # stdout is pointed at /dev/null so that the interpreter's final flush cannot raise again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

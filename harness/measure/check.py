@@ -17,6 +17,8 @@ call for, up to ``max_R``: the power requirement is never relaxed.  A test that 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -24,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from harness.backends import get_backend
 from harness.measure.runner import MeasureRequest, estimate
 from harness.problems import Problem, ProblemSpec, example_problems
-from harness.registry import Implementation, applies, get_estimator
+from harness.registry import Implementation, applies, get_estimator, make_context
 from harness.stats.metrics import batch_means, bonferroni_z, judged_directions, n_batches, t_critical
 
 
@@ -62,7 +65,7 @@ class CheckResult:
     problem: str
     L: int
     R: int
-    verdict: str  # pass | biased | cannot judge | underpowered | nan | error
+    verdict: str  # pass | biased | cannot judge | underpowered | nan | error | mutates (changes its inputs)
     max_abs_z: float
     z_crit: float
     halfwidth_ratio: float  # max over coords of t_crit*SE / detectable bias (must be <= 1)
@@ -143,7 +146,7 @@ def _check_once(
     L = max(pol.L, spec.min_samples)
     try:
         G = draw(spec, problem, L=L, R=R, seed=seed, hyper=hyper, dtype=dtype, jit=jit)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a SystemExit from an estimator is its failure, not the check's exit
         return _fail(spec, problem, L, R, "error", math.nan, f"{type(exc).__name__}: {exc}")
     ex = problem.exact.grads
     coords = sum(int(np.prod(ex[k].shape)) for k in ex)
@@ -173,6 +176,49 @@ def _check_once(
     )
 
 
+def _digest(B: Any, x: Any) -> str:
+    a = np.ascontiguousarray(B.to_numpy(x))
+    return f"{a.dtype}{a.shape}" + hashlib.sha256(a.tobytes()).hexdigest()
+
+
+def mutated_inputs(
+    spec: Implementation, problem: Problem, *, L: int, seed: int = 0, dtype: str = "float64"
+) -> list[str]:
+    """The inputs one call of ``spec`` changes: ``params[...]`` / ``op[...]`` entries written in place, rebound,
+    added or removed (empty: none).
+
+    In a run an estimator receives read-only NumPy views (a write raises) or watched torch tensors (a write fails
+    the call and is undone), so it cannot corrupt later cells; here it gets writable copies, digested (SHA-256) before and after
+    the call, so that the write is seen and reported rather than refused.  JAX arrays are immutable: only rebinding
+    is possible there."""
+    B = get_backend(spec.backend)
+    ctx = make_context(
+        problem, B, L=L, R=2, noise=B.noise(seed, dtype, "cpu"), hyper=spec.defaults(), dtype=dtype, device="cpu"
+    )
+
+    def writable(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in d.items()}
+
+    if spec.backend == "numpy":
+        ctx = ctx.with_(params=writable(ctx.params), op=writable(ctx.op))
+    ctx = B.private_inputs(ctx, ctx.noise)  # its own dicts (torch tensors are fresh from make_context)
+    given = {f"params[{k!r}]": v for k, v in ctx.params.items()}
+    given |= {f"op[{k!r}]": v for k, v in ctx.op.items() if not isinstance(v, str | int | float | bool)}
+    before = {n: _digest(B, v) for n, v in given.items()}
+    holders = {"params": ctx.params, "op": ctx.op}
+    orig = {n: dict(d) for n, d in holders.items()}
+    with contextlib.suppress(
+        Exception, SystemExit
+    ):  # failures are the bias test's to report: only the changes matter here
+        spec.fn(ctx)
+    changed = [n for n, v in given.items() if _digest(B, v) != before[n]]
+    for n, d in holders.items():
+        changed += [f"{n}[{k!r}] (rebound)" for k in orig[n].keys() & d.keys() if d[k] is not orig[n][k]]
+        changed += [f"{n}[{k!r}] (removed)" for k in orig[n].keys() - d.keys()]
+        changed += [f"{n}[{k!r}] (added)" for k in d.keys() - orig[n].keys()]
+    return changed
+
+
 def applicable_problems(spec: Implementation) -> list[ProblemSpec]:
     """Shipped example problems this estimator applies to (the registry's matcher on each problem's traits)."""
     return [p for p in example_problems() if applies(spec, p.traits())[0]]
@@ -185,7 +231,13 @@ def iter_check_estimator(name: str, backend: str, policy: CheckPolicy = POLICY, 
     probs = applicable_problems(spec)
     n_tests = sum(sum(int(np.prod(v.shape)) for v in p.build().exact.grads.values()) for p in probs)
     for p in probs:
-        yield check_problem(spec, p.build(), policy=policy, n_tests=n_tests, **kw)
+        problem = p.build()
+        changed = mutated_inputs(spec, problem, L=max(policy.L, spec.min_samples), seed=kw.get("seed", 0))
+        if changed:
+            L = max(policy.L, spec.min_samples)
+            yield _fail(spec, problem, L, 2, "mutates", math.nan, f"changes its inputs in place: {', '.join(changed)}")
+            continue
+        yield check_problem(spec, problem, policy=policy, n_tests=n_tests, **kw)
 
 
 def check_estimator(name: str, backend: str, policy: CheckPolicy = POLICY, **kw: Any) -> list[CheckResult]:
@@ -197,7 +249,7 @@ def overall_verdict(results: list[CheckResult], unbiased: bool) -> str:
     """PASS, FAIL, CANNOT JUDGE or UNDERPOWERED for one implementation's results (declared-biased estimators only
     fail on errors and non-finite output; their measured bias is reported, as declared)."""
     verdicts = {r.verdict for r in results}
-    if verdicts & {"error", "nan"} or (unbiased and "biased" in verdicts):
+    if verdicts & {"error", "nan", "mutates"} or (unbiased and "biased" in verdicts):
         return "FAIL"
     if unbiased and "cannot judge" in verdicts:
         return "CANNOT JUDGE"

@@ -24,10 +24,12 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import signal
+import threading
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -386,11 +388,53 @@ def identity_columns(cell: Cell, spec: Implementation, target: Built) -> dict[st
     return base
 
 
+@contextlib.contextmanager
+def _sigint_seen() -> Iterator[dict[str, bool]]:
+    """Records whether a real SIGINT (Ctrl-C) arrived, so that a ``KeyboardInterrupt`` an estimator raises itself
+    can be told apart from the user's (the former fails the cell, the latter stops the run).  Main thread only."""
+    seen = {"sigint": threading.current_thread() is not threading.main_thread()}  # elsewhere: trust every one
+    if seen["sigint"]:
+        yield seen
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        seen["sigint"] = True
+        if callable(previous):
+            previous(signum, frame)
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the interpreter's main thread after all
+        seen["sigint"] = True
+        yield seen
+        return
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_cell(cell: Cell) -> CellOutcome:
     """Measure one cell of any target.  Never raises for estimator errors: they become a ``failed`` outcome.
 
-    A cell whose replicates are all non-finite, or whose estimator returns malformed output, is failed.
+    A cell whose replicates are all non-finite, or whose estimator returns malformed output, is failed; so is one
+    whose estimator raises ``SystemExit``, or ``KeyboardInterrupt`` without a Ctrl-C (a real Ctrl-C or SIGTERM
+    still stops the run).
     """
+    with _sigint_seen() as seen:
+        try:
+            return _run_cell(cell)
+        except SystemExit as exc:
+            return CellOutcome(cell, "failed", message=f"the estimator raised SystemExit({exc.code!r})")
+        except KeyboardInterrupt as exc:
+            if seen["sigint"] or type(exc) is not KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the writer's subclass)
+                raise
+            return CellOutcome(cell, "failed", message="the estimator raised KeyboardInterrupt (no Ctrl-C was pressed)")
+
+
+def _run_cell(cell: Cell) -> CellOutcome:
     t0 = time.perf_counter()
     B = get_backend(cell.backend)
     reason = B.device_error(cell.device)
@@ -439,6 +483,8 @@ def run_cell(cell: Cell) -> CellOutcome:
             )
     except Exception as exc:  # one broken cell never stops a run
         msg = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        if isinstance(exc, ValueError) and "read-only" in str(exc):  # NumPy refused a write into an input
+            msg += " (the estimator writes into ctx.params / ctx.op, which are read-only: copy before changing)"
         return CellOutcome(cell, "failed", message=msg, seconds=time.perf_counter() - t0)
     return CellOutcome(cell, "ok", rows=rows, seconds=time.perf_counter() - t0)
 

@@ -120,6 +120,15 @@ def _short(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float | int) else str(v)
 
 
+def _read_only(arrays: dict[str, Any]) -> dict[str, Any]:
+    """The dict's NumPy arrays marked read-only (in place): a problem's parameters, objective parameters and exact
+    gradient are shared by every cell on it, so an estimator's in-place write must fail, not corrupt them."""
+    for v in arrays.values():
+        if isinstance(v, np.ndarray):
+            v.setflags(write=False)
+    return arrays
+
+
 class Problem(ProblemShape):
     """A validated problem: NumPy float64 parameter arrays, resolved objective params, exact gradient."""
 
@@ -137,7 +146,7 @@ class Problem(ProblemShape):
             raise ProblemError("dim", f"must be a positive integer, got {spec.dim!r}")
         self.dim = spec.dim
         self.options = self._options(spec.options)
-        self.params_np = self._params(spec.params)
+        self.params_np = _read_only(self._params(spec.params))
         unknown = set(spec.objective_params) - set(self.objective.params)
         if unknown:
             raise ProblemError(
@@ -146,7 +155,9 @@ class Problem(ProblemShape):
                 f"valid: {sorted(self.objective.params)}",
             )
         self._check_objective_params(spec.objective_params)
-        self.op = resolve_objective_params(spec.objective, spec.objective_params, self.dist.categories(self.options))
+        self.op = _read_only(
+            resolve_objective_params(spec.objective, spec.objective_params, self.dist.categories(self.options))
+        )
         moment = self.dist.moment_conditions(self.params_np, spec.objective)
         if moment:
             key, msg = moment
@@ -235,7 +246,9 @@ class Problem(ProblemShape):
         """Exact ground truth, computed once per distinct problem per process."""
         key = json.dumps(self.spec.to_dict(), sort_keys=True, default=str)
         if key not in _EXACT_CACHE:
-            _EXACT_CACHE[key] = compute_exact(self)
+            ex = compute_exact(self)
+            _read_only(ex.grads)
+            _EXACT_CACHE[key] = ex
         return _EXACT_CACHE[key]
 
     def label(self) -> str:

@@ -277,6 +277,9 @@ def make_context(
     dtype: str = "float64",
     device: str = "cpu",
 ) -> Context:
-    params = {k: B.asarray(v, dtype, device) for k, v in problem.params_np.items()}
-    op = {k: (B.asarray(v, dtype, device) if isinstance(v, np.ndarray) else v) for k, v in problem.op.items()}
+    # inputs the estimator cannot change in place (read-only NumPy views; torch: watched per call; Backend.read_only)
+    params = {k: B.read_only(B.asarray(v, dtype, device)) for k, v in problem.params_np.items()}
+    op = {
+        k: (B.read_only(B.asarray(v, dtype, device)) if isinstance(v, np.ndarray) else v) for k, v in problem.op.items()
+    }
     return Context(B, problem, params, op, noise, L, R, dict(hyper or {}), dtype, device)  # type: ignore[arg-type]

@@ -154,6 +154,16 @@ _DECLS: dict[str, Estimator] = {}
 _journal: list[tuple[str, str, str]] = []  # registrations in order (rolled back for a failing plugin)
 
 
+BUILTIN_PREFIX = "estimators."  # the built-in package's modules
+_BEFORE_USER_DECLARATION: list[Callable[[], None]] = []  # loads the built-ins (set by harness.registry.loading)
+
+
+def before_user_declaration(hook: Callable[[], None]) -> None:
+    """Run ``hook`` (load the built-ins) before the first declaration from outside the built-in package, so that a
+    user's or plugin's name clash with a built-in is refused at once, never leaving the built-ins half-loaded."""
+    _BEFORE_USER_DECLARATION[:] = [hook]
+
+
 def table() -> dict[str, Estimator]:
     """The declarations by name (the live table: lookups read it, :func:`unregister` edits it)."""
     return _DECLS
@@ -267,6 +277,9 @@ def register_estimator(
     training saves with its checkpoints and restores on resume.
     """
     module = _caller_module()
+    if not module.startswith(BUILTIN_PREFIX):
+        for hook in _BEFORE_USER_DECLARATION:
+            hook()
     hypers = {k: (v if isinstance(v, Hyper) else Hyper(default=v)) for k, v in (hyperparameters or {}).items()}
     est = Estimator(
         name=name,
@@ -287,7 +300,11 @@ def register_estimator(
     old = _DECLS.get(name)
     if old is not None:
         if old.source != module:
-            raise RegistryError(f"estimator {name!r} registered twice: first by {old.source}, again by {module}")
+            raise RegistryError(
+                f"estimator {name!r} is a built-in estimator (by {old.source}); {module} cannot register it again: choose another name"
+                if old.source.startswith(BUILTIN_PREFIX)
+                else f"estimator {name!r} registered twice: first by {old.source}, again by {module}"
+            )
         est.impls = {}  # the same module re-declaring (a reload) replaces its declaration
     _DECLS[name] = est
     _journal.append(("decl", name, ""))

@@ -12,7 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from harness.plugins import PackageShadowedError, import_package_modules, load_entry_points
-from harness.registry.declarations import RegistryError, declared_since, journal_mark, rollback, table
+from harness.registry.declarations import (
+    RegistryError,
+    before_user_declaration,
+    declared_since,
+    journal_mark,
+    rollback,
+    table,
+)
 
 ENTRY_POINT_GROUP = "stochgrad.estimators"
 BUILTIN_PACKAGE = "estimators"
@@ -30,6 +37,9 @@ def load_builtins() -> None:
         import_package_modules(BUILTIN_PACKAGE)
     except PackageShadowedError as exc:
         raise RegistryError(str(exc)) from None
+
+
+before_user_declaration(load_builtins)
 
 
 def _complete(_: Any, mark: int) -> None:

@@ -146,6 +146,21 @@ def worker_env(threads: int = 1) -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while local workers start, so that they inherit the disposition: a Ctrl-C in the terminal
+    reaches every process of the foreground group, and only this process should answer it (with one line; it then
+    closes the cluster) instead of each worker printing its own KeyboardInterrupt traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class DaskExecutor(Executor):
     """Tasks on a Dask cluster: a new ``LocalCluster`` of ``workers`` processes, or the scheduler at ``scheduler``.
 
@@ -183,6 +198,14 @@ class DaskExecutor(Executor):
         if scheduler is not None:
             if "://" not in scheduler and ":" not in scheduler:
                 raise ExecutorError(f"scheduler {scheduler!r}: expected an address such as tcp://HOST:8786")
+            from distributed.comm.registry import backends as comm_schemes
+
+            scheme = scheduler.split("://", 1)[0] if "://" in scheduler else "tcp"
+            if scheme not in comm_schemes:  # refused before a Client exists: no Client.__del__ timeout afterwards
+                raise ExecutorError(
+                    f"scheduler {scheduler!r}: unknown address scheme {scheme!r}; valid: {sorted(comm_schemes)} "
+                    "(e.g. tcp://HOST:8786)"
+                )
             try:
                 with dask.config.set({"distributed.comm.timeouts.connect": f"{connect_timeout}s"}):
                     self.client = Client(scheduler, timeout=connect_timeout, set_as_default=False)
@@ -197,7 +220,7 @@ class DaskExecutor(Executor):
                 "distributed.scheduler.allowed-failures": allowed_failures,
                 "distributed.scheduler.worker-saturation": 1.0,
             }
-            with dask.config.set(cfg):
+            with dask.config.set(cfg), _sigint_ignored():
                 opts = dict(
                     threads_per_worker=1,
                     processes=True,

@@ -195,6 +195,10 @@ def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         raise FileNotFoundError(f"{run_dir}: not a stochgrad run directory (no meta.json)")
     meta = store.read_meta()
     meta["status"] = store.effective_status(meta)
+    done_key = "units_done" if meta.get("kind") == "training" else "cells_done"
+    if meta.get(done_key) is None:  # written when a run ends: while it runs, or after a kill, count the records
+        records = RunStore(run_dir, "units" if done_key == "units_done" else "cells").finished()
+        meta[done_key] = sum(1 for rec in records.values() if rec["status"] == "ok")
     if not store.results_path.exists():
         return pd.DataFrame(store.rows()), meta
     try:

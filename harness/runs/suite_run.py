@@ -68,7 +68,7 @@ class RunRequest:
 
 def plan(req: RunRequest) -> Expansion:
     """Validate and expand the request's suite (SuiteError on bad input; nothing is written)."""
-    from harness.backends import BACKEND_NAMES
+    from harness.backends import BACKEND_NAMES, get_backend
     from harness.suite.expand import expand
 
     bad = [b for b in req.backends or [] if b not in BACKEND_NAMES]
@@ -76,6 +76,11 @@ def plan(req: RunRequest) -> Expansion:
         raise RunError(f"--backend: unknown backend {bad[0]!r}; valid: {list(BACKEND_NAMES)}")
     if req.resume and req.out is None:
         raise RunError("--resume needs --out RUN_DIR (the run to continue)")
+    cb = req.options.get("compile_backend")
+    if cb is not None:
+        why = get_backend("torch").compile_backend_error(str(cb))
+        if why:
+            raise RunError(f"--torch-compile: {why}")
     check_out(req.out)
     data = req.suite if isinstance(req.suite, Mapping) else None
     exp = expand(

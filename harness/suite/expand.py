@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -56,6 +58,8 @@ from harness.suite.limits import SuiteError, as_list, check_keys, positive_ints,
 from harness.suite.problems import RawProblem, build_problems, problem_tables
 from harness.suite.workloads import parse_workloads
 from harness.workloads import WorkloadError
+
+MAX_SUITE_BYTES = 4 * 2**20  # a suite file is text a person writes: 4 MiB is far beyond any real one
 
 SUITE_KEYS = {
     "name",
@@ -200,6 +204,13 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     """A suite file's TOML (any kind of suite): unreadable, non-UTF-8 or non-TOML files raise SuiteError."""
     p = str(path)
     try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise SuiteError(p, "file", "is a directory, not a suite file")
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or /dev/zero would block or never end
+            raise SuiteError(p, "file", f"is a {_file_kind(st.st_mode)}, not a regular file; give a suite file")
+        if st.st_size > MAX_SUITE_BYTES:
+            raise SuiteError(p, "file", f"{st.st_size} bytes; a suite file is at most {MAX_SUITE_BYTES // 2**20} MiB")
         raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise SuiteError(p, "file", "no such suite file") from None
@@ -207,6 +218,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise SuiteError(p, "file", "is a directory, not a suite file") from None
     except OSError as exc:
         raise SuiteError(p, "file", f"cannot read the suite file: {exc.strerror or exc}") from None
+    if raw[:3] == b"\xef\xbb\xbf":
+        raise SuiteError(p, "file", "starts with a UTF-8 byte-order mark (BOM); save it as UTF-8 without a BOM")
     if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in raw:
         raise SuiteError(p, "file", "not UTF-8 text (UTF-16 or binary); TOML files are UTF-8")
     try:
@@ -217,6 +230,21 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(p, "toml", f"not valid TOML: {exc}") from None
+    except RecursionError:
+        raise SuiteError(p, "toml", "nested too deeply for a suite (arrays or tables inside each other)") from None
+
+
+def _file_kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, word in (
+        (stat.S_ISFIFO, "FIFO (named pipe)"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+    ):
+        if test(mode):
+            return word
+    return "special file"
 
 
 def load_suite(path: str | Path) -> dict[str, Any]:

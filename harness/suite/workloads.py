@@ -45,6 +45,11 @@ def parse_workloads(raw: Any, confirmed: bool = False) -> list[WorkloadSpec]:
             raise WorkloadError(f"{w}.checkpoints", f"must be a non-empty list of non-negative integers, got {cps!r}")
         if any(b <= a for a, b in zip(cps, cps[1:])):
             raise WorkloadError(f"{w}.checkpoints", f"steps must be strictly increasing, got {cps}")
+        bs = t.get("batch_size", 0)
+        if "batch_size" in t and (not isinstance(bs, int) or isinstance(bs, bool) or bs < 1):
+            raise WorkloadError(
+                f"{w}.batch_size", f"must be a positive integer (leave it out for the workload's default), got {bs!r}"
+            )
         per_example = t.get("per_example", True)
         if not isinstance(per_example, bool):
             raise WorkloadError(f"{w}.per_example", f"must be true or false, got {per_example!r}")
@@ -54,7 +59,7 @@ def parse_workloads(raw: Any, confirmed: bool = False) -> list[WorkloadSpec]:
                 config=dict(t.get("config", {})) if isinstance(t.get("config", {}), dict) else t["config"],
                 checkpoint=c,
                 split=t.get("split", ""),
-                batch_size=t.get("batch_size", 0),
+                batch_size=bs,
                 batch_seed=t.get("batch_seed", 0),
                 truth=t.get("truth", "auto"),
                 per_example=per_example,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -38,11 +39,13 @@ _MEMO: dict[str, ExactResult] = {}
 
 
 def n_configurations(latent: str, shape: tuple[int, ...]) -> float:
-    if latent == "bernoulli":
-        return 2.0 ** shape[0]
-    if latent == "categorical":
-        return float(shape[1]) ** shape[0]
-    return float("inf")
+    """Latent configurations per example (inf for continuous latents, or past the float range: latent_dim ≥ 1024)."""
+    base = 2 if latent == "bernoulli" else shape[1] if latent == "categorical" else 0
+    if base < 1:
+        return math.inf
+    if shape[0] * math.log2(max(base, 1)) >= 1023:
+        return math.inf
+    return float(base ** shape[0])
 
 
 def choose_method(problem: Any) -> str:

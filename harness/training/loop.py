@@ -210,8 +210,8 @@ def train_unit(unit: dict[str, Any]) -> dict[str, Any]:
             "message": "",
             "seconds": time.perf_counter() - t_start,
         }
-    except Exception as exc:  # a failing unit is recorded, the others go on
-        if is_disk_full(exc):
+    except (Exception, SystemExit) as exc:  # a failing unit is recorded, the others go on (an estimator's
+        if is_disk_full(exc):  # SystemExit too: it is the unit's failure, not the end of the training run)
             raise
         return {
             "key": unit_key(unit),
