@@ -14,6 +14,7 @@ docs/notes/cost.md).  A plugin's cost is therefore right without the plugin sayi
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -109,6 +110,9 @@ class Context:
     device: str = "cpu"
     counts: EvalCounts = field(default_factory=EvalCounts)
 
+    def __post_init__(self) -> None:
+        self._event_ndim = len(self.problem.event_shape)  # read once: counting runs on every call of f
+
     @property
     def dist(self) -> Any:
         """The distribution object: ``name``, ``params``, ``align(P)``, ``sample``, ``log_prob``, ``logpdf_elem``,
@@ -144,10 +148,12 @@ class Context:
     # -- the objective: every evaluation of f and of its derivatives goes through these methods --------------------
     def _points(self, z: Array) -> float:
         """One estimate's share of the points in ``z`` (see :class:`EvalCounts`)."""
-        shape = tuple(int(n) for n in getattr(z, "shape", ()))
-        lead = shape[: max(len(shape) - len(self.event_shape), 0)]
-        n = float(np.prod(lead)) if lead else 1.0
-        return n if (lead and lead[0] == 1) else n / max(int(self.R), 1)
+        shape = z.shape
+        k = len(shape) - self._event_ndim
+        if k <= 0:
+            return 1.0
+        n = float(math.prod(int(s) for s in shape[:k]))
+        return n if int(shape[0]) == 1 else n / self.R
 
     def _count_f(self, z: Array) -> None:
         self.counts.add(self._points(z), f=1, grad=1 if self.counts.differentiating else 0)
