@@ -17,6 +17,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -110,8 +111,10 @@ class Context:
     device: str = "cpu"
     counts: EvalCounts = field(default_factory=EvalCounts)
 
-    def __post_init__(self) -> None:
-        self._event_ndim = len(self.problem.event_shape)  # read once: counting runs on every call of f
+    @cached_property
+    def _event_ndim(self) -> int:
+        """len(event_shape), read once per Context: counting runs on every call of f."""
+        return len(self.problem.event_shape)
 
     @property
     def dist(self) -> Any:
