@@ -14,7 +14,6 @@ docs/notes/cost.md).  A plugin's cost is therefore right without the plugin sayi
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -151,15 +150,22 @@ class Context:
     # -- the objective: every evaluation of f and of its derivatives goes through these methods --------------------
     def _points(self, z: Array) -> float:
         """One estimate's share of the points in ``z`` (see :class:`EvalCounts`)."""
-        shape = z.shape
+        shape = z.shape  # static ints on every backend, tracers included
         k = len(shape) - self._event_ndim
         if k <= 0:
             return 1.0
-        n = float(math.prod(int(s) for s in shape[:k]))
-        return n if int(shape[0]) == 1 else n / self.R
+        n = 1
+        for s in shape[:k]:
+            n *= s
+        return float(n) if shape[0] == 1 else n / self.R
 
     def _count_f(self, z: Array) -> None:
-        self.counts.add(self._points(z), f=1, grad=1 if self.counts.differentiating else 0)
+        c = self.counts
+        if not c.paused:
+            n = self._points(z)
+            c.f += n
+            if c.differentiating:
+                c.grad += n
 
     def f(self, z: Array) -> Array:
         """Total cost f(z) over the event axes: [R, L, *event] -> [R, L]."""
