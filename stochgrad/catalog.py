@@ -7,6 +7,7 @@ from typing import Any
 from harness import registry
 from harness import workloads as _workloads
 from harness.backends import backend_status
+from harness.measure.cost import measure_formula
 from harness.problems import DISTRIBUTIONS, OBJECTIVES
 from harness.workloads import Workload
 
@@ -63,15 +64,32 @@ def failed_plugins() -> dict[str, str]:
     return out
 
 
-def catalog(pattern: str = "*") -> dict[str, Any]:
+def measured_costs(pattern: str = "*") -> dict[str, dict[str, Any]]:
+    """Each matching estimator's cost per L-sample estimate, *measured*: evaluations counted by the Context on a grid
+    of (L, D[, K]) and fitted to formulas (:mod:`harness.measure.cost`; nothing is declared).  ``{name: {problem,
+    f_evals, grad_evals, aux_evals, evals, note}}`` with formulas in L, D, K as strings."""
+    out = {}
+    for name in sorted({s.name for s in registry.implementations(pattern)}):
+        try:
+            m = measure_formula(name)
+        except Exception as exc:  # a broken plugin's row says so; the catalog still lists everything else
+            out[name] = {"problem": "", "note": f"not measured: {type(exc).__name__}: {exc}"[:200]}
+            continue
+        out[name] = {"problem": m.problem, **m.formulas, "evals": m.evals if not m.note else "", "note": m.note}
+    return out
+
+
+def catalog(pattern: str = "*", cost: bool = True) -> dict[str, Any]:
     """Everything ``stochgrad list [PATTERN] --json`` shows, as JSON-ready data.
 
     Keys: ``estimators`` (one summary per implementation matching ``pattern``: name, backend, capabilities,
-    hyperparameters with defaults and ranges, reference), ``distributions`` (parameters, support, discrete),
+    hyperparameters with defaults and ranges, reference), ``costs`` (with ``cost``: :func:`measured_costs`, each
+    estimator's measured cost as formulas in L, D, K), ``distributions`` (parameters, support, discrete),
     ``objectives`` (parameters with defaults, supports, doc), ``workloads`` (latent, backends, doc), ``backends``
     (availability and devices) and ``failed_plugins`` (:func:`failed_plugins`)."""
     return {
         "estimators": [s.summary() for s in registry.implementations(pattern)],
+        "costs": measured_costs(pattern) if cost else {},
         "distributions": {
             n: {"params": list(d.params), "support": d.support, "discrete": d.discrete}
             for n, d in sorted(DISTRIBUTIONS.items())

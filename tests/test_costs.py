@@ -189,10 +189,14 @@ def test_a_plugin_is_counted_without_declaring_anything() -> None:
 
 
 def test_fitted_formulas() -> None:
-    """The catalog's measured formulas: fitted exactly where the count is of the form, refused where not (K^D)."""
+    """The catalog's measured formulas: fitted exactly where the count is of the form, a support size recognized,
+    refused otherwise."""
     pts = [(L, D, 0, 2.0 * L * D + 3) for L in (2, 3, 5) for D in (1, 2, 3)]
     assert fit_formula(pts, categorical=False) == "3 + 2·L·D"
-    assert fit_formula([(L, D, 0, 2.0**D) for L in (2, 3) for D in (1, 2, 3, 4)], categorical=False) is None
+    grid = [(L, D) for L in (2, 3, 5) for D in (1, 2, 3, 4)]
+    assert fit_formula([(L, D, 0, 2.0**D) for L, D in grid], categorical=False) == "2^D"
+    assert fit_formula([(L, D, 0, float(min(L, 2**D))) for L, D in grid], categorical=False) == "min(L, 2^D)"
+    assert fit_formula([(L, D, 0, 3.0**D) for L, D in grid], categorical=False) is None
     mv = measure_formula("disarm")
     assert mv.formulas == {"f_evals": "2·L", "grad_evals": "0", "aux_evals": "0"} and mv.evals == "2·L"
     rx = measure_formula("relax")

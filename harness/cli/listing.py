@@ -25,6 +25,14 @@ def print_listing(cat: dict[str, Any], as_json: bool = False) -> None:
             f"{'unbiased' if s0['unbiased'] else 'BIASED  '} L>={s0['min_samples']} hyper: {hp}"
         )
         print(f"  {'':24s} distributions: {dists}")
+        c = cat.get("costs", {}).get(name)
+        if c:
+            print(
+                f"  {'':24s} cost (measured): {c['note']}"
+                if c.get("note")
+                else f"  {'':24s} cost (measured on {c['problem']}): f_evals = {c['f_evals']}, "
+                f"grad_evals = {c['grad_evals']}, aux_evals = {c['aux_evals']}"
+            )
         if s0["reference"]:
             print(f"  {'':24s} ref: {s0['reference']}")
     print("\nDISTRIBUTIONS")

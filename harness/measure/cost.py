@@ -3,13 +3,14 @@
 The catalog states each estimator's cost as *measured*: for a few problems the estimator applies to, at a few
 sample counts L, dimensions D and (categorical) category counts K, one small estimate is drawn through the runner
 and its ``f_evals``, ``grad_evals`` and ``aux_evals`` (per L-sample estimate, counted by the Context) are read back.
-Each count is then fitted exactly by a combination of the monomials 1, L, D, L·D (and K, L·K, D·K, L·D·K for
-categorical latents); a count no such combination reproduces (enumeration's K^D) is reported as "not of that
-form" with the measured points.  Nothing here reads a declaration of cost: there is none.
+Each count is then fitted exactly by a combination of the monomials 1, L, D, L·D (and K, L·K, D·K, L·D·K, K², L·K²
+for categorical latents), or recognized as the support's size (K^D, min(L, K^D)); a count nothing reproduces is
+reported as "not of that form" with the measured points.  Nothing here reads a declaration of cost: there is none.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -23,7 +24,7 @@ from harness.registry import Implementation, applies, estimator_names, get_decla
 
 GRID_L = (2, 3, 5)
 GRID_D = (1, 2, 3)
-GRID_K = (2, 3)
+GRID_K = (2, 3, 4)
 R_COUNT = 2  # replicates of each counting estimate (counts are per estimate; R only checks the division)
 
 
@@ -66,12 +67,25 @@ def _basis(categorical: bool) -> list[tuple[str, Any]]:
             ("L·K", lambda L, D, K: L * K),
             ("D·K", lambda L, D, K: D * K),
             ("L·D·K", lambda L, D, K: L * D * K),
+            ("K²", lambda L, D, K: K * K),
+            ("L·K²", lambda L, D, K: L * K * K),
         ]
     return terms
 
 
+# counts not linear in the monomials: the support's size (enumeration of any f, samples without replacement)
+NONLINEAR = {
+    False: [("2^D", lambda L, D, K: 2**D), ("min(L, 2^D)", lambda L, D, K: min(L, 2**D))],
+    True: [("K^D", lambda L, D, K: K**D), ("min(L, K^D)", lambda L, D, K: min(L, K**D))],
+}
+
+
 def fit_formula(points: list[tuple[int, int, int, float]], categorical: bool) -> str | None:
-    """The exact formula (rational coefficients on :func:`_basis`) through ``(L, D, K, count)`` points, or None."""
+    """The exact formula (rational coefficients on :func:`_basis`, or one of :data:`NONLINEAR`) through
+    ``(L, D, K, count)`` points, or None."""
+    for label, fn in NONLINEAR[categorical]:
+        if all(float(fn(L, D, K)) == c for L, D, K, c in points) and len({c for *_, c in points}) > 1:
+            return label
     basis = _basis(categorical)
     A = np.array([[fn(L, D, K) for _, fn in basis] for L, D, K, _ in points], dtype=np.float64)
     y = np.array([c for *_, c in points], dtype=np.float64)
@@ -98,6 +112,10 @@ def _render(coef: dict[str, Fraction]) -> str:
 
 
 def _add_formulas(a: str, b: str) -> str:
+    if "0" in (a, b):
+        return b if a == "0" else a
+    if any(ch in a + b for ch in "(^"):
+        return f"{a} + {b}"
     coef: dict[str, Fraction] = {}
     for s in (a, b):
         if s == "0":
@@ -113,21 +131,32 @@ def _add_formulas(a: str, b: str) -> str:
             else:
                 c, name = "1", tok
             coef[name] = coef.get(name, Fraction(0)) + sign * Fraction(c)
-    order = ["1", "L", "D", "L·D", "K", "L·K", "D·K", "L·D·K"]
+    order = ["1", "L", "D", "L·D", "K", "L·K", "D·K", "L·D·K", "K²", "L·K²"]
     return _render({k: coef[k] for k in order if k in coef})
 
 
+def _at(ps: ProblemSpec, D: int, K: int = 0) -> ProblemSpec:
+    """``ps`` at dimension D (and K categories): vector parameters are replaced by their mean (a count does not
+    depend on parameter values)."""
+    params = {k: (float(np.mean(v)) if np.ndim(v) else v) for k, v in ps.params.items()}
+    opts = {**dict(ps.options), "categories": K} if K else dict(ps.options)
+    return ProblemSpec(ps.distribution, ps.objective, D, params, ps.objective_params, opts)
+
+
 def _problem_for(name: str) -> ProblemSpec | None:
-    """The first shipped example problem ``name`` applies to at every D of the grid (all backends' rules)."""
+    """The first shipped example problem ``name`` applies to that builds at every (D, K) of the grid."""
     decl = get_declaration(name)
     L_min = max(GRID_L[0], int(decl.min_samples or 1))
     for ps in example_problems():
-        if not applies(decl, ps.traits(), n_samples=L_min)[0]:
+        traits = ps.traits()
+        if "multi_sample_bound" in decl.requires:  # counted on the problem's f as the bound's -log weight
+            traits = dataclasses.replace(traits, multi_sample_bound=True)
+        if not applies(decl, traits, n_samples=L_min)[0]:
             continue
         try:
-            for D in GRID_D:
-                ProblemSpec(ps.distribution, ps.objective, D, ps.params, ps.objective_params, ps.options).build()
-        except Exception:  # an example fixed at one D (e.g. its parameters are vectors)
+            for D, K in itertools.product(GRID_D, GRID_K if ps.distribution == "categorical" else (0,)):
+                _at(ps, D, K).build()
+        except Exception:  # an example that does not vary (a fixed-size parameter)
             continue
         return ps
     return None
@@ -143,11 +172,13 @@ def measure_formula(name: str, backend: str | None = None) -> CostFormula:
     categorical = ps.distribution == "categorical"
     L_min = int(get_declaration(name).min_samples or 1)
     Ls = [n for n in GRID_L if n >= L_min] or [L_min, L_min + 1, L_min + 3]
-    out = CostFormula(name, f"{ps.distribution} / {ps.objective}")
+    what = f"{ps.distribution} / {ps.objective}" + (" (separable f)" if ps.traits().separable else "")
+    if "multi_sample_bound" in get_declaration(name).requires:
+        what += ", as a K-sample bound (L = K)"
+    out = CostFormula(name, what)
     pts: dict[str, list[tuple[int, int, int, float]]] = {k: [] for k in COUNT_KEYS}
     for L, D, K in itertools.product(Ls, GRID_D, GRID_K if categorical else (0,)):
-        opts = {**dict(ps.options), "categories": K} if categorical else dict(ps.options)
-        problem = ProblemSpec(ps.distribution, ps.objective, D, ps.params, ps.objective_params, opts).build()
+        problem = _at(ps, D, K).build()
         got = count_evals(spec, problem, L)
         out.points.append({"L": L, "D": D, **({"K": K} if categorical else {}), **got})
         for k in COUNT_KEYS:
@@ -159,11 +190,10 @@ def measure_formula(name: str, backend: str | None = None) -> CostFormula:
 
 
 def _first_implementation(name: str) -> Implementation:
+    backends = get_declaration(name).backends
     for b in ("numpy", "torch", "jax"):
-        try:
+        if b in backends:
             return get_estimator(name, b)
-        except (KeyError, ImportError):
-            continue
     raise KeyError(f"estimator {name!r} has no implementation on an available backend")
 
 

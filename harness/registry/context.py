@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -109,6 +110,11 @@ class Context:
     device: str = "cpu"
     counts: EvalCounts = field(default_factory=EvalCounts)
 
+    @cached_property
+    def _event_ndim(self) -> int:
+        """len(event_shape), read once per Context: counting runs on every call of f."""
+        return len(self.problem.event_shape)
+
     @property
     def dist(self) -> Any:
         """The distribution object: ``name``, ``params``, ``align(P)``, ``sample``, ``log_prob``, ``logpdf_elem``,
@@ -144,13 +150,22 @@ class Context:
     # -- the objective: every evaluation of f and of its derivatives goes through these methods --------------------
     def _points(self, z: Array) -> float:
         """One estimate's share of the points in ``z`` (see :class:`EvalCounts`)."""
-        shape = tuple(int(n) for n in getattr(z, "shape", ()))
-        lead = shape[: max(len(shape) - len(self.event_shape), 0)]
-        n = float(np.prod(lead)) if lead else 1.0
-        return n if (lead and lead[0] == 1) else n / max(int(self.R), 1)
+        shape = z.shape  # static ints on every backend, tracers included
+        k = len(shape) - self._event_ndim
+        if k <= 0:
+            return 1.0
+        n = 1
+        for s in shape[:k]:
+            n *= s
+        return float(n) if shape[0] == 1 else n / self.R
 
     def _count_f(self, z: Array) -> None:
-        self.counts.add(self._points(z), f=1, grad=1 if self.counts.differentiating else 0)
+        c = self.counts
+        if not c.paused:
+            n = self._points(z)
+            c.f += n
+            if c.differentiating:
+                c.grad += n
 
     def f(self, z: Array) -> Array:
         """Total cost f(z) over the event axes: [R, L, *event] -> [R, L]."""
