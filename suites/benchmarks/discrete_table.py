@@ -1,6 +1,7 @@
 """Equal-evaluation variance table of the discrete estimators from a ``suites/workloads_discrete.toml`` run.
 
     python -m suites.benchmarks.discrete_table <run dir> [--param eta]
+    python -m suites.benchmarks.discrete_table --train <training run dir>   (suites/train_discrete.toml)
 
 Prints, per workload, checkpoint and L, one markdown row per estimator: the variance of one L-sample estimate of the
 batch's η-gradient (mean over coordinates), the measured evaluation counts per L-sample estimate (``f_evals``,
@@ -9,6 +10,10 @@ its 95% interval, and its ratio to RLOO's at the same point.  The counts are che
 documented costs (:data:`DOCUMENTED`, per example; a mismatch is printed as such, never hidden).  Then the biased
 relaxations' rows: Gumbel-Rao against straight-through Gumbel-softmax at equal temperature, with the RMS bias, its
 interval and the noise floor √(variance / R) that an unbiased estimator's RMS bias estimate sits at.
+
+With ``--train``: the final held-out bounds of a training run, per workload and estimator: the mean over seeds of
+the test bound (importance-weighted, K = ``test_bound_k``) and its standard error over seeds, and the same for the
+final validation ELBO.
 """
 
 from __future__ import annotations
@@ -107,12 +112,33 @@ def label(cfg: dict) -> str:
     return f"({cfg['groups']}×{cfg['categories']})" if "groups" in cfg else f"(D={cfg['latent_dim']})"
 
 
+def training_table(df: pd.DataFrame) -> str:
+    """Final test bound per (workload, estimator): mean ± SE over seeds (see the module docstring)."""
+    out = [
+        "| workload | estimator | seeds | steps | test bound (K) mean ± SE | test ELBO mean ± SE |",
+        "|---|---|---|---|---|---|",
+    ]
+    last = df.drop_duplicates("unit_key", keep="last")  # results.parquet: one row per unit (curves: curves.parquet)
+    for (wl, est), g in last.groupby(["workload", "estimator"], sort=True):
+        n = len(g)
+        se = lambda c: float(g[c].std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan  # noqa: E731
+        out.append(
+            f"| {wl} | {est} | {n} | {int(g['steps'].max())} | {g['test_bound'].mean():.3f} ± {se('test_bound'):.3f} "
+            f"({int(g['test_bound_k'].iloc[0])}) | {g['test_elbo'].mean():.3f} ± {se('test_elbo'):.3f} |"
+        )
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", help="run directory of suites/workloads_discrete.toml")
+    ap.add_argument("run", help="run directory of suites/workloads_discrete.toml (or of a training run, --train)")
+    ap.add_argument("--train", action="store_true", help="the run is a training run: final held-out bounds")
     ap.add_argument("--param", default="eta", help="row kind: eta (η-gradient of the batch) or encoder")
     a = ap.parse_args(argv)
     df, _ = load_run(a.run)
+    if a.train:
+        print(training_table(df))
+        return
     print(variance_table(df, a.param))
     print()
     print(bias_table(df, a.param))
