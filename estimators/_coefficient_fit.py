@@ -17,7 +17,13 @@ estimator's; its cost (N·L evaluations of f, and of ∂f/∂z where the terms n
 :func:`fit_log`, not in the per-estimate cost.
 
 The fitting batch is evaluated through a :class:`stochgrad.Context` of its own (:func:`fitting_context`), built
-from the problem's parameter values; this is the piece a runner-level fit hook would provide instead.
+from the problem's parameter values.
+
+Fitted state.  The fits live in one :class:`stochgrad.FitCache` per estimator (:data:`FITS`), keyed by the target's
+identity (``ctx.problem.spec.to_dict()``) and the fit's hyperparameters (L and ``ctx.hyper`` less the fixed
+constants); an estimator that uses :func:`coefficients` registers ``state=declaration(name)``, so a training run
+(``stochgrad train``) refits every ``refit_every`` steps, saves the fits with its checkpoints and restores them on
+resume (bit-identical curves after a kill), like REBAR/RELAX.
 """
 
 from __future__ import annotations
@@ -59,7 +65,34 @@ class CoefficientFit:
     seconds: float
 
 
-_CACHE: dict[str, CoefficientFit] = {}
+def _fit_json(fit: CoefficientFit) -> dict[str, Any]:
+    return asdict(fit)
+
+
+def _fit_from_json(d: dict[str, Any]) -> CoefficientFit:
+    return CoefficientFit(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+FITS: dict[str, sg.FitCache] = {}
+
+
+def fit_cache(name: str) -> sg.FitCache:
+    """The estimator ``name``'s fits (created on first use)."""
+    if name not in FITS:
+        FITS[name] = sg.FitCache(
+            name,
+            _fit_json,
+            _fit_from_json,
+            "the control variates' coefficients fitted per target, L and hyperparameters",
+        )
+    return FITS[name]
+
+
+def declaration(name: str) -> sg.FittedState:
+    """The fitted state to register with the estimator ``name`` (``register_estimator(..., state=...)``)."""
+    return fit_cache(name).declaration()
+
+
 _LOG: list[dict[str, Any]] = []
 
 
@@ -72,11 +105,15 @@ def fit_batch_size(ctx: Any) -> int:
     return int(min(AUTO_MAX, max(AUTO_MIN, AUTO_ELEMENTS // max(elements, 1))))
 
 
+def fit_hyper(ctx: Any, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What a fit depends on besides its target: L and the hyperparameters less ``ignore`` (the fixed constants)."""
+    return {"L": ctx.L, "hyper": {k: v for k, v in ctx.hyper.items() if k not in ignore}}
+
+
 def fit_key(ctx: Any, name: str, ignore: tuple[str, ...] = ()) -> str:
     """Identity of a fit: estimator, problem, L and the hyperparameters (less ``ignore``, the fixed constants)."""
     spec = ctx.problem.spec.to_dict()
-    hyper = {k: v for k, v in ctx.hyper.items() if k not in ignore}
-    return json.dumps({"estimator": name, "problem": spec, "L": ctx.L, "hyper": hyper}, sort_keys=True, default=str)
+    return json.dumps({"estimator": name, "problem": spec, **fit_hyper(ctx, ignore)}, sort_keys=True, default=str)
 
 
 def fitting_context(ctx: Any, N: int, seed: int) -> Any:
@@ -121,9 +158,11 @@ def fit_coefficients(ctx: Any, name: str, terms: Terms, ignore: tuple[str, ...] 
     ``terms(fit_ctx, P)`` returns ``(g0, [C_1, ..., C_J])`` as {param: array [N, *param_shape]} for parameters P
     [N, *shape]; the estimator is ĝ = g0 − Σ_j c_j C_j.  ``ignore``: hyperparameters that do not affect the fit.
     """
+    cache, target, fh = fit_cache(name), ctx.problem.spec.to_dict(), fit_hyper(ctx, ignore)
+    got = cache.get(target, fh)
+    if got is not None:
+        return got
     key = fit_key(ctx, name, ignore)
-    if key in _CACHE:
-        return _CACHE[key]
     t0 = time.perf_counter()
     seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little") >> 1
     N = fit_batch_size(ctx)
@@ -143,9 +182,8 @@ def fit_coefficients(ctx: Any, name: str, terms: Terms, ignore: tuple[str, ...] 
         g0, C = run()
     c, var, base = _least_squares(g0, C)
     out = CoefficientFit(tuple(float(v) for v in c), var, base, N, seed, time.perf_counter() - t0)
-    _CACHE[key] = out
-    hyper = {k: v for k, v in ctx.hyper.items() if k not in ignore}
-    _LOG.append({"estimator": name, "problem": ctx.problem.label(), "L": ctx.L, "hyper": hyper, **asdict(out)})
+    cache.put(target, fh, out)
+    _LOG.append({"estimator": name, "problem": ctx.problem.label(), **fh, **asdict(out)})
     return out
 
 

@@ -77,7 +77,7 @@ from __future__ import annotations
 from typing import Any
 
 import stochgrad as sg
-from estimators._coefficient_fit import FIT_HYPER, coefficients
+from estimators._coefficient_fit import FIT_HYPER, coefficients, declaration
 from estimators._common import bcast, f_and_grad, loo_mean
 
 DISCRETE = ("bernoulli", "categorical")
@@ -204,12 +204,12 @@ def rodeo(ctx: Any) -> Grad:
 
 def _register() -> None:
     base = dict(distributions=DISCRETE, unbiased=True, min_samples=2, requires=("differentiable",), family="loo_taylor")
-    sg.register_estimator("double_cv", reference=REF_DCV, hyperparameters=DCV_HYPER, **base).implementation(*BACKENDS)(
-        double_cv
-    )
-    sg.register_estimator("rodeo", reference=REF_RODEO, hyperparameters=RODEO_HYPER, **base).implementation(*BACKENDS)(
-        rodeo
-    )
+    for name, hyper, fn, ref in (
+        ("double_cv", DCV_HYPER, double_cv, REF_DCV),
+        ("rodeo", RODEO_HYPER, rodeo, REF_RODEO),
+    ):
+        est = sg.register_estimator(name, reference=ref, hyperparameters=hyper, state=declaration(name), **base)
+        est.implementation(*BACKENDS)(fn)
 
 
 _register()

@@ -81,20 +81,29 @@ class _Killed(BaseException):
     pass
 
 
-@pytest.mark.parametrize("estimator", ["relax", "vimco"])
-def test_resume_equals_an_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, estimator: str) -> None:
-    """Killed at step 50 (state saved at 40, RELAX refitted at 30), resumed: same curves, bit for bit.  RELAX's fits
-    go through its declared fitted-state hook (harness.fits): saved with the state, restored on resume."""
+FITTING = {"relax", "double_cv", "rodeo"}  # the estimators that declare fitted state
+
+
+@pytest.mark.parametrize(
+    ("estimator", "hyper"),
+    [("relax", {}), ("vimco", {}), ("rodeo", {}), ("double_cv", {"fit_samples": 256})],
+)
+def test_resume_equals_an_uninterrupted_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, estimator: str, hyper: dict
+) -> None:
+    """Killed at step 50 (state saved at 40, refitted at 30), resumed: same curves, bit for bit.  The fits of RELAX
+    and of the fitted control-variate coefficients (double CV, RODEO) go through their declared fitted-state hook
+    (harness.fits): saved with the state, restored on resume."""
     from harness.training import loop
     from harness.training.state import read_state
 
     fitted = get_declaration(estimator).state
-    assert (fitted is not None) == (estimator == "relax")
-    u = _unit(estimator=estimator, steps=80, log_every=20, refit_every=30, n_samples=3)
-    straight = train_unit(u)
+    assert (fitted is not None) == (estimator in FITTING)
+    kw = dict(estimator=estimator, hyper=hyper, steps=80, log_every=20, refit_every=30, n_samples=3)
+    straight = train_unit(_unit(**kw))
     if fitted is not None:
         fitted.forget({})
-    stateful = _unit(tmp_path, estimator=estimator, steps=80, log_every=20, refit_every=30, n_samples=3)
+    stateful = _unit(tmp_path, **kw)
     real_step = loop.Trainer.step
 
     def dying(self):
