@@ -144,7 +144,8 @@ def test_each_place_names_the_winner_of_the_ranking(tmp_path: Path, rank_by: str
     assert len(differs) == 1 and f"the winner would be {WINNER[contrast]}" in differs[0]
     # never the oracle (named only as a reference)
     assert (
-        "peek" not in re.sub(r"Oracle references[^<]*", "", top) and "Oracle references (never recommended): peek." in top
+        "peek" not in re.sub(r"Oracle references[^<]*", "", top)
+        and "Oracle references (never recommended): peek." in top
     )
     # heat maps: the ranking in force first; its winner is the best (ratio 1) in that map
     heat = html[html.index('<table class="heat"') : html.index("</table>", html.index('<table class="heat"'))]

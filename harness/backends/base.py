@@ -123,6 +123,7 @@ class Backend:
         """Whether a call prepared by :meth:`prepare_call` runs the estimator's Python only when it traces (the first
         call), replaying a compiled program afterwards: then what the Python counts on that call holds for every call."""
         return False
+
     def private_inputs(self, template: Any, noise: Noise) -> Any:
         """The Context one call receives: ``template`` with ``noise`` and its own dicts of parameters, objective
         parameters and hyperparameters, so an estimator that rebinds entries cannot reach later calls (NumPy arrays
