@@ -18,7 +18,8 @@ import argparse
 import timeit
 
 from harness.backends import get_backend
-from harness.measure.runner import MeasureRequest, time_estimator
+from harness.measure import runner
+from harness.measure.runner import MeasureRequest
 from harness.measure.timing import TimingConfig
 from harness.problems import ProblemSpec
 from harness.registry import Context, get_estimator
@@ -44,7 +45,7 @@ def cells() -> None:
     for est, prob in (("pathwise", normal), ("score_function", normal), ("disarm", bern), ("relax", bern)):
         for b in ("numpy", "torch", "jax"):
             req = MeasureRequest(get_estimator(est, b), prob, L=8, R=1)
-            t = time_estimator(req, TimingConfig(max_time_s=1.0))
+            t = runner.time_estimator(req, TimingConfig(max_time_s=1.0))
             print(f"| {est} / {b} | {t.time_median_s * 1e6:.1f} |")
 
 
