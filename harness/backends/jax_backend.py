@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,6 +21,28 @@ try:  # optional at import time: a missing backend is reported, never a crash
 except Exception as exc:  # pragma: no cover - exercised only where jax is absent
     jax = jnp = jsp = None  # type: ignore[assignment]
     _IMPORT_ERROR = f"jax is not importable: {type(exc).__name__}: {exc}"
+
+
+_JIT_CACHE_SIZE = 64  # compiled estimator calls kept (LRU), keyed by what they are specialized to
+_JITTED: OrderedDict[str, Any] = OrderedDict()
+_COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+_COMPILES = {"count": 0, "seconds": 0.0}
+
+
+def _on_duration(event: str, seconds: float, **_: Any) -> None:
+    """jax.monitoring listener: tally compile work (one backend compile per XLA executable built)."""
+    if event in _COMPILE_EVENTS:
+        _COMPILES["seconds"] += float(seconds)
+        if event == _COMPILE_EVENTS[-1]:
+            _COMPILES["count"] += 1
+
+
+if jax is not None:
+    jax.monitoring.register_event_duration_secs_listener(_on_duration)
 
 
 class JaxNoise(Noise):
@@ -52,6 +75,7 @@ def _platform(device: str) -> tuple[str, int]:
 class JaxBackend(Backend):
     name = "jax"
     autodiff = True
+    compiles = True
 
     @property
     def xp(self) -> Any:  # type: ignore[override]
@@ -113,21 +137,48 @@ class JaxBackend(Backend):
         return JaxNoise(key, dtype, self)
 
     def prepare_call(
-        self, fn: Callable[[Any], Any], template: Any, *, jit: bool = True, compile_backend: str | None = None
+        self,
+        fn: Callable[[Any], Any],
+        template: Any,
+        *,
+        jit: bool = True,
+        compile_backend: str | None = None,
+        trace_key: str | None = None,
     ) -> tuple[Callable[[int], Any], Callable[[], Any]]:
-        """jit-compile ``params, key -> fn(ctx)`` once; the PRNG key is a traced argument (no retracing)."""
+        """jit-compile ``params, op, fitted, key -> fn(ctx)`` once per ``trace_key``.
+
+        Everything that varies between targets of one shape travels as an argument: the distribution parameters
+        (η), the objective's arrays (a workload's data and weights), the estimator's fitted constants and the PRNG
+        key.  The traced function is shared by every call with the same ``trace_key`` (the caller's promise that
+        nothing else it reads from the template differs), so a batch's examples and a workload's checkpoints reuse
+        one compilation; without a key the function is this call's own."""
         dtype = template.dtype
+        arrays = {k: v for k, v in template.op.items() if isinstance(v, jax.Array)}
+        f = _JITTED.get(trace_key) if jit and trace_key is not None else None
+        if f is None:
 
-        def inner(params: dict, key: Any) -> dict:
-            return fn(template.with_(params=params, noise=JaxNoise(key, dtype, self)))
+            def inner(params: dict, op: dict, fitted: dict, key: Any) -> dict:
+                ctx = template.with_(params=params, op={**template.op, **op}, fitted=fitted)
+                return fn(ctx.with_(noise=JaxNoise(key, dtype, self)))
 
-        f = jax.jit(inner) if jit else inner
+            f = jax.jit(inner) if jit else inner
+            if jit and trace_key is not None:
+                _JITTED[trace_key] = f
+                while len(_JITTED) > _JIT_CACHE_SIZE:
+                    _JITTED.popitem(last=False)
+        else:
+            _JITTED.move_to_end(trace_key)
         dev = self._device(template.device)
         key0 = jax.device_put(jax.random.PRNGKey(12345), dev)
+        params, fitted = template.params, template.fitted
         return (
-            lambda seed: f(template.params, jax.device_put(jax.random.PRNGKey(seed % 2**63), dev)),
-            lambda: f(template.params, key0),
+            lambda seed: f(params, arrays, fitted, jax.device_put(jax.random.PRNGKey(seed % 2**63), dev)),
+            lambda: f(params, arrays, fitted, key0),
         )
+
+    def compilations(self) -> tuple[int, float] | None:
+        """XLA compilations and the seconds of tracing, lowering and compiling, from jax.monitoring's events."""
+        return (_COMPILES["count"], _COMPILES["seconds"]) if jax is not None else None
 
     def expand_params(self, params: dict[str, Array], R: int) -> dict[str, Array]:
         return {k: jnp.broadcast_to(v, (R, *v.shape)) for k, v in params.items()}

@@ -126,7 +126,16 @@ def prepare(req: MeasureRequest, R: int | None = None, *, cache: bool = True) ->
         return _CALLERS[key]
     B = get_backend(req.spec.backend)
     template = make_context(req.problem, B, L=req.L, R=R, noise=None, hyper=hyper, dtype=req.dtype, device=req.device)
-    run, timed = B.prepare_call(req.spec.fn, template, jit=req.jit, compile_backend=req.compile_backend)
+    if req.spec.constants is not None:  # fitted on the host, outside the measured (and compiled) call
+        fitted = req.spec.constants(template)
+        template = template.with_(fitted={k: B.asarray(np.asarray(v), req.dtype, req.device) for k, v in fitted.items()})
+    # what a compiled call is specialized to: the problem's compile key (an oracle reads the exact answer inside the
+    # call, so it keeps the whole identity), the estimator, L, R, hyperparameters, dtype and device
+    shape = req.problem.spec.to_dict() if req.spec.oracle else req.problem.compile_key()
+    trace_key = json.dumps({**ident, "problem": shape}, sort_keys=True, default=str)
+    run, timed = B.prepare_call(
+        req.spec.fn, template, jit=req.jit, compile_backend=req.compile_backend, trace_key=trace_key
+    )
     caller = Caller(run, timed, B)
     if cache:
         _CALLERS[key] = caller
@@ -367,6 +376,7 @@ def run_cell(cell: Cell) -> CellOutcome:
         target = cell.target.build()
         req = request_for(cell, spec, target)
         parts = target.parts(req.seed)
+        compiled0 = B.compilations()
         G, info = estimate_target(req, target, parts)
         bad = [k for k, g in G.items() if not np.isfinite(g).all(axis=tuple(range(1, g.ndim))).any()]
         if bad:
@@ -388,6 +398,7 @@ def run_cell(cell: Cell) -> CellOutcome:
                     }
                     for ro in readouts
                 ]
+        timing = [{**tm, "compile_time_s": compile_seconds(B, compiled0, tm)} for tm in timing]
         ident = identity_columns(cell, spec, target)
         threads = int(thread_settings()["threads"])
         rows = []
@@ -407,6 +418,16 @@ def run_cell(cell: Cell) -> CellOutcome:
         msg = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return CellOutcome(cell, "failed", message=msg, seconds=time.perf_counter() - t0)
     return CellOutcome(cell, "ok", rows=rows, seconds=time.perf_counter() - t0)
+
+
+def compile_seconds(B: Backend, before: tuple[int, float] | None, timing: Mapping[str, Any]) -> float:
+    """A cell's ``compile_time_s``: JAX, the seconds its estimate and timing spent tracing and compiling, counted by
+    jax.monitoring (0 when every call reused a compilation of an earlier cell); PyTorch, the first timed call minus
+    the median (torch.compile's compilation with ``compile_backend``, else eager warm-up); NumPy, NaN."""
+    now = B.compilations()
+    if before is not None and now is not None:
+        return float(now[1] - before[1])
+    return float(timing["compile_time_s"]) if B.compiles else math.nan
 
 
 def _no_sync(_: Any) -> None:

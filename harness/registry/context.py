@@ -37,6 +37,9 @@ class Context:
         L: samples per estimate.  R: independent replicate estimates to return (vectorize over it).
         hyper: hyperparameter values, defaults filled in.
         dtype: ``"float64"`` or ``"float32"``.  device: the backend's device name (``cpu``, ``cuda:0``, ``gpu``).
+        fitted: the estimator's declared per-target constants (``register_estimator(..., constants=...)``), fitted
+            on the host before the call and given as backend arrays (JAX: arguments of the compiled call, so a fit
+            per target needs no recompilation); empty when the caller did not fit them (the estimator fits itself).
     """
 
     B: Backend
@@ -49,6 +52,7 @@ class Context:
     hyper: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float64"
     device: str = "cpu"
+    fitted: dict[str, Array] = field(default_factory=dict)
 
     @property
     def dist(self) -> Any:
