@@ -220,12 +220,12 @@ def rodeo(ctx: Any) -> Grad:
 
 def _register() -> None:
     base = dict(distributions=DISCRETE, unbiased=True, min_samples=2, requires=("differentiable",), family="loo_taylor")
-    sg.register_estimator("double_cv", reference=REF_DCV, hyperparameters=DCV_HYPER, constants=dcv_constants, **base).implementation(*BACKENDS)(
-        double_cv
-    )
-    sg.register_estimator("rodeo", reference=REF_RODEO, hyperparameters=RODEO_HYPER, constants=rodeo_constants, **base).implementation(*BACKENDS)(
-        rodeo
-    )
+    sg.register_estimator(
+        "double_cv", reference=REF_DCV, hyperparameters=DCV_HYPER, constants=dcv_constants, **base
+    ).implementation(*BACKENDS)(double_cv)
+    sg.register_estimator(
+        "rodeo", reference=REF_RODEO, hyperparameters=RODEO_HYPER, constants=rodeo_constants, **base
+    ).implementation(*BACKENDS)(rodeo)
 
 
 _register()

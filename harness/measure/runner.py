@@ -128,7 +128,9 @@ def prepare(req: MeasureRequest, R: int | None = None, *, cache: bool = True) ->
     template = make_context(req.problem, B, L=req.L, R=R, noise=None, hyper=hyper, dtype=req.dtype, device=req.device)
     if req.spec.constants is not None:  # fitted on the host, outside the measured (and compiled) call
         fitted = req.spec.constants(template)
-        template = template.with_(fitted={k: B.asarray(np.asarray(v), req.dtype, req.device) for k, v in fitted.items()})
+        template = template.with_(
+            fitted={k: B.asarray(np.asarray(v), req.dtype, req.device) for k, v in fitted.items()}
+        )
     # what a compiled call is specialized to: the problem's compile key (an oracle reads the exact answer inside the
     # call, so it keeps the whole identity), the estimator, L, R, hyperparameters, dtype and device
     shape = req.problem.spec.to_dict() if req.spec.oracle else req.problem.compile_key()
