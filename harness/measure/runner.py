@@ -15,7 +15,9 @@ R is the minimum: rounds of chunks are added (each round at most x4 the replicat
 growing x4 only where per-call overhead matters) until every parameter's variance has a 95% CI half-width
 <= P × variance, or ``max_replicates`` / ``max_seconds`` is reached (then ``precision_capped``).
 Estimates land in preallocated float64 arrays (no concatenation copies).  Prepared callables are cached
-(LRU, keyed by estimator, problem, L, chunk size, dtype, device), so repeated cells skip recompilation.
+(LRU, keyed by estimator, problem, L, chunk size, dtype, device); beneath them the JAX backend keeps one compiled
+function per (estimator, problem compile key, L, chunk size, hyperparameters, dtype, device), so the examples of a
+batch and the checkpoints of a workload share one compilation (their η, data and weights are arguments).
 See docs/notes/measurement.md.
 """
 
@@ -301,7 +303,9 @@ def estimate_target(
 def time_estimator(req: MeasureRequest, cfg: TimingConfig | None = None) -> Timing:
     """Per-call time at R = 1 (as in training): compilation separated, warm-up, device synchronized.
 
-    A fresh (uncached) callable is built, so ``compile_time_s`` really contains the compilation.
+    A fresh (uncached) callable is built, so its first call includes whatever compilation it needs (on JAX none
+    when an earlier call of the same estimator and shapes compiled it: the cell's ``compile_time_s`` is then counted
+    by :func:`compile_seconds`).
     """
     caller = prepare(req, 1, cache=False)
     return time_call(caller.timed, caller.B.sync, cfg)

@@ -28,7 +28,10 @@ class OptaxAdam:
     """Adam through ``optax.adam`` (functional); moments exported as ``am/`` and ``av/`` arrays."""
 
     def __init__(self, params: dict[str, Any], lr: float) -> None:
-        import optax
+        try:
+            import optax
+        except ImportError as exc:  # optional, with jax: reported, never a crash at import
+            raise RuntimeError(f"JAX training needs optax (pip install 'stochgrad[jax]'): {exc}") from exc
 
         self.tx = optax.adam(lr)
         self.state = self.tx.init(params)
