@@ -111,3 +111,66 @@ def test_fitted_constants_follow_the_target() -> None:
     for ra, rb in zip(a.rows, b.rows, strict=True):
         np.testing.assert_array_equal(ra["grad_mean"], rb["grad_mean"])
         np.testing.assert_array_equal(ra["variance"], rb["variance"])
+
+
+def test_every_jax_estimator_shares_its_compilation_across_targets() -> None:
+    """Registry-driven: every JAX implementation that applies to a workload traces reading only its problem's
+    structure (``STRUCTURE``), so its compilation is shared by the examples and checkpoints; one that read the
+    target's identity or values would be compiled per target (the guard), which this test would name."""
+    import jax
+
+    from harness.backends.jax_backend import STRUCTURE, JaxNoise, WatchedProblem
+    from harness.registry import applies, implementations, make_context
+
+    ws = WorkloadSpec("vae_bernoulli", CFG, checkpoint=0, batch_size=3, example=1)
+    problem = ws.build()
+    B = get_backend("jax")
+    specific = {}
+    checked = 0
+    for spec in implementations():
+        if spec.backend != "jax" or spec.oracle or not applies(spec, ws.traits())[0]:
+            continue
+        hyper = spec.defaults()
+        L = max(2, spec.min_samples)
+        template = make_context(problem, B, L=L, R=2, noise=None, hyper=hyper, dtype="float32")
+        if spec.constants is not None:
+            fitted = spec.constants(template)
+            template = template.with_(fitted={k: B.asarray(np.asarray(v), "float32", "cpu") for k, v in fitted.items()})
+        reads: set[str] = set()
+
+        def inner(params: dict, key, spec=spec, template=template, reads=reads) -> dict:
+            ctx = template.with_(problem=WatchedProblem(problem, reads), params=params)
+            return spec.fn(ctx.with_(noise=JaxNoise(key, "float32", B)))
+
+        jax.make_jaxpr(inner)(template.params, jax.random.PRNGKey(0))
+        checked += 1
+        if reads:
+            specific[spec.name] = sorted(reads)
+    assert checked >= 10, f"only {checked} JAX estimators apply to the workload"
+    assert not specific, f"read beyond {sorted(STRUCTURE)} while tracing (compiled per target): {specific}"
+
+
+def test_an_implementation_reading_its_target_is_compiled_per_target(compile_log: CompileLog) -> None:
+    """The guard: a plugin that reads its target inside the implementation (here: returns the target's own η as a
+    constant, as an in-implementation fit would bake its fit) gets its own target's numbers on every example, because
+    a compilation that read a target's values is not shared; so each example compiles its own call."""
+    import stochgrad as sg
+    from harness import registry
+    from harness.measure.runner import MeasureRequest, estimate_target
+
+    est = sg.register_estimator("probe_reads_target", distributions=["bernoulli"], unbiased=False)
+
+    @est.implementation("jax")
+    def probe(ctx):  # noqa: ANN001, ANN202
+        eta = np.asarray(ctx.problem.params_np["logits"], np.float32)  # a value of this target, read while tracing
+        return {"logits": ctx.B.xp.broadcast_to(ctx.B.xp.asarray(eta), (ctx.R, *eta.shape))}
+
+    try:
+        problem = _cell("disarm", 0, batch_seed=7).target.build()
+        spec = registry.get_estimator("probe_reads_target", "jax")
+        req = MeasureRequest(spec, problem, L=1, R=2, seed=0, dtype="float32")
+        G, _ = estimate_target(req, problem)
+        np.testing.assert_allclose(G["logits"][0], problem.params_np["logits"].astype(np.float32), rtol=1e-6)
+        assert len(compile_log.lines) == problem.n, compile_log.lines
+    finally:
+        registry.unregister("probe_reads_target")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,6 +45,33 @@ def _on_duration(event: str, seconds: float, **_: Any) -> None:
 
 if jax is not None:
     jax.monitoring.register_event_duration_secs_listener(_on_duration)
+
+
+STRUCTURE = frozenset(
+    {"dist", "dim", "options", "objective", "event_shape", "param_names", "latent", "n", "workload", "cfg"}
+)  # what a compiled call may read of its problem: the rest (identity, values, truth) is the target's own
+
+
+class WatchedProblem:
+    """The problem as a traced implementation sees it: reads outside :data:`STRUCTURE` are recorded in ``reads``."""
+
+    def __init__(self, problem: Any, reads: set[str]) -> None:
+        self._problem, self._reads = problem, reads
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in STRUCTURE:
+            self._reads.add(name)
+        return getattr(self._problem, name)
+
+
+@dataclass
+class Compiled:
+    """A jitted estimator call, what its tracing read of its problem beyond the structure, and whose problem it was."""
+
+    fn: Any
+    reads: set[str]
+    owner: str
+    traced: bool = False
 
 
 class JaxNoise(Noise):
@@ -149,31 +178,55 @@ class JaxBackend(Backend):
 
         Everything that varies between targets of one shape travels as an argument: the distribution parameters
         (η), the objective's arrays (a workload's data and weights), the estimator's fitted constants and the PRNG
-        key.  The traced function is shared by every call with the same ``trace_key`` (the caller's promise that
-        nothing else it reads from the template differs), so a batch's examples and a workload's checkpoints reuse
-        one compilation; without a key the function is this call's own."""
+        key.  The traced function is shared by every call with the same ``trace_key`` (estimator, problem shapes, L,
+        R, hyperparameters, dtype, device), so a batch's examples and a workload's checkpoints reuse one
+        compilation.  Guard: while tracing, the problem is watched; an implementation that reads anything of it
+        beyond its structure (its identity, values or truth: a plugin fitting inside its implementation) makes that
+        compilation its own target's, and every other target compiles its own.  Without a key the function is this
+        call's own."""
         dtype = template.dtype
         arrays = {k: v for k, v in template.op.items() if isinstance(v, jax.Array)}
-        f = _JITTED.get(trace_key) if jit and trace_key is not None else None
-        if f is None:
+        owner = json.dumps(template.problem.spec.to_dict(), sort_keys=True, default=str)
+
+        def build() -> Compiled:
+            made = Compiled(None, set(), owner)
 
             def inner(params: dict, op: dict, fitted: dict, key: Any) -> dict:
-                ctx = template.with_(params=params, op={**template.op, **op}, fitted=fitted)
+                made.traced = True
+                watched = WatchedProblem(template.problem, made.reads)
+                ctx = template.with_(problem=watched, params=params, op={**template.op, **op}, fitted=fitted)
                 return fn(ctx.with_(noise=JaxNoise(key, dtype, self)))
 
-            f = jax.jit(inner) if jit else inner
-            if jit and trace_key is not None:
-                _JITTED[trace_key] = f
+            made.fn = jax.jit(inner) if jit else inner
+            return made
+
+        own: list[Compiled] = []  # the compilation this call settled on (at its first call)
+
+        def compiled() -> Any:
+            if own:
+                return own[0].fn
+            if not jit or trace_key is None:
+                own.append(build())
+                return own[0].fn
+            got = _JITTED.get(trace_key)
+            if got is None or (not got.traced and got.owner != owner):  # never share an untraced template
+                got = _JITTED[trace_key] = build()
                 while len(_JITTED) > _JIT_CACHE_SIZE:
                     _JITTED.popitem(last=False)
-        else:
             _JITTED.move_to_end(trace_key)
+            if got.reads and got.owner != owner:  # traced for another target and read its values: not ours
+                key = f"{trace_key}|{owner}"
+                got = _JITTED.get(key) or build()
+                _JITTED[key] = got
+            own.append(got)
+            return got.fn
+
         dev = self._device(template.device)
         key0 = jax.device_put(jax.random.PRNGKey(12345), dev)
         params, fitted = template.params, template.fitted
         return (
-            lambda seed: f(params, arrays, fitted, jax.device_put(jax.random.PRNGKey(seed % 2**63), dev)),
-            lambda: f(params, arrays, fitted, key0),
+            lambda seed: compiled()(params, arrays, fitted, jax.device_put(jax.random.PRNGKey(seed % 2**63), dev)),
+            lambda: compiled()(params, arrays, fitted, key0),
         )
 
     def compilations(self) -> tuple[int, float] | None:
