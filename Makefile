@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_PIP) "$(TORCH_REQ)"
-	$(BIN)/pip install -q "$(JAX_REQ)"
+	$(BIN)/pip install -q "$(JAX_REQ)" "optax>=0.2"  # optax: the JAX training engine
 	$(BIN)/pip install -q -e ".[test]"
 	touch $@
 

@@ -190,25 +190,43 @@ def combine(g0: Grad, C: list[Grad], coef: tuple[float, ...]) -> Grad:
     return {k: g0[k] - sum(c * Cj[k] for c, Cj in zip(coef, C)) for k in g0}
 
 
+def dcv_constants(ctx: Any) -> dict[str, Any]:
+    """The declared ``constants`` hook of double CV: its fitted (or fixed) coefficients on ``ctx``'s target."""
+    return {"coefficients": coefficients(ctx, "double_cv", dcv_terms, {"alpha": float(ctx.hyper["alpha"])})}
+
+
+def rodeo_constants(ctx: Any) -> dict[str, Any]:
+    """The declared ``constants`` hook of RODEO: its fitted (or fixed) coefficients on ``ctx``'s target."""
+    fixed = {"alpha": float(ctx.hyper["alpha"]), "beta": float(ctx.hyper["beta"])}
+    return {"coefficients": coefficients(ctx, "rodeo", rodeo_terms, fixed)}
+
+
+def unpack(coef: Any) -> tuple[Any, ...]:
+    """The coefficients as a tuple of scalars (a backend array from ``ctx.fitted``, or the hook's tuple)."""
+    return tuple(coef[j] for j in range(len(coef)))
+
+
 def double_cv(ctx: Any) -> Grad:
     """Double CV: mean_k (f_k − α c_k(x_k) − b_k) s(x_k) + α Cov[x] Ḡ (see the module docstring)."""
-    coef = coefficients(ctx, "double_cv", dcv_terms, {"alpha": float(ctx.hyper["alpha"])})
-    return combine(*dcv_terms(ctx, ctx.batched()), coef)
+    coef = (ctx.fitted or dcv_constants(ctx))["coefficients"]
+    return combine(*dcv_terms(ctx, ctx.batched()), unpack(coef))
 
 
 def rodeo(ctx: Any) -> Grad:
     """RODEO: mean_k (f_k − b_k) s(x_k) + β (A H_k)(x_k), b_k = LOO[f_j + α (A ℓ_j)(x_j)] (module docstring)."""
-    fixed = {"alpha": float(ctx.hyper["alpha"]), "beta": float(ctx.hyper["beta"])}
-    return combine(*rodeo_terms(ctx, ctx.batched()), coefficients(ctx, "rodeo", rodeo_terms, fixed))
+    coef = (ctx.fitted or rodeo_constants(ctx))["coefficients"]
+    return combine(*rodeo_terms(ctx, ctx.batched()), unpack(coef))
 
 
 def _register() -> None:
     base = dict(distributions=DISCRETE, unbiased=True, min_samples=2, requires=("differentiable",), family="loo_taylor")
-    for name, hyper, fn, ref in (
-        ("double_cv", DCV_HYPER, double_cv, REF_DCV),
-        ("rodeo", RODEO_HYPER, rodeo, REF_RODEO),
+    for name, hyper, fn, ref, constants in (
+        ("double_cv", DCV_HYPER, double_cv, REF_DCV, dcv_constants),
+        ("rodeo", RODEO_HYPER, rodeo, REF_RODEO, rodeo_constants),
     ):
-        est = sg.register_estimator(name, reference=ref, hyperparameters=hyper, state=declaration(name), **base)
+        est = sg.register_estimator(
+            name, reference=ref, hyperparameters=hyper, state=declaration(name), constants=constants, **base
+        )
         est.implementation(*BACKENDS)(fn)
 
 

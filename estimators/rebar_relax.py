@@ -342,8 +342,21 @@ def _numpy(ctx: Any, relax: bool) -> dict[str, np.ndarray]:
     return {"logits": (a - (beta * C).sum(0)).mean(1)}
 
 
+def fitted_constants(relax: bool) -> Any:
+    """The declared ``constants`` hook: the fitted temperature λ and weights β of ``ctx``'s target (host side)."""
+
+    def constants(ctx: Any) -> dict[str, Any]:
+        ft = fit(ctx.problem, ctx.hyper, relax)
+        return {"lam": ft.lam, "beta": ft.beta}
+
+    return constants
+
+
 def _autodiff(ctx: Any, relax: bool) -> dict[str, Any]:
-    B, ft = ctx.B, fit(ctx.problem, ctx.hyper, relax)
+    B = ctx.B
+    ft = ctx.fitted or fitted_constants(relax)(ctx)  # backend arrays from the runner (JAX: compiled-call arguments)
+    # or, called directly, Python floats
+    lam, beta = ft["lam"], ft["beta"]
     cat = ctx.dist.name == "categorical"
     nz = draw(ctx.noise, ctx.R, ctx.L, ctx.event_shape, cat)
     P = ctx.batched()
@@ -351,11 +364,11 @@ def _autodiff(ctx: Any, relax: bool) -> dict[str, Any]:
     fb = ctx.f(b)
 
     def c(z: Any) -> Any:
-        s = relax_s(B, z, ft.lam, cat)
+        s = relax_s(B, z, lam, cat)
         if relax:  # the surrogate r_ρ at these points
             ctx.count_aux(s)
         phis = features(B, ctx.f(s), s, cat, relax)
-        return sum((w * phi for w, phi in zip(ft.beta[1:], phis[1:])), ft.beta[0] * phis[0])
+        return sum((beta[j] * phi for j, phi in enumerate(phis) if j), beta[0] * phis[0])
 
     def surrogate(Q: dict) -> Any:
         th = Q["logits"][:, None]
@@ -395,7 +408,10 @@ def _register() -> None:
         ("rebar", REF_REBAR, rebar_numpy, rebar_autodiff),
         ("relax", REF_RELAX, relax_numpy, relax_autodiff),
     ):
-        est = register_estimator(name, reference=ref, state=FITS[name == "relax"].declaration(), **base)
+        relax = name == "relax"
+        est = register_estimator(
+            name, reference=ref, state=FITS[relax].declaration(), constants=fitted_constants(relax), **base
+        )
         est.implementation("numpy")(np_fn)
         est.implementation(*AUTODIFF)(ad_fn)
 

@@ -331,7 +331,7 @@ BAD = [
     ('estimators = ["vimco"]\nworkload = "vae_gaussian"', "train[0].estimators", "does not apply"),
     ('estimators = ["vimco"]\nn_samples = 1', "train[0].estimators", "n_samples L >= 2"),
     ('estimators = ["disarm"]\nlr = [-1.0]', "train[0].lr", "positive"),
-    ('estimators = ["disarm"]\nbackends = ["jax"]', "train[0].backends", "support"),
+    ('estimators = ["disarm"]\nbackends = ["numpy"]', "train[0].backends", "support"),
     ('estimators = ["disarm"]\nstepz = 3', "train[0].stepz", "unknown key"),
     (
         'estimators = ["disarm"]\nhyper = { disarm = { temperature = 1.0 } }',

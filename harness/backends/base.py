@@ -62,6 +62,7 @@ class Backend:
     name = "base"
     xp: Any = np
     autodiff = False  # True: grad_batched and derivatives work (PyTorch, JAX)
+    compiles = False  # True: calls can be compiled (jax.jit, torch.compile), so compile_time_s means something
 
     # -- availability and devices ---------------------------------------------------------
     def unavailable_reason(self) -> str | None:
@@ -107,12 +108,20 @@ class Backend:
 
     # -- execution -----------------------------------------------------------------------
     def prepare_call(
-        self, fn: Callable[[Any], Any], template: Any, *, jit: bool = True, compile_backend: str | None = None
+        self,
+        fn: Callable[[Any], Any],
+        template: Any,
+        *,
+        jit: bool = True,
+        compile_backend: str | None = None,
+        trace_key: str | None = None,
     ) -> tuple[Callable[[int], Any], Callable[[], Any]]:
         """``(run, timed)`` for repeated calls of estimator ``fn`` on context ``template`` (noise left empty).
 
         ``run(seed)`` draws fresh noise from ``seed``; ``timed()`` reuses one noise source (the timing loop).
-        JAX jit-compiles with the key as a traced argument; torch can wrap ``fn`` in ``torch.compile``."""
+        JAX jit-compiles with the parameters, the objective's arrays, the fitted constants and the key as
+        arguments, one compilation per ``trace_key`` (what the call is specialized to: estimator, problem shapes,
+        L, R, hyperparameters, dtype, device); torch can wrap ``fn`` in ``torch.compile``."""
         noise0 = self.noise(12345, template.dtype, template.device)
         return (
             lambda seed: fn(self.private_inputs(template, self.noise(seed, template.dtype, template.device))),
@@ -141,6 +150,11 @@ class Backend:
     def compile_backend_error(self, name: str) -> str | None:
         """Why estimators on this backend cannot be wrapped in compiler backend ``name`` (None: they can)."""
         return f"the {self.name} backend has no compiler backends (torch.compile is for the torch backend)"
+
+    def compilations(self) -> tuple[int, float] | None:
+        """(compilations, seconds spent compiling) so far in this process, counted by the library's own compiler
+        instrumentation; None where the backend compiles nothing it can count (NumPy; eager PyTorch)."""
+        return None
 
     def grad_batched(self, surrogate: Callable[[dict], Array], params: dict[str, Array]) -> dict:
         """Per-replicate gradients of ``surrogate(P) -> [R]`` w.r.t. ``P`` of shape [R, *shape]."""

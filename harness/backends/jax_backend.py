@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,6 +23,56 @@ try:  # optional at import time: a missing backend is reported, never a crash
 except Exception as exc:  # pragma: no cover - exercised only where jax is absent
     jax = jnp = jsp = None  # type: ignore[assignment]
     _IMPORT_ERROR = f"jax is not importable: {type(exc).__name__}: {exc}"
+
+
+_JIT_CACHE_SIZE = 64  # compiled estimator calls kept (LRU), keyed by what they are specialized to
+_JITTED: OrderedDict[str, Any] = OrderedDict()
+_COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+_COMPILES = {"count": 0, "seconds": 0.0}
+
+
+def _on_duration(event: str, seconds: float, **_: Any) -> None:
+    """jax.monitoring listener: tally compile work (one backend compile per XLA executable built)."""
+    if event in _COMPILE_EVENTS:
+        _COMPILES["seconds"] += float(seconds)
+        if event == _COMPILE_EVENTS[-1]:
+            _COMPILES["count"] += 1
+
+
+if jax is not None:
+    jax.monitoring.register_event_duration_secs_listener(_on_duration)
+
+
+STRUCTURE = frozenset(
+    {"dist", "dim", "options", "objective", "event_shape", "param_names", "latent", "n", "workload", "cfg"}
+)  # what a compiled call may read of its problem: the rest (identity, values, truth) is the target's own
+
+
+class WatchedProblem:
+    """The problem as a traced implementation sees it: reads outside :data:`STRUCTURE` are recorded in ``reads``."""
+
+    def __init__(self, problem: Any, reads: set[str]) -> None:
+        self._problem, self._reads = problem, reads
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in STRUCTURE:
+            self._reads.add(name)
+        return getattr(self._problem, name)
+
+
+@dataclass
+class Compiled:
+    """A jitted estimator call, what its tracing read of its problem beyond the structure, and whose problem it was."""
+
+    fn: Any
+    reads: set[str]
+    owner: str
+    traced: bool = False
+    counts: tuple[float, float, float] = (0.0, 0.0, 0.0)  # evaluations its tracing counted (per L-sample estimate)
 
 
 class JaxNoise(Noise):
@@ -52,6 +105,7 @@ def _platform(device: str) -> tuple[str, int]:
 class JaxBackend(Backend):
     name = "jax"
     autodiff = True
+    compiles = True
 
     @property
     def xp(self) -> Any:  # type: ignore[override]
@@ -113,28 +167,89 @@ class JaxBackend(Backend):
         return JaxNoise(key, dtype, self)
 
     def prepare_call(
-        self, fn: Callable[[Any], Any], template: Any, *, jit: bool = True, compile_backend: str | None = None
+        self,
+        fn: Callable[[Any], Any],
+        template: Any,
+        *,
+        jit: bool = True,
+        compile_backend: str | None = None,
+        trace_key: str | None = None,
     ) -> tuple[Callable[[int], Any], Callable[[], Any]]:
-        """jit-compile ``params, key -> fn(ctx)`` once; the PRNG key is a traced argument (no retracing)."""
+        """jit-compile ``params, op, fitted, key -> fn(ctx)`` once per ``trace_key``.
+
+        Everything that varies between targets of one shape travels as an argument: the distribution parameters
+        (η), the objective's arrays (a workload's data and weights), the estimator's fitted constants and the PRNG
+        key.  The traced function is shared by every call with the same ``trace_key`` (estimator, problem shapes, L,
+        R, hyperparameters, dtype, device), so a batch's examples and a workload's checkpoints reuse one
+        compilation.  Guard: while tracing, the problem is watched; an implementation that reads anything of it
+        beyond its structure (its identity, values or truth: a plugin fitting inside its implementation) makes that
+        compilation its own target's, and every other target compiles its own.  Without a key the function is this
+        call's own."""
         dtype = template.dtype
+        arrays = {k: v for k, v in template.op.items() if isinstance(v, jax.Array)}
+        owner = json.dumps(template.problem.spec.to_dict(), sort_keys=True, default=str)
 
-        def inner(params: dict, key: Any) -> dict:
-            return fn(
-                template.with_(
-                    params=params, op=dict(template.op), hyper=dict(template.hyper), noise=JaxNoise(key, dtype, self)
+        def build() -> Compiled:
+            made = Compiled(None, set(), owner)
+
+            def inner(params: dict, op: dict, fitted: dict, key: Any) -> dict:
+                made.traced = True
+                watched = WatchedProblem(template.problem, made.reads)
+                counts = type(template.counts)()  # this tracing's own: every caller sharing it is charged them
+                ctx = template.with_(
+                    problem=watched, params=params, op={**template.op, **op}, fitted=fitted, counts=counts
                 )
-            )
+                out = fn(ctx.with_(noise=JaxNoise(key, dtype, self)))
+                made.counts = counts.snapshot()
+                return out
 
-        f = jax.jit(inner) if jit else inner
+            made.fn = jax.jit(inner) if jit else inner
+            return made
+
+        own: list[Compiled] = []  # the compilation this call settled on (at its first call)
+
+        def compiled() -> Any:
+            if own:
+                return own[0].fn
+            if not jit or trace_key is None:
+                own.append(build())
+                return own[0].fn
+            got = _JITTED.get(trace_key)
+            if got is None or (not got.traced and got.owner != owner):  # never share an untraced template
+                got = _JITTED[trace_key] = build()
+                while len(_JITTED) > _JIT_CACHE_SIZE:
+                    _JITTED.popitem(last=False)
+            _JITTED.move_to_end(trace_key)
+            if got.reads and got.owner != owner:  # traced for another target and read its values: not ours
+                key = f"{trace_key}|{owner}"
+                got = _JITTED.get(key) or build()
+                _JITTED[key] = got
+            own.append(got)
+            return got.fn
+
         dev = self._device(template.device)
         key0 = jax.device_put(jax.random.PRNGKey(12345), dev)
+        params, fitted = template.params, template.fitted
+        charged: list[bool] = []
+
+        def call(key: Any) -> Any:
+            out = compiled()(params, arrays, fitted, key)
+            if not charged or not jit:  # one call's evaluations, counted when traced (here or for another target);
+                charged.append(True)  # eager (jit off): every call runs the Python and is charged
+                template.counts.add(1.0, *own[0].counts)
+            return out
+
         return (
-            lambda seed: f(dict(template.params), jax.device_put(jax.random.PRNGKey(seed % 2**63), dev)),
-            lambda: f(dict(template.params), key0),
+            lambda seed: call(jax.device_put(jax.random.PRNGKey(seed % 2**63), dev)),
+            lambda: call(key0),
         )
 
     def traces_once(self, *, jit: bool = True, compile_backend: str | None = None) -> bool:
         return bool(jit)
+
+    def compilations(self) -> tuple[int, float] | None:
+        """XLA compilations and the seconds of tracing, lowering and compiling, from jax.monitoring's events."""
+        return (_COMPILES["count"], _COMPILES["seconds"]) if jax is not None else None
 
     def expand_params(self, params: dict[str, Array], R: int) -> dict[str, Array]:
         return {k: jnp.broadcast_to(v, (R, *v.shape)) for k, v in params.items()}

@@ -55,6 +55,7 @@ class TorchNoise(Noise):
 class TorchBackend(Backend):
     name = "torch"
     autodiff = True
+    compiles = True
 
     @property
     def xp(self) -> Any:  # type: ignore[override]
@@ -120,12 +121,18 @@ class TorchBackend(Backend):
         return TorchNoise(seed, dtype, device, self)
 
     def prepare_call(
-        self, fn: Callable[[Any], Any], template: Any, *, jit: bool = True, compile_backend: str | None = None
+        self,
+        fn: Callable[[Any], Any],
+        template: Any,
+        *,
+        jit: bool = True,
+        compile_backend: str | None = None,
+        trace_key: str | None = None,
     ) -> tuple[Callable[[int], Any], Callable[[], Any]]:
         """As the base adapter; with ``compile_backend`` (e.g. "inductor") ``fn`` is wrapped in torch.compile."""
         if compile_backend:
             fn = torch.compile(fn, backend=compile_backend, dynamic=False)
-        return super().prepare_call(self._guarded(fn), template, jit=jit)
+        return super().prepare_call(self._guarded(fn), template, jit=jit, trace_key=trace_key)
 
     def _guarded(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """``fn`` with its input tensors watched: a tensor cannot be made read-only, so each call compares the

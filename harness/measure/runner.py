@@ -15,7 +15,9 @@ R is the minimum: rounds of chunks are added (each round at most x4 the replicat
 growing x4 only where per-call overhead matters) until every parameter's variance has a 95% CI half-width
 <= P × variance, or ``max_replicates`` / ``max_seconds`` is reached (then ``precision_capped``).
 Estimates land in preallocated float64 arrays (no concatenation copies).  Prepared callables are cached
-(LRU, keyed by estimator, problem, L, chunk size, dtype, device), so repeated cells skip recompilation.
+(LRU, keyed by estimator, problem, L, chunk size, dtype, device); beneath them the JAX backend keeps one compiled
+function per (estimator, problem compile key, L, chunk size, hyperparameters, dtype, device), so the examples of a
+batch and the checkpoints of a workload share one compilation (their η, data and weights are arguments).
 See docs/notes/measurement.md.
 """
 
@@ -133,7 +135,18 @@ def prepare(req: MeasureRequest, R: int | None = None, *, cache: bool = True) ->
         return _CALLERS[key]
     B = get_backend(req.spec.backend)
     template = make_context(req.problem, B, L=req.L, R=R, noise=None, hyper=hyper, dtype=req.dtype, device=req.device)
-    raw, timed = B.prepare_call(req.spec.fn, template, jit=req.jit, compile_backend=req.compile_backend)
+    if req.spec.constants is not None:  # fitted on the host, outside the measured (and compiled) call
+        fitted = req.spec.constants(template)
+        template = template.with_(
+            fitted={k: B.asarray(np.asarray(v), req.dtype, req.device) for k, v in fitted.items()}
+        )
+    # what a compiled call is specialized to: the problem's compile key (an oracle reads the exact answer inside the
+    # call, so it keeps the whole identity), the estimator, L, R, hyperparameters, dtype and device
+    shape = req.problem.spec.to_dict() if req.spec.oracle else req.problem.compile_key()
+    trace_key = json.dumps({**ident, "problem": shape}, sort_keys=True, default=str)
+    raw, timed = B.prepare_call(
+        req.spec.fn, template, jit=req.jit, compile_backend=req.compile_backend, trace_key=trace_key
+    )
     counts = template.counts  # shared by every copy the prepared call makes of the template
     once = B.traces_once(jit=req.jit, compile_backend=req.compile_backend)
     traced: list[tuple[float, float, float]] = []
@@ -326,7 +339,9 @@ def estimate_target(
 def time_estimator(req: MeasureRequest, cfg: TimingConfig | None = None) -> Timing:
     """Per-call time at R = 1 (as in training): compilation separated, warm-up, device synchronized.
 
-    A fresh (uncached) callable is built, so ``compile_time_s`` really contains the compilation.
+    A fresh (uncached) callable is built, so its first call includes whatever compilation it needs (on JAX none
+    when an earlier call of the same estimator and shapes compiled it: the cell's ``compile_time_s`` is then counted
+    by :func:`compile_seconds`).
     """
     caller = prepare(req, 1, cache=False)
     return time_call(caller.timed, caller.B.sync, cfg)
@@ -445,6 +460,7 @@ def _run_cell(cell: Cell) -> CellOutcome:
         target = cell.target.build()
         req = request_for(cell, spec, target)
         parts = target.parts(req.seed)
+        compiled0 = B.compilations()
         G, info = estimate_target(req, target, parts)
         bad = [k for k, g in G.items() if not np.isfinite(g).all(axis=tuple(range(1, g.ndim))).any()]
         if bad:
@@ -466,6 +482,7 @@ def _run_cell(cell: Cell) -> CellOutcome:
                     }
                     for ro in readouts
                 ]
+        timing = [{**tm, "compile_time_s": compile_seconds(B, compiled0, tm)} for tm in timing]
         ident = identity_columns(cell, spec, target)
         threads = int(thread_settings()["threads"])
         rows = []
@@ -487,6 +504,16 @@ def _run_cell(cell: Cell) -> CellOutcome:
             msg += " (the estimator writes into ctx.params / ctx.op, which are read-only: copy before changing)"
         return CellOutcome(cell, "failed", message=msg, seconds=time.perf_counter() - t0)
     return CellOutcome(cell, "ok", rows=rows, seconds=time.perf_counter() - t0)
+
+
+def compile_seconds(B: Backend, before: tuple[int, float] | None, timing: Mapping[str, Any]) -> float:
+    """A cell's ``compile_time_s``: JAX, the seconds its estimate and timing spent tracing and compiling, counted by
+    jax.monitoring (0 when every call reused a compilation of an earlier cell); PyTorch, the first timed call minus
+    the median (torch.compile's compilation with ``compile_backend``, else eager warm-up); NumPy, NaN."""
+    now = B.compilations()
+    if before is not None and now is not None:
+        return float(now[1] - before[1])
+    return float(timing["compile_time_s"]) if B.compiles else math.nan
 
 
 def _no_sync(_: Any) -> None:

@@ -165,3 +165,10 @@ class ProblemShape:
     @property
     def event_shape(self) -> tuple[int, ...]:
         return self.dist.event_shape(self.dim, self.options)
+
+    def compile_key(self) -> dict[str, Any]:
+        """What a compiled estimator call is specialized to (JAX traces once per key): everything about the problem
+        that is not passed as an argument.  Default: the whole identity (parameter values and objective constants
+        included); a target whose values all travel as arrays in ``params_np`` / ``op`` (a workload: data,
+        weights, η) narrows it to its shapes and model, so one compilation serves every example and checkpoint."""
+        return self.spec.to_dict()  # type: ignore[attr-defined]

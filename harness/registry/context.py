@@ -96,6 +96,9 @@ class Context:
         hyper: hyperparameter values, defaults filled in.
         dtype: ``"float64"`` or ``"float32"``.  device: the backend's device name (``cpu``, ``cuda:0``, ``gpu``).
         counts: the evaluations counted so far (:class:`EvalCounts`, shared by :meth:`with_` copies).
+        fitted: the estimator's declared per-target constants (``register_estimator(..., constants=...)``), fitted
+            on the host before the call and given as backend arrays (JAX: arguments of the compiled call, so a fit
+            per target needs no recompilation); empty when the caller did not fit them (the estimator fits itself).
     """
 
     B: Backend
@@ -114,6 +117,8 @@ class Context:
     def _event_ndim(self) -> int:
         """len(event_shape), read once per Context: counting runs on every call of f."""
         return len(self.problem.event_shape)
+
+    fitted: dict[str, Array] = field(default_factory=dict)
 
     @property
     def dist(self) -> Any:

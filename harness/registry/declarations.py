@@ -50,6 +50,7 @@ class Estimator:
     biased_when: Mapping[str, Any] = field(default_factory=dict)  # hyper values that make it biased
     oracle: bool = False  # uses the exact answer: a reference line, never a recommendation
     state: FittedState | None = None  # what it fits to a target (saved and restored by training; harness.fits)
+    constants: Callable[[Any], Mapping[str, Any]] | None = None  # per-target numbers fitted on the host: ctx.fitted
     impls: dict[str, Implementation] = field(default_factory=dict)
 
     @property
@@ -246,6 +247,8 @@ def _validate(est: Estimator) -> None:
     for k in est.biased_when:
         if k not in est.hyperparameters:
             raise RegistryError(f"{where}: biased_when names unknown hyperparameter {k!r}")
+    if est.constants is not None and not callable(est.constants):
+        raise RegistryError(f"{where}: constants must be callable ctx -> {{name: numbers}}, got {est.constants!r}")
     if est.state is not None:
         msg = est.state.validate() if isinstance(est.state, FittedState) else "state must be a FittedState"
         if msg:
@@ -266,6 +269,7 @@ def register_estimator(
     biased_when: Mapping[str, Any] | None = None,
     oracle: bool = False,
     state: FittedState | None = None,
+    constants: Callable[[Any], Mapping[str, Any]] | None = None,
 ) -> Estimator:
     """Declare an estimator (validated now) and return it; attach implementations with ``.implementation``.
 
@@ -274,7 +278,11 @@ def register_estimator(
     hyperparameters to values at which the estimator is biased (e.g. ``{"correction": False}``); ``oracle=True``
     marks a reference that uses the exact answer (shown as a reference line, never recommended); ``state`` declares
     what the estimator fits to its target (:class:`harness.fits.FittedState`, e.g. ``FitCache.declaration()``), which
-    training saves with its checkpoints and restores on resume.
+    training saves with its checkpoints and restores on resume.  ``constants(ctx) -> {name: numbers}`` computes the
+    numbers an implementation fits to its target (control-variate weights, a temperature) on the host, before the
+    measured call; the runner hands them to every implementation as ``ctx.fitted`` (backend arrays; on JAX arguments
+    of the compiled call, so one compilation serves every target of the same shapes).  An implementation called
+    without them (``ctx.fitted`` empty) calls ``constants(ctx)`` itself.
     """
     module = _caller_module()
     if not module.startswith(BUILTIN_PREFIX):
@@ -295,6 +303,7 @@ def register_estimator(
         biased_when=dict(biased_when or {}),
         oracle=oracle,
         state=state,
+        constants=constants,
     )
     _validate(est)
     old = _DECLS.get(name)

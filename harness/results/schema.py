@@ -229,7 +229,14 @@ SCHEMA: list[Column] = [
         [
             ("time_median_s", "float", "per-call time (R = 1, warm, device synchronized): median"),
             ("time_iqr_s", "float", "per-call time: interquartile range"),
-            ("compile_time_s", "float", "first call minus the median (JAX jit / torch.compile compilation)"),
+            (
+                "compile_time_s",
+                "float",
+                "seconds the cell spent compiling — JAX: tracing, lowering and XLA compilation of its estimate and "
+                "timing calls, counted by jax.monitoring (0 when it reused an earlier cell's compilation: one per "
+                "estimator, shapes, L, R, dtype and device); PyTorch: first call minus the median (torch.compile's "
+                "compilation with compile_backend, else eager warm-up); NumPy: NaN",
+            ),
             ("time_samples", "float", "timing samples taken"),
             ("time_inner_loops", "float", "calls per timing sample"),
             ("first_call_s", "float", "the first call, timed alone"),

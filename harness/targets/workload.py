@@ -242,6 +242,17 @@ class WorkloadProblem(ProblemShape):
     def label(self) -> str:
         return self.spec.label()
 
+    def compile_key(self) -> dict[str, Any]:
+        """The model and the shapes only: data, weights and η reach a compiled call as arguments (``params_np`` and
+        ``op``), so every example, batch and checkpoint of one configuration shares one compilation."""
+        return {
+            "workload": self.workload.name,
+            "config": jsonable(dict(sorted(self.cfg.items()))),
+            "n": self.n,
+            "latent": list(self.latent),
+            "op": {k: list(np.shape(v)) for k, v in sorted(self.op.items())},
+        }
+
     def examples(self) -> list[WorkloadProblem]:
         """One-example problems (each example's own f_b), in batch order, at the same weights."""
         if self.spec.example is not None:

@@ -3,8 +3,8 @@
 The training loop (:mod:`harness.training.loop`) is backend-neutral: it draws minibatches and noise in NumPy,
 schedules refits of fitted estimators, logs curves and saves state.  Everything that touches device arrays is an
 engine's job; an engine for a backend is registered in :data:`ENGINES` (module path, class name) and imported only
-when a unit asks for that backend, so the backend stays optional.  PyTorch: :mod:`harness.training.torch_engine`.
-A JAX engine with an optax optimizer plugs in here with the same state layout (issue 21 C).
+when a unit asks for that backend, so the backend stays optional.  PyTorch: :mod:`harness.training.torch_engine`
+(``torch.optim.Adam``); JAX: :mod:`harness.training.jax_engine` (``optax.adam``), with the same state layout.
 
 State layout (what :meth:`Engine.arrays` returns and :meth:`Engine.restore` takes, all NumPy): ``p/<name>`` model
 weights, ``am/<name>`` / ``av/<name>`` the optimizer's first and second moments, ``em/<name>`` / ``es/<name>`` the
@@ -22,7 +22,10 @@ import numpy as np
 
 Array = Any
 # backend -> (module, class) of its engine
-ENGINES: dict[str, tuple[str, str]] = {"torch": ("harness.training.torch_engine", "TorchEngine")}
+ENGINES: dict[str, tuple[str, str]] = {
+    "torch": ("harness.training.torch_engine", "TorchEngine"),
+    "jax": ("harness.training.jax_engine", "JaxEngine"),
+}
 OPTIMIZERS = ("adam",)
 
 

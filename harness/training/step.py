@@ -31,6 +31,13 @@ from harness.registry.context import Context
 from harness.workloads.base import NegElbo, Workload
 
 
+def fresh(B: Any, v: Any) -> Any:
+    """``v`` without gradient, as an array of its own (PyTorch: a detached copy an estimator may mark for autograd;
+    JAX arrays are immutable)."""
+    out = B.stop_gradient(v)
+    return out.clone() if B.name == "torch" else out
+
+
 def per_example_f(wl: Workload, cfg: dict, dist: Any, B: Any, params: dict, x: dict, eta_fixed: dict) -> Any:
     """f_b(z) for z [..., N, *latent] → [..., N] (η fixed inside log q; ``params`` may carry gradients)."""
 
@@ -49,7 +56,7 @@ class StepContext(Context):
     n_latent: int = 1  # len(latent shape)
 
     def batched(self) -> dict[str, Any]:
-        return {k: v.detach().clone() for k, v in self.eta.items()}
+        return {k: fresh(self.B, v) for k, v in self.eta.items()}
 
     def f(self, z: Any) -> Any:
         """[N, *mid, *latent] -> [N, *mid] (estimators may add axes between replicates and the event)."""
@@ -72,7 +79,7 @@ class PerExampleBackend:
             raise ValueError(f"training step: {R} replicates do not split over the {self._n} examples of the batch")
         out = {}
         for k, v in params.items():
-            v = v.detach()[:, 0]
+            v = self._B.stop_gradient(v)[:, 0]
             out[k] = (
                 v.repeat_interleave(R // self._n, 0)
                 if self._B.name == "torch"
@@ -143,7 +150,7 @@ def encoder_gradient(
     problem: StepProblem,
 ) -> dict[str, Any]:
     """g [N, *latent] = the estimator's per-example gradient (of E[f_b], or of the negative K-sample bound)."""
-    fixed = {k: v.detach() for k, v in eta.items()}
+    fixed = {k: B.stop_gradient(v) for k, v in eta.items()}
     fb = per_example_f(wl, cfg, dist, B, dec, x, fixed)
     N = next(iter(fixed.values())).shape[0]
     noise = B.numpy_noise(rng, dtype, device)
@@ -181,7 +188,7 @@ def decoder_objective(
 ) -> Any:
     """Per-example training objective [N] (ELBO, or the L-sample bound when ``multi``), differentiable in the
     decoder weights only (z ~ q(·|η) drawn without gradient)."""
-    fixed = {k: v.detach() for k, v in eta.items()}
+    fixed = {k: B.stop_gradient(v) for k, v in eta.items()}
     z = dist.sample(B, B.numpy_noise(rng, dtype, device), fixed, L)  # [N, L, *latent]
     fz = per_example_f(wl, cfg, dist, B, params, x, fixed)(B.xp.swapaxes(z, 0, 1))  # [L, N]
     return iw_bound(B, fz, 0) if multi else -fz.mean(0)
