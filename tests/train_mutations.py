@@ -226,7 +226,7 @@ def train_cases() -> list[Case]:
         "train: seed -1": mutate("suite.seed", -1, TRAIN_BASE),
         "train: batch_size 0": mutate("train.0.batch_size", 0, TRAIN_BASE),
         "train: estimators []": mutate("train.0.estimators", [], TRAIN_BASE),
-        "train: backends jax": mutate("train.0.backends", ["jax"], TRAIN_BASE),
+        "train: backends numpy": mutate("train.0.backends", ["numpy"], TRAIN_BASE),  # no numpy training engine
     }
     cases = [Case(name, _train(*t, base=data)) for name, data in muts.items()]
     for name in ("train: steps = 1e13", "train: latent_dim = 1e6"):
