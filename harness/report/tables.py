@@ -199,10 +199,16 @@ def _variance_cell(r: dict[str, Any], flagged: bool) -> str:
     return cell
 
 
-def variance_table(
-    pooled: pd.DataFrame, configs: list[str], Ls: list[int], unbiased: dict[str, Any], flagged: set[tuple[str, int]]
+def _by_l_table(
+    pooled: pd.DataFrame,
+    configs: list[str],
+    Ls: list[int],
+    unbiased: dict[str, Any],
+    measure: Callable[[dict[str, Any], str], float],
+    cell: Callable[[str, int, dict[str, Any]], str],
 ) -> Markup:
-    """Leaderboard by variance: rows = configs, columns = L; cell = pooled variance ±95% CI (and bias if biased)."""
+    """A leaderboard: rows = configs, columns = L; ``measure(r, suffix)`` gives the ranked value ("") and its interval
+    ("_ci_low", "_ci_high") for :func:`mark_best`, ``cell(config, L, r)`` the cell's HTML."""
     present = set(pooled["config"])
     idx = [c for c in configs if c in present]
     rec = _records(pooled, ["config", "n_samples"])
@@ -212,13 +218,9 @@ def variance_table(
         col = f"L={L}"
         rs = {c: rec[(c, L)] for c in idx if (c, L) in rec}
         ok = {c: r for c, r in rs.items() if _rankable(r)}
-        marks = mark_best(
-            {c: r["variance"] for c, r in ok.items()},
-            {c: r["variance_ci_low"] for c, r in ok.items()},
-            {c: r["variance_ci_high"] for c, r in ok.items()},
-        )
+        marks = mark_best(*({c: measure(r, k) for c, r in ok.items()} for k in ("", "_ci_low", "_ci_high")))
         for c, r in rs.items():
-            vals[(c, col)] = _variance_cell(r, (c, L) in flagged)
+            vals[(c, col)] = cell(c, L, r)
             cls[(c, col)] = marks.get(c, "")
     cols = [f"L={L}" for L in Ls]
     oracle = _oracles(pooled)
@@ -226,6 +228,20 @@ def variance_table(
         _frame(vals, idx, cols, '<span class="na">—</span>'),
         _frame(cls, idx, cols),
         index_fmt=lambda c: esc(c) + badge(unbiased.get(c), c in oracle),
+    )
+
+
+def variance_table(
+    pooled: pd.DataFrame, configs: list[str], Ls: list[int], unbiased: dict[str, Any], flagged: set[tuple[str, int]]
+) -> Markup:
+    """Leaderboard by variance: rows = configs, columns = L; cell = pooled variance ±95% CI (and bias if biased)."""
+    return _by_l_table(
+        pooled,
+        configs,
+        Ls,
+        unbiased,
+        lambda r, k: r["variance" + k],
+        lambda c, L, r: _variance_cell(r, (c, L) in flagged),
     )
 
 
@@ -313,30 +329,14 @@ def _per_eval_cell(r: dict[str, Any]) -> str:
 
 def per_eval_table(pooled: pd.DataFrame, configs: list[str], Ls: list[int], unbiased: dict[str, Any]) -> Markup:
     """Leaderboard at equal evaluations: rows = configs, columns = L; cell = pooled variance × evaluations per
-    estimate (f + ∂f) ± 95% CI, the evaluation count below."""
-    present = set(pooled["config"])
-    idx = [c for c in configs if c in present]
-    rec = _records(pooled, ["config", "n_samples"])
-    vals: dict[tuple, str] = {}
-    cls: dict[tuple, str] = {}
-    for L in Ls:
-        col = f"L={L}"
-        rs = {c: rec[(c, L)] for c in idx if (c, L) in rec}
-        ok = {c: r for c, r in rs.items() if _rankable(r)}
-        marks = mark_best(
-            {c: 0.0 if r["exact_est"] else r["variance_per_eval"] for c, r in ok.items()},
-            {c: 0.0 if r["exact_est"] else r["variance_per_eval_ci_low"] for c, r in ok.items()},
-            {c: 0.0 if r["exact_est"] else r["variance_per_eval_ci_high"] for c, r in ok.items()},
-        )
-        for c, r in rs.items():
-            vals[(c, col)] = _per_eval_cell(r)
-            cls[(c, col)] = marks.get(c, "")
-    cols = [f"L={L}" for L in Ls]
-    oracle = _oracles(pooled)
-    return styled(
-        _frame(vals, idx, cols, '<span class="na">—</span>'),
-        _frame(cls, idx, cols),
-        index_fmt=lambda c: esc(c) + badge(unbiased.get(c), c in oracle),
+    estimate (f + ∂f) ± 95% CI, the evaluation count below (an exact estimator ranks at 0)."""
+    return _by_l_table(
+        pooled,
+        configs,
+        Ls,
+        unbiased,
+        lambda r, k: 0.0 if r["exact_est"] else r["variance_per_eval" + k],
+        lambda c, L, r: _per_eval_cell(r),
     )
 
 
