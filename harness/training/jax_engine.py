@@ -244,12 +244,11 @@ class JaxEngine:
             return {}
         ident = json.dumps(problem.spec.to_dict(), sort_keys=True, default=str)
         if self._fitted[0] != ident:
-            N = next(iter(self.params.values())).shape[0]  # any R: the constants are the target's
             ctx = make_context(
                 problem,
                 self.B,
                 L=self.s.n_samples,
-                R=max(N, 1),
+                R=1,
                 noise=None,
                 hyper=self.s.hyper,
                 dtype=self.s.dtype,
@@ -321,7 +320,8 @@ class JaxEngine:
         s, B = self.s, self.B
         x = self._batch(x_np)
         problem = problem_for(x, lambda: s.workload.encode(B, self.params, x, s.cfg))
-        made = self._compiled_step(x, problem, self._constants(problem)) if self.compiled else None
+        fitted = self._constants(problem) if self.compiled else {}
+        made = self._compiled_step(x, problem, fitted) if self.compiled else None
         if made is None:  # eagerly: the estimator fits itself, every evaluation is counted as it runs
             counts = EvalCounts()
             out = train_step(
@@ -340,7 +340,7 @@ class JaxEngine:
             self.last_counts = counts.snapshot()
         else:
             noise = draw_host_noise(made.noise_plan, rng, B, s.dtype, s.device)
-            out = made.fn(self.params, self.opt.state, self.ema, x, noise, self._constants(problem), self.hp)
+            out = made.fn(self.params, self.opt.state, self.ema, x, noise, fitted, self.hp)
             self.last_counts = made.counts
         self.params, self.opt.state, self.ema, mean_obj = out
         self.opt.updated = True
