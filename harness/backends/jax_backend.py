@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.backends.base import Array, Backend, Noise, PreparedCall
+from harness.backends.base import Array, Backend, Noise, NumpySourcedNoise, PreparedCall
 
 try:  # optional at import time: a missing backend is reported, never a crash
     import jax
@@ -112,6 +112,81 @@ class Compiled:
     owner: str
     traced: bool = False
     counts: tuple[float, float, float] = (0.0, 0.0, 0.0)  # evaluations its tracing counted (per L-sample estimate)
+    noise_plan: tuple[tuple[str, tuple[int, ...]], ...] | None = None  # draws it takes as arguments (HostNoise)
+
+
+def shared_compilation(trace_key: str | None, owner: str, build: Callable[[], Compiled]) -> Compiled:
+    """The compilation for ``trace_key`` (what a traced function is specialized to), built once and shared (LRU).
+
+    ``owner`` names the target the caller is for.  A compilation that has not been traced yet is shared only with its
+    own target; one whose tracing read its target beyond :data:`STRUCTURE` (``reads``) belongs to that target, and
+    another target gets a compilation of its own (keyed by both).  Without a key the compilation is the caller's own.
+    """
+    if trace_key is None:
+        return build()
+    with _JITTED_LOCK:
+        return _settle(trace_key, owner, build)
+
+
+def _settle(trace_key: str, owner: str, build: Callable[[], Compiled]) -> Compiled:
+    got = _JITTED.get(trace_key)
+    if got is None or (not got.traced and got.owner != owner):  # never share an untraced template
+        got = _JITTED[trace_key] = build()
+        while len(_JITTED) > _JIT_CACHE_SIZE:
+            _JITTED.popitem(last=False)
+    _JITTED.move_to_end(trace_key)
+    if got.reads and got.owner != owner:  # traced for another target and read its values: not ours
+        key = f"{trace_key}|{owner}"
+        got = _JITTED.get(key) or build()
+        _JITTED[key] = got
+    return got
+
+
+class Untraceable(RuntimeError):
+    """A function that cannot be traced as a whole (the message says why); its caller runs it eagerly instead."""
+
+
+class HostNoise(Noise):
+    """Noise drawn on the host (one NumPy generator, as :class:`NumpySourcedNoise`) and given to a traced call as
+    arguments, so that a compiled call and an eager one draw the same numbers.
+
+    Tracing with ``arrays=None`` records the draws a call makes, ``plan`` = ((kind, shape), ...), and hands out
+    placeholders (for ``jax.eval_shape``); with ``arrays`` (drawn by :func:`draw_host_noise` from the plan) it hands
+    them out in order.  Gamma draws depend on a traced shape parameter, so they cannot come from the host:
+    :class:`Untraceable`."""
+
+    def __init__(self, arrays: Sequence[Any] | None, B: Backend, dtype: str) -> None:
+        self.arrays, self.B, self.dtype = arrays, B, jnp.dtype(dtype)
+        self.plan: list[tuple[str, tuple[int, ...]]] = []
+
+    def _draw(self, kind: str, shape: Sequence[int]) -> Array:
+        shape = tuple(int(s) for s in shape)
+        i = len(self.plan)
+        self.plan.append((kind, shape))
+        if self.arrays is None:
+            return jnp.full(shape, 0.5, self.dtype)
+        if i >= len(self.arrays) or tuple(self.arrays[i].shape) != shape:
+            raise Untraceable(f"noise draw {i} ({kind} {shape}) differs from the recorded plan")
+        return self.arrays[i]
+
+    def normal(self, shape: Sequence[int]) -> Array:
+        return self._draw("normal", shape)
+
+    def uniform(self, shape: Sequence[int]) -> Array:
+        return self._draw("uniform", shape)
+
+    def standard_gamma(self, alpha: Array, shape: Sequence[int]) -> Array:
+        raise Untraceable(
+            "it draws Gamma noise, whose shape parameter is computed inside the call: not drawable on the host"
+        )
+
+
+def draw_host_noise(
+    plan: Sequence[tuple[str, tuple[int, ...]]], rng: np.random.Generator, B: Backend, dtype: str, device: str
+) -> list[Any]:
+    """The draws of ``plan`` from ``rng``, in order, exactly as :class:`NumpySourcedNoise` makes them eagerly."""
+    src = NumpySourcedNoise(rng, B, dtype, device)
+    return [getattr(src, kind)(shape) for kind, shape in plan]
 
 
 class JaxNoise(Noise):
@@ -253,27 +328,9 @@ class JaxBackend(Backend):
         own: list[Compiled] = []  # the compilation this call settled on (at its first call)
 
         def compiled() -> Any:
-            with _JITTED_LOCK:
-                return settle()
-
-        def settle() -> Any:
-            if own:
-                return own[0].fn
-            if not jit or trace_key is None:
-                own.append(build())
-                return own[0].fn
-            got = _JITTED.get(trace_key)
-            if got is None or (not got.traced and got.owner != owner):  # never share an untraced template
-                got = _JITTED[trace_key] = build()
-                while len(_JITTED) > _JIT_CACHE_SIZE:
-                    _JITTED.popitem(last=False)
-            _JITTED.move_to_end(trace_key)
-            if got.reads and got.owner != owner:  # traced for another target and read its values: not ours
-                key = f"{trace_key}|{owner}"
-                got = _JITTED.get(key) or build()
-                _JITTED[key] = got
-            own.append(got)
-            return got.fn
+            if not own:
+                own.append(shared_compilation(trace_key if jit else None, owner, build))
+            return own[0].fn
 
         dev = self._device(template.device)
         key0 = jax.device_put(jax.random.PRNGKey(12345), dev)
