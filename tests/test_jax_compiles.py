@@ -7,7 +7,6 @@ log lines ("Compiling ..." records of the ``jax`` loggers).  Nothing here reads 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 
 import numpy as np
@@ -18,53 +17,22 @@ pytest.importorskip("jax")
 from harness.backends import get_backend
 from harness.measure.cells import Cell
 from harness.measure.runner import run_cell
-from harness.targets import workload_truth as truth
 from harness.targets.workload import WorkloadSpec
-from harness.training import checkpoints
+from tests.support.training import CompileLog, fresh_checkpoint_cache
+from tests.support.training import compile_log as jax_compile_log
 
 CFG = {"latent_dim": 4, "hidden": 8}  # 2^4 configurations: cheap exact truth
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STOCHGRAD_CACHE", str(tmp_path_factory.mktemp("ckpt")))
-        checkpoints.forget_memory()
-        truth._MEMO.clear()
-        yield
-    checkpoints.forget_memory()
-    truth._MEMO.clear()
-
-
-class CompileLog(logging.Handler):
-    """Collects jax's ``jax_log_compiles`` records (one "Compiling <fn>" line per XLA compilation)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = record.getMessage()
-        if msg.startswith("Compiling ") and "inner" in msg:
-            self.lines.append(msg)
+    yield from fresh_checkpoint_cache(tmp_path_factory)
 
 
 @pytest.fixture
 def compile_log() -> Iterator[CompileLog]:
-    import jax
-
-    handler = CompileLog()
-    logger = logging.getLogger("jax")
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    jax.config.update("jax_log_compiles", True)
-    try:
-        yield handler
-    finally:
-        jax.config.update("jax_log_compiles", False)
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
+    with jax_compile_log("inner") as log:
+        yield log
 
 
 def _cell(est: str, checkpoint: int, batch_seed: int = 0) -> Cell:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,50 +20,20 @@ from harness.registry import get_declaration, get_estimator, implementations
 from harness.runs.training_run import run_training
 from harness.stats.metrics import bonferroni_z
 from harness.suite.training import load_train_suite
-from harness.targets import workload_truth as truth
 from harness.targets.workload import WorkloadSpec
-from harness.training import TRAIN_KEYS, checkpoints, train_unit, unit_key
+from harness.training import train_unit
+from tests.support.training import fresh_checkpoint_cache, vae_unit
 
 ALPHA = 1e-3
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _cache(tmp_path_factory: pytest.TempPathFactory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STOCHGRAD_CACHE", str(tmp_path_factory.mktemp("ckpt")))
-        checkpoints.forget_memory()
-        truth._MEMO.clear()
-        yield
-    checkpoints.forget_memory()
-    truth._MEMO.clear()
+def _cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    yield from fresh_checkpoint_cache(tmp_path_factory)
 
 
 def _unit(tmp: Path | None = None, **kw) -> dict:
-    from harness.workloads import get_workload
-
-    wl = get_workload(kw.get("workload", "vae_bernoulli"))
-    u = {k: v for k, v in TRAIN_KEYS.items() if k not in ("estimators", "seeds", "backends", "devices", "hyper")}
-    u.update(
-        suite="test",
-        workload=wl.name,
-        config=kw.get("config") or wl.resolve({"latent_dim": 4}),
-        estimator="disarm",
-        hyper={},
-        seed=0,
-        lr=3e-3,
-        backend="torch",
-        device="cpu",
-        steps=60,
-        log_every=20,
-        batch_size=16,
-        val_size=100,
-        test_size=100,
-        test_samples=10,
-    )
-    u.update(kw)
-    if tmp is not None:
-        u["state_path"] = str(tmp / f"{unit_key(u)}.npz")
-    return u
+    return vae_unit(tmp, **kw)
 
 
 # -- training -------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ difference over seeds (Bonferroni is not needed for a bound this loose; its powe
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,53 +22,21 @@ pytest.importorskip("jax")
 pytest.importorskip("optax")
 
 from harness.registry import get_declaration
-from harness.targets import workload_truth as truth
-from harness.training import checkpoints
 from harness.training.engine import ENGINES
 from harness.training.loop import train_unit
-from harness.training.spec import TRAIN_BACKENDS, TRAIN_KEYS
-from harness.training.unit import unit_key
+from harness.training.spec import TRAIN_BACKENDS
+from tests.support.training import fresh_checkpoint_cache, vae_unit
 
 DETECTABLE = 1.0  # nats of held-out bound: a JAX/PyTorch difference this large must be detectable
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _cache(tmp_path_factory: pytest.TempPathFactory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STOCHGRAD_CACHE", str(tmp_path_factory.mktemp("ckpt")))
-        checkpoints.forget_memory()
-        truth._MEMO.clear()
-        yield
-    checkpoints.forget_memory()
-    truth._MEMO.clear()
+def _cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    yield from fresh_checkpoint_cache(tmp_path_factory)
 
 
 def _unit(tmp: Path | None = None, **kw) -> dict:
-    from harness.workloads import get_workload
-
-    wl = get_workload("vae_bernoulli")
-    u = {k: v for k, v in TRAIN_KEYS.items() if k not in ("estimators", "seeds", "backends", "devices", "hyper")}
-    u.update(
-        suite="test",
-        workload=wl.name,
-        config=wl.resolve({"latent_dim": 4}),
-        estimator="disarm",
-        hyper={},
-        seed=0,
-        lr=3e-3,
-        backend="jax",
-        device="cpu",
-        steps=60,
-        log_every=20,
-        batch_size=16,
-        val_size=100,
-        test_size=100,
-        test_samples=10,
-    )
-    u.update(kw)
-    if tmp is not None:
-        u["state_path"] = str(tmp / f"{unit_key(u)}.npz")
-    return u
+    return vae_unit(tmp, **{"backend": "jax", **kw})
 
 
 def test_train_backends_derive_from_engines() -> None:

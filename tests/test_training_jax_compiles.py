@@ -21,82 +21,28 @@ pytest.importorskip("optax")
 
 from harness.backends import get_backend, jax_backend
 from harness.registry import get_declaration
-from harness.targets import workload_truth as truth
-from harness.training import checkpoints, jax_engine, loop
+from harness.training import jax_engine, loop
 from harness.training.loop import Trainer, train_unit
-from harness.training.spec import TRAIN_KEYS
+from tests.support.training import CompileLog, fresh_checkpoint_cache, vae_unit
+from tests.support.training import compile_log as jax_compile_log
 
 STEP = "jitted_train_step"  # the name jax logs for the compiled training step
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STOCHGRAD_CACHE", str(tmp_path_factory.mktemp("ckpt")))
-        checkpoints.forget_memory()
-        truth._MEMO.clear()
-        yield
-    checkpoints.forget_memory()
-    truth._MEMO.clear()
-
-
-class CompileLog(logging.Handler):
-    """Collects jax's ``jax_log_compiles`` records of the training step ("Compiling jitted_train_step ...")."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = record.getMessage()
-        if msg.startswith("Compiling ") and STEP in msg:
-            self.lines.append(msg)
+    yield from fresh_checkpoint_cache(tmp_path_factory)
 
 
 @pytest.fixture
 def compile_log() -> Iterator[CompileLog]:
-    import jax
-
-    handler = CompileLog()
-    logger = logging.getLogger("jax")
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    jax.config.update("jax_log_compiles", True)
-    try:
-        yield handler
-    finally:
-        jax.config.update("jax_log_compiles", False)
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
+    with jax_compile_log(STEP) as log:
+        yield log
 
 
 def _unit(**kw) -> dict:
-    from harness.workloads import get_workload
-
-    wl = get_workload("vae_bernoulli")
-    u = {k: v for k, v in TRAIN_KEYS.items() if k not in ("estimators", "seeds", "backends", "devices", "hyper")}
-    u.update(
-        suite="test",
-        workload=wl.name,
-        config=wl.resolve({"latent_dim": 4}),
-        estimator="disarm",
-        hyper={},
-        seed=0,
-        lr=3e-3,
-        backend="jax",
-        device="cpu",
-        steps=30,
-        log_every=10,
-        batch_size=16,
-        n_samples=2,
-        refit_every=4,
-        val_size=50,
-        test_size=50,
-        test_samples=10,
-    )
-    u.update(kw)
-    return u
+    base = {"backend": "jax", "steps": 30, "log_every": 10, "n_samples": 2, "refit_every": 4, "val_size": 50}
+    return vae_unit(**{**base, "test_size": 50, **kw})
 
 
 def _forget_fits(estimator: str) -> None:

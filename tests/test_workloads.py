@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,11 @@ import pytest
 from harness.measure.check import check_problem, z_critical
 from harness.measure.runner import estimate_target, request_for
 from harness.registry import applies, implementations
-from harness.targets import workload_truth as truth
 from harness.targets.workload import WorkloadSpec
 from harness.training import checkpoints
 from harness.workloads import WorkloadError
 from harness.workloads.chain import encoder_grads
+from tests.support.training import fresh_checkpoint_cache
 
 CK = 50  # a trained checkpoint that is cheap to make
 SMALL = {  # enumerable: 2^6 and 3^3 configurations per example
@@ -31,14 +32,8 @@ SLOW = {"score_function", "measure_valued", "arsm"}  # costly to power on these 
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _cache(tmp_path_factory: pytest.TempPathFactory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STOCHGRAD_CACHE", str(tmp_path_factory.mktemp("ckpt")))
-        checkpoints.forget_memory()
-        truth._MEMO.clear()
-        yield
-    checkpoints.forget_memory()
-    truth._MEMO.clear()
+def _cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    yield from fresh_checkpoint_cache(tmp_path_factory)
 
 
 def _cases(backends: tuple[str, ...]) -> list:
