@@ -25,7 +25,15 @@ from harness.problems import ProblemSpec
 from harness.stats.metrics import ratio_interval, replicate_variances, summarize, variance_interval
 from harness.stats.race import Arm, Cost, Draw, RaceConfig, RaceError, RaceResult, race
 from tests.support.exact_variances import bernoulli_toy_variances, gaussian_quadratic_variances
-from tests.support.race_arms import SYNTHETIC, EstimatorSampler, FakeClock, SyntheticSampler, judge, synthetic_arms
+from tests.support.race_arms import (
+    SYNTHETIC,
+    EstimatorSampler,
+    FakeClock,
+    RetimingSampler,
+    SyntheticSampler,
+    judge,
+    synthetic_arms,
+)
 
 ALPHA = RaceConfig().alpha
 
@@ -250,6 +258,83 @@ def test_imprecise_per_call_times_stop_the_race_early() -> None:
     arms, _ = synthetic_arms(specs, clock, seed=3)
     res = race(arms, budget_s=60.0, clock=clock, config=RaceConfig(rank_by="evals"))
     assert res.stop_reason in ("tied", "within_tolerance") and res.decided, res.text()
+
+
+def _retiming_arms(clock: FakeClock, log: list[str], variances: list[float], **kw: object) -> list[Arm]:
+    return [
+        Arm(f"a{i}", RetimingSampler(v, 1e-4, 2, clock, seed=10 + i, rel_iqr=0.5, log=log, name=f"a{i}", **kw))
+        for i, v in enumerate(variances)
+    ]
+
+
+def test_time_limited_race_retimes_the_survivors_interleaved_and_goes_on() -> None:
+    """θ 1 : 1.4 with per-call times of 50% relative IQR on 20 timing samples: the factor's interval at equal time is
+    dominated by the times' uncertainty (time_limited).  Samplers that can be re-timed are re-timed (round-robin
+    slices, the order rotating, pooled: the median's standard error shrinks) and the race goes on to a decision,
+    saying so; without ``retime`` (or with max_retimes = 0) the same race stops time limited.  Fake clock: the
+    re-timing's seconds are counted in the budget."""
+    clock, log = FakeClock(), []
+    res = race(_retiming_arms(clock, log, [1.0, 1.4]), budget_s=60.0, clock=clock)
+    assert res.retimed, res.text()
+    assert res.decided and res.pick == "a0" and ("a1" in res.eliminated or "a1" in res.worse), res.text()
+    n = RaceConfig().retime_slices
+    assert len(log) == 2 * n * len(res.retimed)
+    for j in range(0, len(log), 2):  # every slice times both survivors; the first of a slice alternates
+        assert sorted(log[j : j + 2]) == ["a0", "a1"], log
+    assert log[0:2] == ["a0", "a1"] and log[2:4] == ["a1", "a0"]
+    assert [r["for"] for r in res.retimed].count("report") <= 1
+    rounds = {r["round"] for r in res.retimed if r["for"] == "decision"}
+    assert rounds and all(res.rounds[k - 1].retimed == ["a0", "a1"] and res.rounds[k - 1].retime_s > 0 for k in rounds)
+    assert "re-timed per-call times before round" in res.text()
+    assert res.to_dict()["retimed"][0]["arms"] == ["a0", "a1"]
+    last = res.rounds[-1].wall_s
+    assert res.spent_s <= 1.1 * 60.0 + last and len(res.rounds) <= res.rounds_planned
+    # the same arms without re-timing: not decided
+    clock, log = FakeClock(), []
+    res = race(_retiming_arms(clock, log, [1.0, 1.4]), budget_s=60.0, clock=clock, config=RaceConfig(max_retimes=0))
+    assert res.stop_reason == "time_limited" and not res.decided and not res.retimed and not log, res.text()
+
+
+def test_an_unbounded_factor_is_re_timed_for_the_report() -> None:
+    """A clear decision (θ 1 : 30) made although the pick's per-call time is so imprecise (relative IQR 2 on 20
+    samples) that its θ has a zero lower limit, so the runner-up's factor would be unbounded above: the pick and the
+    runner-up are re-timed once after the decision (interleaved) and the factor reported is bounded; without
+    ``retime`` it stays unbounded (JSON null)."""
+    for can in (True, False):
+        clock, log = FakeClock(), []
+        kw = dict(clock=clock, log=log)
+        a = RetimingSampler(1.0, 1e-4, 2, seed=1, rel_iqr=2.0, name="a", **kw)  # type: ignore[arg-type]
+        b = RetimingSampler(30.0, 1e-4, 2, seed=2, rel_iqr=0.02, name="b", **kw)  # type: ignore[arg-type]
+        arms = [Arm("a", a), Arm("b", b if can else (lambda n, b=b: b.draw(n)))]  # a callable has no retime
+        res = race(arms, budget_s=60.0, clock=clock)
+        f = res.factors["time"]
+        assert res.pick == "a" and res.decided and f is not None and f.name == "b", res.text()
+        if can:
+            assert [r["for"] for r in res.retimed] == ["report"]
+            assert set(log) == {"a", "b"} and len(log) == 2 * RaceConfig().retime_slices
+            assert math.isfinite(f.high) and f.low > 1, res.text()
+            assert "after the decision, for the factor" in res.text()
+        else:
+            assert not res.retimed and not log and math.isinf(f.high), res.text()
+
+
+def test_retiming_is_bounded_by_the_budget_and_max_retimes() -> None:
+    """Equal θ: re-timing cannot separate the arms; the race re-times at most max_retimes times, never more than
+    retime_share of the budget left each time, and stops time limited (or within tolerance) within its budget."""
+    for budget in (2.0, 60.0):
+        clock, log = FakeClock(), []
+        res = race(_retiming_arms(clock, log, [1.0, 1.0], drift=0.0), budget_s=budget, clock=clock)
+        cfg = RaceConfig()
+        assert [r["for"] for r in res.retimed].count("decision") <= cfg.max_retimes, res.text()
+        assert [r["for"] for r in res.retimed].count("report") <= 1, res.text()
+        spent_before = 0.0
+        for r in res.retimed:
+            prev = res.rounds[r["round"] - (2 if r["for"] == "decision" else 1)]
+            assert r["seconds"] <= cfg.retime_share * (budget - prev.spent_s) + 1e-9
+            spent_before = prev.spent_s
+        assert spent_before <= budget
+        assert res.spent_s <= 1.1 * budget + res.rounds[-1].wall_s, res.text()
+        assert res.stop_reason in ("time_limited", "tied", "within_tolerance", "budget", "rounds"), res.text()
 
 
 def test_progress_reports_the_live_leader_and_survivors() -> None:

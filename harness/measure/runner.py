@@ -347,12 +347,20 @@ def time_estimator(req: MeasureRequest, cfg: TimingConfig | None = None) -> Timi
     return time_call(caller.timed, caller.B.sync, cfg)
 
 
+def parts_call(req: MeasureRequest, parts: list[Part]) -> tuple[Callable[[], Any], Callable[[Any], None]]:
+    """(call, sync) of one estimate at R = 1 for timing: its parts' estimator calls in sequence (fresh callables,
+    so the first call includes whatever compilation it needs)."""
+    callers = [prepare(req.with_(problem=p.problem), 1, cache=False) for p in parts]
+    if len(callers) == 1:
+        return callers[0].timed, callers[0].B.sync
+    return (lambda: [c.timed() for c in callers]), callers[0].B.sync
+
+
 def time_parts(req: MeasureRequest, parts: list[Part], cfg: TimingConfig | None = None) -> Timing:
     """Per-call time at R = 1 of one estimate: its parts' estimator calls in sequence (fresh callables)."""
     if len(parts) == 1:
         return time_estimator(req.with_(problem=parts[0].problem), cfg)
-    callers = [prepare(req.with_(problem=p.problem), 1, cache=False) for p in parts]
-    return time_call(lambda: [c.timed() for c in callers], callers[0].B.sync, cfg)
+    return time_call(*parts_call(req, parts), cfg)
 
 
 def request_for(cell: Cell, spec: Implementation, problem: Any) -> MeasureRequest:

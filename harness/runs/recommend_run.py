@@ -12,9 +12,10 @@ What ``stochgrad recommend`` does, below the public API:
   listed as not raced; a point declared biased (``Estimator.is_unbiased``) races in the biased group (reported
   with its measured bias, never the pick).  Nothing is decided from a name;
 * **samplers** (:class:`RunnerSampler`): every draw goes through the one runner
-  (:func:`harness.measure.runner.estimate_target`, a fresh seed per draw); the cost of one estimate is the
-  per-call time of :func:`harness.measure.runner.time_parts` (quick at the first draw, as a suite cell is timed
-  from the second) and the runner's evaluation counts (``f_evals``, ``grad_evals``, ``aux_evals`` in its info);
+  (:func:`harness.measure.runner.estimate_target`, a fresh seed per draw); the cost of one estimate is its
+  per-call time at R = 1 (:func:`harness.measure.runner.parts_call`: timed quickly at the first draw, re-timed
+  longer — pooled, interleaved with the other survivors — only when the race's decision is limited by the
+  times' uncertainty) and the runner's evaluation counts (``f_evals``, ``grad_evals``, ``aux_evals``);
 * **the race**: :func:`harness.stats.race.race` with ``budget_s`` per answer (first calls — compilation, fitted
   hyperparameters — are paid before the race, from the same budget, and reported apart);
 * **the run directory** (:class:`harness.runs.writer.RunWriter`, kind ``recommend``): ``meta.json``,
@@ -43,8 +44,8 @@ import numpy as np
 import pandas as pd
 
 from harness.files.atomic import atomic_write_json, atomic_write_parquet
-from harness.measure.runner import COUNT_KEYS, MeasureRequest, estimate_target, time_parts
-from harness.measure.timing import TimingConfig
+from harness.measure.runner import COUNT_KEYS, MeasureRequest, estimate_target, parts_call
+from harness.measure.timing import TimingConfig, more_samples, time_call
 from harness.problems import ProblemError, ProblemSpec
 from harness.registry import applies as estimator_applies
 from harness.registry import ensure_loaded, get_declaration, implementations
@@ -62,8 +63,8 @@ KIND = "recommend"
 RECORDS = "answers"
 DEFAULT_BUDGET_S = 60.0
 DEFAULT_SAMPLES = 2
-QUICK = TimingConfig(max_time_s=0.05, min_sample_s=0.002)  # an arm's per-call time at its first draw
-TIMING = TimingConfig(max_time_s=0.5)  # from its second draw, as a suite cell is timed (timing_max_s = 0.5)
+QUICK = TimingConfig(max_time_s=0.05, min_sample_s=0.002)  # an arm's per-call time at its first draw (re-timed,
+# pooled, when the race's decision is limited by it: harness.stats.race)
 GRID_FACTORS = (0.1, 10.0)  # a numeric hyperparameter's grid: its default × these, clipped to its range
 MAX_CHOICES = 4  # a categorical hyperparameter with more choices than this is left at its default
 
@@ -282,7 +283,8 @@ def _seed(*parts: Any) -> int:
 @dataclass
 class RunnerSampler:
     """An arm's draws through the one runner on a built target, a fresh seed per draw; its cost: per-call time
-    (quick at the first draw, as a cell is timed from the second) and the runner's evaluation counts."""
+    (timed quickly at the first draw; :meth:`retime` takes more samples, pooled, when the race asks) and the
+    runner's evaluation counts."""
 
     built: Any
     t: RecommendTarget
@@ -292,6 +294,9 @@ class RunnerSampler:
     calls: int = 0
     counts: dict[str, float] = field(default_factory=dict)
     _seeds: Any = None
+    _samples: list[float] = field(default_factory=list)  # pooled timing samples, each the mean of _number calls
+    _number: int = 1
+    _timed: Any = None  # (call, sync) of one estimate at R = 1
 
     def request(self, R: int, seed: int) -> MeasureRequest:
         return MeasureRequest(
@@ -315,18 +320,35 @@ class RunnerSampler:
         if all(k in info for k in COUNT_KEYS[:2]):
             self.counts = {k: float(info.get(k, 0.0)) for k in COUNT_KEYS}
 
-    def _time(self, cfg: TimingConfig) -> Cost:
-        req = self.request(1, self.seed)
-        tm = time_parts(req, self.built.parts(req.seed), cfg)
+    def _cost(self) -> Cost:
+        q1, med, q3 = np.percentile(self._samples, [25, 50, 75])
         c = self.counts
         return Cost(
-            tm.time_median_s,
-            tm.time_iqr_s,
-            tm.time_samples,
+            float(med),
+            float(q3 - q1),
+            len(self._samples),
             c.get("f_evals", math.nan),
             c.get("grad_evals", 0.0),
             c.get("aux_evals", 0.0),
+            timing_s=float(sum(self._samples)) * self._number,
         )
+
+    def _time(self) -> Cost:
+        """The first per-call time (QUICK), its samples kept for pooling."""
+        req = self.request(1, self.seed)
+        self._timed = parts_call(req, self.built.parts(req.seed))
+        self._number = time_call(*self._timed, QUICK, samples_out=self._samples).time_inner_loops
+        return self._cost()
+
+    def retime(self, seconds: float) -> Cost:
+        """About ``seconds`` more timing samples of one estimate, pooled with the earlier ones (the race calls this
+        on the survivors, interleaved, when per-call times limit its decision)."""
+        if self._timed is None:
+            self.cost = self._time()
+            return self.cost
+        self._samples += more_samples(*self._timed, self._number, seconds)
+        self.cost = self._cost()
+        return self.cost
 
     def draw(self, n: int) -> Draw:
         if self._seeds is None:
@@ -335,8 +357,8 @@ class RunnerSampler:
         seed = int(self._seeds.spawn(1)[0].generate_state(1, dtype=np.uint64)[0] >> np.uint64(2))
         G, info = estimate_target(self.request(n, seed), self.built)
         self._counts(info)
-        if self.cost is None or self.calls == 2:
-            self.cost = self._time(QUICK if self.calls == 1 else TIMING)
+        if self.cost is None:
+            self.cost = self._time()
         return Draw(G, self.cost)
 
 

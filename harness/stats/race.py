@@ -92,6 +92,7 @@ class Cost:
     f_evals: float = math.nan
     grad_evals: float = 0.0
     aux_evals: float = 0.0
+    timing_s: float = 0.0  # seconds of timing samples behind ``seconds`` (sizes a re-timing; 0: unknown)
 
     @property
     def evals(self) -> float:
@@ -112,7 +113,11 @@ class Draw:
 
 
 class ArmSampler(Protocol):
-    """Draws n fresh, independent replicate estimates per call (the caller derives a new seed each call)."""
+    """Draws n fresh, independent replicate estimates per call (the caller derives a new seed each call).
+
+    A sampler may also offer ``retime(seconds) -> Cost``: time one call for about ``seconds`` more, pooled with its
+    earlier timing samples, and return the pooled cost (what later draws report).  The race calls it on the
+    survivors, interleaved, when it would stop *time limited* with budget left (:class:`RaceConfig`)."""
 
     def draw(self, n: int) -> Draw: ...
 
@@ -131,6 +136,13 @@ class Arm:
     def draw(self, n: int) -> Draw:
         s = self.sampler
         return s.draw(n) if hasattr(s, "draw") else s(n)  # type: ignore[operator, union-attr]
+
+    @property
+    def can_retime(self) -> bool:
+        return callable(getattr(self.sampler, "retime", None))
+
+    def retime(self, seconds: float) -> Cost:
+        return self.sampler.retime(seconds)  # type: ignore[union-attr]
 
 
 @dataclass(frozen=True)
@@ -152,6 +164,11 @@ class RaceConfig:
     bias_batches: int = 60  # round-robin batches kept per arm for the bias test (bias_test merges pairs: 30)
     rel_eps: float = 2.2e-16  # machine epsilon of the estimates' dtype: rounding-level variance counts as exact
     max_draw_elems: int = 1 << 24  # largest [n, C] asked of a sampler in one call (larger rounds are split)
+    max_retimes: int = 3  # re-timings of the survivors when the race would stop time limited with budget left
+    retime_growth: float = 4.0  # a re-timing brings an arm's timing seconds to this many times what it had
+    retime_share: float = 0.25  # ... but spends at most this share of the budget left (all survivors together)
+    retime_min_s: float = 0.05  # ... and at least this many seconds per survivor
+    retime_slices: int = 8  # survivors are timed round-robin in this many slices (drift hits them alike)
 
     def __post_init__(self) -> None:
         checks = (
@@ -167,6 +184,11 @@ class RaceConfig:
             ("budget_slack", self.budget_slack >= 0, ">= 0"),
             ("max_nonfinite", 0 <= self.max_nonfinite < 1, "in [0, 1)"),
             ("bias_batches", self.bias_batches >= 4 and self.bias_batches % 2 == 0, "an even integer >= 4"),
+            ("max_retimes", self.max_retimes >= 0, "an integer >= 0"),
+            ("retime_growth", self.retime_growth > 1, "> 1"),
+            ("retime_share", 0 < self.retime_share < 1, "in (0, 1)"),
+            ("retime_min_s", self.retime_min_s > 0, "> 0"),
+            ("retime_slices", self.retime_slices >= 1, "an integer >= 1"),
         )
         for key, ok, valid in checks:
             if not ok:
@@ -323,6 +345,9 @@ class RoundRecord:
     wall_s: float
     spent_s: float
     biased_leader: str | None = None
+    retimed: list[str] = field(default_factory=list)  # survivors re-timed before this round's draws
+    retime_s: float = 0.0  # wall seconds of that re-timing
+    budget_s: float | None = None  # the race's budget (progress displays show spent / budget)
 
 
 @dataclass
@@ -364,6 +389,7 @@ class RaceResult:
     excluded: dict[str, str]
     leaders: dict[str, str | None]
     level: dict[str, Any]
+    retimed: list[dict[str, Any]] = field(default_factory=list)  # {round, arms, seconds}: survivors re-timed
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -415,6 +441,12 @@ class RaceResult:
             lines.append(f"biased (never the pick): {a['name']}  bias {_g(a['bias'])} (p = {_g(a['bias_p'])})")
         for n, why in self.excluded.items():
             lines.append(f"not raced: {n} ({why})")
+        for r in self.retimed:
+            when = f"before round {r['round']}" if r["for"] == "decision" else "after the decision, for the factor"
+            lines.append(
+                f"re-timed per-call times {when} (interleaved, pooled with the earlier timing; {_g(r['seconds'])} "
+                f"s): {', '.join(r['arms'])}"
+            )
         budget = f" of {_g(self.budget_s)} s" if self.budget_s else ""
         lines.append(f"spent {_g(self.spent_s)} s{budget}")
         return "\n".join(lines)
@@ -425,7 +457,8 @@ _STOP_TEXT = {
     "one_valid_left": "one left with a valid interval",
     "tied": "survivors tied",
     "within_tolerance": "no survivor more than the tolerance better",
-    "time_limited": "per-call times too imprecise to separate the survivors (time them longer, or rank by evals)",
+    "time_limited": "per-call times too imprecise to separate the survivors (a larger budget re-times them longer; "
+    "or rank by evals)",
     "budget": "budget spent",
     "rounds": "planned rounds done",
     "no_arms": "no arm to race",
@@ -480,6 +513,8 @@ class Race:
         self.rounds_planned = self.cfg.max_rounds
         self.t0 = 0.0
         self.z_now = math.nan
+        self.primary = "unbiased"
+        self.retimes: list[dict[str, Any]] = []
 
     # -- drawing ---------------------------------------------------------------------------------------------------
     def _draw(self, s: ArmState, n: int, k: int) -> int:
@@ -623,15 +658,59 @@ class Race:
         (vs, ts), (vl, tl) = parts(s), parts(leader)
         return math.hypot(ts, tl) > 0 and math.hypot(vs, vl) < 0.25 * math.hypot(ts, tl)
 
+    def _retime_plan(self, k: int) -> dict[ArmState, float] | None:
+        """Seconds of re-timing per survivor of the primary group before round k + 1, or None when it cannot be
+        done: a sampler without ``retime``, ``max_retimes`` reached, no round left, or too little budget left."""
+        cfg = self.cfg
+        alive = self._group(self.primary)
+        if (
+            cfg.rank_by != "time"
+            or len(self.retimes) >= cfg.max_retimes
+            or k >= self.rounds_planned
+            or not alive
+            or not all(s.arm.can_retime for s in alive)
+        ):
+            return None
+        want = {s: max(cfg.retime_min_s, (cfg.retime_growth - 1) * s.cost.timing_s if s.cost else 0.0) for s in alive}
+        if self.budget is not None:
+            cap = cfg.retime_share * (self.budget - (self.clock() - self.t0))
+            if cap < cfg.retime_min_s * len(alive):
+                return None
+            f = min(1.0, cap / sum(want.values()))
+            want = {s: w * f for s, w in want.items()}
+        return want
+
+    def _retime(self, plan: dict[ArmState, float], k: int) -> dict[str, Any]:
+        """Re-time the survivors round-robin in ``retime_slices`` slices (the order rotates each slice), so drift of
+        the machine's speed during the re-timing hits every survivor alike; each pools with its earlier timing."""
+        t0 = self.clock()
+        order = list(plan)
+        n = self.cfg.retime_slices
+        for j in range(n):
+            for s in order[j % len(order) :] + order[: j % len(order)]:
+                if s.status == "dropped":
+                    continue
+                try:
+                    s.cost = s.arm.retime(plan[s] / n)
+                except Exception as exc:  # as a failing draw: the arm is dropped, with why
+                    s.drop(f"error while re-timing: {type(exc).__name__}: {exc}", k)
+        rec = {"round": k, "arms": [s.name for s in order], "seconds": self.clock() - t0, "for": "decision"}
+        self.retimes.append(rec)
+        return rec
+
     def run(self) -> RaceResult:
         cfg = self.cfg
         self.t0 = self.clock()
         primary = "unbiased" if any(s.group == "unbiased" for s in self.states) else "biased"
+        self.primary = primary
         sizes = {s: cfg.pilot for s in self.states}
         stop, k = "no_arms", 0
+        retime: dict[ArmState, float] | None = None
         while sizes:
             k += 1
             t_round = self.clock()
+            done = self._retime(retime, k) if retime else None
+            retime = None
             drawn = {s.name: self._draw(s, n, k) for s, n in sizes.items() if s.alive}
             spent = self.clock() - self.t0
             if k == 1:
@@ -661,6 +740,9 @@ class Race:
                 self.clock() - t_round,
                 spent,
                 leaders["biased"].name if primary == "unbiased" and leaders["biased"] else None,
+                retimed=list(done["arms"]) if done else [],
+                retime_s=done["seconds"] if done else 0.0,
+                budget_s=self.budget,
             )
             self.records.append(rec)
             if self.progress is not None:
@@ -671,17 +753,25 @@ class Race:
             if len(survivors) == 1:
                 stop = "one_left"
                 break
-            if resolved[primary]:
+            if resolved[primary] == "time_limited":
+                # more replicates cannot resolve it, longer per-call timing may: re-time the survivors and go on
+                retime = self._retime_plan(k)
+                if retime is None:
+                    stop = "time_limited"
+                    break
+            elif resolved[primary]:
                 stop = resolved[primary]
                 break
             if k >= self.rounds_planned:
                 stop = "rounds"
                 break
-            plan = self._plan(k + 1, self.clock() - self.t0)
+            plan = self._plan(k + 1, self.clock() - self.t0 + (sum(retime.values()) if retime else 0.0))
             if plan is None:
-                stop = "budget"
+                stop = "time_limited" if retime else "budget"
                 break
             sizes = plan
+        if self.records and stop in DECIDED and cfg.max_retimes > 0:
+            self._retime_for_report()
         return self._result(stop, primary)
 
     # -- the result -----------------------------------------------------------------------------------------------
@@ -714,6 +804,49 @@ class Race:
             "bias_against": against,
         }
 
+    def _pick_and_runner(self, primary: str) -> tuple[ArmState | None, ArmState | None]:
+        """The pick (the leader of the valid unbiased survivors) and the runner-up: the next smallest θ among the
+        other unbiased arms, heavy-tailed ones included (their factor has a lower limit only: at least that much
+        worse)."""
+        rb = self.cfg.rank_by
+        unb = [s for s in self.states if s.status != "dropped" and s.stats.get("valid") and s.group == "unbiased"]
+        pick = self._leader([s for s in unb if s.alive]) if primary == "unbiased" else None
+        rest = [
+            s
+            for s in self.states
+            if s.group == "unbiased" and s is not pick and s.status != "dropped" and s.stats.get("ready")
+        ]
+        rest = [s for s in rest if math.isfinite(s.theta(rb)[0])]
+        runner = min(rest, key=lambda s: (not s.stats["valid"], s.theta(rb)[0])) if rest and pick else None
+        return pick, runner
+
+    def _retime_for_report(self) -> None:
+        """When a decided race's runner-up factor at equal time (reported in either currency) is unbounded because
+        the per-call times are too imprecise (a θ lower limit of 0) and budget is left, re-time the pick and the
+        runner-up (interleaved, pooled) once before the result is made: the decision is made, the factor reported
+        is then bounded."""
+        pick, runner = self._pick_and_runner(self.primary)
+        if pick is None or runner is None or pick.stats["exact"] or not runner.stats.get("valid"):
+            return
+        if not (pick.arm.can_retime and runner.arm.can_retime):
+            return
+        r, lo, hi = self._ratio(runner, pick, "time")
+        if math.isfinite(hi) and lo > 0:
+            return
+        cfg = self.cfg
+        want = {
+            s: max(cfg.retime_min_s, (cfg.retime_growth - 1) * s.cost.timing_s if s.cost else 0.0)
+            for s in (pick, runner)
+        }
+        if self.budget is not None:
+            cap = cfg.retime_share * (self.budget - (self.clock() - self.t0))
+            if cap < cfg.retime_min_s * 2:
+                return
+            f = min(1.0, cap / sum(want.values()))
+            want = {s: w * f for s, w in want.items()}
+        rec = self._retime(want, len(self.records))
+        rec["for"] = "report"
+
     def _result(self, stop: str, primary: str) -> RaceResult:
         cfg, rb = self.cfg, self.cfg.rank_by
         z = self.records[-1].z if self.records else math.nan
@@ -724,9 +857,8 @@ class Race:
         unb = [s for s in ok if s.group == "unbiased"]
         n_family = max(len([s for s in self.states if s.status != "dropped"]), 1)
         bias = {s.name: self._bias(s, None, n_family) for s in self.states}
-        survivors = [s for s in unb if s.alive]
         note = ""
-        pick_state = self._leader(survivors) if primary == "unbiased" else None
+        pick_state, runner = self._pick_and_runner(primary)
         if primary != "unbiased":
             note = "no unbiased estimator applies: nothing is recommended"
         elif pick_state is None:
@@ -742,15 +874,6 @@ class Race:
                 if s.group == "biased":
                     bias[s.name] = self._bias(s, pick_state, n_family)
         pick = pick_state.name if pick_state else None
-        # the runner-up: the next smallest θ among the other unbiased arms, heavy-tailed ones included (their
-        # factor has a lower limit only: at least that much worse)
-        rest = [
-            s
-            for s in self.states
-            if s.group == "unbiased" and s is not pick_state and s.status != "dropped" and s.stats.get("ready")
-        ]
-        rest = [s for s in rest if math.isfinite(s.theta(rb)[0])]
-        runner = min(rest, key=lambda s: (not s.stats["valid"], s.theta(rb)[0])) if rest and pick_state else None
         factors: dict[str, Factor | None] = {}
         for m in RANK_BY:
             if runner is None or pick_state is None:
@@ -806,6 +929,7 @@ class Race:
                 "tolerance": cfg.tolerance,
                 "intervals": "family-wise over all intervals made (see level.correction)",
             },
+            retimed=list(self.retimes),
         )
 
     def _arm_report(self, s: ArmState, bias: dict[str, Any], pick: str | None, ties: list[str]) -> dict[str, Any]:
