@@ -35,7 +35,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -52,6 +52,7 @@ from harness.registry import ensure_loaded, get_declaration, implementations
 from harness.registry.declarations import Estimator, Implementation, RegistryError
 from harness.registry.hyper import Hyper
 from harness.runs.machine import git_commit, machine_info
+from harness.runs.progress import StatusLine, bar
 from harness.runs.writer import RunError, RunPlan, RunWriter, check_cache, check_out, new_run_dir
 from harness.stats.race import RANK_BY, Arm, Cost, Draw, RaceConfig, RaceError, RoundRecord, race
 from harness.suite.expand import expand
@@ -372,19 +373,35 @@ def truth_of(built: Any) -> dict[str, np.ndarray] | None:
     return {k: np.asarray(built.exact.grads[k]) for k in built.param_names}
 
 
-def progress_printer(stream: TextIO, label: str, budget_s: float | None) -> Callable[[RoundRecord], None]:
-    """A progress callback: one line per round with the live leader and the estimators still in the race."""
+class RaceProgress:
+    """The race's progress display (a callback per round): on a TTY one live line — round, live leader, the
+    estimators still in the race, budget spent as a bar — with each round's eliminations kept as lines above it;
+    otherwise one line per round (:class:`harness.runs.progress.StatusLine`)."""
 
-    def show(r: RoundRecord) -> None:
+    def __init__(self, stream: TextIO, label: str, budget_s: float | None) -> None:
+        self.line, self.label, self.budget = StatusLine(stream, every_s=0.0), label, budget_s
+
+    def __call__(self, r: RoundRecord) -> None:
+        budget = r.budget_s or self.budget
+        spent = f"{r.spent_s:.1f} of {budget:.3g} s" if budget else f"{r.spent_s:.1f} s"
+        retimed = f" (re-timed: {', '.join(r.retimed)})" if r.retimed else ""
+        if self.line.tty:
+            if r.eliminated:
+                self.line.note(f"[{self.label}] round {r.round}: out: " + ", ".join(n for n, _ in r.eliminated))
+            gauge = bar(r.spent_s / budget, 12) + " " if budget else ""
+            self.line.show(
+                f"{gauge}{spent} · round {r.round}{retimed} · leader {r.leader or '—'} · in the race "
+                f"({len(r.survivors)}): {', '.join(r.survivors)}"
+            )
+            return
         out = "; out: " + ", ".join(n for n, _ in r.eliminated) if r.eliminated else ""
-        of = f" of {budget_s:.3g}" if budget_s else ""
-        stream.write(
-            f"[{label}] round {r.round}: leader {r.leader or '—'}; in the race ({len(r.survivors)}): "
-            f"{', '.join(r.survivors)}{out}; {r.spent_s:.1f}{of} s\n"
+        self.line.show(
+            f"[{self.label}] round {r.round}{retimed}: leader {r.leader or '—'}; in the race ({len(r.survivors)}): "
+            f"{', '.join(r.survivors)}{out}; {spent}"
         )
-        stream.flush()
 
-    return show
+    def close(self) -> None:
+        self.line.close()
 
 
 def recommend_one(
@@ -430,12 +447,13 @@ def recommend_one(
     cfg = config or RaceConfig(rank_by=rank_by)
     left = max(budget_s - first_s, 1e-3)
     stream = stream or sys.stderr
+    progress = RaceProgress(stream, t.label(), left)
     try:
-        res = race(
-            arms, budget_s=left, config=cfg, truth=truth_of(built), progress=progress_printer(stream, t.label(), left)
-        )
+        res = race(arms, budget_s=left, config=cfg, truth=truth_of(built), progress=progress)
     except RaceError as exc:
         raise RecommendError(str(exc)) from None
+    finally:
+        progress.close()
     out = res.to_dict()
     for label, why in failed.items():
         out["excluded"][label] = why
