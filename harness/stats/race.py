@@ -25,8 +25,12 @@ it, and a round that cannot fit in budget × (1 + ``budget_slack``) is not start
 * it stops when one arm remains, when every survivor's factor to the leader has an interval inside
   [1/(1+tol), 1+tol] (a tie), when no survivor's factor has a lower limit below 1/(1+tol) (none can be more than
   the tolerance better: ``stop_within_tolerance``), when the budget is spent, or after the planned rounds.
-  At equal time it also stops (not decided) when every survivor's factor interval is dominated by the per-call
-  times' uncertainty, which more replicates do not shrink ("time_limited").
+  At equal time, when every survivor's factor interval is dominated by the per-call times' uncertainty, which
+  more replicates do not shrink, the survivors are re-timed before the next round if their samplers can be
+  (``retime``: round-robin slices so drift hits them alike, pooled with the earlier timing, at most
+  ``max_retimes`` times, each at most ``retime_share`` of the budget left); otherwise it stops, not decided
+  ("time_limited").  A decided race whose runner-up factor is unbounded because of the times (a θ lower limit
+  of 0) re-times the pick and the runner-up once for the report.
   Survivors flagged heavy-tailed on at least 2 × ``ref_min`` replicates whose point estimate is above the
   leader's upper limit do not hold a decision up (they cannot be picked, and their missing upper limit can keep them in the
   race for ever): they are reported as not comparable.
