@@ -431,6 +431,33 @@ def test_budget_is_held(overhead: float, draw_factor: float) -> None:
             assert res.spent_s >= 0.5 * budget, (budget, res.spent_s, [r.wall_s for r in res.rounds])
 
 
+def test_a_machine_that_slows_down_does_not_blow_the_budget() -> None:
+    """Draws become 20x slower than the rates the race planned its next round with (another job started): the
+    round stops drawing once the budget with its slack is spent (between arms and between an arm's chunks), so
+    the overrun is at most one chunk of one arm, not the whole round."""
+    clock = FakeClock()
+    specs = [dict(name=f"a{i}", variance=1.0 + 0.02 * i, seconds=1e-4, evals=2) for i in range(4)]
+    arms, _ = synthetic_arms(specs, clock, seed=5)
+    samplers = [a.sampler for a in arms]
+    slow = {"after": 2}
+
+    def slowed(sm: SyntheticSampler) -> Callable[[int], Draw]:
+        def draw(n: int) -> Draw:
+            if len(sm.calls) >= slow["after"]:
+                sm.draw_factor = 20.0
+            return sm.draw(n)
+
+        return draw
+
+    arms = [Arm(a.name, slowed(sm)) for a, sm in zip(arms, samplers, strict=True)]
+    cfg = RaceConfig(tolerance=0.0, max_draw_elems=64)  # chunks of 64 replicates (C = 1)
+    res = race(arms, budget_s=2.0, clock=clock, config=cfg)
+    chunk = 64 * 1e-4 * 20.0
+    assert res.spent_s <= 1.1 * 2.0 + chunk + 1e-9, (res.spent_s, [r.wall_s for r in res.rounds])
+    last = res.rounds[-1]
+    assert sum(last.replicates.values()) < sum(res.rounds[-2].replicates.values()) * 2 * 4, last
+
+
 # -- validation: synthetic arms of exact θ ----------------------------------------------------------------------
 def run_synthetic(name: str, seed: int, rank_by: str, budget: float = 60.0) -> tuple[RaceResult, dict[str, float]]:
     clock = FakeClock()

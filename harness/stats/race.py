@@ -525,7 +525,7 @@ class Race:
         """Draw n replicates of arm ``s`` (split so no call exceeds max_draw_elems); returns the rows drawn."""
         done, wall = 0, 0.0
         C = None if s.total is None else s.total.shape[0]
-        while done < n and s.alive:
+        while done < n and s.alive and not (k > 1 and done and self._over()):
             size = n - done if C is None else min(n - done, max(self.cfg.min_round, self.cfg.max_draw_elems // C))
             t = self.clock()
             try:
@@ -547,6 +547,13 @@ class Race:
                 unit = "seconds per call" if self.cfg.rank_by == "time" else "f_evals + grad_evals"
                 s.drop(f"no cost to rank by {self.cfg.rank_by!r} ({unit} must be > 0)", k)
         return done
+
+    def _over(self) -> bool:
+        """Whether the budget with its slack is spent: a round that runs past it (the machine slowed down after its
+        rates were measured) stops drawing — between arms and between an arm's chunks — and is decided on what it
+        drew (pooled statistics need no equal shares)."""
+        b = self.budget
+        return b is not None and self.clock() - self.t0 > b * (1 + self.cfg.budget_slack)
 
     def _plan(self, k: int, spent: float) -> dict[ArmState, int] | None:
         """Replicates per survivor for round k (equal cost shares), or None when the budget cannot fit it."""
@@ -715,7 +722,8 @@ class Race:
             t_round = self.clock()
             done = self._retime(retime, k) if retime else None
             retime = None
-            drawn = {s.name: self._draw(s, n, k) for s, n in sizes.items() if s.alive}
+            # the pilot draws every arm; a later round stops drawing once the budget with its slack is spent
+            drawn = {s.name: self._draw(s, n, k) for s, n in sizes.items() if s.alive and (k == 1 or not self._over())}
             spent = self.clock() - self.t0
             if k == 1:
                 self.rounds_planned = self._plan_rounds(spent)
