@@ -295,6 +295,26 @@ def test_time_limited_race_retimes_the_survivors_interleaved_and_goes_on() -> No
     assert res.stop_reason == "time_limited" and not res.decided and not res.retimed and not log, res.text()
 
 
+def test_retiming_starts_as_soon_as_the_times_dominate() -> None:
+    """θ 1 : 31, t5 noise, per-call times with IQR 2x their median on 11 samples (a load spike during the quick
+    timing): the factor's interval is unbounded because of the times while the variance part still shrinks with
+    replicates.  Re-timing starts once the times' part of the interval exceeds the variances' (not only once it is
+    4x it, when the race without re-timing stops time limited), so the race decides; without re-timing it stops
+    time limited, later.  Fake clock, fixed seeds."""
+
+    def run(max_retimes: int) -> RaceResult:
+        clock, log = FakeClock(), []
+        kw = dict(clock=clock, log=log, kind="t5", samples=11)
+        a = RetimingSampler(1.0, 1.8e-5, 2, seed=2, rel_iqr=2.0, name="a", **kw)  # type: ignore[arg-type]
+        b = RetimingSampler(31.0, 3.6e-5, 2, seed=3, rel_iqr=2.4, name="b", **kw)  # type: ignore[arg-type]
+        return race([Arm("a", a), Arm("b", b)], budget_s=10.0, clock=clock, config=RaceConfig(max_retimes=max_retimes))
+
+    with_, without = run(3), run(0)
+    assert without.stop_reason == "time_limited" and not without.decided, without.text()
+    assert with_.decided and with_.pick == "a" and with_.eliminated == {"b": len(with_.rounds)}, with_.text()
+    assert with_.retimed[0]["round"] < len(without.rounds), (with_.text(), without.text())
+
+
 def test_an_unbounded_factor_is_re_timed_for_the_report() -> None:
     """A clear decision (θ 1 : 30) made although the pick's per-call time is so imprecise (relative IQR 2 on 20
     samples) that its θ has a zero lower limit, so the runner-up's factor would be unbounded above: the pick and the

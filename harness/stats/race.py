@@ -650,14 +650,18 @@ class Race:
                 resolved = "tied"
             elif ratios and self.cfg.stop_within_tolerance and all(1 / lim <= lo for _, lo, _ in ratios):
                 resolved = "within_tolerance"  # no survivor can be more than tol better than the leader
-            elif rb == "time" and all(self._time_limited(s, leader) for s in comparable if s is not leader):
-                resolved = "time_limited"  # more replicates cannot resolve: the per-call times are too imprecise
+            elif rb == "time" and all(self._time_limited(s, leader, 1.0) for s in comparable if s is not leader):
+                # the per-call times' uncertainty dominates every factor interval: re-timing shrinks them more than
+                # replicates ("time_dominated", not a stop); once it is 4x the variance part, more replicates cannot
+                # resolve them at all ("time_limited": a stop unless the survivors can be re-timed)
+                limited = all(self._time_limited(s, leader) for s in comparable if s is not leader)
+                resolved = "time_limited" if limited else "time_dominated"
         return out, leader, resolved
 
-    def _time_limited(self, s: ArmState, leader: ArmState) -> bool:
+    def _time_limited(self, s: ArmState, leader: ArmState, share: float = 0.25) -> bool:
         """Whether the factor interval of s to the leader at equal time is dominated by the per-call times'
         uncertainty (which replicates do not shrink): the variance parts' relative half-widths combined are below
-        a quarter of the time parts' combined."""
+        ``share`` × the time parts' combined."""
 
         def parts(a: ArmState) -> tuple[float, float]:
             c, st = a.cost, a.stats
@@ -667,7 +671,7 @@ class Race:
             return rv, rt
 
         (vs, ts), (vl, tl) = parts(s), parts(leader)
-        return math.hypot(ts, tl) > 0 and math.hypot(vs, vl) < 0.25 * math.hypot(ts, tl)
+        return math.hypot(ts, tl) > 0 and math.hypot(vs, vl) < share * math.hypot(ts, tl)
 
     def _retime_plan(self, k: int) -> dict[ArmState, float] | None:
         """Seconds of re-timing per survivor of the primary group before round k + 1, or None when it cannot be
@@ -765,10 +769,11 @@ class Race:
             if len(survivors) == 1:
                 stop = "one_left"
                 break
-            if resolved[primary] == "time_limited":
-                # more replicates cannot resolve it, longer per-call timing may: re-time the survivors and go on
+            limited = resolved[primary] == "time_limited"
+            if resolved[primary] in ("time_limited", "time_dominated"):
+                # the per-call times limit the decision: re-time the survivors (if they can be) and go on
                 retime = self._retime_plan(k)
-                if retime is None:
+                if retime is None and limited:
                     stop = "time_limited"
                     break
             elif resolved[primary]:
@@ -779,7 +784,7 @@ class Race:
                 break
             plan = self._plan(k + 1, self.clock() - self.t0 + (sum(retime.values()) if retime else 0.0))
             if plan is None:
-                stop = "time_limited" if retime else "budget"
+                stop = "time_limited" if retime and limited else "budget"
                 break
             sizes = plan
         if self.records and stop in DECIDED and cfg.max_retimes > 0:
