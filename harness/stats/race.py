@@ -25,11 +25,11 @@ it, and a round that cannot fit in budget × (1 + ``budget_slack``) is not start
 * it stops when one arm remains, when every survivor's factor to the leader has an interval inside
   [1/(1+tol), 1+tol] (a tie), when no survivor's factor has a lower limit below 1/(1+tol) (none can be more than
   the tolerance better: ``stop_within_tolerance``), when the budget is spent, or after the planned rounds.
-  At equal time, when every survivor's factor interval is dominated by the per-call times' uncertainty, which
-  more replicates do not shrink, the survivors are re-timed before the next round if their samplers can be
-  (``retime``: round-robin slices so drift hits them alike, pooled with the earlier timing, at most
-  ``max_retimes`` times, each at most ``retime_share`` of the budget left); otherwise it stops, not decided
-  ("time_limited").  A decided race whose runner-up factor is unbounded because of the times (a θ lower limit
+  At equal time, when the per-call times' uncertainty (which more replicates do not shrink) is the larger part
+  of every survivor's factor interval, the survivors are re-timed before the next round if their samplers can
+  be (``retime``: round-robin slices so drift hits them alike, pooled with the earlier timing, at most
+  ``max_retimes`` times, each at most ``retime_share`` of the budget left); when it is 4x the variances' part
+  and they cannot be re-timed (any more), it stops, not decided ("time_limited").  A decided race whose runner-up factor is unbounded because of the times (a θ lower limit
   of 0) re-times the pick and the runner-up once for the report.
   Survivors flagged heavy-tailed on at least 2 × ``ref_min`` replicates whose point estimate is above the
   leader's upper limit do not hold a decision up (they cannot be picked, and their missing upper limit can keep them in the
@@ -121,7 +121,8 @@ class ArmSampler(Protocol):
 
     A sampler may also offer ``retime(seconds) -> Cost``: time one call for about ``seconds`` more, pooled with its
     earlier timing samples, and return the pooled cost (what later draws report).  The race calls it on the
-    survivors, interleaved, when it would stop *time limited* with budget left (:class:`RaceConfig`)."""
+    survivors, interleaved, when the per-call times' uncertainty dominates their factor intervals and budget is
+    left (:class:`RaceConfig`)."""
 
     def draw(self, n: int) -> Draw: ...
 
@@ -168,7 +169,7 @@ class RaceConfig:
     bias_batches: int = 60  # round-robin batches kept per arm for the bias test (bias_test merges pairs: 30)
     rel_eps: float = 2.2e-16  # machine epsilon of the estimates' dtype: rounding-level variance counts as exact
     max_draw_elems: int = 1 << 24  # largest [n, C] asked of a sampler in one call (larger rounds are split)
-    max_retimes: int = 3  # re-timings of the survivors when the race would stop time limited with budget left
+    max_retimes: int = 3  # re-timings of the survivors when the per-call times dominate the factors' intervals
     retime_growth: float = 4.0  # a re-timing brings an arm's timing seconds to this many times what it had
     retime_share: float = 0.25  # ... but spends at most this share of the budget left (all survivors together)
     retime_min_s: float = 0.05  # ... and at least this many seconds per survivor
@@ -686,13 +687,19 @@ class Race:
             or not all(s.arm.can_retime for s in alive)
         ):
             return None
-        want = {s: max(cfg.retime_min_s, (cfg.retime_growth - 1) * s.cost.timing_s if s.cost else 0.0) for s in alive}
+        return self._retime_sizes(alive)
+
+    def _retime_sizes(self, arms: list[ArmState]) -> dict[ArmState, float] | None:
+        """Seconds of re-timing per arm: ``retime_growth`` - 1 times the timing seconds it has (at least
+        ``retime_min_s``), all together at most ``retime_share`` of the budget left (None: not even the minimum)."""
+        cfg = self.cfg
+        want = {a: max(cfg.retime_min_s, (cfg.retime_growth - 1) * (a.cost.timing_s if a.cost else 0.0)) for a in arms}
         if self.budget is not None:
             cap = cfg.retime_share * (self.budget - (self.clock() - self.t0))
-            if cap < cfg.retime_min_s * len(alive):
+            if cap < cfg.retime_min_s * len(arms):
                 return None
             f = min(1.0, cap / sum(want.values()))
-            want = {s: w * f for s, w in want.items()}
+            want = {a: w * f for a, w in want.items()}
         return want
 
     def _retime(self, plan: dict[ArmState, float], k: int) -> dict[str, Any]:
@@ -850,19 +857,9 @@ class Race:
         r, lo, hi = self._ratio(runner, pick, "time")
         if math.isfinite(hi) and lo > 0:
             return
-        cfg = self.cfg
-        want = {
-            s: max(cfg.retime_min_s, (cfg.retime_growth - 1) * s.cost.timing_s if s.cost else 0.0)
-            for s in (pick, runner)
-        }
-        if self.budget is not None:
-            cap = cfg.retime_share * (self.budget - (self.clock() - self.t0))
-            if cap < cfg.retime_min_s * 2:
-                return
-            f = min(1.0, cap / sum(want.values()))
-            want = {s: w * f for s, w in want.items()}
-        rec = self._retime(want, len(self.records))
-        rec["for"] = "report"
+        want = self._retime_sizes([pick, runner])
+        if want is not None:
+            self._retime(want, len(self.records))["for"] = "report"
 
     def _result(self, stop: str, primary: str) -> RaceResult:
         cfg, rb = self.cfg, self.cfg.rank_by
