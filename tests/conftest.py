@@ -6,6 +6,9 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+# jax's persistent compilation cache stays off in tests (nothing written under ~/.cache, no state carried between
+# runs); tests/test_jax_cache.py turns it on in its own processes
+os.environ.setdefault("STOCHGRAD_JAX_CACHE", "off")
 
 import pytest  # noqa: E402
 

@@ -512,7 +512,20 @@ def test_training_step_gives_each_example_its_unbiased_gradient(wname: str, cfg:
     sp = StepProblem(wl, full, dist, state, x0, {k: T.to_numpy(v[:1]) for k, v in eta.items()}, {"test": est})
     spec = get_estimator(est, "torch")
     g = encoder_gradient(
-        spec, T, wl, full, dist, dec, x, eta, np.random.default_rng(seed), 2, spec.defaults(), "float64", "cpu", sp
+        spec,
+        T,
+        wl,
+        full,
+        dist,
+        dec,
+        x,
+        eta,
+        T.numpy_noise(np.random.default_rng(seed), "float64", "cpu"),
+        2,
+        spec.defaults(),
+        "float64",
+        "cpu",
+        sp,
     )["logits"]
     G = T.to_numpy(g).reshape(R, N, *latent)
     m, se = G.mean(0), G.std(0, ddof=1) / math.sqrt(R)

@@ -7,12 +7,26 @@ Every estimator implementation talks to its backend only through a :class:`Backe
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 Array = Any
 DTYPES = ("float64", "float32")
+
+
+def _nothing() -> None:
+    return None
+
+
+class PreparedCall(NamedTuple):
+    """What :meth:`Backend.prepare_call` returns: ``run(seed)`` draws fresh noise; ``timed()`` reuses one noise
+    source (the timing loop); ``ahead()`` does the call's compilation now without running it (JAX: trace, lower and
+    compile; thread-safe, so it can overlap other work; nothing on eager backends), so its first call is a warm one."""
+
+    run: Callable[[int], Any]
+    timed: Callable[[], Any]
+    ahead: Callable[[], None] = _nothing
 
 
 class Noise:
@@ -115,15 +129,15 @@ class Backend:
         jit: bool = True,
         compile_backend: str | None = None,
         trace_key: str | None = None,
-    ) -> tuple[Callable[[int], Any], Callable[[], Any]]:
-        """``(run, timed)`` for repeated calls of estimator ``fn`` on context ``template`` (noise left empty).
+    ) -> PreparedCall:
+        """``(run, timed, ahead)`` for repeated calls of estimator ``fn`` on context ``template`` (noise left empty).
 
         ``run(seed)`` draws fresh noise from ``seed``; ``timed()`` reuses one noise source (the timing loop).
         JAX jit-compiles with the parameters, the objective's arrays, the fitted constants and the key as
         arguments, one compilation per ``trace_key`` (what the call is specialized to: estimator, problem shapes,
         L, R, hyperparameters, dtype, device); torch can wrap ``fn`` in ``torch.compile``."""
         noise0 = self.noise(12345, template.dtype, template.device)
-        return (
+        return PreparedCall(
             lambda seed: fn(self.private_inputs(template, self.noise(seed, template.dtype, template.device))),
             lambda: fn(self.private_inputs(template, noise0)),
         )

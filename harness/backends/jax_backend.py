@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -10,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.backends.base import Array, Backend, Noise
+from harness.backends.base import Array, Backend, Noise, NumpySourcedNoise, PreparedCall
 
 try:  # optional at import time: a missing backend is reported, never a crash
     import jax
@@ -27,9 +29,11 @@ except Exception as exc:  # pragma: no cover - exercised only where jax is absen
 
 _JIT_CACHE_SIZE = 64  # compiled estimator calls kept (LRU), keyed by what they are specialized to
 _JITTED: OrderedDict[str, Any] = OrderedDict()
+_JITTED_LOCK = threading.Lock()  # a call may be compiled ahead in another thread (PreparedCall.ahead)
 _COMPILE_EVENTS = (
     "/jax/core/compile/jaxpr_trace_duration",
     "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/compilation_cache/cache_retrieval_time_sec",  # an executable loaded from the persistent cache
     "/jax/core/compile/backend_compile_duration",
 )
 _COMPILES = {"count": 0, "seconds": 0.0}
@@ -43,8 +47,43 @@ def _on_duration(event: str, seconds: float, **_: Any) -> None:
             _COMPILES["count"] += 1
 
 
+_CACHE_DIR: str | None = None
+CACHE_ENV = "STOCHGRAD_JAX_CACHE"
+CACHE_MAX_BYTES = 2 * 2**30  # the persistent cache's size bound (least recently used entries evicted)
+OFF = ("0", "off", "no", "false")
+
+
+def persistent_cache() -> str | None:
+    """Turn on jax's persistent compilation cache: XLA executables kept on disk, so a second run (or process) with
+    the same estimator, shapes and jax version loads its compilations instead of compiling them again.
+
+    The directory is ``$JAX_COMPILATION_CACHE_DIR`` when the user set jax's own variable (jax reads it; nothing is
+    changed), else ``$STOCHGRAD_JAX_CACHE``, else ``~/.cache/stochgrad/jax``; ``STOCHGRAD_JAX_CACHE=off`` turns it
+    off.  Every compilation is kept (jax's default keeps only those over 1 s; a stochgrad cell's are ~0.1-2 s),
+    bounded by ``CACHE_MAX_BYTES`` where the ``filelock`` package that jax's eviction needs is importable.  The
+    numbers are unchanged: a loaded executable is the one compiled.  Returns the directory, or None when off."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return os.environ["JAX_COMPILATION_CACHE_DIR"]
+    raw = os.environ.get(CACHE_ENV, "").strip()
+    if raw.lower() in OFF:
+        return None
+    path = os.path.abspath(os.path.expanduser(raw or os.path.join("~", ".cache", "stochgrad", "jax")))
+    jax.config.update("jax_compilation_cache_dir", path)
+    if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    try:
+        import filelock  # noqa: F401  (jax's LRU eviction locks the directory with it)
+    except ImportError:
+        pass
+    else:
+        if "JAX_COMPILATION_CACHE_MAX_SIZE" not in os.environ:
+            jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
+    return path
+
+
 if jax is not None:
     jax.monitoring.register_event_duration_secs_listener(_on_duration)
+    _CACHE_DIR = persistent_cache()
 
 
 STRUCTURE = frozenset(
@@ -73,6 +112,81 @@ class Compiled:
     owner: str
     traced: bool = False
     counts: tuple[float, float, float] = (0.0, 0.0, 0.0)  # evaluations its tracing counted (per L-sample estimate)
+    noise_plan: tuple[tuple[str, tuple[int, ...]], ...] | None = None  # draws it takes as arguments (HostNoise)
+
+
+def shared_compilation(trace_key: str | None, owner: str, build: Callable[[], Compiled]) -> Compiled:
+    """The compilation for ``trace_key`` (what a traced function is specialized to), built once and shared (LRU).
+
+    ``owner`` names the target the caller is for.  A compilation that has not been traced yet is shared only with its
+    own target; one whose tracing read its target beyond :data:`STRUCTURE` (``reads``) belongs to that target, and
+    another target gets a compilation of its own (keyed by both).  Without a key the compilation is the caller's own.
+    """
+    if trace_key is None:
+        return build()
+    with _JITTED_LOCK:
+        return _settle(trace_key, owner, build)
+
+
+def _settle(trace_key: str, owner: str, build: Callable[[], Compiled]) -> Compiled:
+    got = _JITTED.get(trace_key)
+    if got is None or (not got.traced and got.owner != owner):  # never share an untraced template
+        got = _JITTED[trace_key] = build()
+        while len(_JITTED) > _JIT_CACHE_SIZE:
+            _JITTED.popitem(last=False)
+    _JITTED.move_to_end(trace_key)
+    if got.reads and got.owner != owner:  # traced for another target and read its values: not ours
+        key = f"{trace_key}|{owner}"
+        got = _JITTED.get(key) or build()
+        _JITTED[key] = got
+    return got
+
+
+class Untraceable(RuntimeError):
+    """A function that cannot be traced as a whole (the message says why); its caller runs it eagerly instead."""
+
+
+class HostNoise(Noise):
+    """Noise drawn on the host (one NumPy generator, as :class:`NumpySourcedNoise`) and given to a traced call as
+    arguments, so that a compiled call and an eager one draw the same numbers.
+
+    Tracing with ``arrays=None`` records the draws a call makes, ``plan`` = ((kind, shape), ...), and hands out
+    placeholders (for ``jax.eval_shape``); with ``arrays`` (drawn by :func:`draw_host_noise` from the plan) it hands
+    them out in order.  Gamma draws depend on a traced shape parameter, so they cannot come from the host:
+    :class:`Untraceable`."""
+
+    def __init__(self, arrays: Sequence[Any] | None, B: Backend, dtype: str) -> None:
+        self.arrays, self.B, self.dtype = arrays, B, jnp.dtype(dtype)
+        self.plan: list[tuple[str, tuple[int, ...]]] = []
+
+    def _draw(self, kind: str, shape: Sequence[int]) -> Array:
+        shape = tuple(int(s) for s in shape)
+        i = len(self.plan)
+        self.plan.append((kind, shape))
+        if self.arrays is None:
+            return jnp.full(shape, 0.5, self.dtype)
+        if i >= len(self.arrays) or tuple(self.arrays[i].shape) != shape:
+            raise Untraceable(f"noise draw {i} ({kind} {shape}) differs from the recorded plan")
+        return self.arrays[i]
+
+    def normal(self, shape: Sequence[int]) -> Array:
+        return self._draw("normal", shape)
+
+    def uniform(self, shape: Sequence[int]) -> Array:
+        return self._draw("uniform", shape)
+
+    def standard_gamma(self, alpha: Array, shape: Sequence[int]) -> Array:
+        raise Untraceable(
+            "it draws Gamma noise, whose shape parameter is computed inside the call: not drawable on the host"
+        )
+
+
+def draw_host_noise(
+    plan: Sequence[tuple[str, tuple[int, ...]]], rng: np.random.Generator, B: Backend, dtype: str, device: str
+) -> list[Any]:
+    """The draws of ``plan`` from ``rng``, in order, exactly as :class:`NumpySourcedNoise` makes them eagerly."""
+    src = NumpySourcedNoise(rng, B, dtype, device)
+    return [getattr(src, kind)(shape) for kind, shape in plan]
 
 
 class JaxNoise(Noise):
@@ -140,14 +254,17 @@ class JaxBackend(Backend):
 
     def threads(self) -> dict[str, Any]:
         """XLA's CPU pool is sized from the CPU affinity mask when the backend starts; XLA_FLAGS can
-        make it single-threaded (``intra_op_parallelism_threads=1``)."""
-        import os
-
+        make it single-threaded (``intra_op_parallelism_threads=1``); the persistent compilation cache's directory
+        (:func:`persistent_cache`) is recorded with them."""
         try:
             cpus = len(os.sched_getaffinity(0))
         except (AttributeError, OSError):
             cpus = os.cpu_count()
-        return {"XLA_FLAGS": os.environ.get("XLA_FLAGS", ""), "xla_affinity_cpus": cpus}
+        return {
+            "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+            "xla_affinity_cpus": cpus,
+            "jax_compilation_cache": _CACHE_DIR or "off",
+        }
 
     def _device(self, device: str) -> Any:
         plat, idx = _platform(device)
@@ -174,7 +291,7 @@ class JaxBackend(Backend):
         jit: bool = True,
         compile_backend: str | None = None,
         trace_key: str | None = None,
-    ) -> tuple[Callable[[int], Any], Callable[[], Any]]:
+    ) -> PreparedCall:
         """jit-compile ``params, op, fitted, key -> fn(ctx)`` once per ``trace_key``.
 
         Everything that varies between targets of one shape travels as an argument: the distribution parameters
@@ -184,7 +301,9 @@ class JaxBackend(Backend):
         compilation.  Guard: while tracing, the problem is watched; an implementation that reads anything of it
         beyond its structure (its identity, values or truth: a plugin fitting inside its implementation) makes that
         compilation its own target's, and every other target compiles its own.  Without a key the function is this
-        call's own."""
+        call's own.  ``ahead()`` traces, lowers and compiles it without running it (``jit(f).lower(...).compile()``
+        fills the caches the first call then finds), so the runner can compile the timing call while the estimate
+        runs: XLA compiles without holding the GIL."""
         dtype = template.dtype
         arrays = {k: v for k, v in template.op.items() if isinstance(v, jax.Array)}
         owner = json.dumps(template.problem.spec.to_dict(), sort_keys=True, default=str)
@@ -209,23 +328,9 @@ class JaxBackend(Backend):
         own: list[Compiled] = []  # the compilation this call settled on (at its first call)
 
         def compiled() -> Any:
-            if own:
-                return own[0].fn
-            if not jit or trace_key is None:
-                own.append(build())
-                return own[0].fn
-            got = _JITTED.get(trace_key)
-            if got is None or (not got.traced and got.owner != owner):  # never share an untraced template
-                got = _JITTED[trace_key] = build()
-                while len(_JITTED) > _JIT_CACHE_SIZE:
-                    _JITTED.popitem(last=False)
-            _JITTED.move_to_end(trace_key)
-            if got.reads and got.owner != owner:  # traced for another target and read its values: not ours
-                key = f"{trace_key}|{owner}"
-                got = _JITTED.get(key) or build()
-                _JITTED[key] = got
-            own.append(got)
-            return got.fn
+            if not own:
+                own.append(shared_compilation(trace_key if jit else None, owner, build))
+            return own[0].fn
 
         dev = self._device(template.device)
         key0 = jax.device_put(jax.random.PRNGKey(12345), dev)
@@ -239,9 +344,14 @@ class JaxBackend(Backend):
                 template.counts.add(1.0, *own[0].counts)
             return out
 
-        return (
+        def ahead() -> None:
+            if jit:
+                compiled().lower(params, arrays, fitted, key0).compile()
+
+        return PreparedCall(
             lambda seed: call(jax.device_put(jax.random.PRNGKey(seed % 2**63), dev)),
             lambda: call(key0),
+            ahead,
         )
 
     def traces_once(self, *, jit: bool = True, compile_backend: str | None = None) -> bool:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.backends.base import Array, Backend, Noise
+from harness.backends.base import Array, Backend, Noise, PreparedCall
 
 try:  # optional at import time: a missing backend is reported, never a crash
     import torch
@@ -128,7 +128,7 @@ class TorchBackend(Backend):
         jit: bool = True,
         compile_backend: str | None = None,
         trace_key: str | None = None,
-    ) -> tuple[Callable[[int], Any], Callable[[], Any]]:
+    ) -> PreparedCall:
         """As the base adapter; with ``compile_backend`` (e.g. "inductor") ``fn`` is wrapped in torch.compile."""
         if compile_backend:
             fn = torch.compile(fn, backend=compile_backend, dynamic=False)

@@ -93,7 +93,8 @@ class MeasureRequest:
 
 @dataclass
 class Caller:
-    """A prepared estimator call: ``run(seed)`` draws fresh noise; ``timed()`` reuses one noise source.
+    """A prepared estimator call: ``run(seed)`` draws fresh noise; ``timed()`` reuses one noise source; ``ahead()``
+    compiles it without running it (:class:`harness.backends.base.PreparedCall`).
 
     ``last_counts`` holds the evaluations (f, grad, aux) per L-sample estimate that the latest ``run`` made, counted
     by the Context (:class:`harness.registry.EvalCounts`)."""
@@ -101,6 +102,7 @@ class Caller:
     run: Callable[[int], dict[str, Any]]
     timed: Callable[[], dict[str, Any]]
     B: Backend
+    ahead: Callable[[], None]
     last_counts: tuple[float, float, float] = (math.nan, math.nan, math.nan)
 
 
@@ -144,7 +146,7 @@ def prepare(req: MeasureRequest, R: int | None = None, *, cache: bool = True) ->
     # call, so it keeps the whole identity), the estimator, L, R, hyperparameters, dtype and device
     shape = req.problem.spec.to_dict() if req.spec.oracle else req.problem.compile_key()
     trace_key = json.dumps({**ident, "problem": shape}, sort_keys=True, default=str)
-    raw, timed = B.prepare_call(
+    raw, timed, ahead = B.prepare_call(
         req.spec.fn, template, jit=req.jit, compile_backend=req.compile_backend, trace_key=trace_key
     )
     counts = template.counts  # shared by every copy the prepared call makes of the template
@@ -170,7 +172,7 @@ def prepare(req: MeasureRequest, R: int | None = None, *, cache: bool = True) ->
             traced.append(counts.since(before))
         return out
 
-    caller = Caller(run, timed_call, B)
+    caller = Caller(run, timed_call, B, ahead)
     if cache:
         _CALLERS[key] = caller
         while len(_CALLERS) > _CACHE_SIZE:
@@ -347,20 +349,41 @@ def time_estimator(req: MeasureRequest, cfg: TimingConfig | None = None) -> Timi
     return time_call(caller.timed, caller.B.sync, cfg)
 
 
-def parts_call(req: MeasureRequest, parts: list[Part]) -> tuple[Callable[[], Any], Callable[[Any], None]]:
-    """(call, sync) of one estimate at R = 1 for timing: its parts' estimator calls in sequence (fresh callables,
-    so the first call includes whatever compilation it needs)."""
-    callers = [prepare(req.with_(problem=p.problem), 1, cache=False) for p in parts]
+def timing_callers(req: MeasureRequest, parts: list[Part]) -> list[Caller]:
+    """The R = 1 callables that time one estimate: one per part, fresh (uncached)."""
+    return [prepare(req.with_(problem=p.problem), 1, cache=False) for p in parts]
+
+
+def time_parts(
+    req: MeasureRequest, parts: list[Part], cfg: TimingConfig | None = None, callers: list[Caller] | None = None
+) -> Timing:
+    """Per-call time at R = 1 of one estimate: its parts' estimator calls in sequence (fresh callables, or
+    ``callers`` from :func:`timing_callers`, perhaps compiled ahead)."""
+    callers = callers or timing_callers(req, parts)
     if len(callers) == 1:
-        return callers[0].timed, callers[0].B.sync
-    return (lambda: [c.timed() for c in callers]), callers[0].B.sync
+        return time_call(callers[0].timed, callers[0].B.sync, cfg)
+    return time_call(lambda: [c.timed() for c in callers], callers[0].B.sync, cfg)
 
 
-def time_parts(req: MeasureRequest, parts: list[Part], cfg: TimingConfig | None = None) -> Timing:
-    """Per-call time at R = 1 of one estimate: its parts' estimator calls in sequence (fresh callables)."""
-    if len(parts) == 1:
-        return time_estimator(req.with_(problem=parts[0].problem), cfg)
-    return time_call(*parts_call(req, parts), cfg)
+class CompileAhead:
+    """Compile callables in a background thread while the caller goes on (XLA compiles without the GIL, so on a
+    machine with a free core the timing call's compilation overlaps the estimate's).  A failure is kept quiet here:
+    the call itself, made later, compiles again and raises it where it is reported."""
+
+    def __init__(self, callers: list[Caller]) -> None:
+        self.thread = threading.Thread(target=self._work, args=(callers,), name="stochgrad-compile-ahead", daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _work(callers: list[Caller]) -> None:
+        for c in callers:
+            try:
+                c.ahead()
+            except BaseException:  # noqa: BLE001 - re-raised by the real call, in the cell
+                return
+
+    def join(self) -> None:
+        self.thread.join()
 
 
 def request_for(cell: Cell, spec: Implementation, problem: Any) -> MeasureRequest:
@@ -469,7 +492,13 @@ def _run_cell(cell: Cell) -> CellOutcome:
         req = request_for(cell, spec, target)
         parts = target.parts(req.seed)
         compiled0 = B.compilations()
-        G, info = estimate_target(req, target, parts)
+        callers = timing_callers(req, parts) if cell.timing else []
+        ahead = CompileAhead(callers) if callers and B.compiles and req.jit else None
+        try:
+            G, info = estimate_target(req, target, parts)
+        finally:
+            if ahead is not None:
+                ahead.join()
         bad = [k for k, g in G.items() if not np.isfinite(g).all(axis=tuple(range(1, g.ndim))).any()]
         if bad:
             raise EstimatorOutputError(
@@ -480,7 +509,7 @@ def _run_cell(cell: Cell) -> CellOutcome:
         if cell.timing:
             cfg = TimingConfig(max_time_s=float(cell.options.get("timing_max_s") or 0.5))
             with _TIMING_GUARD[0]():
-                per_call = time_parts(req, parts, cfg).as_dict()
+                per_call = time_parts(req, parts, cfg, callers).as_dict()
                 timing = [
                     per_call
                     if ro.post is None

@@ -212,10 +212,21 @@ SCHEMA: list[Column] = [
             (
                 "train_time_s",
                 "float",
-                "device-synchronized wall-clock seconds of the optimizer steps (evaluations excluded)",
+                "device-synchronized wall-clock seconds of the optimizer steps (evaluations and compilation "
+                "excluded)",
             ),
             ("steps_per_s", "float", "steps / train_time_s"),
             ("eval_time_s", "float", "seconds of the final test evaluation"),
+            (
+                "step_compiled",
+                "bool",
+                "the training step ran as one compiled function (JAX's jitted step; PyTorch: False, eager autograd)",
+            ),
+            (
+                "step_eager_reason",
+                "str",
+                "why a JAX unit's step ran eagerly, op by op ('' when it was compiled, and on PyTorch)",
+            ),
             (
                 "grad_var_final",
                 "float",
@@ -235,7 +246,8 @@ SCHEMA: list[Column] = [
                 "seconds the cell spent compiling — JAX: tracing, lowering and XLA compilation of its estimate and "
                 "timing calls, counted by jax.monitoring (0 when it reused an earlier cell's compilation: one per "
                 "estimator, shapes, L, R, dtype and device); PyTorch: first call minus the median (torch.compile's "
-                "compilation with compile_backend, else eager warm-up); NumPy: NaN",
+                "compilation with compile_backend, else eager warm-up); NumPy: NaN.  Training units: the seconds "
+                "their steps spent tracing and compiling (jax.monitoring; 0 on PyTorch), kept out of train_time_s",
             ),
             ("time_samples", "float", "timing samples taken"),
             ("time_inner_loops", "float", "calls per timing sample"),

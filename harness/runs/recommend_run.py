@@ -13,7 +13,7 @@ What ``stochgrad recommend`` does, below the public API:
   with its measured bias, never the pick).  Nothing is decided from a name;
 * **samplers** (:class:`RunnerSampler`): every draw goes through the one runner
   (:func:`harness.measure.runner.estimate_target`, a fresh seed per draw); the cost of one estimate is its
-  per-call time at R = 1 (:func:`harness.measure.runner.parts_call`: timed quickly at the first draw, re-timed
+  per-call time at R = 1 (:func:`harness.measure.runner.timing_callers`: timed quickly at the first draw, re-timed
   longer — pooled, interleaved with the other survivors — only when the race's decision is limited by the
   times' uncertainty) and the runner's evaluation counts (``f_evals``, ``grad_evals``, ``aux_evals``);
 * **the race**: :func:`harness.stats.race.race` with ``budget_s`` per answer (first calls — compilation, fitted
@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from harness.files.atomic import atomic_write_json, atomic_write_parquet
-from harness.measure.runner import COUNT_KEYS, MeasureRequest, estimate_target, parts_call
+from harness.measure.runner import COUNT_KEYS, MeasureRequest, estimate_target, timing_callers
 from harness.measure.timing import TimingConfig, more_samples, time_call
 from harness.problems import ProblemError, ProblemSpec
 from harness.registry import applies as estimator_applies
@@ -337,7 +337,11 @@ class RunnerSampler:
     def _time(self) -> Cost:
         """The first per-call time (QUICK), its samples kept for pooling."""
         req = self.request(1, self.seed)
-        self._timed = parts_call(req, self.built.parts(req.seed))
+        callers = timing_callers(req, self.built.parts(req.seed))
+        if len(callers) == 1:
+            self._timed = (callers[0].timed, callers[0].B.sync)
+        else:
+            self._timed = (lambda: [c.timed() for c in callers], callers[0].B.sync)
         self._number = time_call(*self._timed, QUICK, samples_out=self._samples).time_inner_loops
         return self._cost()
 

@@ -63,8 +63,9 @@ class Optimizer(Protocol):
         ...
 
 
-# (x [device arrays], η [device arrays]) -> the problem fitting estimators read (see harness.training.step)
-ProblemFor = Callable[[dict[str, Array], dict[str, Array]], Any]
+# (x [device arrays], () -> η [device arrays]) -> the problem fitting estimators read (see harness.training.step);
+# η is asked for only when the problem is rebuilt (a refit step), so a compiled step need not hand it out every step
+ProblemFor = Callable[[dict[str, Array], Callable[[], dict[str, Array]]], Any]
 
 
 class Engine(Protocol):
@@ -95,6 +96,20 @@ class Engine(Protocol):
 
     def sync(self) -> None:
         """Wait for the device (before and after a timed step)."""
+        ...
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the steps run as one compiled function (JAX's jitted step)."""
+        ...
+
+    @property
+    def eager_reason(self) -> str:
+        """Why an engine that compiles its step runs it eagerly ("" when compiled, or for an eager engine)."""
+        ...
+
+    def compile_seconds(self) -> float:
+        """Seconds the steps have spent compiling so far (0 for an engine that does not compile)."""
         ...
 
     def to_numpy(self, a: Array) -> np.ndarray:

@@ -81,6 +81,7 @@ class Trainer:
 
         self.engine = engine_class(unit["backend"])(self.setup, initial)
         self.t, self.elapsed, self.rows = 0, 0.0, []
+        self.compile_s = 0.0  # seconds the steps spent tracing and compiling (kept out of ``elapsed``)
         self.problem: StepProblem | None = None
         self.train = self.wl.dataset(self.cfg)["train"]
         self.n_train = len(next(iter(self.train.values())))
@@ -110,8 +111,9 @@ class Trainer:
         return self.wl.prepare_batch({k: np.asarray(v[idx], np.float64) for k, v in self.train.items()}, rng, self.cfg)
 
     # -- one step ---------------------------------------------------------------------------------------------
-    def _problem_for(self, x: dict[str, Any], eta: dict[str, Any]) -> StepProblem:
-        """The problem fitting estimators read: rebuilt at refit steps (its identity names the refit step)."""
+    def _problem_for(self, x: dict[str, Any], eta_of: Callable[[], dict[str, Any]]) -> StepProblem:
+        """The problem fitting estimators read: rebuilt at refit steps (its identity names the refit step) from
+        example 0 of the batch ``x`` and of its η (``eta_of()``, asked for only then)."""
         every = int(self.unit["refit_every"])
         ident = {"training": self.key, "refit": self.t - self.t % every if self.fitted else 0}
         if self.problem is None or self.problem.spec.ident != ident:
@@ -119,7 +121,7 @@ class Trainer:
                 self.fitted.forget(self.problem.spec.ident)
             to_np = self.engine.to_numpy
             x0 = {k: to_np(v[:1]).astype(np.float64) for k, v in x.items()}
-            e0 = {k: to_np(v[:1]).astype(np.float64) for k, v in eta.items()}
+            e0 = {k: to_np(v[:1]).astype(np.float64) for k, v in eta_of().items()}
             self.problem = StepProblem(self.wl, self.cfg, self.setup.dist, self.engine.weights(), x0, e0, ident)
         return self.problem
 
@@ -144,6 +146,7 @@ class Trainer:
             "key": self.key,
             "step": self.t,
             "elapsed": self.elapsed,
+            "compile_s": self.compile_s,
             "rows": self.rows,
             "fits": fits,
         }
@@ -153,6 +156,7 @@ class Trainer:
 
     def restore(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
         self.t, self.elapsed, self.rows = int(meta["step"]), float(meta["elapsed"]), list(meta["rows"])
+        self.compile_s = float(meta.get("compile_s", 0.0))
         self.engine.restore(arrays, self.t)
         if self.fitted is not None:
             self.fitted.restore(list(meta.get("fits", [])))
@@ -167,14 +171,20 @@ class Trainer:
 
     def advance(self, stop: int, every: int = 0, on_log: Callable[[Trainer, list], None] | None = None) -> None:
         """Steps until ``t == stop``, each timed between device syncs; every ``every`` steps (and at ``stop``)
-        ``on_log(self, window)`` with the (objective, seconds) of the steps since the last call."""
+        ``on_log(self, window)`` with the (objective, seconds) of the steps since the last call.  The seconds an
+        engine spends compiling (JAX: tracing, lowering and XLA compilation of its step) are kept out of a step's
+        time and summed in ``compile_s``, as the runner keeps compilation out of per-call times."""
         window: list[tuple[float, float]] = []
         while self.t < stop:
             self.engine.sync()
+            c0 = self.engine.compile_seconds()
             t0 = time.perf_counter()
             obj = self.step()
             self.engine.sync()
             dt = time.perf_counter() - t0
+            dc = self.engine.compile_seconds() - c0
+            self.compile_s += dc
+            dt = max(dt - dc, 0.0)
             self.elapsed += dt
             window.append((obj, dt))
             if on_log is not None and ((every and self.t % every == 0) or self.t == stop):
@@ -264,6 +274,9 @@ def _summary(tr: Trainer) -> dict[str, Any]:
         "final_train_objective": tr.rows[-1]["train_objective_avg"],
         "train_time_s": tr.elapsed,
         "steps_per_s": tr.t / tr.elapsed,
+        "compile_time_s": tr.compile_s,
+        "step_compiled": bool(tr.engine.compiled),
+        "step_eager_reason": tr.engine.eager_reason,
         "grad_var_final": tr.rows[-1]["grad_var"],
         "grad_var_mean": float(np.nanmean([r["grad_var"] for r in tr.rows[1:]])),
         "eval_time_s": time.perf_counter() - t0,

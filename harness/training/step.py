@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.registry.context import Context
+from harness.backends import Noise
+from harness.registry.context import Context, EvalCounts
 from harness.workloads.base import NegElbo, Workload
 
 
@@ -59,7 +60,9 @@ class StepContext(Context):
         return {k: fresh(self.B, v) for k, v in self.eta.items()}
 
     def f(self, z: Any) -> Any:
-        """[N, *mid, *latent] -> [N, *mid] (estimators may add axes between replicates and the event)."""
+        """[N, *mid, *latent] -> [N, *mid] (estimators may add axes between replicates and the event); counted as
+        :meth:`Context.f` counts (per example's estimate: the points of its row)."""
+        self._count_f(z)
         mv = self.B.xp.moveaxis
         return mv(self.fb(mv(z, 0, z.ndim - self.n_latent - 1)), -1, 0)
 
@@ -142,18 +145,23 @@ def encoder_gradient(
     dec: dict,
     x: dict,
     eta: dict,
-    rng: np.random.Generator,
+    noise: Noise,
     L: int,
     hyper: dict,
     dtype: str,
     device: str,
-    problem: StepProblem,
+    problem: Any,
+    fitted: dict[str, Any] | None = None,
+    counts: EvalCounts | None = None,
 ) -> dict[str, Any]:
-    """g [N, *latent] = the estimator's per-example gradient (of E[f_b], or of the negative K-sample bound)."""
+    """g [N, *latent] = the estimator's per-example gradient (of E[f_b], or of the negative K-sample bound).
+
+    ``noise``: the step's noise (eagerly: drawn from the step's generator; traced: the same draws as arguments);
+    ``fitted``: the estimator's declared constants as arrays (empty: it fits itself); ``counts`` receives the
+    evaluations the Context counts."""
     fixed = {k: B.stop_gradient(v) for k, v in eta.items()}
     fb = per_example_f(wl, cfg, dist, B, dec, x, fixed)
     N = next(iter(fixed.values())).shape[0]
-    noise = B.numpy_noise(rng, dtype, device)
     ctx = StepContext(
         PerExampleBackend(B, N),
         problem,
@@ -165,6 +173,8 @@ def encoder_gradient(
         hyper,
         dtype,
         device,
+        counts=counts if counts is not None else EvalCounts(),
+        fitted=dict(fitted or {}),
         eta=fixed,
         fb=fb,
         n_latent=len(wl.latent_shape(cfg)),
@@ -180,16 +190,14 @@ def decoder_objective(
     params: dict,
     x: dict,
     eta: dict,
-    rng: np.random.Generator,
+    noise: Noise,
     L: int,
     multi: bool,
-    dtype: str,
-    device: str,
 ) -> Any:
     """Per-example training objective [N] (ELBO, or the L-sample bound when ``multi``), differentiable in the
-    decoder weights only (z ~ q(·|η) drawn without gradient)."""
+    decoder weights only (z ~ q(·|η) drawn without gradient, from ``noise``)."""
     fixed = {k: B.stop_gradient(v) for k, v in eta.items()}
-    z = dist.sample(B, B.numpy_noise(rng, dtype, device), fixed, L)  # [N, L, *latent]
+    z = dist.sample(B, noise, fixed, L)  # [N, L, *latent]
     fz = per_example_f(wl, cfg, dist, B, params, x, fixed)(B.xp.swapaxes(z, 0, 1))  # [L, N]
     return iw_bound(B, fz, 0) if multi else -fz.mean(0)
 

@@ -57,6 +57,8 @@ class TorchEngine:
     """A unit's model and optimizer on PyTorch (see :class:`harness.training.engine.Engine`)."""
 
     backend = "torch"
+    compiled = False  # eager autograd, op by op
+    eager_reason = ""
 
     def __init__(self, setup: UnitSetup, init: Callable[[], dict[str, np.ndarray]]) -> None:
         import torch
@@ -86,8 +88,9 @@ class TorchEngine:
         x = self._batch(x_np)
         dec = {k: v for k, v in self.params.items() if k not in s.enc_keys}
         eta = s.workload.encode(B, self.params, x, s.cfg)
-        problem = problem_for(x, eta)
+        problem = problem_for(x, lambda: eta)
         L = s.n_samples
+        noise = B.numpy_noise(rng, s.dtype, s.device)  # the estimator's draws, then the decoder's
         g = encoder_gradient(
             s.estimator,
             B,
@@ -97,14 +100,14 @@ class TorchEngine:
             {k: v.detach() for k, v in dec.items()},
             x,
             eta,
-            rng,
+            noise,
             L,
             s.hyper,
             s.dtype,
             s.device,
             problem,
         )
-        obj = decoder_objective(B, s.workload, s.cfg, s.dist, dec, x, eta, rng, L, s.multi, s.dtype, s.device)
+        obj = decoder_objective(B, s.workload, s.cfg, s.dist, dec, x, eta, noise, L, s.multi)
         N = obj.shape[0]
         surrogate = sum((eta[k] * g[k].detach()).sum() for k in g) / N
         names = list(self.params)
@@ -162,6 +165,9 @@ class TorchEngine:
 
     def sync(self) -> None:
         self.B.sync(list(self.params.values()))
+
+    def compile_seconds(self) -> float:
+        return 0.0
 
     def to_numpy(self, a: Any) -> np.ndarray:
         return self.B.to_numpy(a)
