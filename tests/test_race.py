@@ -25,7 +25,15 @@ from harness.problems import ProblemSpec
 from harness.stats.metrics import ratio_interval, replicate_variances, summarize, variance_interval
 from harness.stats.race import Arm, Cost, Draw, RaceConfig, RaceError, RaceResult, race
 from tests.support.exact_variances import bernoulli_toy_variances, gaussian_quadratic_variances
-from tests.support.race_arms import SYNTHETIC, EstimatorSampler, FakeClock, SyntheticSampler, judge, synthetic_arms
+from tests.support.race_arms import (
+    SYNTHETIC,
+    EstimatorSampler,
+    FakeClock,
+    RetimingSampler,
+    SyntheticSampler,
+    judge,
+    synthetic_arms,
+)
 
 ALPHA = RaceConfig().alpha
 
@@ -252,6 +260,103 @@ def test_imprecise_per_call_times_stop_the_race_early() -> None:
     assert res.stop_reason in ("tied", "within_tolerance") and res.decided, res.text()
 
 
+def _retiming_arms(clock: FakeClock, log: list[str], variances: list[float], **kw: object) -> list[Arm]:
+    return [
+        Arm(f"a{i}", RetimingSampler(v, 1e-4, 2, clock, seed=10 + i, rel_iqr=0.5, log=log, name=f"a{i}", **kw))
+        for i, v in enumerate(variances)
+    ]
+
+
+def test_time_limited_race_retimes_the_survivors_interleaved_and_goes_on() -> None:
+    """θ 1 : 1.4 with per-call times of 50% relative IQR on 20 timing samples: the factor's interval at equal time is
+    dominated by the times' uncertainty (time_limited).  Samplers that can be re-timed are re-timed (round-robin
+    slices, the order rotating, pooled: the median's standard error shrinks) and the race goes on to a decision,
+    saying so; without ``retime`` (or with max_retimes = 0) the same race stops time limited.  Fake clock: the
+    re-timing's seconds are counted in the budget."""
+    clock, log = FakeClock(), []
+    res = race(_retiming_arms(clock, log, [1.0, 1.4]), budget_s=60.0, clock=clock)
+    assert res.retimed, res.text()
+    assert res.decided and res.pick == "a0" and ("a1" in res.eliminated or "a1" in res.worse), res.text()
+    n = RaceConfig().retime_slices
+    assert len(log) == 2 * n * len(res.retimed)
+    for j in range(0, len(log), 2):  # every slice times both survivors; the first of a slice alternates
+        assert sorted(log[j : j + 2]) == ["a0", "a1"], log
+    assert log[0:2] == ["a0", "a1"] and log[2:4] == ["a1", "a0"]
+    assert [r["for"] for r in res.retimed].count("report") <= 1
+    rounds = {r["round"] for r in res.retimed if r["for"] == "decision"}
+    assert rounds and all(res.rounds[k - 1].retimed == ["a0", "a1"] and res.rounds[k - 1].retime_s > 0 for k in rounds)
+    assert "re-timed per-call times before round" in res.text()
+    assert res.to_dict()["retimed"][0]["arms"] == ["a0", "a1"]
+    last = res.rounds[-1].wall_s
+    assert res.spent_s <= 1.1 * 60.0 + last and len(res.rounds) <= res.rounds_planned
+    # the same arms without re-timing: not decided
+    clock, log = FakeClock(), []
+    res = race(_retiming_arms(clock, log, [1.0, 1.4]), budget_s=60.0, clock=clock, config=RaceConfig(max_retimes=0))
+    assert res.stop_reason == "time_limited" and not res.decided and not res.retimed and not log, res.text()
+
+
+def test_retiming_starts_as_soon_as_the_times_dominate() -> None:
+    """θ 1 : 31, t5 noise, per-call times with IQR 2x their median on 11 samples (a load spike during the quick
+    timing): the factor's interval is unbounded because of the times while the variance part still shrinks with
+    replicates.  Re-timing starts once the times' part of the interval exceeds the variances' (not only once it is
+    4x it, when the race without re-timing stops time limited), so the race decides; without re-timing it stops
+    time limited, later.  Fake clock, fixed seeds."""
+
+    def run(max_retimes: int) -> RaceResult:
+        clock, log = FakeClock(), []
+        kw = dict(clock=clock, log=log, kind="t5", samples=11)
+        a = RetimingSampler(1.0, 1.8e-5, 2, seed=2, rel_iqr=2.0, name="a", **kw)  # type: ignore[arg-type]
+        b = RetimingSampler(31.0, 3.6e-5, 2, seed=3, rel_iqr=2.4, name="b", **kw)  # type: ignore[arg-type]
+        return race([Arm("a", a), Arm("b", b)], budget_s=10.0, clock=clock, config=RaceConfig(max_retimes=max_retimes))
+
+    with_, without = run(3), run(0)
+    assert without.stop_reason == "time_limited" and not without.decided, without.text()
+    assert with_.decided and with_.pick == "a" and with_.eliminated == {"b": len(with_.rounds)}, with_.text()
+    assert with_.retimed[0]["round"] < len(without.rounds), (with_.text(), without.text())
+
+
+def test_an_unbounded_factor_is_re_timed_for_the_report() -> None:
+    """A clear decision (θ 1 : 30) made although the pick's per-call time is so imprecise (relative IQR 2 on 20
+    samples) that its θ has a zero lower limit, so the runner-up's factor would be unbounded above: the pick and the
+    runner-up are re-timed once after the decision (interleaved) and the factor reported is bounded; without
+    ``retime`` it stays unbounded (JSON null)."""
+    for can in (True, False):
+        clock, log = FakeClock(), []
+        kw = dict(clock=clock, log=log)
+        a = RetimingSampler(1.0, 1e-4, 2, seed=1, rel_iqr=2.0, name="a", **kw)  # type: ignore[arg-type]
+        b = RetimingSampler(30.0, 1e-4, 2, seed=2, rel_iqr=0.02, name="b", **kw)  # type: ignore[arg-type]
+        arms = [Arm("a", a), Arm("b", b if can else (lambda n, b=b: b.draw(n)))]  # a callable has no retime
+        res = race(arms, budget_s=60.0, clock=clock)
+        f = res.factors["time"]
+        assert res.pick == "a" and res.decided and f is not None and f.name == "b", res.text()
+        if can:
+            assert [r["for"] for r in res.retimed] == ["report"]
+            assert set(log) == {"a", "b"} and len(log) == 2 * RaceConfig().retime_slices
+            assert math.isfinite(f.high) and f.low > 1, res.text()
+            assert "after the decision, for the factor" in res.text()
+        else:
+            assert not res.retimed and not log and math.isinf(f.high), res.text()
+
+
+def test_retiming_is_bounded_by_the_budget_and_max_retimes() -> None:
+    """Equal θ: re-timing cannot separate the arms; the race re-times at most max_retimes times, never more than
+    retime_share of the budget left each time, and stops time limited (or within tolerance) within its budget."""
+    for budget in (2.0, 60.0):
+        clock, log = FakeClock(), []
+        res = race(_retiming_arms(clock, log, [1.0, 1.0], drift=0.0), budget_s=budget, clock=clock)
+        cfg = RaceConfig()
+        assert [r["for"] for r in res.retimed].count("decision") <= cfg.max_retimes, res.text()
+        assert [r["for"] for r in res.retimed].count("report") <= 1, res.text()
+        spent_before = 0.0
+        for r in res.retimed:
+            prev = res.rounds[r["round"] - (2 if r["for"] == "decision" else 1)]
+            assert r["seconds"] <= cfg.retime_share * (budget - prev.spent_s) + 1e-9
+            spent_before = prev.spent_s
+        assert spent_before <= budget
+        assert res.spent_s <= 1.1 * budget + res.rounds[-1].wall_s, res.text()
+        assert res.stop_reason in ("time_limited", "tied", "within_tolerance", "budget", "rounds"), res.text()
+
+
 def test_progress_reports_the_live_leader_and_survivors() -> None:
     clock = FakeClock()
     specs = [dict(name=f"a{i}", variance=v, seconds=1e-4, evals=2) for i, v in enumerate([1.0, 1.6, 30.0])]
@@ -344,6 +449,33 @@ def test_budget_is_held(overhead: float, draw_factor: float) -> None:
         assert res.stop_reason in ("budget", "rounds") and not res.decided
         if budget >= 3.0:  # enough for several rounds: most of the budget is used
             assert res.spent_s >= 0.5 * budget, (budget, res.spent_s, [r.wall_s for r in res.rounds])
+
+
+def test_a_machine_that_slows_down_does_not_blow_the_budget() -> None:
+    """Draws become 20x slower than the rates the race planned its next round with (another job started): the
+    round stops drawing once the budget with its slack is spent (between arms and between an arm's chunks), so
+    the overrun is at most one chunk of one arm, not the whole round."""
+    clock = FakeClock()
+    specs = [dict(name=f"a{i}", variance=1.0 + 0.02 * i, seconds=1e-4, evals=2) for i in range(4)]
+    arms, _ = synthetic_arms(specs, clock, seed=5)
+    samplers = [a.sampler for a in arms]
+    slow = {"after": 2}
+
+    def slowed(sm: SyntheticSampler) -> Callable[[int], Draw]:
+        def draw(n: int) -> Draw:
+            if len(sm.calls) >= slow["after"]:
+                sm.draw_factor = 20.0
+            return sm.draw(n)
+
+        return draw
+
+    arms = [Arm(a.name, slowed(sm)) for a, sm in zip(arms, samplers, strict=True)]
+    cfg = RaceConfig(tolerance=0.0, max_draw_elems=64)  # chunks of 64 replicates (C = 1)
+    res = race(arms, budget_s=2.0, clock=clock, config=cfg)
+    chunk = 64 * 1e-4 * 20.0
+    assert res.spent_s <= 1.1 * 2.0 + chunk + 1e-9, (res.spent_s, [r.wall_s for r in res.rounds])
+    last = res.rounds[-1]
+    assert sum(last.replicates.values()) < sum(res.rounds[-2].replicates.values()) * 2 * 4, last
 
 
 # -- validation: synthetic arms of exact θ ----------------------------------------------------------------------

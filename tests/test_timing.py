@@ -15,7 +15,7 @@ import pytest
 from harness.cli.main import build_parser
 from harness.measure.cells import Cell
 from harness.measure.runner import MEMORY_OVERHEAD, MeasureRequest, chunk_size, estimate, plan_chunks, prepare, run_cell
-from harness.measure.timing import Timing, TimingConfig, time_call
+from harness.measure.timing import Timing, TimingConfig, more_samples, time_call
 from harness.problems import ProblemSpec
 from harness.registry import get_estimator
 
@@ -62,6 +62,22 @@ def test_noisy_timing_stops_at_the_time_cap_unconverged() -> None:
     assert not t.time_converged and t.time_samples < 200
     assert t.time_iqr_s > 0.05 * t.time_median_s
     assert t.time_min_s <= t.time_median_s
+
+
+def test_samples_can_be_pooled_with_more_taken_later() -> None:
+    """time_call hands its samples out; more_samples takes more with the same inner loop count for about the seconds
+    asked (one untimed call first), each sample the mean of ``number`` calls: pooled, they are one sample set."""
+    call = 2.0**-10
+    clk = FakeClock([2.0**-3] + [call] * 5 + [2 * call] * 10_000)  # the machine slows down between the two
+    cfg = TimingConfig(warmup=1, warmup_s=0.0, min_repeats=2, min_sample_s=2 * call)
+    pool: list[float] = []
+    t = time_call(clk.fn, clk.sync, cfg, clock=clk, samples_out=pool)
+    assert len(pool) == t.time_samples and t.time_inner_loops == 2 and np.median(pool) == t.time_median_s
+    before, calls = clk.t, clk.calls
+    more = more_samples(clk.fn, clk.sync, t.time_inner_loops, 16 * call, clock=clk)
+    assert more == [2 * call] * 4  # 4 samples of 2 calls of 2·call = 16·call, after one untimed call
+    assert clk.calls - calls == 1 + 4 * 2 and clk.t - before == 9 * 2 * call and clk.syncs == clk.calls
+    assert more_samples(clk.fn, clk.sync, 1, 0.0, clock=clk) == [2 * call]  # at least one sample
 
 
 def test_warmup_lasts_at_least_warmup_s_and_gc_is_restored() -> None:

@@ -68,8 +68,12 @@ def time_call(
     sync: Callable[[Any], None],
     cfg: TimingConfig | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    samples_out: list[float] | None = None,
 ) -> Timing:
-    """Median and IQR of the per-call time of ``fn`` (see the module docstring for the protocol)."""
+    """Median and IQR of the per-call time of ``fn`` (see the module docstring for the protocol).
+
+    ``samples_out``, when given, receives the samples (each the mean of ``time_inner_loops`` calls), so a caller
+    can pool them with more taken later by :func:`more_samples`."""
     cfg = cfg or TimingConfig()
     t0 = clock()
     sync(fn())
@@ -103,6 +107,8 @@ def time_call(
     finally:
         if gc_was_enabled:
             gc.enable()
+    if samples_out is not None:
+        samples_out.extend(samples)
     q1, med, q3 = np.percentile(samples, [25, 50, 75])
     return Timing(
         time_median_s=float(med),
@@ -114,6 +120,33 @@ def time_call(
         time_min_s=float(min(samples)),
         time_converged=converged,
     )
+
+
+def more_samples(
+    fn: Callable[[], Any],
+    sync: Callable[[Any], None],
+    number: int,
+    seconds: float,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[float]:
+    """More samples of an already-timed (warm) ``fn``, each the mean of ``number`` calls, for about ``seconds``
+    (at least one): to pool with :func:`time_call`'s samples (same ``number``).  One call first, untimed (a cache
+    the machine's other work evicted is refilled outside the samples)."""
+    sync(fn())
+    samples: list[float] = []
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = clock()
+        while not samples or clock() - start < seconds:
+            t0 = clock()
+            for _ in range(number):
+                sync(fn())
+            samples.append((clock() - t0) / number)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return samples
 
 
 # -- threads -----------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Progress of a run: cells done and an ETA from the remaining cells' expected cost (learned as the run goes),
-and the interleaved submission order that lets the cost model see every backend early (docs/notes/scale-out.md)."""
+the interleaved submission order that lets the cost model see every backend early (docs/notes/scale-out.md), and
+the one status line both progress displays write (a recommend race's too: harness/runs/recommend_run.py)."""
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import sys
 import time
@@ -54,6 +56,44 @@ def interleave(cells: list[Cell]) -> list[Cell]:
     return _round_robin([_round_robin(list(ests.values())) for ests in by_backend.values()])
 
 
+def bar(fraction: float, width: int = 24) -> str:
+    """``[#####      ]``: a fraction in [0, 1] as a bar of ``width`` characters."""
+    f = min(max(fraction, 0.0), 1.0) if fraction == fraction else 0.0
+    return f"[{'#' * int(width * f):<{width}}]"
+
+
+class StatusLine:
+    """One live status line on a TTY (rewritten in place, cut to the terminal's width), or plain lines otherwise
+    (at most one per ``every_s`` seconds, the final one always).  ``note`` writes a line that stays (a failure, an
+    elimination) without breaking the live one."""
+
+    def __init__(self, stream: TextIO | None = None, every_s: float = 5.0) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.every_s, self.last, self.live = every_s, -float("inf"), False
+
+    def show(self, msg: str, final: bool = False) -> None:
+        if self.tty:
+            width = max(shutil.get_terminal_size((160, 24)).columns - 1, 20)
+            self.stream.write("\r\x1b[K" + msg[:width])
+            self.live = True
+        elif final or time.perf_counter() - self.last >= self.every_s:
+            self.stream.write(msg + "\n")
+            self.last = time.perf_counter()
+        self.stream.flush()
+
+    def note(self, msg: str) -> None:
+        self.stream.write(("\r\x1b[K" if self.tty and self.live else "") + msg + "\n")
+        self.live = False
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self.live:
+            self.stream.write("\n")
+            self.stream.flush()
+        self.live = False
+
+
 class Progress:
     """cells done/total with ETA on stderr; a carriage-return bar on a TTY, periodic lines otherwise.
 
@@ -67,8 +107,8 @@ class Progress:
         self.total, self.stream, self.done, self.t0 = len(cells), stream, 0, time.perf_counter()
         self.remaining = {c.key(): c for c in cells}
         self.slots, self.model = max(1, slots), CostModel()
-        self.tty = stream.isatty()
-        self.last = 0.0
+        self.line = StatusLine(stream)
+        self.tty = self.line.tty
         self.eta_check: dict[str, Any] = {}
 
     def eta(self) -> float | None:
@@ -95,21 +135,11 @@ class Progress:
         if self.done == self.total and self.eta_check:
             self.eta_check["real_remaining_s"] = el - self.eta_check["elapsed_s"]
         pct = 100 * self.done / max(self.total, 1)
-        width = 24
-        bar = "#" * int(width * self.done / max(self.total, 1))
         eta_s = "?" if eta is None else _fmt_s(eta)
-        msg = f"[{bar:<{width}}] {self.done}/{self.total} {pct:5.1f}% elapsed {_fmt_s(el)} ETA {eta_s}"
+        msg = f"{bar(self.done / max(self.total, 1))} {self.done}/{self.total} {pct:5.1f}% elapsed {_fmt_s(el)} ETA {eta_s}"
         if outcome.status != "ok":
-            self.stream.write(
-                ("\n" if self.tty else "") + f"  {outcome.status}: {outcome.cell.label()}: {outcome.message}\n"
-            )
-        if self.tty:
-            self.stream.write("\r" + msg[:160])
-        elif time.perf_counter() - self.last > 5 or self.done == self.total:
-            self.stream.write(msg + "\n")
-            self.last = time.perf_counter()
-        self.stream.flush()
+            self.line.note(f"  {outcome.status}: {outcome.cell.label()}: {outcome.message}")
+        self.line.show(msg, final=self.done == self.total)
 
     def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
+        self.line.close()

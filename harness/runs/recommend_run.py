@@ -12,9 +12,10 @@ What ``stochgrad recommend`` does, below the public API:
   listed as not raced; a point declared biased (``Estimator.is_unbiased``) races in the biased group (reported
   with its measured bias, never the pick).  Nothing is decided from a name;
 * **samplers** (:class:`RunnerSampler`): every draw goes through the one runner
-  (:func:`harness.measure.runner.estimate_target`, a fresh seed per draw); the cost of one estimate is the
-  per-call time of :func:`harness.measure.runner.time_parts` (quick at the first draw, as a suite cell is timed
-  from the second) and the runner's evaluation counts (``f_evals``, ``grad_evals``, ``aux_evals`` in its info);
+  (:func:`harness.measure.runner.estimate_target`, a fresh seed per draw); the cost of one estimate is its
+  per-call time at R = 1 (:func:`harness.measure.runner.timing_callers`: timed quickly at the first draw, re-timed
+  longer — pooled, interleaved with the other survivors — only when the race's decision is limited by the
+  times' uncertainty) and the runner's evaluation counts (``f_evals``, ``grad_evals``, ``aux_evals``);
 * **the race**: :func:`harness.stats.race.race` with ``budget_s`` per answer (first calls — compilation, fitted
   hyperparameters — are paid before the race, from the same budget, and reported apart);
 * **the run directory** (:class:`harness.runs.writer.RunWriter`, kind ``recommend``): ``meta.json``,
@@ -34,7 +35,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -43,14 +44,15 @@ import numpy as np
 import pandas as pd
 
 from harness.files.atomic import atomic_write_json, atomic_write_parquet
-from harness.measure.runner import COUNT_KEYS, MeasureRequest, estimate_target, time_parts
-from harness.measure.timing import TimingConfig
+from harness.measure.runner import COUNT_KEYS, MeasureRequest, estimate_target, timing_callers
+from harness.measure.timing import TimingConfig, more_samples, time_call
 from harness.problems import ProblemError, ProblemSpec
 from harness.registry import applies as estimator_applies
 from harness.registry import ensure_loaded, get_declaration, implementations
 from harness.registry.declarations import Estimator, Implementation, RegistryError
 from harness.registry.hyper import Hyper
 from harness.runs.machine import git_commit, machine_info
+from harness.runs.progress import StatusLine, bar
 from harness.runs.writer import RunError, RunPlan, RunWriter, check_cache, check_out, new_run_dir
 from harness.stats.race import RANK_BY, Arm, Cost, Draw, RaceConfig, RaceError, RoundRecord, race
 from harness.suite.expand import expand
@@ -62,8 +64,8 @@ KIND = "recommend"
 RECORDS = "answers"
 DEFAULT_BUDGET_S = 60.0
 DEFAULT_SAMPLES = 2
-QUICK = TimingConfig(max_time_s=0.05, min_sample_s=0.002)  # an arm's per-call time at its first draw
-TIMING = TimingConfig(max_time_s=0.5)  # from its second draw, as a suite cell is timed (timing_max_s = 0.5)
+QUICK = TimingConfig(max_time_s=0.05, min_sample_s=0.002)  # an arm's per-call time at its first draw (re-timed,
+# pooled, when the race's decision is limited by it: harness.stats.race)
 GRID_FACTORS = (0.1, 10.0)  # a numeric hyperparameter's grid: its default × these, clipped to its range
 MAX_CHOICES = 4  # a categorical hyperparameter with more choices than this is left at its default
 
@@ -282,7 +284,8 @@ def _seed(*parts: Any) -> int:
 @dataclass
 class RunnerSampler:
     """An arm's draws through the one runner on a built target, a fresh seed per draw; its cost: per-call time
-    (quick at the first draw, as a cell is timed from the second) and the runner's evaluation counts."""
+    (timed quickly at the first draw; :meth:`retime` takes more samples, pooled, when the race asks) and the
+    runner's evaluation counts."""
 
     built: Any
     t: RecommendTarget
@@ -292,6 +295,9 @@ class RunnerSampler:
     calls: int = 0
     counts: dict[str, float] = field(default_factory=dict)
     _seeds: Any = None
+    _samples: list[float] = field(default_factory=list)  # pooled timing samples, each the mean of _number calls
+    _number: int = 1
+    _timed: Any = None  # (call, sync) of one estimate at R = 1
 
     def request(self, R: int, seed: int) -> MeasureRequest:
         return MeasureRequest(
@@ -315,18 +321,39 @@ class RunnerSampler:
         if all(k in info for k in COUNT_KEYS[:2]):
             self.counts = {k: float(info.get(k, 0.0)) for k in COUNT_KEYS}
 
-    def _time(self, cfg: TimingConfig) -> Cost:
-        req = self.request(1, self.seed)
-        tm = time_parts(req, self.built.parts(req.seed), cfg)
+    def _cost(self) -> Cost:
+        q1, med, q3 = np.percentile(self._samples, [25, 50, 75])
         c = self.counts
         return Cost(
-            tm.time_median_s,
-            tm.time_iqr_s,
-            tm.time_samples,
+            float(med),
+            float(q3 - q1),
+            len(self._samples),
             c.get("f_evals", math.nan),
             c.get("grad_evals", 0.0),
             c.get("aux_evals", 0.0),
+            timing_s=float(sum(self._samples)) * self._number,
         )
+
+    def _time(self) -> Cost:
+        """The first per-call time (QUICK), its samples kept for pooling."""
+        req = self.request(1, self.seed)
+        callers = timing_callers(req, self.built.parts(req.seed))
+        if len(callers) == 1:
+            self._timed = (callers[0].timed, callers[0].B.sync)
+        else:
+            self._timed = (lambda: [c.timed() for c in callers], callers[0].B.sync)
+        self._number = time_call(*self._timed, QUICK, samples_out=self._samples).time_inner_loops
+        return self._cost()
+
+    def retime(self, seconds: float) -> Cost:
+        """About ``seconds`` more timing samples of one estimate, pooled with the earlier ones (the race calls this
+        on the survivors, interleaved, when per-call times limit its decision)."""
+        if self._timed is None:
+            self.cost = self._time()
+            return self.cost
+        self._samples += more_samples(*self._timed, self._number, seconds)
+        self.cost = self._cost()
+        return self.cost
 
     def draw(self, n: int) -> Draw:
         if self._seeds is None:
@@ -335,8 +362,8 @@ class RunnerSampler:
         seed = int(self._seeds.spawn(1)[0].generate_state(1, dtype=np.uint64)[0] >> np.uint64(2))
         G, info = estimate_target(self.request(n, seed), self.built)
         self._counts(info)
-        if self.cost is None or self.calls == 2:
-            self.cost = self._time(QUICK if self.calls == 1 else TIMING)
+        if self.cost is None:
+            self.cost = self._time()
         return Draw(G, self.cost)
 
 
@@ -350,19 +377,35 @@ def truth_of(built: Any) -> dict[str, np.ndarray] | None:
     return {k: np.asarray(built.exact.grads[k]) for k in built.param_names}
 
 
-def progress_printer(stream: TextIO, label: str, budget_s: float | None) -> Callable[[RoundRecord], None]:
-    """A progress callback: one line per round with the live leader and the estimators still in the race."""
+class RaceProgress:
+    """The race's progress display (a callback per round): on a TTY one live line — round, live leader, the
+    estimators still in the race, budget spent as a bar — with each round's eliminations kept as lines above it;
+    otherwise one line per round (:class:`harness.runs.progress.StatusLine`)."""
 
-    def show(r: RoundRecord) -> None:
+    def __init__(self, stream: TextIO, label: str, budget_s: float | None) -> None:
+        self.line, self.label, self.budget = StatusLine(stream, every_s=0.0), label, budget_s
+
+    def __call__(self, r: RoundRecord) -> None:
+        budget = r.budget_s or self.budget
+        spent = f"{r.spent_s:.1f} of {budget:.3g} s" if budget else f"{r.spent_s:.1f} s"
+        retimed = f" (re-timed: {', '.join(r.retimed)})" if r.retimed else ""
+        if self.line.tty:
+            if r.eliminated:
+                self.line.note(f"[{self.label}] round {r.round}: out: " + ", ".join(n for n, _ in r.eliminated))
+            gauge = bar(r.spent_s / budget, 12) + " " if budget else ""
+            self.line.show(
+                f"{gauge}{spent} · round {r.round}{retimed} · leader {r.leader or '—'} · in the race "
+                f"({len(r.survivors)}): {', '.join(r.survivors)}"
+            )
+            return
         out = "; out: " + ", ".join(n for n, _ in r.eliminated) if r.eliminated else ""
-        of = f" of {budget_s:.3g}" if budget_s else ""
-        stream.write(
-            f"[{label}] round {r.round}: leader {r.leader or '—'}; in the race ({len(r.survivors)}): "
-            f"{', '.join(r.survivors)}{out}; {r.spent_s:.1f}{of} s\n"
+        self.line.show(
+            f"[{self.label}] round {r.round}{retimed}: leader {r.leader or '—'}; in the race ({len(r.survivors)}): "
+            f"{', '.join(r.survivors)}{out}; {spent}"
         )
-        stream.flush()
 
-    return show
+    def close(self) -> None:
+        self.line.close()
 
 
 def recommend_one(
@@ -408,12 +451,13 @@ def recommend_one(
     cfg = config or RaceConfig(rank_by=rank_by)
     left = max(budget_s - first_s, 1e-3)
     stream = stream or sys.stderr
+    progress = RaceProgress(stream, t.label(), left)
     try:
-        res = race(
-            arms, budget_s=left, config=cfg, truth=truth_of(built), progress=progress_printer(stream, t.label(), left)
-        )
+        res = race(arms, budget_s=left, config=cfg, truth=truth_of(built), progress=progress)
     except RaceError as exc:
         raise RecommendError(str(exc)) from None
+    finally:
+        progress.close()
     out = res.to_dict()
     for label, why in failed.items():
         out["excluded"][label] = why

@@ -25,8 +25,12 @@ it, and a round that cannot fit in budget × (1 + ``budget_slack``) is not start
 * it stops when one arm remains, when every survivor's factor to the leader has an interval inside
   [1/(1+tol), 1+tol] (a tie), when no survivor's factor has a lower limit below 1/(1+tol) (none can be more than
   the tolerance better: ``stop_within_tolerance``), when the budget is spent, or after the planned rounds.
-  At equal time it also stops (not decided) when every survivor's factor interval is dominated by the per-call
-  times' uncertainty, which more replicates do not shrink ("time_limited").
+  At equal time, when the per-call times' uncertainty (which more replicates do not shrink) is the larger part
+  of every survivor's factor interval, the survivors are re-timed before the next round if their samplers can
+  be (``retime``: round-robin slices so drift hits them alike, pooled with the earlier timing, at most
+  ``max_retimes`` times, each at most ``retime_share`` of the budget left); when it is 4x the variances' part
+  and they cannot be re-timed (any more), it stops, not decided ("time_limited").  A decided race whose runner-up factor is unbounded because of the times (a θ lower limit
+  of 0) re-times the pick and the runner-up once for the report.
   Survivors flagged heavy-tailed on at least 2 × ``ref_min`` replicates whose point estimate is above the
   leader's upper limit do not hold a decision up (they cannot be picked, and their missing upper limit can keep them in the
   race for ever): they are reported as not comparable.
@@ -92,6 +96,7 @@ class Cost:
     f_evals: float = math.nan
     grad_evals: float = 0.0
     aux_evals: float = 0.0
+    timing_s: float = 0.0  # seconds of timing samples behind ``seconds`` (sizes a re-timing; 0: unknown)
 
     @property
     def evals(self) -> float:
@@ -112,7 +117,12 @@ class Draw:
 
 
 class ArmSampler(Protocol):
-    """Draws n fresh, independent replicate estimates per call (the caller derives a new seed each call)."""
+    """Draws n fresh, independent replicate estimates per call (the caller derives a new seed each call).
+
+    A sampler may also offer ``retime(seconds) -> Cost``: time one call for about ``seconds`` more, pooled with its
+    earlier timing samples, and return the pooled cost (what later draws report).  The race calls it on the
+    survivors, interleaved, when the per-call times' uncertainty dominates their factor intervals and budget is
+    left (:class:`RaceConfig`)."""
 
     def draw(self, n: int) -> Draw: ...
 
@@ -131,6 +141,13 @@ class Arm:
     def draw(self, n: int) -> Draw:
         s = self.sampler
         return s.draw(n) if hasattr(s, "draw") else s(n)  # type: ignore[operator, union-attr]
+
+    @property
+    def can_retime(self) -> bool:
+        return callable(getattr(self.sampler, "retime", None))
+
+    def retime(self, seconds: float) -> Cost:
+        return self.sampler.retime(seconds)  # type: ignore[union-attr]
 
 
 @dataclass(frozen=True)
@@ -152,6 +169,11 @@ class RaceConfig:
     bias_batches: int = 60  # round-robin batches kept per arm for the bias test (bias_test merges pairs: 30)
     rel_eps: float = 2.2e-16  # machine epsilon of the estimates' dtype: rounding-level variance counts as exact
     max_draw_elems: int = 1 << 24  # largest [n, C] asked of a sampler in one call (larger rounds are split)
+    max_retimes: int = 3  # re-timings of the survivors when the per-call times dominate the factors' intervals
+    retime_growth: float = 4.0  # a re-timing brings an arm's timing seconds to this many times what it had
+    retime_share: float = 0.25  # ... but spends at most this share of the budget left (all survivors together)
+    retime_min_s: float = 0.05  # ... and at least this many seconds per survivor
+    retime_slices: int = 8  # survivors are timed round-robin in this many slices (drift hits them alike)
 
     def __post_init__(self) -> None:
         checks = (
@@ -167,6 +189,11 @@ class RaceConfig:
             ("budget_slack", self.budget_slack >= 0, ">= 0"),
             ("max_nonfinite", 0 <= self.max_nonfinite < 1, "in [0, 1)"),
             ("bias_batches", self.bias_batches >= 4 and self.bias_batches % 2 == 0, "an even integer >= 4"),
+            ("max_retimes", self.max_retimes >= 0, "an integer >= 0"),
+            ("retime_growth", self.retime_growth > 1, "> 1"),
+            ("retime_share", 0 < self.retime_share < 1, "in (0, 1)"),
+            ("retime_min_s", self.retime_min_s > 0, "> 0"),
+            ("retime_slices", self.retime_slices >= 1, "an integer >= 1"),
         )
         for key, ok, valid in checks:
             if not ok:
@@ -323,6 +350,9 @@ class RoundRecord:
     wall_s: float
     spent_s: float
     biased_leader: str | None = None
+    retimed: list[str] = field(default_factory=list)  # survivors re-timed before this round's draws
+    retime_s: float = 0.0  # wall seconds of that re-timing
+    budget_s: float | None = None  # the race's budget (progress displays show spent / budget)
 
 
 @dataclass
@@ -364,6 +394,7 @@ class RaceResult:
     excluded: dict[str, str]
     leaders: dict[str, str | None]
     level: dict[str, Any]
+    retimed: list[dict[str, Any]] = field(default_factory=list)  # {round, arms, seconds}: survivors re-timed
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -415,6 +446,12 @@ class RaceResult:
             lines.append(f"biased (never the pick): {a['name']}  bias {_g(a['bias'])} (p = {_g(a['bias_p'])})")
         for n, why in self.excluded.items():
             lines.append(f"not raced: {n} ({why})")
+        for r in self.retimed:
+            when = f"before round {r['round']}" if r["for"] == "decision" else "after the decision, for the factor"
+            lines.append(
+                f"re-timed per-call times {when} (interleaved, pooled with the earlier timing; {_g(r['seconds'])} "
+                f"s): {', '.join(r['arms'])}"
+            )
         budget = f" of {_g(self.budget_s)} s" if self.budget_s else ""
         lines.append(f"spent {_g(self.spent_s)} s{budget}")
         return "\n".join(lines)
@@ -425,7 +462,8 @@ _STOP_TEXT = {
     "one_valid_left": "one left with a valid interval",
     "tied": "survivors tied",
     "within_tolerance": "no survivor more than the tolerance better",
-    "time_limited": "per-call times too imprecise to separate the survivors (time them longer, or rank by evals)",
+    "time_limited": "per-call times too imprecise to separate the survivors (a larger budget re-times them longer; "
+    "or rank by evals)",
     "budget": "budget spent",
     "rounds": "planned rounds done",
     "no_arms": "no arm to race",
@@ -480,13 +518,15 @@ class Race:
         self.rounds_planned = self.cfg.max_rounds
         self.t0 = 0.0
         self.z_now = math.nan
+        self.primary = "unbiased"
+        self.retimes: list[dict[str, Any]] = []
 
     # -- drawing ---------------------------------------------------------------------------------------------------
     def _draw(self, s: ArmState, n: int, k: int) -> int:
         """Draw n replicates of arm ``s`` (split so no call exceeds max_draw_elems); returns the rows drawn."""
         done, wall = 0, 0.0
         C = None if s.total is None else s.total.shape[0]
-        while done < n and s.alive:
+        while done < n and s.alive and not (k > 1 and done and self._over()):
             size = n - done if C is None else min(n - done, max(self.cfg.min_round, self.cfg.max_draw_elems // C))
             t = self.clock()
             try:
@@ -508,6 +548,13 @@ class Race:
                 unit = "seconds per call" if self.cfg.rank_by == "time" else "f_evals + grad_evals"
                 s.drop(f"no cost to rank by {self.cfg.rank_by!r} ({unit} must be > 0)", k)
         return done
+
+    def _over(self) -> bool:
+        """Whether the budget with its slack is spent: a round that runs past it (the machine slowed down after its
+        rates were measured) stops drawing — between arms and between an arm's chunks — and is decided on what it
+        drew (pooled statistics need no equal shares)."""
+        b = self.budget
+        return b is not None and self.clock() - self.t0 > b * (1 + self.cfg.budget_slack)
 
     def _plan(self, k: int, spent: float) -> dict[ArmState, int] | None:
         """Replicates per survivor for round k (equal cost shares), or None when the budget cannot fit it."""
@@ -604,14 +651,18 @@ class Race:
                 resolved = "tied"
             elif ratios and self.cfg.stop_within_tolerance and all(1 / lim <= lo for _, lo, _ in ratios):
                 resolved = "within_tolerance"  # no survivor can be more than tol better than the leader
-            elif rb == "time" and all(self._time_limited(s, leader) for s in comparable if s is not leader):
-                resolved = "time_limited"  # more replicates cannot resolve: the per-call times are too imprecise
+            elif rb == "time" and all(self._time_limited(s, leader, 1.0) for s in comparable if s is not leader):
+                # the per-call times' uncertainty dominates every factor interval: re-timing shrinks them more than
+                # replicates ("time_dominated", not a stop); once it is 4x the variance part, more replicates cannot
+                # resolve them at all ("time_limited": a stop unless the survivors can be re-timed)
+                limited = all(self._time_limited(s, leader) for s in comparable if s is not leader)
+                resolved = "time_limited" if limited else "time_dominated"
         return out, leader, resolved
 
-    def _time_limited(self, s: ArmState, leader: ArmState) -> bool:
+    def _time_limited(self, s: ArmState, leader: ArmState, share: float = 0.25) -> bool:
         """Whether the factor interval of s to the leader at equal time is dominated by the per-call times'
         uncertainty (which replicates do not shrink): the variance parts' relative half-widths combined are below
-        a quarter of the time parts' combined."""
+        ``share`` × the time parts' combined."""
 
         def parts(a: ArmState) -> tuple[float, float]:
             c, st = a.cost, a.stats
@@ -621,18 +672,69 @@ class Race:
             return rv, rt
 
         (vs, ts), (vl, tl) = parts(s), parts(leader)
-        return math.hypot(ts, tl) > 0 and math.hypot(vs, vl) < 0.25 * math.hypot(ts, tl)
+        return math.hypot(ts, tl) > 0 and math.hypot(vs, vl) < share * math.hypot(ts, tl)
+
+    def _retime_plan(self, k: int) -> dict[ArmState, float] | None:
+        """Seconds of re-timing per survivor of the primary group before round k + 1, or None when it cannot be
+        done: a sampler without ``retime``, ``max_retimes`` reached, no round left, or too little budget left."""
+        cfg = self.cfg
+        alive = self._group(self.primary)
+        if (
+            cfg.rank_by != "time"
+            or len(self.retimes) >= cfg.max_retimes
+            or k >= self.rounds_planned
+            or not alive
+            or not all(s.arm.can_retime for s in alive)
+        ):
+            return None
+        return self._retime_sizes(alive)
+
+    def _retime_sizes(self, arms: list[ArmState]) -> dict[ArmState, float] | None:
+        """Seconds of re-timing per arm: ``retime_growth`` - 1 times the timing seconds it has (at least
+        ``retime_min_s``), all together at most ``retime_share`` of the budget left (None: not even the minimum)."""
+        cfg = self.cfg
+        want = {a: max(cfg.retime_min_s, (cfg.retime_growth - 1) * (a.cost.timing_s if a.cost else 0.0)) for a in arms}
+        if self.budget is not None:
+            cap = cfg.retime_share * (self.budget - (self.clock() - self.t0))
+            if cap < cfg.retime_min_s * len(arms):
+                return None
+            f = min(1.0, cap / sum(want.values()))
+            want = {a: w * f for a, w in want.items()}
+        return want
+
+    def _retime(self, plan: dict[ArmState, float], k: int) -> dict[str, Any]:
+        """Re-time the survivors round-robin in ``retime_slices`` slices (the order rotates each slice), so drift of
+        the machine's speed during the re-timing hits every survivor alike; each pools with its earlier timing."""
+        t0 = self.clock()
+        order = list(plan)
+        n = self.cfg.retime_slices
+        for j in range(n):
+            for s in order[j % len(order) :] + order[: j % len(order)]:
+                if s.status == "dropped":
+                    continue
+                try:
+                    s.cost = s.arm.retime(plan[s] / n)
+                except Exception as exc:  # as a failing draw: the arm is dropped, with why
+                    s.drop(f"error while re-timing: {type(exc).__name__}: {exc}", k)
+        rec = {"round": k, "arms": [s.name for s in order], "seconds": self.clock() - t0, "for": "decision"}
+        self.retimes.append(rec)
+        return rec
 
     def run(self) -> RaceResult:
         cfg = self.cfg
         self.t0 = self.clock()
         primary = "unbiased" if any(s.group == "unbiased" for s in self.states) else "biased"
+        self.primary = primary
         sizes = {s: cfg.pilot for s in self.states}
         stop, k = "no_arms", 0
+        retime: dict[ArmState, float] | None = None
         while sizes:
             k += 1
             t_round = self.clock()
-            drawn = {s.name: self._draw(s, n, k) for s, n in sizes.items() if s.alive}
+            done = self._retime(retime, k) if retime else None
+            retime = None
+            # the pilot draws every arm; a later round stops drawing once the budget with its slack is spent
+            drawn = {s.name: self._draw(s, n, k) for s, n in sizes.items() if s.alive and (k == 1 or not self._over())}
             spent = self.clock() - self.t0
             if k == 1:
                 self.rounds_planned = self._plan_rounds(spent)
@@ -661,6 +763,9 @@ class Race:
                 self.clock() - t_round,
                 spent,
                 leaders["biased"].name if primary == "unbiased" and leaders["biased"] else None,
+                retimed=list(done["arms"]) if done else [],
+                retime_s=done["seconds"] if done else 0.0,
+                budget_s=self.budget,
             )
             self.records.append(rec)
             if self.progress is not None:
@@ -671,17 +776,26 @@ class Race:
             if len(survivors) == 1:
                 stop = "one_left"
                 break
-            if resolved[primary]:
+            limited = resolved[primary] == "time_limited"
+            if resolved[primary] in ("time_limited", "time_dominated"):
+                # the per-call times limit the decision: re-time the survivors (if they can be) and go on
+                retime = self._retime_plan(k)
+                if retime is None and limited:
+                    stop = "time_limited"
+                    break
+            elif resolved[primary]:
                 stop = resolved[primary]
                 break
             if k >= self.rounds_planned:
                 stop = "rounds"
                 break
-            plan = self._plan(k + 1, self.clock() - self.t0)
+            plan = self._plan(k + 1, self.clock() - self.t0 + (sum(retime.values()) if retime else 0.0))
             if plan is None:
-                stop = "budget"
+                stop = "time_limited" if retime and limited else "budget"
                 break
             sizes = plan
+        if self.records and stop in DECIDED and cfg.max_retimes > 0:
+            self._retime_for_report()
         return self._result(stop, primary)
 
     # -- the result -----------------------------------------------------------------------------------------------
@@ -714,6 +828,39 @@ class Race:
             "bias_against": against,
         }
 
+    def _pick_and_runner(self, primary: str) -> tuple[ArmState | None, ArmState | None]:
+        """The pick (the leader of the valid unbiased survivors) and the runner-up: the next smallest θ among the
+        other unbiased arms, heavy-tailed ones included (their factor has a lower limit only: at least that much
+        worse)."""
+        rb = self.cfg.rank_by
+        unb = [s for s in self.states if s.status != "dropped" and s.stats.get("valid") and s.group == "unbiased"]
+        pick = self._leader([s for s in unb if s.alive]) if primary == "unbiased" else None
+        rest = [
+            s
+            for s in self.states
+            if s.group == "unbiased" and s is not pick and s.status != "dropped" and s.stats.get("ready")
+        ]
+        rest = [s for s in rest if math.isfinite(s.theta(rb)[0])]
+        runner = min(rest, key=lambda s: (not s.stats["valid"], s.theta(rb)[0])) if rest and pick else None
+        return pick, runner
+
+    def _retime_for_report(self) -> None:
+        """When a decided race's runner-up factor at equal time (reported in either currency) is unbounded because
+        the per-call times are too imprecise (a θ lower limit of 0) and budget is left, re-time the pick and the
+        runner-up (interleaved, pooled) once before the result is made: the decision is made, the factor reported
+        is then bounded."""
+        pick, runner = self._pick_and_runner(self.primary)
+        if pick is None or runner is None or pick.stats["exact"] or not runner.stats.get("valid"):
+            return
+        if not (pick.arm.can_retime and runner.arm.can_retime):
+            return
+        r, lo, hi = self._ratio(runner, pick, "time")
+        if math.isfinite(hi) and lo > 0:
+            return
+        want = self._retime_sizes([pick, runner])
+        if want is not None:
+            self._retime(want, len(self.records))["for"] = "report"
+
     def _result(self, stop: str, primary: str) -> RaceResult:
         cfg, rb = self.cfg, self.cfg.rank_by
         z = self.records[-1].z if self.records else math.nan
@@ -724,9 +871,8 @@ class Race:
         unb = [s for s in ok if s.group == "unbiased"]
         n_family = max(len([s for s in self.states if s.status != "dropped"]), 1)
         bias = {s.name: self._bias(s, None, n_family) for s in self.states}
-        survivors = [s for s in unb if s.alive]
         note = ""
-        pick_state = self._leader(survivors) if primary == "unbiased" else None
+        pick_state, runner = self._pick_and_runner(primary)
         if primary != "unbiased":
             note = "no unbiased estimator applies: nothing is recommended"
         elif pick_state is None:
@@ -742,15 +888,6 @@ class Race:
                 if s.group == "biased":
                     bias[s.name] = self._bias(s, pick_state, n_family)
         pick = pick_state.name if pick_state else None
-        # the runner-up: the next smallest θ among the other unbiased arms, heavy-tailed ones included (their
-        # factor has a lower limit only: at least that much worse)
-        rest = [
-            s
-            for s in self.states
-            if s.group == "unbiased" and s is not pick_state and s.status != "dropped" and s.stats.get("ready")
-        ]
-        rest = [s for s in rest if math.isfinite(s.theta(rb)[0])]
-        runner = min(rest, key=lambda s: (not s.stats["valid"], s.theta(rb)[0])) if rest and pick_state else None
         factors: dict[str, Factor | None] = {}
         for m in RANK_BY:
             if runner is None or pick_state is None:
@@ -806,6 +943,7 @@ class Race:
                 "tolerance": cfg.tolerance,
                 "intervals": "family-wise over all intervals made (see level.correction)",
             },
+            retimed=list(self.retimes),
         )
 
     def _arm_report(self, s: ArmState, bias: dict[str, Any], pick: str | None, ties: list[str]) -> dict[str, Any]:

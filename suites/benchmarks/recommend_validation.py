@@ -89,6 +89,8 @@ def judge_answer(answer: Mapping[str, Any], var: Mapping[str, float]) -> dict[st
         "error": bool(wrong) or bad_tie or bad_pick,
         "budget_held": held,
         "decided": r["decided"],
+        "stop": r["stop_reason"],
+        "retimed": len(r.get("retimed", [])),
         "spent_s": r["spent_s"],
         "race_budget_s": r["budget_s"],
         "rounds": len(r["rounds"]),
@@ -124,6 +126,7 @@ def summarize_battery(outcomes: Mapping[str, list[dict[str, Any]]], alpha: float
             f"{name}: gap {min(gaps):.3g}–{max(gaps):.3g}, best {'/'.join(bests)}; runs with gap >= 1.25: "
             f"{len(clear)}/{len(outs)}, best picked in {picked} of them (criterion: >= {need}); best picked overall "
             f"{sum(o['picked_best'] for o in outs)}/{len(outs)}, decided {sum(o['decided'] for o in outs)}, "
+            f"re-timed in {sum(o.get('retimed', 0) > 0 for o in outs)}, "
             f"runs with an error {err}, budget held {held}/{len(outs)}, "
             f"median spent {sorted(o['spent_s'] for o in outs)[len(outs) // 2]:.3g} s"
         )

@@ -90,6 +90,40 @@ class SyntheticSampler:
         return Draw(G, cost)
 
 
+@dataclass
+class RetimingSampler(SyntheticSampler):
+    """A synthetic arm that can be re-timed: its timing holds ``samples`` samples of ``sample_s`` fake seconds each
+    with a fixed relative IQR, so the median's standard error shrinks as 1/sqrt(samples) when re-timing pools more;
+    ``drift`` multiplies the median by (1 + drift) at every re-timing.  Every re-timing call is logged in ``log``
+    (shared between arms: the interleaving order) and advances the fake clock by the seconds asked."""
+
+    samples: int = 20
+    sample_s: float = 0.01
+    drift: float = 0.0
+    log: list[str] = field(default_factory=list)
+    name: str = ""
+
+    def cost(self) -> Cost:
+        return Cost(
+            self.seconds,
+            self.rel_iqr * self.seconds,
+            self.samples,
+            f_evals=self.evals,
+            timing_s=self.samples * self.sample_s,
+        )
+
+    def draw(self, n: int) -> Draw:
+        d = super().draw(n)
+        return Draw(d.estimates, self.cost())
+
+    def retime(self, seconds: float) -> Cost:
+        self.log.append(self.name)
+        self.samples += max(1, int(seconds / self.sample_s))
+        self.seconds *= 1 + self.drift
+        self.clock.advance(seconds)
+        return self.cost()
+
+
 def synthetic_arms(
     specs: list[dict], clock: FakeClock, seed: int, **common: object
 ) -> tuple[list[Arm], dict[str, dict[str, float]]]:
