@@ -2,7 +2,7 @@
 
 Tests write small files with these; ``python -m tests.support.image_files DIR`` writes every data set at its
 published size (60 000 × 784 etc.) under ``DIR/<dataset>/`` and prints each set's ``data_sha256`` — what the
-suite headers' wall-clock times were measured on (docs/workloads.md, "Data sets").
+suite headers' wall-clock times were measured on (docs/workloads.md, "Measured on files of the real size").
 """
 
 from __future__ import annotations
