@@ -3,7 +3,9 @@
 ``time_call`` measures ``fn`` as it would be called in training:
 
 1. the first call is timed alone (``first_call_s``; for a jitted function it includes tracing and
-   compilation, reported as ``compile_time_s = first_call_s - time_median_s``);
+   compilation unless the call was compiled ahead, reported as ``compile_time_s = first_call_s - time_median_s``;
+   a suite cell on JAX reports the compile seconds counted by ``jax.monitoring`` instead:
+   :func:`harness.measure.runner.compile_seconds`);
 2. warm-up: at least ``warmup`` calls and ``warmup_s`` seconds;
 3. an inner loop count ``number`` is chosen so one sample lasts >= ``min_sample_s`` (clock resolution and
    the loop's own overhead become negligible, as in ``timeit``/``torch.utils.benchmark``);
