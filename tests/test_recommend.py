@@ -272,10 +272,18 @@ def _rounds() -> list[RoundRecord]:
     ]
 
 
-def test_progress_is_one_live_line_on_a_tty_and_one_line_per_round_otherwise() -> None:
+def test_progress_is_one_live_line_on_a_tty_and_one_line_per_round_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
     """The progress display shows the live leader and the estimators still in the race: on a TTY one line rewritten
-    in place (round, leader, survivors, budget spent as a bar), eliminations kept above it; elsewhere (a file, a
-    pipe) one line per round."""
+    in place (round, leader, survivors, budget spent as a bar) and cut to the terminal's width, eliminations kept above
+    it; elsewhere (a file, a pipe) one line per round."""
+    monkeypatch.setenv("COLUMNS", "40")  # shutil.get_terminal_size reads it first
+    narrow = _Tty()
+    p = rr.RaceProgress(narrow, "T", 10.0)
+    for r in _rounds():
+        p(r)
+    p.close()
+    assert all(len(seg) <= 39 for line in narrow.getvalue().split("\n")[1:] for seg in line.split("\r\x1b[K"))
+    monkeypatch.setenv("COLUMNS", "200")
     tty = _Tty()
     p = rr.RaceProgress(tty, "T", 10.0)
     for r in _rounds():
