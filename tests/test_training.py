@@ -22,7 +22,7 @@ from harness.stats.metrics import bonferroni_z
 from harness.suite.training import load_train_suite
 from harness.targets.workload import WorkloadSpec
 from harness.training import train_unit
-from tests.support.training import fresh_checkpoint_cache, vae_unit
+from tests.support.training import assert_same_curves, fresh_checkpoint_cache, kill_at, vae_unit
 
 ALPHA = 1e-3
 
@@ -48,10 +48,6 @@ def test_objective_improves_on_a_fixed_seed() -> None:
     assert res["summary"]["test_bound"] >= res["summary"]["test_elbo"] - 3 * res["summary"]["test_bound_se"]
 
 
-class _Killed(BaseException):
-    pass
-
-
 FITTING = {"relax", "double_cv", "rodeo"}  # the estimators that declare fitted state
 
 
@@ -59,13 +55,10 @@ FITTING = {"relax", "double_cv", "rodeo"}  # the estimators that declare fitted 
     ("estimator", "hyper"),
     [("relax", {}), ("vimco", {}), ("rodeo", {}), ("double_cv", {"fit_samples": 256})],
 )
-def test_resume_equals_an_uninterrupted_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, estimator: str, hyper: dict
-) -> None:
+def test_resume_equals_an_uninterrupted_run(tmp_path: Path, estimator: str, hyper: dict) -> None:
     """Killed at step 50 (state saved at 40, refitted at 30), resumed: same curves, bit for bit.  The fits of RELAX
     and of the fitted control-variate coefficients (double CV, RODEO) go through their declared fitted-state hook
     (harness.fits): saved with the state, restored on resume."""
-    from harness.training import loop
     from harness.training.state import read_state
 
     fitted = get_declaration(estimator).state
@@ -75,17 +68,7 @@ def test_resume_equals_an_uninterrupted_run(
     if fitted is not None:
         fitted.forget({})
     stateful = _unit(tmp_path, **kw)
-    real_step = loop.Trainer.step
-
-    def dying(self):
-        if self.t == 50:
-            raise _Killed
-        return real_step(self)
-
-    monkeypatch.setattr(loop.Trainer, "step", dying)
-    with pytest.raises(_Killed):
-        train_unit(stateful)
-    monkeypatch.setattr(loop.Trainer, "step", real_step)
+    kill_at(stateful, 50)
     if fitted is not None:
         fitted.forget({})  # a fresh process: the fit comes back from the state file
     _, meta = read_state(Path(stateful["state_path"]))
@@ -94,10 +77,7 @@ def test_resume_equals_an_uninterrupted_run(
         assert [r["target"]["refit"] for r in meta["fits"]] == [30]
     resumed = train_unit(stateful)
     assert resumed["status"] == "ok", resumed["message"]
-    drop = [c for c in straight["rows"][0] if "time" in c]
-    a = pd.DataFrame(straight["rows"]).drop(columns=drop)
-    b = pd.DataFrame(resumed["rows"]).drop(columns=drop)
-    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert_same_curves(straight, resumed)
     assert straight["summary"]["test_bound"] == resumed["summary"]["test_bound"]
 
 
@@ -110,7 +90,6 @@ def test_plugin_fitted_state_is_saved_with_the_state_and_restored(
 
     import stochgrad as sg
     from harness import registry
-    from harness.training import loop
 
     made: list[dict] = []
     fits = sg.FitCache("toy_fitted_baseline", to_json=lambda b: {"b": b}, from_json=lambda d: d["b"])
@@ -140,17 +119,7 @@ def test_plugin_fitted_state_is_saved_with_the_state_and_restored(
         fits.forget({})
         made.clear()
         u = _unit(tmp_path, **kw)
-        real_step = loop.Trainer.step
-
-        def dying(self):  # noqa: ANN001, ANN202
-            if self.t == 50:
-                raise _Killed
-            return real_step(self)
-
-        monkeypatch.setattr(loop.Trainer, "step", dying)
-        with pytest.raises(_Killed):
-            train_unit(u)
-        monkeypatch.setattr(loop.Trainer, "step", real_step)
+        kill_at(u, 50)
         fits.forget({})  # a new process
         made.clear()
         resumed = train_unit(u)

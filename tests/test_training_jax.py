@@ -25,7 +25,7 @@ from harness.registry import get_declaration
 from harness.training.engine import ENGINES
 from harness.training.loop import train_unit
 from harness.training.spec import TRAIN_BACKENDS
-from tests.support.training import fresh_checkpoint_cache, vae_unit
+from tests.support.training import assert_same_curves, fresh_checkpoint_cache, kill_at, vae_unit
 
 DETECTABLE = 1.0  # nats of held-out bound: a JAX/PyTorch difference this large must be detectable
 
@@ -43,17 +43,10 @@ def test_train_backends_derive_from_engines() -> None:
     assert tuple(ENGINES) == TRAIN_BACKENDS and "jax" in TRAIN_BACKENDS
 
 
-class _Killed(BaseException):
-    pass
-
-
 @pytest.mark.parametrize("estimator", ["relax", "disarm"])
-def test_jax_resume_equals_an_uninterrupted_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, estimator: str
-) -> None:
+def test_jax_resume_equals_an_uninterrupted_run(tmp_path: Path, estimator: str) -> None:
     """Killed at step 30 (state saved at 20; RELAX refitted at 20), resumed on JAX: the same curves, bit for bit
     (optax's moments and step count come back from the state file)."""
-    from harness.training import loop
     from harness.training.state import read_state
 
     fitted = get_declaration(estimator).state
@@ -63,27 +56,14 @@ def test_jax_resume_equals_an_uninterrupted_run(
     if fitted is not None:
         fitted.forget({})
     stateful = _unit(tmp_path, **kw)
-    real_step = loop.Trainer.step
-
-    def dying(self):
-        if self.t == 30:
-            raise _Killed
-        return real_step(self)
-
-    monkeypatch.setattr(loop.Trainer, "step", dying)
-    with pytest.raises(_Killed):
-        train_unit(stateful)
-    monkeypatch.setattr(loop.Trainer, "step", real_step)
+    kill_at(stateful, 30)
     if fitted is not None:
         fitted.forget({})
     arrays, meta = read_state(Path(stateful["state_path"]))
     assert meta["step"] == 30 and any(k.startswith("am/") for k in arrays)
     resumed = train_unit(stateful)
     assert resumed["status"] == "ok", resumed["message"]
-    drop = [c for c in straight["rows"][0] if "time" in c]
-    a = pd.DataFrame(straight["rows"]).drop(columns=drop)
-    b = pd.DataFrame(resumed["rows"]).drop(columns=drop)
-    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert_same_curves(straight, resumed)
     assert straight["summary"]["test_bound"] == resumed["summary"]["test_bound"]
 
 

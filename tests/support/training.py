@@ -88,3 +88,34 @@ def compile_log(name: str) -> Iterator[CompileLog]:
         jax.config.update("jax_log_compiles", False)
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+
+
+class Killed(BaseException):
+    """Stands in for a kill: a BaseException, so nothing in the loop catches it."""
+
+
+def kill_at(unit: dict, step: int) -> None:
+    """``train_unit(unit)``, killed when the trainer reaches ``step`` (what it saved before stays on disk)."""
+    from harness.training.loop import Trainer, train_unit
+
+    real_step = Trainer.step
+
+    def dying(self: Trainer) -> Any:
+        if self.t == step:
+            raise Killed
+        return real_step(self)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Trainer, "step", dying)
+        with pytest.raises(Killed):
+            train_unit(unit)
+
+
+def assert_same_curves(a: dict, b: dict) -> None:
+    """Two units' curves are equal bit for bit, apart from their timing columns."""
+    import pandas as pd
+
+    drop = [c for c in a["rows"][0] if "time" in c]
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(a["rows"]).drop(columns=drop), pd.DataFrame(b["rows"]).drop(columns=drop), check_exact=True
+    )
