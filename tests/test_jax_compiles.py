@@ -40,10 +40,11 @@ def _cell(est: str, checkpoint: int, batch_seed: int = 0) -> Cell:
     return Cell(est, "jax", "cpu", ws, n_samples=2, n_replicates=64, seed=5, timing=True, dtype="float32")
 
 
-@pytest.mark.parametrize("est", ["disarm", "relax", "rodeo"])
+@pytest.mark.parametrize("est", ["disarm", "relax", "rodeo", "score_function_oracle"])
 def test_second_example_and_checkpoint_do_not_recompile(est: str, compile_log: CompileLog) -> None:
     """The first cell compiles the estimator's call once per replicate count (its 3 examples share it); a second checkpoint
-    and another batch compile nothing.  REBAR/RELAX and RODEO fit per example (their constants are arguments)."""
+    and another batch compile nothing.  REBAR/RELAX and RODEO fit per example (their constants are arguments); the
+    oracle's exact E[f], different on every example, is an argument too (it was baked in, one compilation per example)."""
     B = get_backend("jax")
     n0, _ = B.compilations()
     first = run_cell(_cell(est, 0))
@@ -66,15 +67,16 @@ def test_second_example_and_checkpoint_do_not_recompile(est: str, compile_log: C
     assert all(r["compile_time_s"] == 0.0 for r in later.rows)
 
 
-def test_fitted_constants_follow_the_target() -> None:
-    """A shared compilation reads each example's own fit: the estimates of one example are the same whether its
-    call was compiled for it or for another example (identical seeds, identical numbers)."""
+@pytest.mark.parametrize("est", ["relax", "score_function_oracle"])
+def test_fitted_constants_follow_the_target(est: str) -> None:
+    """A shared compilation reads each example's own fit (or exact value): the estimates of one example are the same
+    whether its call was compiled for it or for another example (identical seeds, identical numbers)."""
     from harness.backends import jax_backend
 
-    assert run_cell(_cell("relax", 0, batch_seed=4)).status == "ok"  # the call is compiled on another batch
-    a = run_cell(_cell("relax", 0, batch_seed=3))
+    assert run_cell(_cell(est, 0, batch_seed=4)).status == "ok"  # the call is compiled on another batch
+    a = run_cell(_cell(est, 0, batch_seed=3))
     jax_backend._JITTED.clear()  # now compiled on this batch's first example
-    b = run_cell(_cell("relax", 0, batch_seed=3))
+    b = run_cell(_cell(est, 0, batch_seed=3))
     assert a.status == b.status == "ok"
     for ra, rb in zip(a.rows, b.rows, strict=True):
         np.testing.assert_array_equal(ra["grad_mean"], rb["grad_mean"])
@@ -88,7 +90,7 @@ def test_every_jax_estimator_shares_its_compilation_across_targets() -> None:
     import jax
 
     from harness.backends.jax_backend import STRUCTURE, JaxNoise, WatchedProblem
-    from harness.registry import applies, implementations, make_context
+    from harness.registry import EXACT_VALUE, applies, implementations, make_context
 
     ws = WorkloadSpec("vae_bernoulli", CFG, checkpoint=0, batch_size=3, example=1)
     problem = ws.build()
@@ -96,14 +98,15 @@ def test_every_jax_estimator_shares_its_compilation_across_targets() -> None:
     specific = {}
     checked = 0
     for spec in implementations():
-        if spec.backend != "jax" or spec.oracle or not applies(spec, ws.traits())[0]:
+        if spec.backend != "jax" or not applies(spec, ws.traits())[0]:
             continue
         hyper = spec.defaults()
         L = max(2, spec.min_samples)
         template = make_context(problem, B, L=L, R=2, noise=None, hyper=hyper, dtype="float32")
-        if spec.constants is not None:
-            fitted = spec.constants(template)
-            template = template.with_(fitted={k: B.asarray(np.asarray(v), "float32", "cpu") for k, v in fitted.items()})
+        fitted = dict(spec.constants(template)) if spec.constants is not None else {}
+        if spec.oracle:  # as the runner does: the exact value is an argument
+            fitted[EXACT_VALUE] = problem.exact.value
+        template = template.with_(fitted={k: B.asarray(np.asarray(v), "float32", "cpu") for k, v in fitted.items()})
         reads: set[str] = set()
 
         def inner(params: dict, key, spec=spec, template=template, reads=reads) -> dict:

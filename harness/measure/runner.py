@@ -41,7 +41,7 @@ from harness.backends import Backend, get_backend
 from harness.measure.cells import Cell
 from harness.measure.timing import Timing, TimingConfig, thread_settings, time_call
 from harness.problems.target import Built, Part
-from harness.registry import Implementation, get_estimator, make_context
+from harness.registry import EXACT_VALUE, Implementation, get_estimator, make_context
 from harness.results import CellOutcome, cell_rows, scalar_or_nan
 from harness.stats.metrics import worst_rel_halfwidth
 
@@ -137,15 +137,18 @@ def prepare(req: MeasureRequest, R: int | None = None, *, cache: bool = True) ->
         return _CALLERS[key]
     B = get_backend(req.spec.backend)
     template = make_context(req.problem, B, L=req.L, R=R, noise=None, hyper=hyper, dtype=req.dtype, device=req.device)
+    fitted: dict[str, Any] = {}
     if req.spec.constants is not None:  # fitted on the host, outside the measured (and compiled) call
-        fitted = req.spec.constants(template)
+        fitted.update(req.spec.constants(template))
+    if req.spec.oracle:  # the exact answer an oracle reads (ctx.exact_value()) is an argument, like a fitted constant
+        fitted[EXACT_VALUE] = req.problem.exact.value
+    if fitted:
         template = template.with_(
             fitted={k: B.asarray(np.asarray(v), req.dtype, req.device) for k, v in fitted.items()}
         )
-    # what a compiled call is specialized to: the problem's compile key (an oracle reads the exact answer inside the
-    # call, so it keeps the whole identity), the estimator, L, R, hyperparameters, dtype and device
-    shape = req.problem.spec.to_dict() if req.spec.oracle else req.problem.compile_key()
-    trace_key = json.dumps({**ident, "problem": shape}, sort_keys=True, default=str)
+    # what a compiled call is specialized to: the problem's compile key (data, weights, η, fitted constants and the
+    # oracle's exact value are arguments), the estimator, L, R, hyperparameters, dtype and device
+    trace_key = json.dumps({**ident, "problem": req.problem.compile_key()}, sort_keys=True, default=str)
     raw, timed, ahead = B.prepare_call(
         req.spec.fn, template, jit=req.jit, compile_backend=req.compile_backend, trace_key=trace_key
     )

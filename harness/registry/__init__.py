@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from harness.registry.context import Context, EvalCounts, make_context
+from harness.registry.context import EXACT_VALUE, Context, EvalCounts, make_context
 from harness.registry.declarations import (
     BACKENDS,
     REQUIREMENTS,
@@ -36,6 +36,7 @@ from harness.registry.matcher import applies
 
 __all__ = [
     "BACKENDS",
+    "EXACT_VALUE",
     "BUILTIN_PACKAGE",
     "ENTRY_POINT_GROUP",
     "REQUIREMENTS",

@@ -25,6 +25,7 @@ from harness.backends import Backend, Noise
 from harness.problems import Problem
 
 Array = Any
+EXACT_VALUE = "exact_value"  # the key of an oracle's exact E[f] in Context.fitted (see Context.exact_value)
 
 
 @dataclass
@@ -99,6 +100,7 @@ class Context:
         fitted: the estimator's declared per-target constants (``register_estimator(..., constants=...)``), fitted
             on the host before the call and given as backend arrays (JAX: arguments of the compiled call, so a fit
             per target needs no recompilation); empty when the caller did not fit them (the estimator fits itself).
+            For an oracle (``oracle=True``) the runner adds the target's exact E[f] under :data:`EXACT_VALUE`.
     """
 
     B: Backend
@@ -256,8 +258,14 @@ class Context:
         """Joint log density [R, L] of samples z [R, L, *event] under batched parameters P [R, ...]."""
         return self.dist.log_prob(self.B, z, P)
 
-    def exact_value(self) -> float:
-        """E[f(z)] from the problem's ground truth (only for oracle baselines, declared ``oracle=True``)."""
+    def exact_value(self) -> Any:
+        """E[f(z)] from the problem's ground truth (only for oracle baselines, declared ``oracle=True``).
+
+        The runner gives it to a measured call as an argument (``fitted[EXACT_VALUE]``, a backend scalar), so a
+        compiled oracle is shared by every target of one shape (a batch's examples, a workload's checkpoints) like
+        any other estimator; outside the runner it is read from the problem."""
+        if EXACT_VALUE in self.fitted:
+            return self.fitted[EXACT_VALUE]
         return self.problem.exact.value
 
     def with_(self, **kw: Any) -> Context:
