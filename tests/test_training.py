@@ -132,6 +132,40 @@ def test_plugin_fitted_state_is_saved_with_the_state_and_restored(
         registry.unregister("toy_fitted_baseline")
 
 
+@pytest.mark.parametrize(
+    ("raised", "reason"),
+    [(KeyboardInterrupt(), "the estimator raised KeyboardInterrupt (no Ctrl-C was pressed)"), (SystemExit(3), "")],
+)
+def test_an_estimator_that_exits_fails_only_its_unit(raised: BaseException, reason: str) -> None:
+    """A plugin whose step raises KeyboardInterrupt by itself (no Ctrl-C) or SystemExit fails its unit with the
+    reason, as a cell fails in `stochgrad run`; it used to stop the whole training run (KeyboardInterrupt).  A unit
+    of a well-behaved estimator right after it trains normally.  A real Ctrl-C still stops: the SIGINT handler
+    installed for the unit marks it, and the interrupt is re-raised (the handler is the one cells use,
+    harness.registry.interrupts, tested through `stochgrad run` in test_hardening.py / test_cli_e2e.py)."""
+    import signal
+
+    import stochgrad as sg
+    from harness import registry
+
+    est = sg.register_estimator("toy_exits", distributions=["bernoulli"], unbiased=True)
+
+    @est.implementation("torch")
+    def exits(ctx):  # noqa: ANN001, ANN202
+        raise raised
+
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        res = train_unit(_unit(estimator="toy_exits", steps=20, log_every=10))
+        assert res["status"] == "failed"
+        assert res["message"].startswith(reason or "SystemExit: 3"), res["message"]
+        assert res["seconds"] > 0 and res["rows"] == []
+        assert signal.getsignal(signal.SIGINT) is handler, "the unit's SIGINT handler was not restored"
+        ok = train_unit(_unit(steps=20, log_every=10))
+        assert ok["status"] == "ok", ok["message"]
+    finally:
+        registry.unregister("toy_exits")
+
+
 def test_online_variance_agrees_with_offline_measurement(tmp_path: Path) -> None:
     """Fixed batch, lr → 0: the EMA variance estimates the runner's per-coordinate variance at the saved state.
 

@@ -26,12 +26,11 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import signal
 import threading
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -42,6 +41,7 @@ from harness.measure.cells import Cell
 from harness.measure.timing import Timing, TimingConfig, thread_settings, time_call
 from harness.problems.target import Built, Part
 from harness.registry import EXACT_VALUE, Implementation, get_estimator, make_context
+from harness.registry.interrupts import OWN_INTERRUPT, estimator_raised, sigint_seen
 from harness.results import CellOutcome, cell_rows, scalar_or_nan
 from harness.stats.metrics import worst_rel_halfwidth
 
@@ -437,34 +437,6 @@ def identity_columns(cell: Cell, spec: Implementation, target: Built) -> dict[st
     return base
 
 
-@contextlib.contextmanager
-def _sigint_seen() -> Iterator[dict[str, bool]]:
-    """Records whether a real SIGINT (Ctrl-C) arrived, so that a ``KeyboardInterrupt`` an estimator raises itself
-    can be told apart from the user's (the former fails the cell, the latter stops the run).  Main thread only."""
-    seen = {"sigint": threading.current_thread() is not threading.main_thread()}  # elsewhere: trust every one
-    if seen["sigint"]:
-        yield seen
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def on_sigint(signum: int, frame: Any) -> None:
-        seen["sigint"] = True
-        if callable(previous):
-            previous(signum, frame)
-        raise KeyboardInterrupt
-
-    try:
-        signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # not the interpreter's main thread after all
-        seen["sigint"] = True
-        yield seen
-        return
-    try:
-        yield seen
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def run_cell(cell: Cell) -> CellOutcome:
     """Measure one cell of any target.  Never raises for estimator errors: they become a ``failed`` outcome.
 
@@ -472,15 +444,15 @@ def run_cell(cell: Cell) -> CellOutcome:
     whose estimator raises ``SystemExit``, or ``KeyboardInterrupt`` without a Ctrl-C (a real Ctrl-C or SIGTERM
     still stops the run).
     """
-    with _sigint_seen() as seen:
+    with sigint_seen() as seen:
         try:
             return _run_cell(cell)
         except SystemExit as exc:
             return CellOutcome(cell, "failed", message=f"the estimator raised SystemExit({exc.code!r})")
         except KeyboardInterrupt as exc:
-            if seen["sigint"] or type(exc) is not KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the writer's subclass)
+            if not estimator_raised(exc, seen):  # Ctrl-C, or SIGTERM (the writer's subclass)
                 raise
-            return CellOutcome(cell, "failed", message="the estimator raised KeyboardInterrupt (no Ctrl-C was pressed)")
+            return CellOutcome(cell, "failed", message=f"the estimator raised {OWN_INTERRUPT}")
 
 
 def _run_cell(cell: Cell) -> CellOutcome:

@@ -37,6 +37,7 @@ import numpy as np
 from harness.files.atomic import is_disk_full
 from harness.problems import DISTRIBUTIONS
 from harness.registry import get_declaration, get_estimator
+from harness.registry.interrupts import OWN_INTERRUPT, estimator_raised, sigint_seen
 from harness.training.engine import UnitSetup, engine_class
 from harness.training.state import read_state, save_state
 from harness.training.step import StepProblem
@@ -196,8 +197,31 @@ def train_unit(unit: dict[str, Any]) -> dict[str, Any]:
     """Train one unit to ``unit["steps"]`` (resuming from ``unit["state_path"]`` if it holds its state); the outcome
     dict has ``key``, ``status`` (ok | failed), ``rows`` (curves), ``summary``, ``message`` and ``seconds``.
 
-    A failing unit is an outcome, not an exception — except a full disk, which stops the whole run (re-raised)."""
+    A failing unit is an outcome, not an exception — except a full disk, which stops the whole run (re-raised), and
+    the user's Ctrl-C or SIGTERM.  A ``KeyboardInterrupt`` the estimator raises itself (no Ctrl-C) fails the unit,
+    as it fails a cell (:mod:`harness.registry.interrupts`)."""
     t_start = time.perf_counter()
+    with sigint_seen() as seen:
+        try:
+            return _train_unit(unit, t_start)
+        except KeyboardInterrupt as exc:
+            if not estimator_raised(exc, seen):
+                raise
+            return _failed(unit, f"the estimator raised {OWN_INTERRUPT}", time.perf_counter() - t_start)
+
+
+def _failed(unit: dict[str, Any], message: str, seconds: float) -> dict[str, Any]:
+    return {
+        "key": unit_key(unit),
+        "status": "failed",
+        "rows": [],
+        "summary": {},
+        "message": message,
+        "seconds": seconds,
+    }
+
+
+def _train_unit(unit: dict[str, Any], t_start: float) -> dict[str, Any]:
     try:
         tr = Trainer(unit)
         path = Path(unit["state_path"]) if unit.get("state_path") else None
@@ -223,14 +247,8 @@ def train_unit(unit: dict[str, Any]) -> dict[str, Any]:
     except (Exception, SystemExit) as exc:  # a failing unit is recorded, the others go on (an estimator's
         if is_disk_full(exc):  # SystemExit too: it is the unit's failure, not the end of the training run)
             raise
-        return {
-            "key": unit_key(unit),
-            "status": "failed",
-            "rows": [],
-            "summary": {},
-            "message": f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}",
-            "seconds": time.perf_counter() - t_start,
-        }
+        message = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+        return _failed(unit, message, time.perf_counter() - t_start)
 
 
 def _se(v: np.ndarray) -> float:
