@@ -30,6 +30,7 @@ from tests.support.race_arms import (
     EstimatorSampler,
     FakeClock,
     RetimingSampler,
+    SpikedSampler,
     SyntheticSampler,
     judge,
     synthetic_arms,
@@ -336,6 +337,35 @@ def test_an_unbounded_factor_is_re_timed_for_the_report() -> None:
             assert "after the decision, for the factor" in res.text()
         else:
             assert not res.retimed and not log and math.isinf(f.high), res.text()
+
+
+def test_an_elimination_at_equal_time_is_confirmed_by_re_timing() -> None:
+    """b is truly the best at equal time (θ 0.8 vs a's 1.0) but its one quick timing caught a load spike (2.5x its
+    per-call time, with a small IQR that hides it): its apparent factor to a is 2.0.  Before eliminating it by less
+    than ``confirm_factor`` the race re-times b and its reference a interleaved; the pooled time is b's true one,
+    and b wins.  c, 10x worse, is eliminated without re-timing.  With confirmation off (``confirm_factor = 1``) the
+    same race eliminates b on the spiked time and picks a: the check can fail.  Fake clock, fixed seeds."""
+
+    def run(confirm_factor: float) -> tuple[RaceResult, list[str]]:
+        clock, log = FakeClock(), []
+        kw = dict(clock=clock, log=log, rel_iqr=0.05)
+        a = RetimingSampler(1.0, 1e-4, 2, seed=1, name="a", **kw)  # type: ignore[arg-type]
+        b = SpikedSampler(0.8, 1e-4, 2, seed=2, name="b", spike=2.5, **kw)  # type: ignore[arg-type]
+        c = RetimingSampler(10.0, 1e-4, 2, seed=3, name="c", **kw)  # type: ignore[arg-type]
+        arms = [Arm("a", a), Arm("b", b), Arm("c", c)]
+        return race(arms, budget_s=60.0, clock=clock, config=RaceConfig(confirm_factor=confirm_factor)), log
+
+    res, log = run(2.0)
+    assert res.pick == "b" and "b" not in res.eliminated and res.decided, res.text()
+    confirms = [r for r in res.retimed if r["for"] == "confirm"]
+    assert [r["arms"] for r in confirms] == [["a", "b"]], res.text()
+    assert "c" in res.eliminated and "c" not in log, "a clear loser is not re-timed"
+    assert log[:4] == ["a", "b", "b", "a"], log  # interleaved slices, the first of a slice alternating
+    k = confirms[0]["round"]
+    assert res.rounds[k - 1].confirmed == ["a", "b"] and "to confirm eliminations at equal time" in res.text()
+    off, log_off = run(1.0)
+    assert off.pick == "a" and "b" in off.eliminated, off.text()
+    assert not [r for r in off.retimed if r["for"] == "confirm"]
 
 
 def test_retiming_is_bounded_by_the_budget_and_max_retimes() -> None:

@@ -389,6 +389,8 @@ class RaceProgress:
         budget = r.budget_s or self.budget
         spent = f"{r.spent_s:.1f} of {budget:.3g} s" if budget else f"{r.spent_s:.1f} s"
         retimed = f" (re-timed: {', '.join(r.retimed)})" if r.retimed else ""
+        if r.confirmed:
+            retimed += f" (re-timed to confirm eliminations: {', '.join(r.confirmed)})"
         if self.line.tty:
             if r.eliminated:
                 self.line.note(f"[{self.label}] round {r.round}: out: " + ", ".join(n for n, _ in r.eliminated))

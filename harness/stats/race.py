@@ -22,6 +22,9 @@ it, and a round that cannot fit in budget × (1 + ``budget_slack``) is not start
 * an arm is eliminated when its θ lower limit exceeds the smallest θ upper limit among valid arms with at least
   ``ref_min`` replicates (``ref``): whenever every interval covers, an eliminated arm is truly worse than the arm
   that eliminated it (``ref_min`` guards against heavy tails the tail test has not yet had the power to flag);
+  at equal time an elimination by less than ``confirm_factor`` is confirmed first: the arm and ``ref`` are
+  re-timed interleaved (once per arm) and both recomputed, because an arm's early θ rests on one quick timing
+  and a drift of the machine's speed between two quick timings is not in their standard errors;
 * it stops when one arm remains, when every survivor's factor to the leader has an interval inside
   [1/(1+tol), 1+tol] (a tie), when no survivor's factor has a lower limit below 1/(1+tol) (none can be more than
   the tolerance better: ``stop_within_tolerance``), when the budget is spent, or after the planned rounds.
@@ -174,6 +177,9 @@ class RaceConfig:
     retime_share: float = 0.25  # ... but spends at most this share of the budget left (all survivors together)
     retime_min_s: float = 0.05  # ... and at least this many seconds per survivor
     retime_slices: int = 8  # survivors are timed round-robin in this many slices (drift hits them alike)
+    confirm_factor: float = 2.0  # at equal time, an elimination by less than this factor (lower limit) is confirmed
+    # first: the arm and its reference are re-timed interleaved (an early arm has one quick timing, which drift of
+    # the machine's speed can move by more than its own standard error says); 1 turns confirmation off
 
     def __post_init__(self) -> None:
         checks = (
@@ -194,6 +200,7 @@ class RaceConfig:
             ("retime_share", 0 < self.retime_share < 1, "in (0, 1)"),
             ("retime_min_s", self.retime_min_s > 0, "> 0"),
             ("retime_slices", self.retime_slices >= 1, "an integer >= 1"),
+            ("confirm_factor", self.confirm_factor >= 1, ">= 1 (1: no confirmation)"),
         )
         for key, ok, valid in checks:
             if not ok:
@@ -243,6 +250,7 @@ class ArmState:
         self.out_by: str | None = None
         self.reason = ""
         self.stats: dict[str, Any] = {}
+        self.confirmed = False  # re-timed with its reference before an elimination at equal time
 
     @property
     def name(self) -> str:
@@ -352,6 +360,7 @@ class RoundRecord:
     biased_leader: str | None = None
     retimed: list[str] = field(default_factory=list)  # survivors re-timed before this round's draws
     retime_s: float = 0.0  # wall seconds of that re-timing
+    confirmed: list[str] = field(default_factory=list)  # arms (and their reference) re-timed to confirm eliminations
     budget_s: float | None = None  # the race's budget (progress displays show spent / budget)
 
 
@@ -447,7 +456,10 @@ class RaceResult:
         for n, why in self.excluded.items():
             lines.append(f"not raced: {n} ({why})")
         for r in self.retimed:
-            when = f"before round {r['round']}" if r["for"] == "decision" else "after the decision, for the factor"
+            when = {
+                "decision": f"before round {r['round']}",
+                "confirm": f"in round {r['round']}, to confirm eliminations at equal time",
+            }.get(r["for"], "after the decision, for the factor")
             lines.append(
                 f"re-timed per-call times {when} (interleaved, pooled with the earlier timing; {_g(r['seconds'])} "
                 f"s): {', '.join(r['arms'])}"
@@ -621,14 +633,11 @@ class Race:
         ready = [s for s in group if s.stats.get("ready")]
         valid = [s for s in ready if s.stats["valid"]]
         out: list[tuple[str, str]] = []
-        refs = [s for s in valid if s.n >= self.cfg.ref_min or s.stats["exact"]]
-        if refs:
-            ref = min(refs, key=lambda s: s.theta(rb)[2])
-            ucl = ref.theta(rb)[2]
-            for s in ready:
-                if s is not ref and not s.stats["exact"] and s.theta(rb)[1] > ucl:
-                    s.status, s.out_round, s.out_by = "eliminated", k, ref.name
-                    out.append((s.name, ref.name))
+        ref = self._reference(valid)
+        if ref is not None:
+            for s in self._worse(ready, ref):
+                s.status, s.out_round, s.out_by = "eliminated", k, ref.name
+                out.append((s.name, ref.name))
         alive = [s for s in group if s.alive]
         leader = self._leader(alive)
         # flagged arms whose point estimate (which heavy tails bias low) is above the leader's upper limit do not
@@ -659,6 +668,45 @@ class Race:
                 resolved = "time_limited" if limited else "time_dominated"
         return out, leader, resolved
 
+    def _reference(self, valid: list[ArmState]) -> ArmState | None:
+        """The arm whose upper limit eliminates others: the smallest θ upper limit among valid arms with at least
+        ``ref_min`` replicates (or exact)."""
+        refs = [s for s in valid if s.n >= self.cfg.ref_min or s.stats["exact"]]
+        return min(refs, key=lambda s: s.theta(self.cfg.rank_by)[2]) if refs else None
+
+    def _worse(self, ready: list[ArmState], ref: ArmState) -> list[ArmState]:
+        """The arms ``ref`` eliminates: θ lower limit above its upper limit (never an exact arm)."""
+        ucl = ref.theta(self.cfg.rank_by)[2]
+        return [s for s in ready if s is not ref and not s.stats["exact"] and s.theta(self.cfg.rank_by)[1] > ucl]
+
+    def _confirm(self, group: list[ArmState], k: int) -> list[str]:
+        """At equal time, before eliminating an arm by less than ``confirm_factor`` (its θ lower limit over the
+        reference's upper limit), re-time it and its reference interleaved, once per arm, and recompute both: an
+        arm's early θ rests on one quick timing, and a drift of the machine's speed between two quick timings is
+        not in their standard errors.  Clear eliminations (by more) and arms that cannot be re-timed, or too little
+        budget, are decided as they are.  Returns the arms re-timed."""
+        cfg = self.cfg
+        if cfg.rank_by != "time" or cfg.confirm_factor <= 1:
+            return []
+        ready = [s for s in group if s.stats.get("ready")]
+        ref = self._reference([s for s in ready if s.stats["valid"]])
+        if ref is None or ref.stats["exact"] or not ref.arm.can_retime:
+            return []
+        bar = cfg.confirm_factor * ref.theta("time")[2]
+        doubt = [
+            s for s in self._worse(ready, ref) if not s.confirmed and s.arm.can_retime and s.theta("time")[1] < bar
+        ]
+        plan = self._retime_sizes([ref, *doubt]) if doubt else None
+        if plan is None:
+            return []
+        self._retime(plan, k)["for"] = "confirm"
+        for s in doubt:
+            s.confirmed = True
+        for s in plan:
+            if s.alive:
+                s.compute(self.z_now, self.truth)
+        return [s.name for s in plan]
+
     def _time_limited(self, s: ArmState, leader: ArmState, share: float = 0.25) -> bool:
         """Whether the factor interval of s to the leader at equal time is dominated by the per-call times'
         uncertainty (which replicates do not shrink): the variance parts' relative half-widths combined are below
@@ -681,7 +729,7 @@ class Race:
         alive = self._group(self.primary)
         if (
             cfg.rank_by != "time"
-            or len(self.retimes) >= cfg.max_retimes
+            or sum(r["for"] == "decision" for r in self.retimes) >= cfg.max_retimes
             or k >= self.rounds_planned
             or not alive
             or not all(s.arm.can_retime for s in alive)
@@ -748,7 +796,9 @@ class Race:
             out: list[tuple[str, str]] = []
             leaders: dict[str, ArmState | None] = {}
             resolved: dict[str, str] = {}
+            confirmed: list[str] = []
             for g, members in groups.items():
+                confirmed += self._confirm(members, k)
                 o, leaders[g], resolved[g] = self._decide(members, k)
                 out += o
             survivors = [s.name for s in self._group(primary)]
@@ -765,6 +815,7 @@ class Race:
                 leaders["biased"].name if primary == "unbiased" and leaders["biased"] else None,
                 retimed=list(done["arms"]) if done else [],
                 retime_s=done["seconds"] if done else 0.0,
+                confirmed=confirmed,
                 budget_s=self.budget,
             )
             self.records.append(rec)

@@ -12,7 +12,7 @@ rare jumps).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -254,3 +254,23 @@ HEAVY: dict[str, list[dict]] = {
         dict(name="normal", variance=1.3, seconds=1e-4, evals=2),
     ],
 }
+
+
+@dataclass
+class SpikedSampler(RetimingSampler):
+    """A re-timable arm whose first (quick) timing caught a load spike: its median reads ``spike`` times the true
+    per-call time ``seconds``; re-timing pools samples at the true speed, and the pooled median is the true time
+    once those are the majority (as a median of the pooled samples would be)."""
+
+    spike: float = 1.0
+    spiked: int = 0  # samples taken during the spike (the first timing's)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.spiked = self.samples
+
+    def cost(self) -> Cost:
+        c = super().cost()
+        if self.samples >= 2 * self.spiked:
+            return c
+        return replace(c, seconds=self.spike * c.seconds, seconds_iqr=self.spike * c.seconds_iqr)
