@@ -12,6 +12,7 @@ from harness.stats.metrics import (
     Z95,
     _hall_inverse,
     batch_summary,
+    bias_tests,
     bonferroni_z,
     mean_interval,
     summarize,
@@ -94,6 +95,32 @@ def test_zero_variance_estimator_is_exact() -> None:
     assert m["variance"] == 0 and m["variance_ci_high"] == 0 and m["variance_rel_halfwidth"] == 0
     assert m["bias_z"] == 0 and m["bias_ci_low"] == 0 and m["mse"] == 0
     assert worst_rel_halfwidth({"a": G}) == 0.0
+
+
+def test_rounding_level_deviation_of_an_exact_estimator_is_not_a_bias() -> None:
+    """The delta method on gamma × quadratic is exact in exact arithmetic; at D = 16 its float64 estimates cancel
+    terms much larger than the result, and one coordinate's mean deviates by ~1.2e3 eps of the truth, systematically
+    (its batch-means SE is ~1e-16).  With the SE floored at 64 eps this was a "biased" verdict (bias_p 4e-9); at the
+    one rounding level (``rounding_level``: the same 1e3 eps that makes a variance "exact") it is not.  Power: the
+    same rows with a deviation of 10 rounding levels are flagged, and a plain MC bias is unaffected by the floor."""
+    import stochgrad as sg
+    from harness.stats.metrics import ROUNDING_ULPS, bias_verdict, rounding_level
+
+    problem = sg.problem("gamma", objective="quadratic", dim=16, concentration=2, rate=1.5)
+    rows = sg.measure("score_function_delta", problem, L=1, R=20000, seed=0, timing=False)
+    assert (rows["bias_p_judged"] > 0.05).all(), rows[["param", "bias", "bias_p", "bias_p_judged"]]
+    # power: an exact estimator off by 10 rounding levels in one coordinate is a bias
+    e = np.array([2.2222222222222223, -3.5555555555555554])
+    G = np.tile(e, (2000, 1)) + np.random.default_rng(0).standard_normal((2000, 2)) * 1e-16
+    off = G.copy()
+    off[:, 0] += 10 * rounding_level(2.2e-16, e[0], e[0])
+    p = bias_tests(off, e)
+    assert bias_verdict(p["bias_p"], p["bias_p_judged"], 0.05) == "biased", p
+    assert bias_verdict(*(bias_tests(G, e)[k] for k in ("bias_p", "bias_p_judged")), 0.05) == "no bias detected"
+    mc = np.tile(e + 0.05, (20000, 1)) + np.random.default_rng(1).standard_normal((20000, 2))  # a Monte Carlo bias
+    p = bias_tests(mc, e)
+    assert bias_verdict(p["bias_p"], p["bias_p_judged"], 0.05) == "biased", p
+    assert ROUNDING_ULPS == 1e3  # the report's exact_est and the race's exact arms use the same constant
 
 
 def test_non_finite_replicates_are_dropped_and_counted() -> None:

@@ -38,6 +38,7 @@ from harness.stats.metrics import (
     bonferroni_z,
     efficiency_interval,
     family_levels,
+    rounding_level,
 )
 
 NUMERIC_COLS = (
@@ -225,7 +226,7 @@ def normalize(df: pd.DataFrame, multi_run: bool = False) -> pd.DataFrame:
     df["device_key"] = (df["run_id"].astype(str) + " · " + dev) if multi_run else dev
     eps = df["dtype"].map(lambda t: float(np.finfo(t).eps) if t in ("float16", "float32", "float64") else 2.2e-16)
     scale = df["exact_grad"].abs().fillna(0) + df["grad_mean"].abs().fillna(0)
-    df["exact_est"] = df["variance"].notna() & (df["variance"] <= (1e3 * eps * scale) ** 2 + 1e-30)
+    df["exact_est"] = df["variance"].notna() & (df["variance"] <= rounding_level(eps, 0.0, scale) ** 2 + 1e-30)
     return _reliability(df)
 
 

@@ -73,6 +73,7 @@ from harness.stats.metrics import (
     efficiency_interval,
     ratio_interval,
     replicate_variances,
+    rounding_level,
     time_se,
     variance_interval,
 )
@@ -330,7 +331,7 @@ class ArmState:
         scale = float(np.mean(np.abs(self.mean())))
         if truth is not None:
             scale += float(np.mean(np.abs(truth)))
-        exact = bool(vi["valid"] and hi <= (1e3 * self.cfg.rel_eps * scale) ** 2 + 1e-30)
+        exact = bool(vi["valid"] and hi <= rounding_level(self.cfg.rel_eps, 0.0, scale) ** 2 + 1e-30)
         self.stats = {
             **vi,
             "ready": self.n >= max(TAIL_MIN_R, self.cfg.pilot // 2),
