@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SUPPORT = ROOT / "tests" / "support"
 SMOKE = ROOT / "suites" / "smoke.toml"
 # timing columns differ between any two runs; everything else must be identical
-VARYING = {c.name for c in SCHEMA if c.group == "timing"} | {"run_id", "estimate_seconds"}
+VARYING = {c.name for c in SCHEMA if c.group == "timing"} | {"run_id", "estimate_seconds", "readout_seconds"}
 
 
 def same_numbers(a: pd.DataFrame, b: pd.DataFrame) -> None:

@@ -361,6 +361,9 @@ def test_workload_suite_runs_and_resumes(tmp_path: Path) -> None:
     assert (df["variance_total"] <= df["variance_total_ci_high"]).all()
     enc = df[df.param == "encoder"]
     assert (enc["n_coords"] == 64 * 4 + 4).all()
+    # the readout's wall-clock (chain rule to the encoder, statistics) is measured once per cell, on each of its rows
+    assert (df["readout_seconds"] > 0).all()
+    assert (df.groupby(["estimator", "checkpoint"])["readout_seconds"].nunique() == 1).all()
     assert isinstance(df, pd.DataFrame)
     from harness.results import undeclared
 

@@ -170,6 +170,13 @@ SCHEMA: list[Column] = [
             ("n_chunks", "int", "vectorized estimator calls made"),
             ("chunk_replicates", "int", "replicates per call of the first chunk"),
             ("estimate_seconds", "float", "wall-clock time spent drawing the replicates"),
+            (
+                "readout_seconds",
+                "float",
+                "wall-clock time from the replicates to the cell's rows: a workload's chain rule to the encoder weights "
+                "and every row's statistics (the truth is computed before and not counted; the same value on each of "
+                "the cell's rows)",
+            ),
         ],
     ),
     *_cols(

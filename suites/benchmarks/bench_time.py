@@ -5,8 +5,9 @@
 
 ``cells``: per backend, the number of cells and the seconds the cells recorded — ``estimate_seconds`` (the
 replicates, first-chunk compilation included), ``first_call_s`` (the R = 1 timing callable's first call: its
-compilation for JAX) and the timing samples (``time_samples × time_inner_loops × time_median_s``) — against the
-run's wall-clock from ``meta.json``.
+compilation for JAX), the timing samples (``time_samples × time_inner_loops × time_median_s``) and
+``readout_seconds`` (from the replicates to the rows: a workload's chain rule to the encoder weights, the statistics)
+— against the run's wall-clock from ``meta.json``.
 
 ``report``: ``stochgrad report RUN_DIR`` in a fresh process per repetition, for each ``--workers`` value
 (interleaved), with its wall-clock and the CPU seconds of the whole process tree (the figure workers included).
@@ -31,11 +32,14 @@ import pandas as pd
 def cells(run_dir: Path) -> pd.DataFrame:
     df = pd.read_parquet(run_dir / "results.parquet").drop_duplicates("cell_key")
     df = df.assign(timing_s=df["time_samples"] * df["time_inner_loops"] * df["time_median_s"])
+    if "readout_seconds" not in df:  # a run from before the column
+        df = df.assign(readout_seconds=float("nan"))
     out = df.groupby("backend").agg(
         cells=("cell_key", "size"),
         estimate_s=("estimate_seconds", "sum"),
         first_call_s=("first_call_s", "sum"),
         timing_s=("timing_s", "sum"),
+        readout_s=("readout_seconds", "sum"),
     )
     out.loc["all"] = out.sum()
     meta = json.loads((run_dir / "meta.json").read_text())
