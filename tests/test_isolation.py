@@ -6,6 +6,7 @@ and the progress count of a run that has not finished (row 16).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -163,9 +164,16 @@ def test_show_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
     """Row 10: `stochgrad show RUN | head -1` printed a BrokenPipeError traceback; now it stops quietly with
     141 (128 + SIGPIPE), as a tool killed by SIGPIPE would."""
     sg.run(suite(["pathwise"], ["numpy"]), out=tmp_path / "r")
-    cmd = f'{sys.executable} -m harness.cli show {tmp_path / "r"} | head -c 10; echo " ${{PIPESTATUS[0]}}"'
-    out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert out.stdout.endswith(" 141\n") and "Traceback" not in out.stderr, out
+    # the reader is gone before anything is written (as `| head -1` once it has its line, without the race: with a
+    # short output the shell pipeline could finish writing before head exited, and exit 0 under load)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        cmd = [sys.executable, "-m", "harness.cli", "show", str(tmp_path / "r")]
+        out = subprocess.run(cmd, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300, cwd=ROOT)
+    finally:
+        os.close(write_end)
+    assert out.returncode == 141 and "Traceback" not in out.stderr, out
 
 
 def test_show_counts_cells_of_an_unfinished_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
