@@ -88,6 +88,45 @@ def test_api_on_a_problem_object(tmp_path: Path) -> None:
     assert json.loads(rec.to_json())["answers"][0]["race"]["pick"] == "pathwise"
 
 
+@pytest.mark.parametrize(
+    ("raised", "reason"),
+    [(KeyboardInterrupt(), "KeyboardInterrupt (no Ctrl-C was pressed)"), (SystemExit(0), "SystemExit(0)")],
+)
+def test_an_estimator_that_exits_is_excluded_or_dropped_not_the_end(raised: BaseException, reason: str) -> None:
+    """An estimator that ends its own call with SystemExit or KeyboardInterrupt (no Ctrl-C) used to end the whole
+    answer; now, as any failing estimator, it is excluded when its first call does (``exits_first``) and dropped
+    from the race with why when a later draw does (``exits_later``), and the race picks among the others."""
+    from harness import registry
+
+    calls = {"n": 0}
+    first = sg.register_estimator("exits_first", distributions=["normal"], unbiased=True)
+    later = sg.register_estimator("exits_later", distributions=["normal"], unbiased=True)
+
+    @first.implementation("numpy")
+    def exits_first(ctx):  # noqa: ANN001, ANN202
+        raise raised
+
+    @later.implementation("numpy")
+    def exits_later(ctx):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise raised
+        return {k: ctx.B.xp.zeros((ctx.R, *v.shape)) + 1.0 for k, v in ctx.params.items()}
+
+    try:
+        p = sg.problem("normal", loc=5.0, scale=1.0, objective="quadratic", dim=2)
+        est = ["pathwise", "exits_first", "exits_later"]
+        rec = sg.recommend(p, budget_s=float(BUDGET), estimators=est, stream=io.StringIO())
+        race = rec.answers[0]["race"]
+        assert rec.pick == "pathwise", rec.text()
+        assert race["excluded"]["exits_first"].endswith(f"the estimator raised {reason}"), race["excluded"]
+        arm = race["arms"]["exits_later"]
+        assert arm["status"] == "dropped" and arm["reason"].endswith(f"the estimator raised {reason}"), arm
+    finally:
+        registry.unregister("exits_first")
+        registry.unregister("exits_later")
+
+
 def test_problem_syntax_reads_labels() -> None:
     spec = rr.parse_problem("normal(loc=0.5,scale=1.5)/cos(omega=2.0)/D=3")
     assert (spec.distribution, spec.objective, spec.dim) == ("normal", "cos", 3)

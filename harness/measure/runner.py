@@ -41,7 +41,7 @@ from harness.measure.cells import Cell
 from harness.measure.timing import Timing, TimingConfig, thread_settings, time_call
 from harness.problems.target import Built, Part
 from harness.registry import EXACT_VALUE, Implementation, get_estimator, make_context
-from harness.registry.interrupts import OWN_INTERRUPT, estimator_raised, sigint_seen
+from harness.registry.interrupts import EstimatorExit, as_failure, sigint_seen
 from harness.results import CellOutcome, cell_rows, scalar_or_nan
 from harness.stats.metrics import worst_rel_halfwidth
 
@@ -446,13 +446,10 @@ def run_cell(cell: Cell) -> CellOutcome:
     """
     with sigint_seen() as seen:
         try:
-            return _run_cell(cell)
-        except SystemExit as exc:
-            return CellOutcome(cell, "failed", message=f"the estimator raised SystemExit({exc.code!r})")
-        except KeyboardInterrupt as exc:
-            if not estimator_raised(exc, seen):  # Ctrl-C, or SIGTERM (the writer's subclass)
-                raise
-            return CellOutcome(cell, "failed", message=f"the estimator raised {OWN_INTERRUPT}")
+            with as_failure(seen):  # a Ctrl-C, or SIGTERM (the writer's subclass), passes: it stops the run
+                return _run_cell(cell)
+        except EstimatorExit as exc:
+            return CellOutcome(cell, "failed", message=str(exc))
 
 
 def _run_cell(cell: Cell) -> CellOutcome:

@@ -49,3 +49,22 @@ def estimator_raised(exc: BaseException, seen: dict[str, bool]) -> bool:
     """True when ``exc`` is a plain ``KeyboardInterrupt`` raised without a Ctrl-C (the estimator's own); False for
     the user's Ctrl-C and for SIGTERM (a subclass), which must stop the run."""
     return type(exc) is KeyboardInterrupt and not seen["sigint"]
+
+
+class EstimatorExit(RuntimeError):
+    """An estimator ended its own call with ``SystemExit``, or ``KeyboardInterrupt`` without a Ctrl-C: its failure,
+    as an ordinary exception (the cell, unit or race arm fails with the message; the run goes on)."""
+
+
+@contextlib.contextmanager
+def as_failure(seen: dict[str, bool]) -> Iterator[None]:
+    """Turn an estimator's own ``SystemExit`` or ``KeyboardInterrupt`` (no Ctrl-C, per ``seen`` from
+    :func:`sigint_seen`) raised inside the block into :class:`EstimatorExit`; a real Ctrl-C or SIGTERM passes."""
+    try:
+        yield
+    except SystemExit as exc:
+        raise EstimatorExit(f"the estimator raised SystemExit({exc.code!r})") from None
+    except KeyboardInterrupt as exc:
+        if not estimator_raised(exc, seen):
+            raise
+        raise EstimatorExit(f"the estimator raised {OWN_INTERRUPT}") from None
