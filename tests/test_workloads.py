@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -485,3 +486,29 @@ def test_shipped_workload_suites_expand(path: str) -> None:
     else:
         assert {s.workload for s in specs} == {"vae_bernoulli", "vae_categorical", "vae_gaussian", "blr"}
         assert methods == {"enumeration", "reference", "quadrature"}
+
+
+def test_the_encoder_truth_is_computed_once_per_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every cell on one target (estimators, backends' cells) reads the same encoder-weight truth and its standard
+    errors through the squared Jacobian (a D = 200 workload: 800 × 157 000, 3-6 s): it is computed once and kept,
+    with the same numbers as computed directly; another checkpoint, or another truth, is computed anew."""
+    from harness.targets import workload as W
+    from harness.workloads.chain import flat
+
+    spec = SMALL["vae_bernoulli"]
+    problem = spec.build()
+    ex, names, enc = problem.exact, problem.param_names, list(problem.encoder_params)
+    se = np.concatenate([np.full(ex.grads[k].size, 0.01) for k in names])
+    real, calls = W.jacobian, []
+    monkeypatch.setattr(W, "jacobian", lambda p: calls.append(p.spec.checkpoint) or real(p))
+    W._ENCODER_TRUTH.clear()
+    a = problem._encoder_truth(ex, se, "numpy")
+    b = spec.build()._encoder_truth(ex, se, "numpy")  # the next cell builds its own problem on the same target
+    assert calls == [CK] and a[0] is b[0] and a[1] is b[1]
+    e_direct = flat(encoder_grads(problem, {k: ex.grads[k][None] for k in names}, "numpy"), enc)[0]
+    np.testing.assert_array_equal(a[0], e_direct)
+    np.testing.assert_array_equal(a[1], np.sqrt(real(problem).T ** 2 @ se**2))
+    problem._encoder_truth(ex, 2 * se, "numpy")  # another truth
+    other = replace(spec, checkpoint=0).build()
+    other._encoder_truth(other.exact, se, "numpy")  # another target
+    assert calls == [CK, CK, 0]

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from harness.results.schema import BIAS_COLUMNS
-from harness.stats.metrics import bias_test, efficiency_interval, summarize
+from harness.stats.metrics import bias_test, coordinate_mean_se, efficiency_interval, summarize
 
 
 class CellLike(Protocol):
@@ -83,7 +83,9 @@ def cell_rows(
     rows = []
     for name, m in metrics.items():
         g = np.asarray(G[name], dtype=np.float64).reshape(G[name].shape[0], -1)
-        g = g[np.all(np.isfinite(g), axis=1)]
+        finite = np.isfinite(g).all(axis=1)
+        if not finite.all():  # a copy only when some replicate is dropped
+            g = g[finite]
         bt = bias_test(g, exact.grads[name], rel_eps=eps) if g.shape[0] >= 4 else dict.fromkeys(BIAS_COLUMNS, math.nan)
         row = {**base, "param": name, "n_replicates": int(G[name].shape[0]), **m, **bt, **timing, **run}
         eff, lo, hi = efficiency_interval(
@@ -108,7 +110,7 @@ def cell_rows(
             )
         se = getattr(exact, "extra", {}).get("se", {})
         if name in se:
-            row.update(_truth_columns(G[name], exact.grads[name], se[name]))
+            row.update(_truth_columns(g, exact.grads[name], se[name]))
         rows.append(row)
     return rows
 
@@ -131,11 +133,10 @@ def cost_columns(info: Mapping[str, Any], variance: float, low: float, high: flo
 
 
 def _truth_columns(G: np.ndarray, exact: np.ndarray, truth_se: np.ndarray) -> dict[str, Any]:
-    """Bias against a truth with its own standard errors (per coordinate)."""
-    g = np.asarray(G, dtype=np.float64).reshape(G.shape[0], -1)
+    """Bias against a truth with its own standard errors (per coordinate), from the finite replicates G [R, C]."""
     e, s = np.asarray(exact, np.float64).ravel(), np.asarray(truth_se, np.float64).ravel()
-    se_est = g.std(0, ddof=1) / math.sqrt(g.shape[0])
-    z = np.abs(g.mean(0) - e) / np.sqrt(se_est**2 + s**2 + 1e-300)
+    mean, se_est = coordinate_mean_se(G)
+    z = np.abs(mean - e) / np.sqrt(se_est**2 + s**2 + 1e-300)
     return {
         "truth_se_max": float(s.max()) if s.size else 0.0,
         "bias_z_truth": float(z.max()),

@@ -114,6 +114,23 @@ def _hall(mean: np.ndarray, m2: np.ndarray, m3: np.ndarray, R: int, z: float) ->
     return se, mean - se * _hall_inverse(z, A), mean - se * _hall_inverse(-z, A)
 
 
+def coordinate_mean_se(g: np.ndarray, block_elems: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:
+    """Per-coordinate mean and standard error of the mean (ddof = 1) of replicates ``g`` [R, C], in blocks of about
+    ``block_elems`` values: a D = 200 workload's 157 000 encoder weights × 1000 replicates need no full-size
+    temporaries (``g.std(0)`` made two 1.25 GB ones and took 3.5 s a cell)."""
+    g = np.asarray(g, dtype=np.float64)
+    R, C = g.shape
+    mean, se = np.empty(C), np.empty(C)
+    step = max(1, block_elems // max(R, 1))
+    for a in range(0, C, step):
+        blk = g[:, a : a + step]
+        m = blk.mean(0)
+        d = blk - m
+        mean[a : a + step] = m
+        se[a : a + step] = np.sqrt(np.einsum("rc,rc->c", d, d) / ((R - 1) * R))
+    return mean, se
+
+
 def mean_interval(x: np.ndarray, z: float = Z95, axis: int = -1) -> tuple[np.ndarray, ...]:
     """Mean, standard error and Hall-corrected interval of the mean of ``x`` along ``axis``.
 

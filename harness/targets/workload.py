@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -141,6 +142,9 @@ class WorkloadSpec:
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+_ENCODER_TRUTH: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()  # WorkloadProblem._encoder_truth
 
 
 def check_spec(spec: WorkloadSpec) -> tuple[Workload, dict[str, Any], str, int]:
@@ -285,6 +289,23 @@ class WorkloadProblem(ProblemShape):
     def gather(self, estimates: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         return {k: np.concatenate([p[k] for p in estimates], axis=1) for k in self.param_names}
 
+    def _encoder_truth(self, ex: ExactResult, se_eta: np.ndarray, backend: str) -> tuple[np.ndarray, np.ndarray]:
+        """The encoder weights' truth and its standard errors (the η truth chain-ruled; its SEs through the squared
+        Jacobian), the same for every cell on this target: kept for the next cell (a D = 200 workload's dense
+        Jacobian is 800 × 157 000, 3–6 s to build on this machine, and every estimator's cell needed it)."""
+        names, enc = self.param_names, list(self.encoder_params)
+        truth = digest({**{f"grad:{k}": ex.grads[k] for k in names}, "se": se_eta})
+        key = json.dumps([self.spec.key(), self.state_digest, backend, id(self.workload), truth])
+        got = _ENCODER_TRUTH.get(key)
+        if got is None:
+            e_enc = flat(encoder_grads(self, {k: ex.grads[k][None] for k in names}, backend), enc)[0]
+            se_enc = np.sqrt(jacobian(self).T ** 2 @ se_eta**2) if se_eta.any() else np.zeros_like(e_enc)
+            got = _ENCODER_TRUTH[key] = (e_enc, se_enc)
+            while len(_ENCODER_TRUTH) > 8:
+                _ENCODER_TRUTH.popitem(last=False)
+        _ENCODER_TRUTH.move_to_end(key)
+        return got
+
     def readouts(self, G: dict[str, np.ndarray], backend: str) -> list[Readout]:
         """Rows ``eta`` (the batch's η-gradient, flattened) and ``encoder`` (chain-ruled on ``backend``)."""
         names, enc = self.param_names, list(self.encoder_params)
@@ -292,10 +313,9 @@ class WorkloadProblem(ProblemShape):
         G_eta = flat(G, names)
         e_eta = np.concatenate([ex.grads[k].ravel() for k in names])
         G_enc = flat(encoder_grads(self, G, backend), enc)
-        e_enc = flat(encoder_grads(self, {k: ex.grads[k][None] for k in names}, backend), enc)[0]
         se = ex.extra.get("se", {})
         se_eta = np.concatenate([np.asarray(se.get(k, np.zeros_like(ex.grads[k]))).ravel() for k in names])
-        se_enc = np.sqrt(jacobian(self).T ** 2 @ se_eta**2) if se_eta.any() else np.zeros_like(e_enc)
+        e_enc, se_enc = self._encoder_truth(ex, se_eta, backend)
         columns = {
             "workload": self.workload.name,
             "workload_config": json.dumps(dict(self.spec.config), sort_keys=True),
