@@ -41,7 +41,7 @@ from harness.measure.cells import Cell
 from harness.measure.timing import Timing, TimingConfig, thread_settings, time_call
 from harness.problems.target import Built, Part
 from harness.registry import EXACT_VALUE, Implementation, get_estimator, make_context
-from harness.registry.interrupts import EstimatorExit, as_failure, sigint_seen
+from harness.registry.interrupts import EstimatorExit, as_failure
 from harness.results import CellOutcome, cell_rows, scalar_or_nan
 from harness.stats.metrics import worst_rel_halfwidth
 
@@ -444,12 +444,11 @@ def run_cell(cell: Cell) -> CellOutcome:
     whose estimator raises ``SystemExit``, or ``KeyboardInterrupt`` without a Ctrl-C (a real Ctrl-C or SIGTERM
     still stops the run).
     """
-    with sigint_seen() as seen:
-        try:
-            with as_failure(seen):  # a Ctrl-C, or SIGTERM (the writer's subclass), passes: it stops the run
-                return _run_cell(cell)
-        except EstimatorExit as exc:
-            return CellOutcome(cell, "failed", message=str(exc))
+    try:
+        with as_failure():  # a Ctrl-C, or SIGTERM (the writer's subclass), passes: it stops the run
+            return _run_cell(cell)
+    except EstimatorExit as exc:
+        return CellOutcome(cell, "failed", message=str(exc))
 
 
 def _run_cell(cell: Cell) -> CellOutcome:

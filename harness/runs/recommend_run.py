@@ -51,7 +51,7 @@ from harness.registry import applies as estimator_applies
 from harness.registry import ensure_loaded, get_declaration, implementations
 from harness.registry.declarations import Estimator, Implementation, RegistryError
 from harness.registry.hyper import Hyper
-from harness.registry.interrupts import as_failure, sigint_seen
+from harness.registry.interrupts import as_failure
 from harness.runs.machine import git_commit, machine_info
 from harness.runs.progress import StatusLine, bar
 from harness.runs.writer import RunError, RunPlan, RunWriter, check_cache, check_out, new_run_dir
@@ -299,7 +299,6 @@ class RunnerSampler:
     _samples: list[float] = field(default_factory=list)  # pooled timing samples, each the mean of _number calls
     _number: int = 1
     _timed: Any = None  # (call, sync) of one estimate at R = 1
-    seen: dict[str, bool] = field(default_factory=lambda: {"sigint": True})  # sigint_seen's: the race's Ctrl-C
 
     def request(self, R: int, seed: int) -> MeasureRequest:
         return MeasureRequest(
@@ -315,7 +314,7 @@ class RunnerSampler:
 
     def first_call(self) -> dict[str, Any]:
         """One estimate (compilation, fitted hyperparameters happen here); returns the runner's info."""
-        with as_failure(self.seen):
+        with as_failure():
             _, info = estimate_target(self.request(1, self.seed), self.built)
         self._counts(info)
         return info
@@ -345,7 +344,7 @@ class RunnerSampler:
             self._timed = (callers[0].timed, callers[0].B.sync)
         else:
             self._timed = (lambda: [c.timed() for c in callers], callers[0].B.sync)
-        with as_failure(self.seen):
+        with as_failure():
             self._number = time_call(*self._timed, QUICK, samples_out=self._samples).time_inner_loops
         return self._cost()
 
@@ -355,7 +354,7 @@ class RunnerSampler:
         if self._timed is None:
             self.cost = self._time()
             return self.cost
-        with as_failure(self.seen):
+        with as_failure():
             self._samples += more_samples(*self._timed, self._number, seconds)
         self.cost = self._cost()
         return self.cost
@@ -365,7 +364,7 @@ class RunnerSampler:
             self._seeds = np.random.SeedSequence(self.seed)
         self.calls += 1
         seed = int(self._seeds.spawn(1)[0].generate_state(1, dtype=np.uint64)[0] >> np.uint64(2))
-        with as_failure(self.seen):
+        with as_failure():
             G, info = estimate_target(self.request(n, seed), self.built)
         self._counts(info)
         if self.cost is None:
@@ -430,28 +429,13 @@ def recommend_one(
     """Race the arms of one target (module docstring); returns the JSON-able answer.  An estimator that ends its own
     call with ``SystemExit`` or ``KeyboardInterrupt`` (no Ctrl-C) is excluded or dropped with why, as any failing
     estimator; a Ctrl-C stops the answer."""
-    with sigint_seen() as seen:
-        return _recommend_one(t, budget_s, rank_by, estimators, grid, seed, config, stream, seen)
-
-
-def _recommend_one(
-    t: RecommendTarget,
-    budget_s: float,
-    rank_by: str,
-    estimators: Sequence[str] | None,
-    grid: bool,
-    seed: int,
-    config: RaceConfig | None,
-    stream: TextIO | None,
-    seen: dict[str, bool],
-) -> dict[str, Any]:
     t0 = time.perf_counter()
     points, not_applicable = arm_points(t, estimators, grid)
     built = t.target.build()
     samplers: dict[str, RunnerSampler] = {}
     failed: dict[str, str] = {}
     for p in points:
-        s = RunnerSampler(built, t, p, _seed(t.key(), p.label, seed), seen=seen)
+        s = RunnerSampler(built, t, p, _seed(t.key(), p.label, seed))
         if p.oracle:  # never raced: the race lists it as excluded without calling it
             samplers[p.label] = s
             continue

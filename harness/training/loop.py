@@ -37,7 +37,7 @@ import numpy as np
 from harness.files.atomic import is_disk_full
 from harness.problems import DISTRIBUTIONS
 from harness.registry import get_declaration, get_estimator
-from harness.registry.interrupts import EstimatorExit, as_failure, sigint_seen
+from harness.registry.interrupts import EstimatorExit, as_failure
 from harness.training.engine import UnitSetup, engine_class
 from harness.training.state import read_state, save_state
 from harness.training.step import StepProblem
@@ -201,12 +201,11 @@ def train_unit(unit: dict[str, Any]) -> dict[str, Any]:
     the user's Ctrl-C or SIGTERM.  A ``KeyboardInterrupt`` the estimator raises itself (no Ctrl-C) fails the unit,
     as it fails a cell (:mod:`harness.registry.interrupts`)."""
     t_start = time.perf_counter()
-    with sigint_seen() as seen:
-        try:
-            with as_failure(seen):
-                return _train_unit(unit, t_start)
-        except EstimatorExit as exc:
-            return _failed(unit, str(exc), time.perf_counter() - t_start)
+    try:
+        with as_failure():
+            return _train_unit(unit, t_start)
+    except EstimatorExit as exc:
+        return _failed(unit, str(exc), time.perf_counter() - t_start)
 
 
 def _failed(unit: dict[str, Any], message: str, seconds: float) -> dict[str, Any]:
